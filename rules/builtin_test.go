@@ -1,0 +1,38 @@
+package rules
+
+import "testing"
+
+// TestBuiltinPacks loads every built-in pack, runs every rule test, and
+// requires of each rule at least one event it matches and one it does not.
+func TestBuiltinPacks(t *testing.T) {
+	set, err := Load("builtin")
+	if err != nil {
+		t.Fatalf("built-in rules do not load:\n%v", err)
+	}
+	if len(set.Rules()) == 0 {
+		t.Fatal("no built-in rules")
+	}
+	for _, res := range set.RunTests() {
+		if !res.Passed {
+			t.Errorf("%s: rule %s: test %q: %s", res.Test.Pos, res.Rule.ID, res.Test.Name, res.Reason)
+		}
+	}
+	for _, r := range set.Rules() {
+		match, noMatch := false, false
+		for _, tc := range r.Tests {
+			match = match || tc.ExpectMatch
+			noMatch = noMatch || !tc.ExpectMatch
+		}
+		if !match || !noMatch {
+			t.Errorf("%s: rule %s needs at least one matching and one non-matching test", r.Pos, r.ID)
+		}
+		if r.Description == "" || r.Runbook == "" {
+			t.Errorf("%s: rule %s needs a description and a runbook", r.Pos, r.ID)
+		}
+	}
+	for _, id := range []string{"aws-root-console-login", "aws-security-group-created", "aws-key-pair-deleted", "aws-rds-instance-stopped"} {
+		if set.Rule(id) == nil {
+			t.Errorf("card rule %s is missing from the built-in packs", id)
+		}
+	}
+}

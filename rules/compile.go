@@ -1,0 +1,104 @@
+package rules
+
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// nilSafeMembers makes member access on free-form values nil-safe: in
+// `requestParameters.ipPermissions.items`, a missing ipPermissions gives
+// nil rather than the runtime error "cannot fetch items from <nil>". Real
+// records omit keys all the time, and a rule must not stop working (or fill
+// the error counter) because one did. Typed fields are untouched, so a
+// misspelt field name is still a load error.
+type nilSafeMembers struct{}
+
+func (nilSafeMembers) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok || m.Optional {
+		return
+	}
+	t := m.Node.Type()
+	if t == nil {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Map, reflect.Interface:
+		m.Optional = true
+		ast.Patch(node, &ast.ChainNode{Node: m})
+	}
+}
+
+// exprOptions are the options every rule expression compiles with.
+func exprOptions(extra ...expr.Option) []expr.Option {
+	opts := []expr.Option{
+		expr.Env(Event{}),
+		expr.Patch(nilSafeMembers{}),
+	}
+	opts = append(opts, helperFunctions()...)
+	return append(opts, extra...)
+}
+
+// CompileError is an expression that failed to compile, with the 1-based
+// line and column inside the expression's own text.
+type CompileError struct {
+	Line, Column int
+	Msg          string
+}
+
+func (e *CompileError) Error() string {
+	return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Msg)
+}
+
+// compileCondition compiles a rule condition to a boolean program.
+func compileCondition(src string, extra ...expr.Option) (*vm.Program, error) {
+	return compileExpr(src, append([]expr.Option{expr.AsBool()}, extra...)...)
+}
+
+// compileValue compiles an expression whose value is rendered (summary
+// placeholders, dedup keys).
+func compileValue(src string, extra ...expr.Option) (*vm.Program, error) {
+	return compileExpr(src, extra...)
+}
+
+func compileExpr(src string, extra ...expr.Option) (*vm.Program, error) {
+	p, err := expr.Compile(src, exprOptions(extra...)...)
+	if err != nil {
+		if fe, ok := err.(*file.Error); ok {
+			return nil, &CompileError{Line: fe.Line, Column: fe.Column + 1, Msg: fe.Message}
+		}
+		return nil, &CompileError{Line: 1, Column: 1, Msg: err.Error()}
+	}
+	return p, nil
+}
+
+// CompileCondition compiles a stand-alone condition in the rule expression
+// language, as `trailwatch search --where` does.
+func CompileCondition(src string) (*Condition, error) {
+	p, err := compileCondition(src)
+	if err != nil {
+		return nil, err
+	}
+	return &Condition{program: p}, nil
+}
+
+// Condition is a compiled boolean expression over an Event. It is safe for
+// concurrent use.
+type Condition struct {
+	program *vm.Program
+}
+
+// Eval runs the condition on ev.
+func (c *Condition) Eval(ev *Event) (bool, error) {
+	out, err := expr.Run(c.program, ev)
+	if err != nil {
+		return false, err
+	}
+	b, _ := out.(bool)
+	return b, nil
+}

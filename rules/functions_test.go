@@ -1,0 +1,174 @@
+package rules
+
+import (
+	"testing"
+)
+
+func evalOn(t *testing.T, src, record string) bool {
+	t.Helper()
+	c, err := CompileCondition(src)
+	if err != nil {
+		t.Fatalf("compile %q: %v", src, err)
+	}
+	ev, err := DecodeEvent([]byte(record))
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	ok, err := c.Eval(ev)
+	if err != nil {
+		t.Fatalf("eval %q: %v", src, err)
+	}
+	return ok
+}
+
+func TestHelperFunctions(t *testing.T) {
+	rec := `{"eventVersion":"1.08","eventID":"x","eventName":"AuthorizeSecurityGroupIngress",
+	  "sourceIPAddress":"10.1.2.3","userAgent":"Boto3/1.34 Python/3.12",
+	  "userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/Admin/alice"},
+	  "requestParameters":{"ipPermissions":{"items":[{"ipProtocol":"tcp","fromPort":22,"toPort":22,
+	    "ipRanges":{"items":[{"cidrIp":"0.0.0.0/0"}]}}]},
+	    "policyDocument":"%7B%22Statement%22%3A%5B%5D%7D","actions":"s3:GetObject"}}`
+	tests := []struct {
+		expr string
+		want bool
+	}{
+		{`inCIDR(sourceIPAddress, "10.0.0.0/8")`, true},
+		{`inCIDR(sourceIPAddress, "192.168.0.0/16", "10.1.2.3")`, true},
+		{`inCIDR(sourceIPAddress, "192.168.0.0/16")`, false},
+		{`inCIDR("ec2.amazonaws.com", "0.0.0.0/0")`, false},
+		{`inCIDR("253.252.51.07", "0.0.0.0/0")`, false},
+		{`inCIDR(sourceIPAddress, "not-a-cidr")`, false},
+		{`isIP(sourceIPAddress)`, true},
+		{`isIP("AWS Internal")`, false},
+		{`isPrivateIP(sourceIPAddress)`, true},
+		{`isPrivateIP("8.8.8.8")`, false},
+		{`isPrivateIP("100.64.1.1")`, true},
+		{`glob(eventName, "Authorize*")`, true},
+		{`glob(eventName, "Revoke*", "*Ingress")`, true},
+		{`glob(eventName, "Authorize?")`, false},
+		{`glob(userIdentity.arn, "arn:aws:sts::*:assumed-role/Admin/*")`, true},
+		{`glob("a[b]", "a[b]")`, true},
+		{`iglob(userAgent, "boto3/*")`, true},
+		{`iequals(userIdentity.type, "assumedrole")`, true},
+		{`icontains(userAgent, "PYTHON")`, true},
+		{`any(requestParameters.ipPermissions.items, any(toList(#.ipRanges?.items), isOpenCIDR(#.cidrIp)))`, true},
+		{`any(requestParameters.ipPermissions.items, portInRange(22, #.fromPort, #.toPort))`, true},
+		{`any(requestParameters.ipPermissions.items, portInRange(3389, #.fromPort, #.toPort))`, false},
+		{`portInRange(443, -1, -1)`, true},
+		{`"s3:GetObject" in toList(requestParameters.actions)`, true},
+		{`len(toList(requestParameters.missing)) == 0`, true},
+		{`dig(requestParameters, "ipPermissions.items[0].ipRanges.items[0].cidrIp") == "0.0.0.0/0"`, true},
+		{`dig(requestParameters, "ipPermissions.items[7].x") == nil`, true},
+		{`urlDecode(requestParameters.policyDocument) == '{"Statement":[]}'`, true},
+		{`arnAccount(userIdentity.arn) == "111122223333"`, true},
+		{`arnService(userIdentity.arn) == "sts"`, true},
+		{`arnResource(userIdentity.arn) == "assumed-role/Admin/alice"`, true},
+		{`arnAccount("garbage") == ""`, true},
+		{`str(requestParameters.ipPermissions.items[0].fromPort) == "22"`, true},
+		{`requestParameters.no.such.path == nil`, true},
+		{`responseElements.ConsoleLogin == nil`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			if got := evalOn(t, tt.expr, rec); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	ev, _ := DecodeEvent([]byte(`{"eventVersion":"1.08","eventID":"x","eventTime":"2024-05-01T08:00:00Z",
+	  "sourceIPAddress":"1.2.3.4","userAgent":"evil\nnewline","responseElements":{"ConsoleLogin":"Success","n":3}}`))
+	tests := []struct{ tmpl, want string }{
+		{`Sign-in from {{ sourceIPAddress }}: {{ responseElements?.ConsoleLogin }}`, `Sign-in from 1.2.3.4: Success`},
+		{`{{responseElements.n}} at {{ eventTime }}`, `3 at 2024-05-01T08:00:00Z`},
+		{`missing: {{ requestParameters.x }} / {{ errorCode }}`, `missing: - / -`},
+		{`agent {{ userAgent }}`, `agent evil newline`},
+		{`no placeholders`, `no placeholders`},
+		{`{{ responseElements }}`, `{"ConsoleLogin":"Success","n":3}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tmpl, func(t *testing.T) {
+			tp, err := ParseTemplate(tt.tmpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tp.Render(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{`{{ }}`, `{{ x`, `a }} b`, `{{ eventNmae }}`} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("ParseTemplate(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+// TestRuntimeErrorIsCountedNotFatal checks that a rule whose expression
+// fails on one event reports the error, counts it, and still matches the
+// next event.
+func TestRuntimeErrorIsCountedNotFatal(t *testing.T) {
+	set, err := LoadFiles([]File{{Name: "r.yaml", Data: []byte(`rules:
+  - id: compare
+    title: t
+    severity: low
+    when: requestParameters.maxResults > 5
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := DecodeEvent([]byte(`{"eventVersion":"1","requestParameters":{"maxResults":"many"}}`))
+	good, _ := DecodeEvent([]byte(`{"eventVersion":"1","requestParameters":{"maxResults":10}}`))
+	var errs []MatchError
+	if got := set.Match(bad, nil, func(me MatchError) { errs = append(errs, me) }); len(got) != 0 || len(errs) != 1 {
+		t.Fatalf("bad event: matched %d, errors %d; want 0 and 1", len(got), len(errs))
+	}
+	if got := set.Match(good, nil, nil); len(got) != 1 {
+		t.Fatalf("good event after an error: matched %d, want 1", len(got))
+	}
+	m, e := set.Rule("compare").Stats()
+	if m != 1 || e != 1 {
+		t.Errorf("stats = %d matches, %d errors; want 1, 1", m, e)
+	}
+}
+
+func TestIndexMatchesUnindexedEvaluation(t *testing.T) {
+	set, err := LoadFiles([]File{{Name: "r.yaml", Data: []byte(`rules:
+  - {id: a, title: a, severity: low, when: 'eventName == "A" && errorCode == ""'}
+  - {id: b, title: b, severity: low, when: 'eventName in ["A", "B"] || eventName == "C"'}
+  - {id: c, title: c, severity: low, when: 'errorCode != ""'}
+  - {id: d, title: d, severity: low, when: 'not (eventName == "A")'}
+  - {id: e, title: e, severity: low, when: '(eventName == "A" || readOnly) && eventSource == "s"'}
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"a": {"A"}, "b": {"A", "B", "C"}, "c": nil, "d": nil, "e": nil}
+	for id, names := range want {
+		got := set.Rule(id).Index().EventNames
+		if len(got) != len(names) {
+			t.Errorf("rule %s indexed on %v, want %v", id, got, names)
+		}
+	}
+	for _, name := range []string{"A", "B", "C", "D"} {
+		for _, code := range []string{"", "AccessDenied"} {
+			ev, _ := DecodeEvent([]byte(`{"eventVersion":"1","eventName":"` + name + `","eventSource":"s","errorCode":"` + code + `"}`))
+			viaIndex := map[string]bool{}
+			for _, r := range set.Match(ev, nil, nil) {
+				viaIndex[r.ID] = true
+			}
+			for _, r := range set.Rules() {
+				ok, _ := r.Eval(ev)
+				if ok != viaIndex[r.ID] {
+					t.Errorf("event %s/%q rule %s: direct %v, through index %v", name, code, r.ID, ok, viaIndex[r.ID])
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,601 @@
+package rules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is one problem in a rule file, reported as
+// `file:line:col: rule "id": message`.
+type Error struct {
+	Pos    Position
+	RuleID string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.RuleID != "" {
+		return fmt.Sprintf("%s: rule %q: %s", e.Pos, e.RuleID, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Pos, e.Msg)
+}
+
+// ErrorList is every problem found while loading rules, in file order.
+type ErrorList []*Error
+
+func (l ErrorList) Error() string {
+	var b strings.Builder
+	for i, e := range l {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+func (l ErrorList) sort() {
+	sort.SliceStable(l, func(i, j int) bool {
+		a, b := l[i].Pos, l[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+}
+
+// File is one rule file to load: its name as reported in errors, its
+// content, and how to read files it names (event_file:) relative to it.
+type File struct {
+	Name string
+	Data []byte
+	// ReadRelative reads a file named relative to this one. Nil means
+	// relative names are resolved on the local file system.
+	ReadRelative func(name string) ([]byte, error)
+}
+
+// Load loads rules from paths: rule files, directories (walked recursively
+// for *.yaml and *.yml), and `builtin` or `builtin:NAME` for the packs
+// embedded in the binary. With no paths it loads every built-in pack.
+// Problems are returned together as an ErrorList.
+func Load(paths ...string) (*Set, error) {
+	files, err := ResolveFiles(paths...)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFiles(files)
+}
+
+// ResolveFiles reads the rule files that paths name (see Load).
+func ResolveFiles(paths ...string) ([]File, error) {
+	if len(paths) == 0 {
+		paths = []string{"builtin"}
+	}
+	var files []File
+	seen := map[string]bool{}
+	add := func(f File) {
+		if !seen[f.Name] {
+			seen[f.Name] = true
+			files = append(files, f)
+		}
+	}
+	for _, p := range paths {
+		if p == "builtin" || strings.HasPrefix(p, "builtin:") {
+			fs, err := builtinFiles(strings.TrimPrefix(strings.TrimPrefix(p, "builtin"), ":"))
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range fs {
+				add(f)
+			}
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("load rules: %w", err)
+		}
+		if !st.IsDir() {
+			f, err := osFile(p)
+			if err != nil {
+				return nil, err
+			}
+			add(f)
+			continue
+		}
+		var names []string
+		err = filepath.WalkDir(p, func(name string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && name != p && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && isRuleFileName(name) {
+				names = append(names, name)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("load rules from %s: %w", p, err)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			f, err := osFile(n)
+			if err != nil {
+				return nil, err
+			}
+			add(f)
+		}
+	}
+	return files, nil
+}
+
+func isRuleFileName(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+func osFile(name string) (File, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return File{}, fmt.Errorf("load rules: %w", err)
+	}
+	dir := filepath.Dir(name)
+	return File{Name: name, Data: data, ReadRelative: func(rel string) ([]byte, error) {
+		if filepath.IsAbs(rel) {
+			return os.ReadFile(rel)
+		}
+		return os.ReadFile(filepath.Join(dir, rel))
+	}}, nil
+}
+
+func fsFile(fsys fs.FS, name, display string) (File, error) {
+	data, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return File{}, fmt.Errorf("load rules: %w", err)
+	}
+	dir := path.Dir(name)
+	return File{Name: display, Data: data, ReadRelative: func(rel string) ([]byte, error) {
+		return fs.ReadFile(fsys, path.Join(dir, rel))
+	}}, nil
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// ruleKeys are the keys a rule may have; anything else is an error.
+var ruleKeys = map[string]bool{
+	"id": true, "title": true, "description": true, "severity": true, "tags": true,
+	"when": true, "pattern": true, "summary": true, "enabled": true, "runbook": true,
+	"references": true, "notify": true, "tests": true,
+}
+
+var testKeys = map[string]bool{"name": true, "event": true, "event_file": true, "expect": true}
+
+var fileKeys = map[string]bool{"rules": true}
+
+// loader collects rules and problems across files.
+type loader struct {
+	errs  ErrorList
+	rules []*Rule
+	ids   map[string]Position
+}
+
+// LoadFiles loads and compiles rules from already-read files.
+func LoadFiles(files []File) (*Set, error) {
+	l := &loader{ids: map[string]Position{}}
+	for _, f := range files {
+		l.file(f)
+	}
+	if len(l.errs) > 0 {
+		l.errs.sort()
+		return nil, l.errs
+	}
+	s := &Set{rules: l.rules}
+	for i, r := range l.rules {
+		r.ord = i
+		if r.Enabled {
+			s.enabled = append(s.enabled, r)
+		}
+	}
+	s.index = buildIndex(s.enabled)
+	return s, nil
+}
+
+func (l *loader) errorf(file string, n *yaml.Node, ruleID, format string, args ...any) {
+	pos := Position{File: file, Line: 1, Column: 1}
+	if n != nil {
+		pos.Line, pos.Column = n.Line, n.Column
+	}
+	l.errs = append(l.errs, &Error{Pos: pos, RuleID: ruleID, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) file(f File) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return // an empty file holds no rules
+		}
+		l.yamlError(f.Name, err)
+		return
+	}
+	if len(doc.Content) == 0 {
+		return
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		l.errorf(f.Name, root, "", "a rule file must be a mapping with a top-level `rules:` list")
+		return
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		switch k.Value {
+		case "rules":
+			if v.Kind != yaml.SequenceNode {
+				if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
+					l.errorf(f.Name, v, "", "`rules` must be a list")
+				}
+				continue
+			}
+			for _, rn := range v.Content {
+				l.rule(f, rn)
+			}
+		default:
+			l.errorf(f.Name, k, "", "unknown top-level key %q (expected %s)", k.Value, keyList(fileKeys))
+		}
+	}
+}
+
+var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (l *loader) yamlError(file string, err error) {
+	msg := err.Error()
+	line := 1
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		fmt.Sscanf(m[1], "%d", &line)
+		msg = m[2]
+	}
+	l.errs = append(l.errs, &Error{Pos: Position{File: file, Line: line, Column: 1}, Msg: "invalid YAML: " + msg})
+}
+
+func keyList(m map[string]bool) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+// scalarString returns a scalar node's string value, or reports an error.
+func (l *loader) scalarString(file string, n *yaml.Node, id, key string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		l.errorf(file, n, id, "%s must be a string", key)
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (l *loader) stringList(file string, n *yaml.Node, id, key string) []string {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(file, n, id, "%s must be a list of strings", key)
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for _, e := range n.Content {
+		if s, ok := l.scalarString(file, e, id, key+" entries"); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (l *loader) rule(f File, n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(f.Name, n, "", "each rule must be a mapping")
+		return
+	}
+	r := &Rule{Enabled: true, Pos: Position{File: f.Name, Line: n.Line, Column: n.Column}}
+	nodes := map[string]*yaml.Node{}
+	// The id first, so every later error can name the rule.
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "id" {
+			if s, ok := l.scalarString(f.Name, n.Content[i+1], "", "id"); ok {
+				r.ID = s
+			}
+		}
+	}
+	id := r.ID
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !ruleKeys[k.Value] {
+			l.errorf(f.Name, k, id, "unknown key %q (expected one of %s)", k.Value, keyList(ruleKeys))
+			continue
+		}
+		if _, dup := nodes[k.Value]; dup {
+			l.errorf(f.Name, k, id, "key %q given twice", k.Value)
+			continue
+		}
+		nodes[k.Value] = v
+	}
+
+	idNode := nodes["id"]
+	switch {
+	case idNode == nil:
+		l.errorf(f.Name, n, "", "rule has no id")
+	case r.ID == "":
+	case !idPattern.MatchString(r.ID):
+		l.errorf(f.Name, idNode, id, "id must be kebab-case (lower-case letters, digits and single hyphens)")
+	default:
+		if prev, dup := l.ids[r.ID]; dup {
+			l.errorf(f.Name, idNode, id, "duplicate rule id (first defined at %s)", prev)
+		} else {
+			l.ids[r.ID] = Position{File: f.Name, Line: idNode.Line, Column: idNode.Column}
+		}
+	}
+
+	str := func(key string, required bool) (string, *yaml.Node) {
+		v := nodes[key]
+		if v == nil {
+			if required {
+				l.errorf(f.Name, n, id, "missing required key %q", key)
+			}
+			return "", nil
+		}
+		s, _ := l.scalarString(f.Name, v, id, key)
+		return s, v
+	}
+	r.Title, _ = str("title", true)
+	r.Description, _ = str("description", false)
+	var sevNode *yaml.Node
+	r.Severity, sevNode = str("severity", true)
+	if sevNode != nil && r.Severity != "" && SeverityRank(r.Severity) < 0 {
+		l.errorf(f.Name, sevNode, id, "severity %q is not one of %s", r.Severity, strings.Join(Severities, ", "))
+	}
+	r.Runbook, _ = str("runbook", false)
+	if v := nodes["tags"]; v != nil {
+		r.Tags = l.stringList(f.Name, v, id, "tags")
+	}
+	if v := nodes["references"]; v != nil {
+		r.References = l.stringList(f.Name, v, id, "references")
+	}
+	if v := nodes["notify"]; v != nil {
+		r.Notify = l.stringList(f.Name, v, id, "notify")
+	}
+	if v := nodes["enabled"]; v != nil {
+		if v.Kind != yaml.ScalarNode || v.Decode(&r.Enabled) != nil {
+			l.errorf(f.Name, v, id, "enabled must be true or false")
+		}
+	}
+
+	when, whenNode := str("when", false)
+	pattern, patternNode := str("pattern", false)
+	switch {
+	case whenNode != nil && patternNode != nil:
+		l.errorf(f.Name, patternNode, id, "give either `when` or `pattern`, not both")
+	case whenNode == nil && patternNode == nil:
+		l.errorf(f.Name, n, id, "missing required key \"when\" (or \"pattern\")")
+	case whenNode != nil:
+		r.When = when
+		p, err := compileCondition(when)
+		if err != nil {
+			ce := err.(*CompileError)
+			l.exprError(f, whenNode, id, ce.Line, ce.Column, "when: "+ce.Msg)
+		} else {
+			r.program = p
+		}
+	default:
+		r.Pattern = pattern
+		if err := compilePattern(r, pattern); err != nil {
+			var pe *PatternError
+			if errors.As(err, &pe) {
+				l.exprError(f, patternNode, id, pe.Line, pe.Column, "pattern: "+pe.Msg)
+			} else {
+				l.errorf(f.Name, patternNode, id, "pattern: %v", err)
+			}
+		}
+	}
+
+	if summary, v := str("summary", false); v != nil {
+		t, err := ParseTemplate(summary)
+		if err != nil {
+			te := err.(*TemplateError)
+			line, col := offsetToLineCol(summary, te.Offset)
+			l.exprError(f, v, id, line, col, "summary: "+te.Msg)
+		} else {
+			r.summary = t
+		}
+	}
+
+	if v := nodes["tests"]; v != nil {
+		r.Tests = l.tests(f, v, id)
+	}
+	l.rules = append(l.rules, r)
+}
+
+// offsetToLineCol converts a byte offset in s to a 1-based line and column.
+func offsetToLineCol(s string, off int) (int, int) {
+	if off > len(s) {
+		off = len(s)
+	}
+	line := 1 + strings.Count(s[:off], "\n")
+	col := off - strings.LastIndex(s[:off], "\n")
+	return line, col
+}
+
+// exprError reports a problem at line:col inside the text of scalar node n,
+// translated to a position in the file.
+func (l *loader) exprError(f File, n *yaml.Node, id string, line, col int, msg string) {
+	pos := Position{File: f.Name, Line: n.Line, Column: n.Column}
+	switch n.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		// Block scalars start on the next line, at the block's indentation.
+		pos.Line = n.Line + line
+		pos.Column = blockIndent(f.Data, pos.Line) + col
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		pos.Line = n.Line + line - 1
+		if line == 1 {
+			pos.Column = n.Column + col // +1 for the quote, -1 for 1-based col
+		} else {
+			pos.Column = col
+		}
+	default:
+		pos.Line = n.Line + line - 1
+		if line == 1 {
+			pos.Column = n.Column + col - 1
+		} else {
+			pos.Column = blockIndent(f.Data, pos.Line) + col
+		}
+	}
+	l.errs = append(l.errs, &Error{Pos: pos, RuleID: id, Msg: msg})
+}
+
+// blockIndent returns the number of leading spaces on 1-based line n.
+func blockIndent(data []byte, n int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	if n < 1 || n > len(lines) {
+		return 0
+	}
+	ln := lines[n-1]
+	return len(ln) - len(bytes.TrimLeft(ln, " "))
+}
+
+func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(f.Name, n, id, "tests must be a list")
+		return nil
+	}
+	var out []Test
+	for i, tn := range n.Content {
+		if tn.Kind != yaml.MappingNode {
+			l.errorf(f.Name, tn, id, "each test must be a mapping")
+			continue
+		}
+		t := Test{Pos: Position{File: f.Name, Line: tn.Line, Column: tn.Column}, Name: fmt.Sprintf("test %d", i+1)}
+		var eventNode, fileNode, expectNode *yaml.Node
+		for j := 0; j+1 < len(tn.Content); j += 2 {
+			k, v := tn.Content[j], tn.Content[j+1]
+			switch k.Value {
+			case "name":
+				if s, ok := l.scalarString(f.Name, v, id, "test name"); ok {
+					t.Name = s
+				}
+			case "event":
+				eventNode = v
+			case "event_file":
+				fileNode = v
+			case "expect":
+				expectNode = v
+			default:
+				l.errorf(f.Name, k, id, "test %q: unknown key %q (expected one of %s)", t.Name, k.Value, keyList(testKeys))
+			}
+		}
+		switch {
+		case eventNode != nil && fileNode != nil:
+			l.errorf(f.Name, fileNode, id, "test %q: give either `event` or `event_file`, not both", t.Name)
+		case eventNode != nil:
+			data, err := yamlToJSON(eventNode)
+			if err != nil {
+				l.errorf(f.Name, eventNode, id, "test %q: event: %v", t.Name, err)
+			}
+			t.Event = data
+		case fileNode != nil:
+			name, ok := l.scalarString(f.Name, fileNode, id, "event_file")
+			if ok {
+				read := f.ReadRelative
+				if read == nil {
+					read = os.ReadFile
+				}
+				data, err := read(name)
+				if err != nil {
+					l.errorf(f.Name, fileNode, id, "test %q: event_file: %v", t.Name, err)
+				}
+				t.Event = bytes.TrimSpace(data)
+			}
+		default:
+			l.errorf(f.Name, tn, id, "test %q: missing `event` or `event_file`", t.Name)
+		}
+		if len(t.Event) > 0 {
+			if _, err := DecodeEvent(t.Event); err != nil {
+				n := eventNode
+				if n == nil {
+					n = fileNode
+				}
+				l.errorf(f.Name, n, id, "test %q: %v", t.Name, err)
+			}
+		}
+		if expectNode == nil {
+			l.errorf(f.Name, tn, id, "test %q: missing `expect` (match or no-match)", t.Name)
+		} else if s, ok := l.scalarString(f.Name, expectNode, id, "expect"); ok {
+			switch s {
+			case "match":
+				t.ExpectMatch = true
+			case "no-match":
+			default:
+				l.errorf(f.Name, expectNode, id, "test %q: expect must be match or no-match, not %q", t.Name, s)
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// yamlToJSON converts an inline test event to JSON. A string holding JSON
+// is taken as it is.
+func yamlToJSON(n *yaml.Node) ([]byte, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		s := strings.TrimSpace(n.Value)
+		if !json.Valid([]byte(s)) {
+			return nil, errors.New("not valid JSON")
+		}
+		return []byte(s), nil
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, err
+	}
+	v = jsonable(v)
+	return json.Marshal(v)
+}
+
+// jsonable turns yaml.v3's decoded values into ones encoding/json takes
+// (map[any]any cannot occur with yaml.v3, but non-string keys can).
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+		return x
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+		return x
+	}
+	return v
+}

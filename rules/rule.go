@@ -1,0 +1,160 @@
+// Package rules holds trailwatch's rule language: the YAML rule file format
+// and its loader (every problem reported at once as file:line:col), the
+// typed CloudTrail Event that expressions see, helper functions, summary
+// templates, the index that picks candidate rules for an event, the rule
+// test runner, and the built-in rule packs embedded in the binary.
+//
+// Conditions are expr-lang expressions (github.com/expr-lang/expr),
+// compiled once and type-checked against Event when they load; a compiled
+// Set is immutable and safe for concurrent use.
+package rules
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Severities, from least to most urgent.
+var Severities = []string{"info", "low", "medium", "high", "critical"}
+
+// SeverityRank returns the position of s in Severities, or -1.
+func SeverityRank(s string) int {
+	for i, v := range Severities {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Position is a place in a rule file.
+type Position struct {
+	File   string `json:"file"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"`
+}
+
+func (p Position) String() string {
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// Rule is one loaded, compiled rule.
+type Rule struct {
+	ID          string
+	Title       string
+	Description string
+	Severity    string
+	Tags        []string
+	When        string // the condition's source, an expression
+	Pattern     string // or a CloudWatch Logs filter pattern
+	Runbook     string
+	References  []string
+	Notify      []string
+	Enabled     bool
+	Tests       []Test
+	Pos         Position
+
+	ord     int // position in load order, for deterministic match order
+	program *vm.Program
+	summary *Template
+	matcher      func(*Event) (bool, error) // set for pattern rules
+	patternNames []string                   // eventName values a pattern requires, if any
+
+	matches atomic.Uint64
+	errors  atomic.Uint64
+}
+
+// Eval reports whether the rule's condition holds for ev. An error means
+// the expression failed at run time on this event (it is counted, and the
+// rule goes on working for the next event).
+func (r *Rule) Eval(ev *Event) (bool, error) {
+	var ok bool
+	var err error
+	if r.matcher != nil {
+		ok, err = r.matcher(ev)
+	} else {
+		var out any
+		out, err = expr.Run(r.program, ev)
+		ok, _ = out.(bool)
+	}
+	if err != nil {
+		r.errors.Add(1)
+		return false, err
+	}
+	if ok {
+		r.matches.Add(1)
+	}
+	return ok, nil
+}
+
+// Summary renders the rule's summary for ev. A placeholder that fails at
+// run time renders as "?" and is counted as an expression error.
+func (r *Rule) Summary(ev *Event) string {
+	if r.summary == nil {
+		return r.Title
+	}
+	s, err := r.summary.Render(ev)
+	if err != nil {
+		r.errors.Add(1)
+	}
+	return s
+}
+
+// Stats returns how many events the rule matched and how many evaluations
+// failed with a run-time error since it was loaded.
+func (r *Rule) Stats() (matches, errors uint64) {
+	return r.matches.Load(), r.errors.Load()
+}
+
+// Set is a compiled, immutable rule set. It is safe for concurrent use; to
+// change rules, load a new Set and swap it in.
+type Set struct {
+	rules   []*Rule // every loaded rule, in load order
+	enabled []*Rule
+	index   *index
+	Lists   map[string][]any
+}
+
+// Rules returns every rule in the set, enabled or not, in load order.
+func (s *Set) Rules() []*Rule { return s.rules }
+
+// Rule returns the rule with the given id, or nil.
+func (s *Set) Rule(id string) *Rule {
+	for _, r := range s.rules {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// Len returns the number of enabled rules.
+func (s *Set) Len() int { return len(s.enabled) }
+
+// MatchError is a rule whose condition failed at run time on an event.
+type MatchError struct {
+	Rule *Rule
+	Err  error
+}
+
+// Match evaluates ev against the enabled rules that can match it (see the
+// index) and appends each rule that matches to dst. Rules whose condition
+// errors on ev are reported through onErr (which may be nil) and skipped.
+func (s *Set) Match(ev *Event, dst []*Rule, onErr func(MatchError)) []*Rule {
+	s.index.candidates(ev, func(r *Rule) {
+		ok, err := r.Eval(ev)
+		if err != nil {
+			if onErr != nil {
+				onErr(MatchError{Rule: r, Err: err})
+			}
+			return
+		}
+		if ok {
+			dst = append(dst, r)
+		}
+	})
+	return dst
+}

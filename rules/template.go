@@ -1,0 +1,131 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Template is a one-line message whose {{ ... }} placeholders are
+// expressions over the event, compiled and type-checked at load time.
+type Template struct {
+	src   string
+	parts []templatePart
+}
+
+type templatePart struct {
+	text    string
+	program *vm.Program
+	src     string
+}
+
+// TemplateError locates a problem in a template by byte offset within it.
+type TemplateError struct {
+	Offset int // 0-based byte offset in the template text
+	Line   int // 1-based line within the placeholder's expression (from the compiler)
+	Column int
+	Msg    string
+}
+
+func (e *TemplateError) Error() string { return e.Msg }
+
+// ParseTemplate compiles a summary template.
+func ParseTemplate(src string, extra ...expr.Option) (*Template, error) {
+	t := &Template{src: src}
+	rest := src
+	off := 0
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			if j := strings.Index(rest, "}}"); j >= 0 {
+				return nil, &TemplateError{Offset: off + j, Msg: `"}}" without a matching "{{"`}
+			}
+			if rest != "" {
+				t.parts = append(t.parts, templatePart{text: rest})
+			}
+			return t, nil
+		}
+		if i > 0 {
+			t.parts = append(t.parts, templatePart{text: rest[:i]})
+		}
+		j := strings.Index(rest[i+2:], "}}")
+		if j < 0 {
+			return nil, &TemplateError{Offset: off + i, Msg: `"{{" is never closed with "}}"`}
+		}
+		inner := rest[i+2 : i+2+j]
+		exprSrc := strings.TrimSpace(inner)
+		lead := len(inner) - len(strings.TrimLeft(inner, " \t"))
+		if exprSrc == "" {
+			return nil, &TemplateError{Offset: off + i, Msg: "empty placeholder {{ }}"}
+		}
+		p, err := compileValue(exprSrc, extra...)
+		if err != nil {
+			ce := err.(*CompileError)
+			return nil, &TemplateError{Offset: off + i + 2 + lead + ce.Column - 1, Line: ce.Line, Column: ce.Column,
+				Msg: fmt.Sprintf("placeholder {{ %s }}: %s", exprSrc, ce.Msg)}
+		}
+		t.parts = append(t.parts, templatePart{program: p, src: exprSrc})
+		adv := i + 2 + j + 2
+		rest = rest[adv:]
+		off += adv
+	}
+}
+
+// String returns the template's source text.
+func (t *Template) String() string { return t.src }
+
+// Render fills the placeholders from ev. A placeholder whose expression
+// fails at run time renders as "?" (and the error is returned alongside the
+// text, so the caller can count it); nil renders as "-".
+func (t *Template) Render(ev *Event) (string, error) {
+	var b strings.Builder
+	var firstErr error
+	for _, p := range t.parts {
+		if p.program == nil {
+			b.WriteString(p.text)
+			continue
+		}
+		v, err := expr.Run(p.program, ev)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("placeholder {{ %s }}: %w", p.src, err)
+			}
+			b.WriteString("?")
+			continue
+		}
+		b.WriteString(formatValue(v))
+	}
+	// A summary is one line: fold any newline an event field carried.
+	return strings.Join(strings.Fields(strings.ReplaceAll(b.String(), "\n", " ")), " "), firstErr
+}
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		if x == "" {
+			return "-"
+		}
+		return x
+	case time.Time:
+		if x.IsZero() {
+			return "-"
+		}
+		return x.UTC().Format(time.RFC3339)
+	case float64, int, bool:
+		return toString(x)
+	case fmt.Stringer:
+		return x.String()
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Sprint(x)
+		}
+		return string(b)
+	}
+}
