@@ -1,0 +1,78 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes counted by trailwatch_alerts_total.
+const (
+	outcomeSent  = "sent"
+	outcomeRetry = "retry"
+	outcomeDead  = "dead"
+)
+
+type metrics struct {
+	alerts     *prometheus.CounterVec
+	depth      *prometheus.GaugeVec
+	eventDelay *prometheus.HistogramVec
+	queueDelay *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	// CloudTrail itself takes minutes to deliver; outages last up to the
+	// max age, so the buckets run from a second to about 9 hours.
+	buckets := prometheus.ExponentialBuckets(1, 2, 16)
+	m := &metrics{
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_alerts_total",
+			Help: "Delivery attempts of alerts from the outbox, by notifier and outcome (sent, retry, dead).",
+		}, []string{"notifier", "outcome"}),
+		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trailwatch_outbox_depth",
+			Help: "Alerts waiting in the outbox to be delivered, by notifier.",
+		}, []string{"notifier"}),
+		eventDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "trailwatch_alert_delivery_delay_seconds",
+			Help:    "Time from the CloudTrail event to the alert's delivery, by notifier.",
+			Buckets: buckets,
+		}, []string{"notifier"}),
+		queueDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "trailwatch_outbox_queue_delay_seconds",
+			Help:    "Time from the alert's enqueue in the outbox to its delivery, by notifier.",
+			Buckets: buckets,
+		}, []string{"notifier"}),
+	}
+	var err error
+	m.alerts, err = register(reg, m.alerts)
+	if err != nil {
+		return nil, err
+	}
+	if m.depth, err = register(reg, m.depth); err != nil {
+		return nil, err
+	}
+	if m.eventDelay, err = register(reg, m.eventDelay); err != nil {
+		return nil, err
+	}
+	if m.queueDelay, err = register(reg, m.queueDelay); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the identical collector already
+// registered, so that reopening an outbox on the same registry works.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register outbox metrics: %w", err)
+	}
+	return c, nil
+}
