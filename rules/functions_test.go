@@ -83,7 +83,7 @@ func TestTemplate(t *testing.T) {
 	tests := []struct{ tmpl, want string }{
 		{`Sign-in from {{ sourceIPAddress }}: {{ responseElements?.ConsoleLogin }}`, `Sign-in from 1.2.3.4: Success`},
 		{`{{responseElements.n}} at {{ eventTime }}`, `3 at 2024-05-01T08:00:00Z`},
-		{`missing: {{ requestParameters.x }} / {{ errorCode }}`, `missing: - / -`},
+		{`missing: {{ requestParameters.x }} / {{ errorCode }}.`, `missing: - / .`},
 		{`agent {{ userAgent }}`, `agent evil newline`},
 		{`no placeholders`, `no placeholders`},
 		{`{{ responseElements }}`, `{"ConsoleLogin":"Success","n":3}`},

@@ -57,9 +57,9 @@ type Rule struct {
 	Tests       []Test
 	Pos         Position
 
-	ord     int // position in load order, for deterministic match order
-	program *vm.Program
-	summary *Template
+	ord          int // position in load order, for deterministic match order
+	program      *vm.Program
+	summary      *Template
 	matcher      func(*Event) (bool, error) // set for pattern rules
 	patternNames []string                   // eventName values a pattern requires, if any
 

@@ -80,7 +80,7 @@ func (t *Template) String() string { return t.src }
 
 // Render fills the placeholders from ev. A placeholder whose expression
 // fails at run time renders as "?" (and the error is returned alongside the
-// text, so the caller can count it); nil renders as "-".
+// text, so the caller can count it); nil (a missing key) renders as "-".
 func (t *Template) Render(ev *Event) (string, error) {
 	var b strings.Builder
 	var firstErr error
@@ -108,9 +108,6 @@ func formatValue(v any) string {
 	case nil:
 		return "-"
 	case string:
-		if x == "" {
-			return "-"
-		}
 		return x
 	case time.Time:
 		if x.IsZero() {

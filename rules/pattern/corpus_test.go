@@ -71,6 +71,9 @@ func TestCorpusDifferential(t *testing.T) {
 				if want := c.want(r.rec); got != want {
 					t.Errorf("%s: Match = %v, reference predicate = %v", r.where, got, want)
 				}
+				if plain := plainEval(p.root, r.rec); plain != got {
+					t.Errorf("%s: optimised Match = %v, plain evaluation %v", r.where, got, plain)
+				}
 				if again := canon.Match(r.rec); again != got {
 					t.Errorf("%s: canonical form matches %v, original %v", r.where, again, got)
 				}

@@ -47,6 +47,9 @@ func FuzzParse(f *testing.F) {
 		if s2 := q.String(); s2 != s1 {
 			t.Fatalf("round trip of %q: %q then %q", src, s1, s2)
 		}
+		if p.Match(sample) != plainEval(p.root, sample) {
+			t.Fatalf("%q: optimised and plain evaluation disagree on the sample record", src)
+		}
 		if p.Match(sample) != q.Match(sample) {
 			t.Fatalf("%q and its canonical form %q disagree on the sample record", src, s1)
 		}

@@ -533,3 +533,75 @@ func TestConcurrentMatch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// plainEval evaluates n without the eqSetNode shortcut, as the reference for
+// that optimisation.
+func plainEval(n node, r map[string]any) bool {
+	switch n := n.(type) {
+	case *eqSetNode:
+		return plainEval(n.or, r)
+	case *orNode:
+		for _, k := range n.kids {
+			if plainEval(k, r) {
+				return true
+			}
+		}
+		return false
+	case *andNode:
+		for _, k := range n.kids {
+			if !plainEval(k, r) {
+				return false
+			}
+		}
+		return true
+	}
+	return n.eval(r)
+}
+
+func TestEqSetMatchesPlainOr(t *testing.T) {
+	patterns := []string{
+		`{ $.e = A || $.e = B || $.e = C || $.e = D }`,
+		`{ $.e = "5" || $.e = "6" || $.e = "7" || $.e = "" }`,
+		`{ $.a.e = A || $.a.e = B || $.a.e = A || $.a.e = "x y" }`,
+		`{ $.s = x && ($.e = A || $.e = B || $.e = C || $.e = D) }`,
+	}
+	records := []string{
+		`{"e":"A"}`, `{"e":"D"}`, `{"e":"E"}`, `{"e":5}`, `{"e":5.0}`, `{"e":""}`, `{"e":null}`, `{"e":true}`,
+		`{"e":["A"]}`, `{"e":{"A":1}}`, `{}`, `{"a":{"e":"x y"}}`, `{"a":{"e":"B"}}`, `{"a":"B"}`, `{"s":"x","e":"C"}`,
+	}
+	for _, ps := range patterns {
+		p := mustParse(t, ps)
+		if !strings.Contains(fmtNodes(p.root), "eqSet") {
+			t.Fatalf("%s was not compiled to a set", ps)
+		}
+		for _, rs := range records {
+			for _, useNumber := range []bool{true, false} {
+				r := decode(t, rs, useNumber)
+				if got, want := p.Match(r), plainEval(p.root, r); got != want {
+					t.Errorf("%s on %s: set says %v, plain || says %v", ps, rs, got, want)
+				}
+			}
+		}
+	}
+}
+
+// fmtNodes names the node types in a tree, for shape assertions.
+func fmtNodes(n node) string {
+	switch n := n.(type) {
+	case *eqSetNode:
+		return "eqSet"
+	case *orNode:
+		var parts []string
+		for _, k := range n.kids {
+			parts = append(parts, fmtNodes(k))
+		}
+		return "or(" + strings.Join(parts, ",") + ")"
+	case *andNode:
+		var parts []string
+		for _, k := range n.kids {
+			parts = append(parts, fmtNodes(k))
+		}
+		return "and(" + strings.Join(parts, ",") + ")"
+	}
+	return "cond"
+}

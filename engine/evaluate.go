@@ -1,0 +1,212 @@
+// Package engine is trailwatch's pipeline: it decodes CloudTrail records,
+// evaluates them against the current rule set, and turns matches into
+// alerts; it owns the seams between sources, the alert outbox and
+// notifiers. Each source lives in a sub-package (engine/cloudwatch,
+// engine/files).
+package engine
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// Evaluator turns raw CloudTrail records into alerts with the current rule
+// set. It is safe for concurrent use; SetRules swaps the rule set
+// atomically, so a reload never tears an evaluation.
+type Evaluator struct {
+	set   atomic.Pointer[rules.Set]
+	seen  *IDWindow
+	onErr func(rules.MatchError, *rules.Event)
+
+	records    atomic.Uint64
+	malformed  atomic.Uint64
+	duplicates atomic.Uint64
+	alerts     atomic.Uint64
+	ruleErrors atomic.Uint64
+
+	pool sync.Pool
+}
+
+// EvaluatorOptions adjusts an Evaluator.
+type EvaluatorOptions struct {
+	// DedupWindow is how many recent eventIDs are remembered to drop
+	// CloudTrail's duplicate deliveries (0 means 262144; negative turns
+	// deduplication off).
+	DedupWindow int
+	// OnRuleError is called when a rule's condition fails at run time on
+	// an event (the rule is skipped for that event and goes on working).
+	OnRuleError func(rules.MatchError, *rules.Event)
+}
+
+// NewEvaluator returns an Evaluator for set.
+func NewEvaluator(set *rules.Set, opts EvaluatorOptions) *Evaluator {
+	e := &Evaluator{onErr: opts.OnRuleError}
+	e.set.Store(set)
+	switch {
+	case opts.DedupWindow == 0:
+		e.seen = NewIDWindow(1 << 18)
+	case opts.DedupWindow > 0:
+		e.seen = NewIDWindow(opts.DedupWindow)
+	}
+	e.pool.New = func() any { return new(rules.Event) }
+	return e
+}
+
+// SetRules swaps in a new rule set.
+func (e *Evaluator) SetRules(set *rules.Set) { e.set.Store(set) }
+
+// Rules returns the current rule set.
+func (e *Evaluator) Rules() *rules.Set { return e.set.Load() }
+
+// Stats are an Evaluator's counters since it was made.
+type Stats struct {
+	Records    uint64 `json:"records"`    // records evaluated (not malformed, not duplicates)
+	Malformed  uint64 `json:"malformed"`  // inputs that were not CloudTrail records
+	Duplicates uint64 `json:"duplicates"` // records dropped as repeats of a recent eventID
+	Alerts     uint64 `json:"alerts"`
+	RuleErrors uint64 `json:"rule_errors"` // rule evaluations that failed at run time
+}
+
+// Stats returns the counters.
+func (e *Evaluator) Stats() Stats {
+	return Stats{
+		Records: e.records.Load(), Malformed: e.malformed.Load(), Duplicates: e.duplicates.Load(),
+		Alerts: e.alerts.Load(), RuleErrors: e.ruleErrors.Load(),
+	}
+}
+
+// Evaluate decodes one raw record and returns an alert for each rule it
+// matches, appended to dst. It returns an error (and counts the record as
+// malformed) only when raw is not a CloudTrail record. A record whose
+// eventID was seen recently returns no alerts.
+func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Alert, error) {
+	ev := e.pool.Get().(*rules.Event)
+	defer e.pool.Put(ev)
+	if err := rules.DecodeEventInto(ev, raw); err != nil {
+		e.malformed.Add(1)
+		return dst, err
+	}
+	if e.seen != nil && ev.EventID != "" && !e.seen.Add(ev.EventID) {
+		e.duplicates.Add(1)
+		return dst, nil
+	}
+	e.records.Add(1)
+	set := e.set.Load()
+	var buf [8]*rules.Rule
+	matched := set.Match(ev, buf[:0], func(me rules.MatchError) {
+		e.ruleErrors.Add(1)
+		if e.onErr != nil {
+			e.onErr(me, ev)
+		}
+	})
+	if len(matched) == 0 {
+		return dst, nil
+	}
+	compact := compactJSON(raw)
+	for _, r := range matched {
+		dst = append(dst, NewAlert(r, ev, compact))
+	}
+	e.alerts.Add(uint64(len(matched)))
+	return dst, nil
+}
+
+func compactJSON(raw []byte) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return json.RawMessage(bytes.TrimSpace(raw))
+	}
+	return json.RawMessage(b.Bytes())
+}
+
+// NewAlert builds the alert for rule r matching event ev, whose raw JSON is
+// raw.
+func NewAlert(r *rules.Rule, ev *rules.Event, raw json.RawMessage) notifiers.Alert {
+	u := &ev.UserIdentity
+	user := u.UserName
+	if user == "" {
+		user = u.SessionContext.SessionIssuer.UserName
+	}
+	return notifiers.Alert{
+		RuleID:       r.ID,
+		Title:        r.Title,
+		Severity:     r.Severity,
+		Summary:      r.Summary(ev),
+		Description:  r.Description,
+		Tags:         r.Tags,
+		Runbook:      r.Runbook,
+		References:   r.References,
+		DedupKey:     AlertKey(r.ID, ev),
+		EventID:      ev.EventID,
+		EventTime:    ev.EventTime,
+		EventName:    ev.EventName,
+		EventSource:  ev.EventSource,
+		Principal:    ev.Principal(),
+		UserName:     user,
+		AccessKeyID:  u.AccessKeyID,
+		SourceIP:     ev.SourceIPAddress,
+		UserAgent:    ev.UserAgent,
+		AWSRegion:    ev.AWSRegion,
+		AccountID:    ev.AccountID(),
+		ErrorCode:    ev.ErrorCode,
+		ErrorMessage: ev.ErrorMessage,
+		Count:        1,
+		Event:        raw,
+	}
+}
+
+// AlertKey is the identity of the alert that rule ruleID raises for ev: the
+// same rule on the same CloudTrail event always gives the same key, however
+// often the record is delivered or re-read.
+func AlertKey(ruleID string, ev *rules.Event) string {
+	id := ev.EventID
+	if id == "" {
+		// No eventID (rare: synthetic records): fall back to what identifies
+		// the call.
+		id = ev.RequestID + "|" + ev.EventTime.String() + "|" + ev.EventName + "|" + ev.Principal()
+	}
+	sum := sha256.Sum256([]byte(ruleID + "\x00" + id))
+	return hex.EncodeToString(sum[:16])
+}
+
+// IDWindow remembers the most recent N distinct ids, to drop repeats. Its
+// memory is bounded by N whatever the input size. It is safe for
+// concurrent use.
+type IDWindow struct {
+	mu   sync.Mutex
+	set  map[[16]byte]struct{}
+	ring [][16]byte
+	next int
+}
+
+// NewIDWindow returns a window that remembers n ids.
+func NewIDWindow(n int) *IDWindow {
+	return &IDWindow{set: make(map[[16]byte]struct{}, n), ring: make([][16]byte, 0, n)}
+}
+
+// Add records id and reports whether it was new.
+func (w *IDWindow) Add(id string) bool {
+	k := sha256.Sum256([]byte(id))
+	var key [16]byte
+	copy(key[:], k[:16])
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.set[key]; ok {
+		return false
+	}
+	if len(w.ring) < cap(w.ring) {
+		w.ring = append(w.ring, key)
+	} else {
+		delete(w.set, w.ring[w.next])
+		w.ring[w.next] = key
+		w.next = (w.next + 1) % len(w.ring)
+	}
+	w.set[key] = struct{}{}
+	return true
+}

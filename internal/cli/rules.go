@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// loadRules loads rules and, on failure, prints every problem to w and
+// returns an exit error.
+func loadRules(w io.Writer, paths []string) (*rules.Set, error) {
+	set, err := rules.Load(paths...)
+	if err == nil {
+		return set, nil
+	}
+	var list rules.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(w, e.Error())
+		}
+		return nil, exitCode(1, fmt.Sprintf("%d problem(s) in the rules; nothing was run", len(list)))
+	}
+	return nil, exitCode(1, err.Error())
+}
+
+func rulesFlag(cmd *cobra.Command, dst *[]string) {
+	cmd.Flags().StringArrayVar(dst, "rules", nil,
+		"rule file, directory, or builtin:NAME (builtin = all packs); repeatable; default: all built-in packs")
+}
+
+func newValidateCmd(stdio Stdio) *cobra.Command {
+	var paths []string
+	var explain bool
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check rule files and report every problem as file:line:col",
+		Long: `validate loads rules exactly as the service does — YAML structure, unknown keys,
+duplicate ids, expressions compiled and type-checked against the CloudTrail record,
+summary templates — and reports every problem at once. It exits 1 if there is any.`,
+		Example: `  trailwatch validate --rules rules/
+  trailwatch validate --rules builtin --explain`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set, err := loadRules(stdio.Out, paths)
+			if err != nil {
+				return err
+			}
+			if explain {
+				printExplain(stdio.Out, set)
+			}
+			fmt.Fprintf(stdio.Out, "%d rules OK (%d enabled)\n", len(set.Rules()), set.Len())
+			return nil
+		},
+	}
+	rulesFlag(cmd, &paths)
+	cmd.Flags().BoolVar(&explain, "explain", false, "show, for each rule, the eventName values that index it (or that it is evaluated for every event)")
+	return cmd
+}
+
+func printExplain(w io.Writer, set *rules.Set) {
+	for _, r := range set.Rules() {
+		state := ""
+		if !r.Enabled {
+			state = " (disabled)"
+		}
+		names := r.Index().EventNames
+		if len(names) == 0 {
+			fmt.Fprintf(w, "%-44s every event%s\n", r.ID, state)
+			continue
+		}
+		fmt.Fprintf(w, "%-44s eventName in [%s]%s\n", r.ID, strings.Join(names, ", "), state)
+	}
+}
+
+func newTestCmd(stdio Stdio) *cobra.Command {
+	var paths []string
+	var verbose, requireTests bool
+	cmd := &cobra.Command{
+		Use:   "test",
+		Short: "Run the tests that rules carry, for CI on a rules repository",
+		Long: `test runs every rule's tests: each test gives an event (inline, or event_file:
+relative to the rule file) and whether the rule must match it. Events go through the
+whole rule set, index included, exactly as in the live service. One line per failure,
+then a summary; exit 1 on any failure.`,
+		Example: `  trailwatch test --rules rules/
+  trailwatch test --rules builtin:aws -v`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set, err := loadRules(stdio.Out, paths)
+			if err != nil {
+				return err
+			}
+			passed, failed := 0, 0
+			for _, r := range set.RunTests() {
+				if r.Passed {
+					passed++
+					if verbose {
+						fmt.Fprintf(stdio.Out, "ok   %s: rule %q: test %q\n", r.Test.Pos, r.Rule.ID, r.Test.Name)
+					}
+					continue
+				}
+				failed++
+				fmt.Fprintf(stdio.Out, "FAIL %s: rule %q: test %q: %s\n", r.Test.Pos, r.Rule.ID, r.Test.Name, r.Reason)
+			}
+			if requireTests {
+				for _, r := range set.Rules() {
+					if msg := missingTests(r); msg != "" {
+						failed++
+						fmt.Fprintf(stdio.Out, "FAIL %s: rule %q: %s\n", r.Pos, r.ID, msg)
+					}
+				}
+			}
+			fmt.Fprintf(stdio.Out, "%d passed, %d failed\n", passed, failed)
+			if failed > 0 {
+				return exitCode(1, "")
+			}
+			return nil
+		},
+	}
+	rulesFlag(cmd, &paths)
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also list passing tests")
+	cmd.Flags().BoolVar(&requireTests, "require-tests", false, "fail rules that lack a matching and a non-matching test")
+	return cmd
+}
+
+// missingTests says what a rule lacks of the minimum test set (one event it
+// must match, one it must not), or "".
+func missingTests(r *rules.Rule) string {
+	match, noMatch := false, false
+	for _, t := range r.Tests {
+		if t.ExpectMatch {
+			match = true
+		} else {
+			noMatch = true
+		}
+	}
+	switch {
+	case !match && !noMatch:
+		return "has no tests (needs one event it matches and one it does not)"
+	case !match:
+		return "has no test with expect: match"
+	case !noMatch:
+		return "has no test with expect: no-match"
+	}
+	return ""
+}
+
+// printAlertText writes one alert as a line for a person at a terminal.
+// Event fields are attacker-controlled: control characters (terminal
+// escape sequences among them) are made visible, not passed through.
+func printAlertText(w io.Writer, a *notifiers.Alert) {
+	t := "-"
+	if !a.EventTime.IsZero() {
+		t = a.EventTime.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "%s  %-8s  %s  %s\n", t, strings.ToUpper(a.Severity), a.RuleID, terminalSafe(a.Summary))
+	fmt.Fprintf(w, "    principal=%s account=%s region=%s source=%s event=%s\n",
+		terminalSafe(orDash(a.Principal)), terminalSafe(orDash(a.AccountID)), terminalSafe(orDash(a.AWSRegion)),
+		terminalSafe(orDash(a.SourceIP)), terminalSafe(orDash(a.EventID)))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func terminalSafe(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == unicode.ReplacementChar }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// writeAlertJSON writes the alert's public JSON form as one line.
+func writeAlertJSON(w io.Writer, a *notifiers.Alert) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
