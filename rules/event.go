@@ -53,6 +53,16 @@ type Event struct {
 	EdgeDeviceDetails            map[string]any `json:"edgeDeviceDetails" expr:"edgeDeviceDetails"`
 	TLSDetails                   TLSDetails     `json:"tlsDetails" expr:"tlsDetails"`
 	InsightDetails               map[string]any `json:"insightDetails" expr:"insightDetails"`
+
+	// raw is the record as read, for filter patterns (which CloudWatch
+	// evaluates on the JSON text, not on a typed record).
+	raw rawRecord
+}
+
+type rawRecord struct {
+	data []byte
+	m    map[string]any
+	err  error
 }
 
 // UserIdentity is the record's userIdentity element: who made the call.
@@ -144,6 +154,7 @@ func DecodeEvent(data []byte) (*Event, error) {
 func DecodeEventInto(ev *Event, data []byte) error {
 	*ev = Event{}
 	data = bytes.TrimSpace(data)
+	ev.raw.data = data
 	if len(data) == 0 || data[0] != '{' {
 		return fmt.Errorf("decode record: %w: not a JSON object", ErrNotCloudTrail)
 	}
@@ -199,7 +210,7 @@ func decodeLenient(ev *Event, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("decode record: %w", err)
 	}
-	*ev = Event{}
+	*ev = Event{raw: ev.raw}
 	if err := json.Unmarshal(b, ev); err != nil {
 		return fmt.Errorf("decode record after coercion: %w", err)
 	}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -169,6 +170,55 @@ func TestIndexMatchesUnindexedEvaluation(t *testing.T) {
 					t.Errorf("event %s/%q rule %s: direct %v, through index %v", name, code, r.ID, ok, viaIndex[r.ID])
 				}
 			}
+		}
+	}
+}
+
+func TestPatternRules(t *testing.T) {
+	set, err := LoadFiles([]File{{Name: "p.yaml", Data: []byte(`rules:
+  - id: failed-console
+    title: Console sign-in failure
+    severity: medium
+    pattern: '{ ($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication") }'
+  - id: no-mfa
+    title: No MFA
+    severity: medium
+    pattern: '{ ($.eventName = "ConsoleLogin") && ($.additionalEventData.MFAUsed != "Yes") }'
+  - id: unauthorized
+    title: Unauthorized
+    severity: low
+    pattern: '{($.errorCode="*UnauthorizedOperation") || ($.errorCode="AccessDenied*")}'
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.Rule("failed-console").Index().EventNames; len(got) != 1 || got[0] != "ConsoleLogin" {
+		t.Errorf("pattern rule indexed on %v, want [ConsoleLogin]", got)
+	}
+	if got := set.Rule("unauthorized").Index().EventNames; len(got) != 0 {
+		t.Errorf("unauthorized indexed on %v, want every event", got)
+	}
+	tests := []struct {
+		rec  string
+		want []string
+	}{
+		{`{"eventVersion":"1","eventName":"ConsoleLogin","errorMessage":"Failed authentication","additionalEventData":{"MFAUsed":"No"}}`, []string{"failed-console", "no-mfa"}},
+		{`{"eventVersion":"1","eventName":"ConsoleLogin","additionalEventData":{"MFAUsed":"Yes"}}`, nil},
+		{`{"eventVersion":"1","eventName":"ConsoleLogin"}`, nil},
+		{`{"eventVersion":"1","eventName":"RunInstances","errorCode":"Client.UnauthorizedOperation"}`, []string{"unauthorized"}},
+		{`{"eventVersion":"1","eventName":"GetObject","errorCode":"AccessDenied"}`, []string{"unauthorized"}},
+	}
+	for _, tt := range tests {
+		ev, err := DecodeEvent([]byte(tt.rec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range set.Match(ev, nil, nil) {
+			got = append(got, r.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: matched %v, want %v", tt.rec, got, tt.want)
 		}
 	}
 }

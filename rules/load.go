@@ -46,7 +46,8 @@ func (l ErrorList) Error() string {
 	return b.String()
 }
 
-func (l ErrorList) sort() {
+// Sort orders the problems by file, line and column.
+func (l ErrorList) Sort() {
 	sort.SliceStable(l, func(i, j int) bool {
 		a, b := l[i].Pos, l[j].Pos
 		if a.File != b.File {
@@ -202,12 +203,13 @@ func LoadFiles(files []File) (*Set, error) {
 		l.file(f)
 	}
 	if len(l.errs) > 0 {
-		l.errs.sort()
+		l.errs.Sort()
 		return nil, l.errs
 	}
-	s := &Set{rules: l.rules}
+	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules))}
 	for i, r := range l.rules {
 		r.ord = i
+		s.byID[r.ID] = r
 		if r.Enabled {
 			s.enabled = append(s.enabled, r)
 		}

@@ -115,21 +115,14 @@ type Set struct {
 	rules   []*Rule // every loaded rule, in load order
 	enabled []*Rule
 	index   *index
-	Lists   map[string][]any
+	byID    map[string]*Rule
 }
 
 // Rules returns every rule in the set, enabled or not, in load order.
 func (s *Set) Rules() []*Rule { return s.rules }
 
 // Rule returns the rule with the given id, or nil.
-func (s *Set) Rule(id string) *Rule {
-	for _, r := range s.rules {
-		if r.ID == id {
-			return r
-		}
-	}
-	return nil
-}
+func (s *Set) Rule(id string) *Rule { return s.byID[id] }
 
 // Len returns the number of enabled rules.
 func (s *Set) Len() int { return len(s.enabled) }

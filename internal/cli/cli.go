@@ -96,6 +96,7 @@ Rules live in git with their own tests: ` + "`trailwatch test`" + ` runs them in
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(
+		newRunCmd(stdio),
 		newReplayCmd(stdio),
 		newTestCmd(stdio),
 		newValidateCmd(stdio),

@@ -40,20 +40,29 @@ func rulesFlag(cmd *cobra.Command, dst *[]string) {
 
 func newValidateCmd(stdio Stdio) *cobra.Command {
 	var paths []string
+	var cfgPath string
 	var explain bool
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check rule files and report every problem as file:line:col",
 		Long: `validate loads rules exactly as the service does — YAML structure, unknown keys,
 duplicate ids, expressions compiled and type-checked against the CloudTrail record,
-summary templates — and reports every problem at once. It exits 1 if there is any.`,
+summary templates — and reports every problem at once. It exits 1 if there is any.
+With --config it also checks the configuration file: unknown keys, notifiers and their
+options, routes, and that every notifier a rule or route names exists. Secrets are
+never printed.`,
 		Example: `  trailwatch validate --rules rules/
+  trailwatch validate --config /etc/trailwatch/config.yaml
   trailwatch validate --rules builtin --explain`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set, err := loadRules(stdio.Out, paths)
+			out := Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Out}
+			cfg, set, err := loadConfigAndRules(out, cfgPath, paths)
 			if err != nil {
 				return err
+			}
+			if cfg != nil {
+				fmt.Fprintf(stdio.Out, "%s OK: %d notifiers, %d routes\n", cfg.File, len(cfg.Notifiers), len(cfg.Routes))
 			}
 			if explain {
 				printExplain(stdio.Out, set)
@@ -63,6 +72,7 @@ summary templates — and reports every problem at once. It exits 1 if there is 
 		},
 	}
 	rulesFlag(cmd, &paths)
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "also check this configuration file (and use its rules unless --rules is given)")
 	cmd.Flags().BoolVar(&explain, "explain", false, "show, for each rule, the eventName values that index it (or that it is evaluated for every event)")
 	return cmd
 }
