@@ -75,6 +75,7 @@ func start(t testing.TB, name string, args ...string) *server {
 		t.Fatalf("%v: %s", err, installHint(name))
 	}
 	s := &server{cmd: exec.Command(path, args...), done: make(chan struct{})}
+	s.cmd.Env = childEnv()
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
 	s.cmd.Stderr = pw
@@ -103,6 +104,22 @@ func start(t testing.TB, name string, args ...string) *server {
 		<-s.done
 	})
 	return s
+}
+
+// childEnv is the test's environment for a server, without the AWS_*
+// variables that SetFakeAWSEnv blanked: the Go SDK reads an empty value as
+// unset, but Python's botocore (inside moto) takes AWS_PROFILE="" as a
+// profile named "" and fails every request with ProfileNotFound.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AWS_") && v == "" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 func (s *server) output() string {
@@ -156,7 +173,7 @@ type Moto struct {
 // answers. It also sets fake AWS credentials and a region in the test's
 // environment (t.Setenv), so the SDK's default chain never reaches for a
 // real account.
-func StartMoto(t *testing.T) *Moto {
+func StartMoto(t testing.TB) *Moto {
 	t.Helper()
 	SetFakeAWSEnv(t)
 	port := FreePort(t)
@@ -169,7 +186,7 @@ func StartMoto(t *testing.T) *Moto {
 // SetFakeAWSEnv points the AWS SDK's default configuration chain at fake
 // static credentials and region us-east-1, and away from any shared config
 // or instance metadata.
-func SetFakeAWSEnv(t *testing.T) {
+func SetFakeAWSEnv(t testing.TB) {
 	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
