@@ -182,31 +182,74 @@ var idPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 var ruleKeys = map[string]bool{
 	"id": true, "title": true, "description": true, "severity": true, "tags": true,
 	"when": true, "pattern": true, "summary": true, "enabled": true, "runbook": true,
-	"references": true, "notify": true, "tests": true,
+	"references": true, "notify": true, "tests": true, "except": true,
 }
 
 var testKeys = map[string]bool{"name": true, "event": true, "event_file": true, "expect": true}
 
-var fileKeys = map[string]bool{"rules": true}
+var fileKeys = map[string]bool{"rules": true, "lists": true, "macros": true}
 
 // loader collects rules and problems across files.
 type loader struct {
-	errs  ErrorList
-	rules []*Rule
-	ids   map[string]Position
+	errs    ErrorList
+	rules   []*Rule
+	ids     map[string]Position
+	pending []pendingRule
+	names   *names
+}
+
+type pendingRule struct {
+	f File
+	n *yaml.Node
+}
+
+// Options adjusts how rules load.
+type Options struct {
+	// Lists replaces the named lists the rule files define (a team's
+	// tunables, from the configuration file). Naming a list no rule file
+	// defines is an error, so a typo cannot silently tune nothing.
+	Lists map[string][]any
 }
 
 // LoadFiles loads and compiles rules from already-read files.
 func LoadFiles(files []File) (*Set, error) {
-	l := &loader{ids: map[string]Position{}}
+	return LoadFilesWith(files, Options{})
+}
+
+// LoadWith is Load with options.
+func LoadWith(opts Options, paths ...string) (*Set, error) {
+	files, err := ResolveFiles(paths...)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFilesWith(files, opts)
+}
+
+// LoadFilesWith is LoadFiles with options.
+func LoadFilesWith(files []File, opts Options) (*Set, error) {
+	l := &loader{ids: map[string]Position{}, names: newNames()}
+	// Lists and macros may be used in any file, so collect them from every
+	// file before compiling any rule.
 	for _, f := range files {
 		l.file(f)
+	}
+	for name, values := range opts.Lists {
+		if _, ok := l.names.lists[name]; !ok {
+			l.errs = append(l.errs, &Error{Pos: Position{File: "config", Line: 1, Column: 1},
+				Msg: fmt.Sprintf("lists: %q overrides no list the rules define (have %s)", name, strings.Join(l.names.listNames(), ", "))})
+			continue
+		}
+		l.names.lists[name] = normalizeList(values)
+	}
+	l.names.checkMacros(l)
+	for _, p := range l.pending {
+		l.rule(p.f, p.n)
 	}
 	if len(l.errs) > 0 {
 		l.errs.Sort()
 		return nil, l.errs
 	}
-	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules))}
+	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules)), lists: l.names.lists}
 	for i, r := range l.rules {
 		r.ord = i
 		s.byID[r.ID] = r
@@ -255,8 +298,12 @@ func (l *loader) file(f File) {
 				continue
 			}
 			for _, rn := range v.Content {
-				l.rule(f, rn)
+				l.pending = append(l.pending, pendingRule{f: f, n: rn})
 			}
+		case "lists":
+			l.lists(f, v)
+		case "macros":
+			l.macros(f, v)
 		default:
 			l.errorf(f.Name, k, "", "unknown top-level key %q (expected %s)", k.Value, keyList(fileKeys))
 		}
@@ -397,7 +444,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		l.errorf(f.Name, n, id, "missing required key \"when\" (or \"pattern\")")
 	case whenNode != nil:
 		r.When = when
-		p, err := compileCondition(when)
+		p, err := compileCondition(when, l.names.option())
 		if err != nil {
 			ce := err.(*CompileError)
 			l.exprError(f, whenNode, id, ce.Line, ce.Column, "when: "+ce.Msg)
@@ -417,7 +464,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	}
 
 	if summary, v := str("summary", false); v != nil {
-		t, err := ParseTemplate(summary)
+		t, err := ParseTemplate(summary, l.names.option())
 		if err != nil {
 			te := err.(*TemplateError)
 			line, col := offsetToLineCol(summary, te.Offset)
@@ -427,6 +474,9 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		}
 	}
 
+	if v := nodes["except"]; v != nil {
+		l.except(f, v, r)
+	}
 	if v := nodes["tests"]; v != nil {
 		r.Tests = l.tests(f, v, id)
 	}

@@ -56,7 +56,11 @@ type Rule struct {
 	Enabled     bool
 	Tests       []Test
 	Pos         Position
+	// Except lists conditions that, when any holds, keep the rule from
+	// matching (exceptions a team adds without forking the rule).
+	Except []string
 
+	except       []*vm.Program
 	ord          int // position in load order, for deterministic match order
 	program      *vm.Program
 	summary      *Template
@@ -83,6 +87,18 @@ func (r *Rule) Eval(ev *Event) (bool, error) {
 	if err != nil {
 		r.errors.Add(1)
 		return false, err
+	}
+	if ok && len(r.except) > 0 {
+		for _, p := range r.except {
+			out, err := expr.Run(p, ev)
+			if err != nil {
+				r.errors.Add(1)
+				return false, fmt.Errorf("except: %w", err)
+			}
+			if b, _ := out.(bool); b {
+				return false, nil
+			}
+		}
 	}
 	if ok {
 		r.matches.Add(1)
@@ -116,7 +132,11 @@ type Set struct {
 	enabled []*Rule
 	index   *index
 	byID    map[string]*Rule
+	lists   map[string][]any
 }
+
+// Lists returns the named lists in effect (after configuration overrides).
+func (s *Set) Lists() map[string][]any { return s.lists }
 
 // Rules returns every rule in the set, enabled or not, in load order.
 func (s *Set) Rules() []*Rule { return s.rules }

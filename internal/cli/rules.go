@@ -19,7 +19,11 @@ import (
 // loadRules loads rules and, on failure, prints every problem to w and
 // returns an exit error.
 func loadRules(w io.Writer, paths []string) (*rules.Set, error) {
-	set, err := rules.Load(paths...)
+	return loadRulesWith(w, rules.Options{}, paths)
+}
+
+func loadRulesWith(w io.Writer, opts rules.Options, paths []string) (*rules.Set, error) {
+	set, err := rules.LoadWith(opts, paths...)
 	if err == nil {
 		return set, nil
 	}

@@ -50,7 +50,11 @@ func loadConfigAndRules(stdio Stdio, cfgPath string, rulePaths []string) (*confi
 			rulePaths = cfg.RulePaths()
 		}
 	}
-	set, err := loadRules(stdio.Err, rulePaths)
+	var opts rules.Options
+	if cfg != nil {
+		opts.Lists = cfg.Lists
+	}
+	set, err := loadRulesWith(stdio.Err, opts, rulePaths)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	Rules []string `yaml:"rules"`
 	// Listen is the address of the metrics and health endpoints (empty: off).
 	Listen string `yaml:"listen"`
+	// Lists replaces named lists that the rule files define (a rule pack's
+	// tunables: allowed_regions, trusted_accounts, ...).
+	Lists map[string][]any `yaml:"lists"`
 	// Notifiers are the named alert destinations.
 	Notifiers []Notifier `yaml:"-"`
 	// Routes send alerts to notifiers; see Route.

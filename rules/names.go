@@ -1,0 +1,232 @@
+package rules
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"gopkg.in/yaml.v3"
+)
+
+// names holds the named lists and macros that rule files define, as Falco
+// rule authors know them: a list is a named constant array
+// (`awsRegion not in allowed_regions`), a macro a named reusable condition
+// (`console_success && ...`). Both are substituted into expressions at
+// compile time, so using them costs nothing per event.
+type names struct {
+	lists     map[string][]any
+	listPos   map[string]Position
+	macros    map[string]*macro
+	macroList []string
+}
+
+type macro struct {
+	name string
+	src  string
+	pos  Position
+	node *yaml.Node
+	f    File
+}
+
+func newNames() *names {
+	return &names{lists: map[string][]any{}, listPos: map[string]Position{}, macros: map[string]*macro{}}
+}
+
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// reservedNames are the event's top-level fields and the helper
+// functions: a list or macro may not shadow them.
+var reservedNames = func() map[string]bool {
+	m := map[string]bool{"true": true, "false": true, "nil": true, "not": true, "in": true, "and": true, "or": true}
+	t := reflect.TypeOf(Event{})
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("expr"); tag != "" {
+			m[tag] = true
+		}
+	}
+	for _, n := range []string{"inCIDR", "isIP", "isPrivateIP", "isOpenCIDR", "glob", "iglob", "iequals", "icontains", "toList", "dig", "str", "urlDecode", "arnAccount", "arnService", "arnResource", "portInRange"} {
+		m[n] = true
+	}
+	return m
+}()
+
+func (l *loader) checkName(f File, k *yaml.Node, kind string) bool {
+	switch {
+	case reservedNames[k.Value]:
+		l.errorf(f.Name, k, "", "%s name %q is a CloudTrail field or helper function name", kind, k.Value)
+	case !nameRe.MatchString(k.Value):
+		l.errorf(f.Name, k, "", "%s name %q must be snake_case (lower-case letters, digits, underscores)", kind, k.Value)
+	case l.names.lists[k.Value] != nil || l.names.macros[k.Value] != nil:
+		prev := l.names.listPos[k.Value]
+		if m := l.names.macros[k.Value]; m != nil {
+			prev = m.pos
+		}
+		l.errorf(f.Name, k, "", "%s %q is already defined at %s (lists are overridden in the configuration's `lists:`)", kind, k.Value, prev)
+	default:
+		return true
+	}
+	return false
+}
+
+func (l *loader) lists(f File, n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(f.Name, n, "", "`lists` must be a mapping of name: [values]")
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !l.checkName(f, k, "list") {
+			continue
+		}
+		if v.Kind != yaml.SequenceNode {
+			l.errorf(f.Name, v, "", "list %q must be a sequence of values", k.Value)
+			continue
+		}
+		var values []any
+		if err := v.Decode(&values); err != nil {
+			l.errorf(f.Name, v, "", "list %q: %v", k.Value, err)
+			continue
+		}
+		for j, e := range values {
+			switch e.(type) {
+			case string, int, float64, bool:
+			default:
+				l.errorf(f.Name, v.Content[j], "", "list %q: entries must be strings, numbers or booleans", k.Value)
+			}
+		}
+		l.names.lists[k.Value] = normalizeList(values)
+		l.names.listPos[k.Value] = Position{File: f.Name, Line: k.Line, Column: k.Column}
+	}
+}
+
+// normalizeList makes numbers float64, as JSON numbers in events are, so
+// `requestParameters.fromPort in sensitive_ports` compares like with like.
+func normalizeList(values []any) []any {
+	out := make([]any, len(values))
+	for i, v := range values {
+		switch x := v.(type) {
+		case int:
+			out[i] = float64(x)
+		case int64:
+			out[i] = float64(x)
+		default:
+			out[i] = v
+		}
+	}
+	return out
+}
+
+func (n *names) listNames() []string {
+	out := make([]string, 0, len(n.lists))
+	for k := range n.lists {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (l *loader) macros(f File, n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(f.Name, n, "", "`macros` must be a mapping of name: condition")
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !l.checkName(f, k, "macro") {
+			continue
+		}
+		if v.Kind != yaml.ScalarNode {
+			l.errorf(f.Name, v, "", "macro %q must be a condition (a string)", k.Value)
+			continue
+		}
+		l.names.macros[k.Value] = &macro{name: k.Value, src: v.Value, node: v, f: f,
+			pos: Position{File: f.Name, Line: k.Line, Column: k.Column}}
+		l.names.macroList = append(l.names.macroList, k.Value)
+	}
+}
+
+// checkMacros compiles every macro once, as a condition, so a broken macro
+// is reported at its own definition (and once), and detects cycles.
+func (n *names) checkMacros(l *loader) {
+	for _, name := range n.macroList {
+		m := n.macros[name]
+		if _, err := compileCondition(m.src, n.option()); err != nil {
+			ce, ok := err.(*CompileError)
+			if !ok {
+				l.errorf(m.f.Name, m.node, "", "macro %q: %v", name, err)
+				continue
+			}
+			l.exprError(m.f, m.node, "", ce.Line, ce.Column, fmt.Sprintf("macro %q: %s", name, ce.Msg))
+			// Keep later rules from repeating the same problem.
+			m.src = "false"
+		}
+	}
+}
+
+// option returns the expr option that substitutes lists and macros.
+func (n *names) option() expr.Option {
+	return expr.Patch(&expander{names: n})
+}
+
+// expander replaces identifiers naming a list with the list's constant
+// value and identifiers naming a macro with the macro's expression.
+type expander struct {
+	names *names
+	stack []string
+}
+
+func (e *expander) Visit(node *ast.Node) {
+	id, ok := (*node).(*ast.IdentifierNode)
+	if !ok {
+		return
+	}
+	if l, ok := e.names.lists[id.Value]; ok {
+		ast.Patch(node, &ast.ConstantNode{Value: l})
+		return
+	}
+	m, ok := e.names.macros[id.Value]
+	if !ok {
+		return
+	}
+	for _, s := range e.stack {
+		if s == id.Value {
+			// A cycle: leave the identifier; the checker then reports an
+			// unknown name, at the macro's definition.
+			return
+		}
+	}
+	tree, err := parser.Parse(m.src)
+	if err != nil {
+		return
+	}
+	e.stack = append(e.stack, id.Value)
+	ast.Walk(&tree.Node, e)
+	e.stack = e.stack[:len(e.stack)-1]
+	ast.Patch(node, tree.Node)
+}
+
+func (l *loader) except(f File, n *yaml.Node, r *Rule) {
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+	}
+	for _, it := range items {
+		src, ok := l.scalarString(f.Name, it, r.ID, "except entries")
+		if !ok {
+			continue
+		}
+		p, err := compileCondition(src, l.names.option())
+		if err != nil {
+			ce := err.(*CompileError)
+			l.exprError(f, it, r.ID, ce.Line, ce.Column, "except: "+ce.Msg)
+			continue
+		}
+		r.Except = append(r.Except, strings.TrimSpace(src))
+		r.except = append(r.except, p)
+	}
+}

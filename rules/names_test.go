@@ -1,0 +1,100 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+const listsAndMacros = `lists:
+  allowed_regions: [us-east-1, eu-west-1]
+  sensitive_ports: [22, 3389]
+  break_glass: ["arn:aws:iam::111122223333:user/breakglass"]
+macros:
+  succeeded: errorCode == ""
+  opens_sensitive_port: >
+    any(requestParameters.ipPermissions.items,
+        let p = #; any(sensitive_ports, portInRange(#, p.fromPort, p.toPort)))
+rules:
+  - id: outside-regions
+    title: Call outside the allowed regions
+    severity: medium
+    when: succeeded && awsRegion not in allowed_regions
+    except: userIdentity.arn in break_glass
+    summary: "{{ eventName }} in {{ awsRegion }} (allowed: {{ allowed_regions }})"
+  - id: sensitive-port
+    title: Sensitive port opened
+    severity: high
+    when: eventName == "AuthorizeSecurityGroupIngress" && succeeded && opens_sensitive_port
+    except:
+      - sourceIPAddress == "10.0.0.1"
+      - userAgent == "terraform"
+`
+
+func matchIDs(t *testing.T, set *Set, rec string) string {
+	t.Helper()
+	ev, err := DecodeEvent([]byte(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range set.Match(ev, nil, func(me MatchError) { t.Errorf("rule %s: %v", me.Rule.ID, me.Err) }) {
+		ids = append(ids, r.ID)
+	}
+	return strings.Join(ids, ",")
+}
+
+func TestListsMacrosExcept(t *testing.T) {
+	set, err := LoadFiles([]File{{Name: "n.yaml", Data: []byte(listsAndMacros)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingress := func(port int, ip, ua string) string {
+		return fmt.Sprintf(`{"eventVersion":"1","eventName":"AuthorizeSecurityGroupIngress","awsRegion":"us-east-1","sourceIPAddress":%q,"userAgent":%q,
+		  "requestParameters":{"ipPermissions":{"items":[{"fromPort":%d,"toPort":%d}]}}}`, ip, ua, port, port)
+	}
+	tests := []struct{ name, rec, want string }{
+		{"region allowed", `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"eu-west-1"}`, ""},
+		{"region not allowed", `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1"}`, "outside-regions"},
+		{"failed call", `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1","errorCode":"X"}`, ""},
+		{"break-glass user excepted", `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1","userIdentity":{"arn":"arn:aws:iam::111122223333:user/breakglass"}}`, ""},
+		{"ssh opened", ingress(22, "1.2.3.4", "cli"), "sensitive-port"},
+		{"https opened", ingress(443, "1.2.3.4", "cli"), ""},
+		{"excepted by ip", ingress(3389, "10.0.0.1", "cli"), ""},
+		{"excepted by agent", ingress(3389, "1.2.3.4", "terraform"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := matchIDs(t, set, tt.rec); got != tt.want {
+				t.Errorf("matched %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := set.Rule("sensitive-port").Index().EventNames; len(got) != 1 {
+		t.Errorf("a macro in the condition must not hide the eventName index: %v", got)
+	}
+	ev, _ := DecodeEvent([]byte(`{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1"}`))
+	if s := set.Rule("outside-regions").Summary(ev); s != `RunInstances in ap-south-1 (allowed: ["us-east-1","eu-west-1"])` {
+		t.Errorf("summary = %q", s)
+	}
+}
+
+func TestListOverride(t *testing.T) {
+	files := []File{{Name: "n.yaml", Data: []byte(listsAndMacros)}}
+	set, err := LoadFilesWith(files, Options{Lists: map[string][]any{"allowed_regions": {"ap-south-1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := matchIDs(t, set, `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1"}`); got != "" {
+		t.Errorf("overridden list: matched %q, want nothing", got)
+	}
+	if got := matchIDs(t, set, `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"us-east-1"}`); got != "outside-regions" {
+		t.Errorf("overridden list: matched %q, want outside-regions", got)
+	}
+	_, err = LoadFilesWith(files, Options{Lists: map[string][]any{"allowed_regons": {"x"}}})
+	var list ErrorList
+	if !errors.As(err, &list) || !strings.Contains(err.Error(), `"allowed_regons" overrides no list`) {
+		t.Errorf("a misspelt override must be an error, got %v", err)
+	}
+}
