@@ -98,9 +98,11 @@ Rules live in git with their own tests: ` + "`trailwatch test`" + ` runs them in
 	root.AddCommand(
 		newRunCmd(stdio),
 		newReplayCmd(stdio),
+		newSearchCmd(stdio),
 		newTestCmd(stdio),
 		newValidateCmd(stdio),
 		newVersionCmd(stdio),
+		newSilenceCmd(stdio),
 	)
 	return root
 }

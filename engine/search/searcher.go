@@ -1,0 +1,200 @@
+package search
+
+import (
+	"bytes"
+	"container/heap"
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// DefaultDeliveryMargin is how long after an event CloudTrail may deliver
+// the S3 log file holding it, for pruning by file and directory names.
+// CloudTrail delivers within about 5 minutes on average with no
+// guarantee; an hour keeps pruning safe for all but pathological delays,
+// and files read needlessly are only filtered out again.
+const DefaultDeliveryMargin = time.Hour
+
+// Options adjusts a Searcher.
+type Options struct {
+	// Limit is how many matches are kept, the newest; 0 keeps all.
+	Limit int
+	// DeliveryMargin is how late after an event its S3 log file may be
+	// delivered (0 means DefaultDeliveryMargin).
+	DeliveryMargin time.Duration
+	// OnBadInput is told about each input that is not a CloudTrail record
+	// (or cannot be read), with its place; nil ignores them.
+	OnBadInput func(place string, err error)
+	// OnWhereError is told when the Where condition fails at run time on
+	// a record (the record does not match); nil ignores it.
+	OnWhereError func(place string, err error)
+	// Progress, if set, is called every ProgressEvery records read.
+	Progress func(Stats)
+	// ProgressEvery is how many records are read between Progress calls
+	// (0 means DefaultProgressEvery).
+	ProgressEvery int
+	// SkipFile, if set, is told about every file pruned by its name.
+	SkipFile func(path string)
+}
+
+// DefaultProgressEvery is how many records are read between Progress
+// calls by default.
+const DefaultProgressEvery = 4096
+
+// Stats counts a search's work.
+type Stats struct {
+	Scanned    int    `json:"scanned"`      // records read
+	Matched    int    `json:"matched"`      // distinct matching records
+	Duplicates int    `json:"duplicates"`   // matching records dropped as repeats of an eventID
+	BadInputs  int    `json:"bad_inputs"`   // inputs that were not CloudTrail records
+	WhereErrs  int    `json:"where_errors"` // records on which Where failed
+	Pruned     int    `json:"pruned"`       // files and directories skipped by the time range
+	Current    string `json:"current"`      // the file or log group being read
+}
+
+// Result is one matching record.
+type Result struct {
+	// Event is the decoded record.
+	Event *rules.Event
+	// Raw is the record's JSON, compacted.
+	Raw json.RawMessage
+	// Place is where it was read (file:line, file: record N, or log group
+	// and stream).
+	Place string
+}
+
+// Searcher runs one Query over any number of sources and collects the
+// matches, deduplicated by eventID, newest first. It is not safe for
+// concurrent use.
+type Searcher struct {
+	q     Query
+	opts  Options
+	lits  [][]byte
+	seen  map[string]struct{}
+	kept  resultHeap
+	stats Stats
+	ev    *rules.Event
+}
+
+// New returns a Searcher for q.
+func New(q Query, opts Options) *Searcher {
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = DefaultProgressEvery
+	}
+	if opts.DeliveryMargin == 0 {
+		opts.DeliveryMargin = DefaultDeliveryMargin
+	}
+	return &Searcher{q: q, opts: opts, lits: q.literals(), seen: map[string]struct{}{}}
+}
+
+// Query returns the searcher's query.
+func (s *Searcher) Query() Query { return s.q }
+
+// Offer checks one raw record, read at place, and keeps it if it matches.
+// fallback is the time to use when the record has no eventTime (a log
+// event's timestamp), or zero.
+func (s *Searcher) Offer(raw []byte, place string, fallback time.Time) {
+	s.stats.Scanned++
+	if s.opts.Progress != nil && s.stats.Scanned%s.opts.ProgressEvery == 0 {
+		s.opts.Progress(s.stats)
+	}
+	if quickReject(raw, s.lits) {
+		return
+	}
+	if s.ev == nil {
+		s.ev = new(rules.Event)
+	}
+	ev := s.ev
+	if err := rules.DecodeEventInto(ev, raw); err != nil {
+		s.bad(place, err)
+		return
+	}
+	if ev.EventTime.IsZero() && !fallback.IsZero() {
+		ev.EventTime = fallback.UTC()
+	}
+	ok, err := s.q.Match(ev)
+	if err != nil {
+		s.stats.WhereErrs++
+		if s.opts.OnWhereError != nil {
+			s.opts.OnWhereError(place, err)
+		}
+		return
+	}
+	if !ok {
+		return
+	}
+	if ev.EventID != "" {
+		if _, dup := s.seen[ev.EventID]; dup {
+			s.stats.Duplicates++
+			return
+		}
+		s.seen[ev.EventID] = struct{}{}
+	}
+	s.stats.Matched++
+	// The decoded event is kept: the next record needs a fresh one.
+	s.ev = nil
+	r := &Result{Event: ev, Raw: compact(raw), Place: place}
+	heap.Push(&s.kept, r)
+	if s.opts.Limit > 0 && s.kept.Len() > s.opts.Limit {
+		heap.Pop(&s.kept)
+	}
+}
+
+func (s *Searcher) bad(place string, err error) {
+	s.stats.BadInputs++
+	if s.opts.OnBadInput != nil {
+		s.opts.OnBadInput(place, err)
+	}
+}
+
+func compact(raw []byte) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return append(json.RawMessage(nil), bytes.TrimSpace(raw)...)
+	}
+	return b.Bytes()
+}
+
+// Stats returns the counters so far.
+func (s *Searcher) Stats() Stats { return s.stats }
+
+// Results returns the matches kept so far, newest first (ties by eventID).
+// With a Limit, they are the Limit newest of Stats().Matched.
+func (s *Searcher) Results() []Result {
+	out := make([]Result, len(s.kept))
+	for i, r := range s.kept {
+		out[i] = *r
+	}
+	sort.Slice(out, func(i, j int) bool { return newer(&out[i], &out[j]) })
+	return out
+}
+
+// newer orders results newest first, then by eventID, then by place, so
+// that output is deterministic.
+func newer(a, b *Result) bool {
+	if !a.Event.EventTime.Equal(b.Event.EventTime) {
+		return a.Event.EventTime.After(b.Event.EventTime)
+	}
+	if a.Event.EventID != b.Event.EventID {
+		return a.Event.EventID < b.Event.EventID
+	}
+	return a.Place < b.Place
+}
+
+// resultHeap is a min-heap by recency: its root is the oldest kept match,
+// the one a newer match evicts when the limit is reached.
+type resultHeap []*Result
+
+func (h resultHeap) Len() int           { return len(h) }
+func (h resultHeap) Less(i, j int) bool { return newer(h[j], h[i]) }
+func (h resultHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *resultHeap) Push(x any)        { *h = append(*h, x.(*Result)) }
+func (h *resultHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return r
+}
