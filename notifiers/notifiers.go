@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"time"
 )
 
@@ -55,6 +56,19 @@ type Alert struct {
 	// Count is how many matching events this alert stands for (1 for a
 	// plain match; more for threshold alerts or after suppressed repeats).
 	Count int `json:"count,omitempty"`
+	// Suppressed is how many of Count were repeats that dedup held back
+	// since the previous notification with the same DedupKey.
+	Suppressed int `json:"suppressed,omitempty"`
+	// FirstTime and LastTime bound the event times this alert stands for
+	// when it stands for more than one event (zero otherwise).
+	FirstTime time.Time `json:"first_time,omitzero"`
+	LastTime  time.Time `json:"last_time,omitzero"`
+	// Group is a threshold alert's group: the values of the rule's
+	// group_by expressions, in order.
+	Group []string `json:"group,omitempty"`
+	// Samples are a bounded sample of the events an aggregated alert
+	// (threshold or storm digest) stands for; Event holds the last one.
+	Samples []EventSample `json:"samples,omitempty"`
 
 	// Test marks an alert sent by `trailwatch notify-test`.
 	Test bool `json:"test,omitempty"`
@@ -63,16 +77,31 @@ type Alert struct {
 	Event json.RawMessage `json:"event"`
 }
 
+// EventSample is a short reference to one of the events an aggregated
+// alert stands for. Its strings are attacker-controlled, like the Alert's.
+type EventSample struct {
+	EventID   string    `json:"event_id"`
+	EventTime time.Time `json:"event_time"`
+	EventName string    `json:"event_name"`
+	RuleID    string    `json:"rule_id,omitempty"`
+	Principal string    `json:"principal,omitempty"`
+	SourceIP  string    `json:"source_ip,omitempty"`
+	ErrorCode string    `json:"error_code,omitempty"`
+}
+
 // ConsoleURL links to the event in the CloudTrail console's Event History.
-// It is empty when the alert has no event id or region.
+// It is empty when the alert has no event id or when the region (an
+// attacker-controlled field) is not shaped like an AWS region, so a record
+// cannot point the link at another host.
 func (a *Alert) ConsoleURL() string {
-	if a.EventID == "" || a.AWSRegion == "" {
+	if a.EventID == "" || !regionRe.MatchString(a.AWSRegion) {
 		return ""
 	}
-	region := url.PathEscape(a.AWSRegion)
 	return fmt.Sprintf("https://%s.console.aws.amazon.com/cloudtrailv2/home?region=%s#/events/%s",
-		region, url.QueryEscape(a.AWSRegion), url.PathEscape(a.EventID))
+		a.AWSRegion, a.AWSRegion, url.PathEscape(a.EventID))
 }
+
+var regionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
 // Notifier delivers one alert. An error wrapped with Permanent must not be
 // retried; any other error may be.

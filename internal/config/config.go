@@ -141,8 +141,13 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 		}
 		rest.Content = append(rest.Content, root.Content[i], root.Content[i+1])
 	}
-	if p.decodeStrict(rest, cfg) {
-		p.routes(rest, cfg)
+	// Each top-level key on its own, so one mistake does not hide the
+	// problems of the other sections.
+	for i := 0; i+1 < len(rest.Content); i += 2 {
+		one := &yaml.Node{Kind: yaml.MappingNode, Line: rest.Line, Column: rest.Column, Content: rest.Content[i : i+2]}
+		if p.decodeStrict(one, cfg) && rest.Content[i].Value == "routes" {
+			p.routes(one, cfg)
+		}
 	}
 	if notifiersNode != nil {
 		p.notifiers(notifiersNode, cfg)

@@ -15,6 +15,13 @@ type Deps struct {
 	Logger *slog.Logger
 }
 
+func (d Deps) logger() *slog.Logger {
+	if d.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Logger
+}
+
 type kind struct {
 	specType reflect.Type
 	validate func(spec any) error
