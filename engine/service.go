@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -36,6 +37,11 @@ type Service struct {
 	Route     Router
 	Logger    *slog.Logger
 	Metrics   *Metrics // nil: no metrics
+	// Lifecycle, if set, applies silences, thresholds, dedup windows and
+	// storm control to the alerts before they reach the outbox; its state
+	// is committed only after the outbox holds the batch's alerts. Nil
+	// sends every match as its own alert.
+	Lifecycle *lifecycle.Lifecycle
 	// Now is the clock for lag metrics and warnings; nil means time.Now.
 	Now func() time.Time
 
@@ -77,6 +83,12 @@ func (s *Service) HandleBatch(ctx context.Context, batch [][]byte) error {
 	var items []outbox.Item
 	var alerts []notifiers.Alert
 	set := s.Evaluator.Rules()
+	var lb *lifecycle.Batch
+	if s.Lifecycle != nil {
+		lb = s.Lifecycle.Begin()
+		// Undone unless committed below, after the outbox write.
+		defer lb.Rollback()
+	}
 	for _, raw := range batch {
 		var err error
 		alerts, err = s.Evaluator.Evaluate(raw, alerts[:0])
@@ -91,29 +103,54 @@ func (s *Service) HandleBatch(ctx context.Context, batch [][]byte) error {
 			s.Metrics.RecordsRead.Inc()
 		}
 		for i := range alerts {
-			a := alerts[i]
-			rule := set.Rule(a.RuleID)
-			if s.Metrics != nil {
-				s.Metrics.observeAlert(&a, s.Now())
+			rule := set.Rule(alerts[i].RuleID)
+			outs := []lifecycle.Output{{Key: alerts[i].DedupKey, Alert: alerts[i]}}
+			if lb != nil {
+				outs = lb.Process(alerts[i], rule)
 			}
-			targets := s.Route(&a, rule)
-			if len(targets) == 0 {
-				s.Logger.Warn("alert matches no route and its rule names no notifier; it is not delivered",
-					"rule", a.RuleID, "event_id", a.EventID)
-				continue
-			}
-			for _, t := range targets {
-				items = append(items, outbox.Item{Key: a.DedupKey, Notifier: t, Alert: a})
+			for _, o := range outs {
+				items = s.route(items, lb, o, rule)
 			}
 		}
 	}
-	if len(items) == 0 {
-		return nil
+	if lb != nil {
+		for _, d := range lb.Digests() {
+			items = append(items, outbox.Item{Key: d.Key, Notifier: d.Notifier, Alert: d.Alert})
+		}
 	}
-	if _, err := s.Outbox.Enqueue(ctx, items...); err != nil {
-		return fmt.Errorf("write alerts to the outbox: %w", err)
+	if len(items) > 0 {
+		if _, err := s.Outbox.Enqueue(ctx, items...); err != nil {
+			return fmt.Errorf("write alerts to the outbox: %w", err)
+		}
+	}
+	if lb != nil {
+		if err := lb.Commit(); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// route appends an outbox item for each notifier o goes to (storm control
+// may fold it into a digest instead).
+func (s *Service) route(items []outbox.Item, lb *lifecycle.Batch, o lifecycle.Output, rule *rules.Rule) []outbox.Item {
+	a := o.Alert
+	if s.Metrics != nil {
+		s.Metrics.observeAlert(&a, s.Now())
+	}
+	targets := s.Route(&a, rule)
+	if len(targets) == 0 {
+		s.Logger.Warn("alert matches no route and its rule names no notifier; it is not delivered",
+			"rule", a.RuleID, "event_id", a.EventID)
+		return items
+	}
+	for _, t := range targets {
+		if lb != nil && !lb.Admit(t, o) {
+			continue
+		}
+		items = append(items, outbox.Item{Key: o.Key, Notifier: t, Alert: a})
+	}
+	return items
 }
 
 // skipped logs records that are not CloudTrail records, at most once a

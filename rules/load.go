@@ -183,9 +183,10 @@ var ruleKeys = map[string]bool{
 	"id": true, "title": true, "description": true, "severity": true, "tags": true,
 	"when": true, "pattern": true, "summary": true, "enabled": true, "runbook": true,
 	"references": true, "notify": true, "tests": true, "except": true,
+	"dedup": true, "threshold": true,
 }
 
-var testKeys = map[string]bool{"name": true, "event": true, "event_file": true, "expect": true}
+var testKeys = map[string]bool{"name": true, "event": true, "event_file": true, "events": true, "events_file": true, "expect": true}
 
 var fileKeys = map[string]bool{"rules": true, "lists": true, "macros": true}
 
@@ -252,6 +253,10 @@ func LoadFilesWith(files []File, opts Options) (*Set, error) {
 	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules)), lists: l.names.lists}
 	for i, r := range l.rules {
 		r.ord = i
+		r.headerOnly = r.program != nil && headerDecidable(r.program.Node())
+		for _, p := range r.except {
+			r.headerOnly = r.headerOnly && headerDecidable(p.Node())
+		}
 		s.byID[r.ID] = r
 		if r.Enabled {
 			s.enabled = append(s.enabled, r)
@@ -477,6 +482,9 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	if v := nodes["except"]; v != nil {
 		l.except(f, v, r)
 	}
+	if nodes["dedup"] != nil || nodes["threshold"] != nil {
+		l.lifecycleBlocks(f, r, nodes["dedup"], nodes["threshold"])
+	}
 	if v := nodes["tests"]; v != nil {
 		r.Tests = l.tests(f, v, id)
 	}
@@ -542,7 +550,7 @@ func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
 			continue
 		}
 		t := Test{Pos: Position{File: f.Name, Line: tn.Line, Column: tn.Column}, Name: fmt.Sprintf("test %d", i+1)}
-		var eventNode, fileNode, expectNode *yaml.Node
+		var eventNode, fileNode, eventsNode, eventsFileNode, expectNode *yaml.Node
 		for j := 0; j+1 < len(tn.Content); j += 2 {
 			k, v := tn.Content[j], tn.Content[j+1]
 			switch k.Value {
@@ -554,15 +562,29 @@ func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
 				eventNode = v
 			case "event_file":
 				fileNode = v
+			case "events":
+				eventsNode = v
+			case "events_file":
+				eventsFileNode = v
 			case "expect":
 				expectNode = v
 			default:
 				l.errorf(f.Name, k, id, "test %q: unknown key %q (expected one of %s)", t.Name, k.Value, keyList(testKeys))
 			}
 		}
+		given := 0
+		for _, gn := range []*yaml.Node{eventNode, fileNode, eventsNode, eventsFileNode} {
+			if gn != nil {
+				given++
+			}
+		}
+		read := f.ReadRelative
+		if read == nil {
+			read = os.ReadFile
+		}
 		switch {
-		case eventNode != nil && fileNode != nil:
-			l.errorf(f.Name, fileNode, id, "test %q: give either `event` or `event_file`, not both", t.Name)
+		case given > 1:
+			l.errorf(f.Name, tn, id, "test %q: give one of `event`, `event_file`, `events` or `events_file`", t.Name)
 		case eventNode != nil:
 			data, err := yamlToJSON(eventNode)
 			if err != nil {
@@ -572,18 +594,45 @@ func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
 		case fileNode != nil:
 			name, ok := l.scalarString(f.Name, fileNode, id, "event_file")
 			if ok {
-				read := f.ReadRelative
-				if read == nil {
-					read = os.ReadFile
-				}
 				data, err := read(name)
 				if err != nil {
 					l.errorf(f.Name, fileNode, id, "test %q: event_file: %v", t.Name, err)
 				}
 				t.Event = bytes.TrimSpace(data)
 			}
+		case eventsNode != nil:
+			if eventsNode.Kind != yaml.SequenceNode || len(eventsNode.Content) == 0 {
+				l.errorf(f.Name, eventsNode, id, "test %q: events must be a non-empty list of events", t.Name)
+				break
+			}
+			t.Sequence = true
+			for _, en := range eventsNode.Content {
+				data, err := yamlToJSON(en)
+				if err != nil {
+					l.errorf(f.Name, en, id, "test %q: events: %v", t.Name, err)
+					continue
+				}
+				if _, err := DecodeEvent(data); err != nil {
+					l.errorf(f.Name, en, id, "test %q: events: %v", t.Name, err)
+					continue
+				}
+				t.Events = append(t.Events, data)
+			}
+		case eventsFileNode != nil:
+			t.Sequence = true
+			name, ok := l.scalarString(f.Name, eventsFileNode, id, "events_file")
+			if !ok {
+				break
+			}
+			data, err := read(name)
+			if err == nil {
+				t.Events, err = splitEvents(data)
+			}
+			if err != nil {
+				l.errorf(f.Name, eventsFileNode, id, "test %q: events_file: %v", t.Name, err)
+			}
 		default:
-			l.errorf(f.Name, tn, id, "test %q: missing `event` or `event_file`", t.Name)
+			l.errorf(f.Name, tn, id, "test %q: missing `event`, `event_file`, `events` or `events_file`", t.Name)
 		}
 		if len(t.Event) > 0 {
 			if _, err := DecodeEvent(t.Event); err != nil {
@@ -594,15 +643,22 @@ func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
 				l.errorf(f.Name, n, id, "test %q: %v", t.Name, err)
 			}
 		}
-		if expectNode == nil {
-			l.errorf(f.Name, tn, id, "test %q: missing `expect` (match or no-match)", t.Name)
-		} else if s, ok := l.scalarString(f.Name, expectNode, id, "expect"); ok {
-			switch s {
-			case "match":
-				t.ExpectMatch = true
-			case "no-match":
-			default:
-				l.errorf(f.Name, expectNode, id, "test %q: expect must be match or no-match, not %q", t.Name, s)
+		switch {
+		case expectNode == nil:
+			l.errorf(f.Name, tn, id, "test %q: missing `expect` (match or no-match), or {alerts: N} for a test over time", t.Name)
+		case expectNode.Kind == yaml.MappingNode:
+			l.expectAlerts(f, expectNode, id, &t)
+		case t.Sequence:
+			l.errorf(f.Name, expectNode, id, "test %q: a test with `events` expects {alerts: N} or {alerts: [...]}", t.Name)
+		default:
+			if s, ok := l.scalarString(f.Name, expectNode, id, "expect"); ok {
+				switch s {
+				case "match":
+					t.ExpectMatch = true
+				case "no-match":
+				default:
+					l.errorf(f.Name, expectNode, id, "test %q: expect must be match or no-match, not %q (or {alerts: N} for a test over time)", t.Name, s)
+				}
 			}
 		}
 		out = append(out, t)

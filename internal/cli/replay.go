@@ -3,19 +3,22 @@ package cli
 import (
 	"bufio"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/trailwatch/trailwatch/engine"
 	"github.com/trailwatch/trailwatch/engine/files"
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
 func newReplayCmd(stdio Stdio) *cobra.Command {
 	var paths []string
-	var output string
-	var quiet bool
+	var output, stateDir, cfgPath string
+	var quiet, raw bool
+	var dedupWindow time.Duration
 	cmd := &cobra.Command{
 		Use:   "replay [flags] FILE|DIR|- ...",
 		Short: "Evaluate recorded CloudTrail events against the rules and print the alerts",
@@ -25,6 +28,12 @@ or .json.gz), directory trees in the AWSLogs/<account>/CloudTrail/<region>/... l
 and standard input ("-"). An input that is not a CloudTrail record is reported on
 stderr with its place, counted and skipped; the rest still runs. Records delivered
 twice (same eventID) raise one alert.
+
+Alerts go through the alert lifecycle exactly as in the live service, with event
+time: threshold rules alert once a group reaches its count, dedup windows fold
+repeats into the next alert's count, and (with --state-dir or --config) the live
+service's silences hold alerts back. The service's own state is only read, never
+changed. --raw prints every rule match instead.
 
 --output json prints one alert per line in trailwatch's public alert form, the same
 JSON the file, webhook and SNS notifiers send.`,
@@ -36,10 +45,22 @@ JSON the file, webhook and SNS notifiers send.`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", output)}
 			}
-			set, err := loadRules(stdio.Err, paths)
+			cfg, set, err := loadConfigAndRules(stdio, cfgPath, paths)
 			if err != nil {
 				return err
 			}
+			if stateDir == "" && cfg != nil {
+				stateDir = cfg.StateDir
+			}
+			var lc *lifecycle.Lifecycle
+			if !raw {
+				lc, err = lifecycle.Open(lifecycle.Config{DedupWindow: dedupWindow},
+					lifecycle.Options{StateDir: stateDir, ReadOnlySilences: true})
+				if err != nil {
+					return err
+				}
+			}
+			emitted := 0
 			out := bufio.NewWriterSize(stdio.Out, 64*1024)
 			defer out.Flush()
 			ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
@@ -63,12 +84,23 @@ JSON the file, webhook and SNS notifiers send.`,
 					return nil
 				}
 				for i := range alerts {
-					if output == "json" {
-						if err := writeAlertJSON(out, &alerts[i]); err != nil {
+					outs := []lifecycle.Output{{Key: alerts[i].DedupKey, Alert: alerts[i]}}
+					if lc != nil {
+						b := lc.Begin()
+						outs = b.Process(alerts[i], set.Rule(alerts[i].RuleID))
+						if err := b.Commit(); err != nil {
 							return err
 						}
-					} else {
-						printAlertText(out, &alerts[i])
+					}
+					for j := range outs {
+						emitted++
+						if output == "json" {
+							if err := writeAlertJSON(out, &outs[j].Alert); err != nil {
+								return err
+							}
+						} else {
+							printAlertText(out, &outs[j].Alert)
+						}
 					}
 				}
 				return nil
@@ -78,7 +110,10 @@ JSON the file, webhook and SNS notifiers send.`,
 			}
 			st := ev.Stats()
 			fmt.Fprintf(stdio.Err, "trailwatch: %d records evaluated, %d alerts, %d duplicates dropped, %d inputs skipped, %d rule errors\n",
-				st.Records, st.Alerts, st.Duplicates, badInputs, st.RuleErrors)
+				st.Records, emitted, st.Duplicates, badInputs, st.RuleErrors)
+			if lc != nil && uint64(emitted) != st.Alerts {
+				fmt.Fprintf(stdio.Err, "trailwatch: %d rule matches; the others were counted by thresholds, folded by dedup or silenced\n", st.Alerts)
+			}
 			if err != nil {
 				if cmd.Context().Err() != nil {
 					return exitCode(130, "interrupted")
@@ -91,5 +126,9 @@ JSON the file, webhook and SNS notifiers send.`,
 	rulesFlag(cmd, &paths)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json (one alert per line, the public alert form)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not list each skipped input (the count is still printed)")
+	cmd.Flags().BoolVar(&raw, "raw", false, "print every rule match: no thresholds, dedup or silences")
+	cmd.Flags().DurationVar(&dedupWindow, "dedup-window", 0, "dedup window for rules without a dedup: block (0: only rules that ask for dedup)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "apply the silences of this state directory (default: the config's state_dir)")
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file: its rules, lists and state_dir")
 	return cmd
 }

@@ -1,0 +1,228 @@
+package lifecycle_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/internal/cli"
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// corpusFiles returns the shared CloudTrail corpus, or skips.
+func corpusFiles(t *testing.T) []string {
+	t.Helper()
+	files, _ := filepath.Glob("../../../shared/corpus/*.jsonl")
+	if len(files) == 0 {
+		t.Skip("the CloudTrail corpus (../shared/corpus/*.jsonl beside the checkout) is absent")
+	}
+	return files
+}
+
+// sliceSource feeds fixed batches, then ends.
+type sliceSource struct{ batches [][][]byte }
+
+func (s *sliceSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
+	for _, b := range s.batches {
+		if err := handle(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type nopNotifier struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (n *nopNotifier) Notify(context.Context, notifiers.Alert) error {
+	n.mu.Lock()
+	n.n++
+	n.mu.Unlock()
+	return nil
+}
+
+// alertID is what must be equal between replay and the live pipeline.
+func alertID(a *notifiers.Alert) string {
+	b, _ := json.Marshal(struct {
+		Rule, Event, DedupKey, Summary string
+		Count, Suppressed              int
+		Samples                        int
+	}{a.RuleID, a.EventID, a.DedupKey, a.Summary, a.Count, a.Suppressed, len(a.Samples)})
+	return string(b)
+}
+
+// TestReplayEqualsLivePipeline replays the corpus with the built-in rules
+// (threshold rules among them) through `trailwatch replay`, and feeds the
+// same records in batches through engine.Service with a real outbox; both
+// must raise the same alerts.
+func TestReplayEqualsLivePipeline(t *testing.T) {
+	files := corpusFiles(t)
+	for _, dedup := range []string{"0s", "1h"} {
+		t.Run("global dedup window "+dedup, func(t *testing.T) {
+			// Replay.
+			var out, errOut bytes.Buffer
+			args := append([]string{"replay", "-q", "-o", "json", "--rules", "builtin", "--dedup-window", dedup}, files...)
+			if code := cli.Main(context.Background(), args, cli.Stdio{In: strings.NewReader(""), Out: &out, Err: &errOut}); code != 0 {
+				t.Fatalf("replay exit %d: %s", code, errOut.String())
+			}
+			var replayed []string
+			thresholds := 0
+			sc := bufio.NewScanner(&out)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				var a notifiers.Alert
+				if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+					t.Fatal(err)
+				}
+				if len(a.Group) > 0 {
+					thresholds++
+				}
+				replayed = append(replayed, alertID(&a))
+			}
+			if thresholds == 0 {
+				t.Fatal("the corpus raised no threshold alert; the comparison would prove little")
+			}
+
+			// The live pipeline, in batches of 64 records.
+			var batches [][][]byte
+			var cur [][]byte
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, line := range bytes.Split(data, []byte("\n")) {
+					if len(bytes.TrimSpace(line)) == 0 {
+						continue
+					}
+					cur = append(cur, line)
+					if len(cur) == 64 {
+						batches, cur = append(batches, cur), nil
+					}
+				}
+			}
+			batches = append(batches, cur)
+			set, err := rules.Load("builtin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			ob, err := outbox.Open(filepath.Join(dir, outbox.FileName), outbox.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ob.Close()
+			window, _ := rules.ParseWindow(dedup)
+			if dedup == "0s" {
+				window = 0
+			}
+			lc, err := lifecycle.Open(lifecycle.Config{DedupWindow: window}, lifecycle.Options{StateDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc := &engine.Service{
+				Source:    &sliceSource{batches: batches},
+				Evaluator: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1}),
+				Outbox:    ob,
+				Notifiers: map[string]notifiers.Notifier{"rec": &nopNotifier{}},
+				Route:     func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} },
+				Lifecycle: lc,
+			}
+			if err := svc.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := ob.List(outbox.All)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var live []string
+			for i := range entries {
+				live = append(live, alertID(&entries[i].Alert))
+			}
+			slices.Sort(live)
+			slices.Sort(replayed)
+			if !slices.Equal(live, replayed) {
+				t.Errorf("replay raised %d alerts, the live pipeline %d", len(replayed), len(live))
+				for _, r := range replayed {
+					if !slices.Contains(live, r) {
+						t.Errorf("only in replay: %s", r)
+					}
+				}
+				for _, l := range live {
+					if !slices.Contains(replayed, l) {
+						t.Errorf("only live: %s", l)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestServiceRollsBackWhenTheOutboxFails checks that a batch whose alerts
+// could not be written leaves the lifecycle as it was, so the batch read
+// again raises the same alerts.
+func TestServiceRollsBackWhenTheOutboxFails(t *testing.T) {
+	dir := t.TempDir()
+	set := loadRules(t)
+	lc, err := lifecycle.Open(lifecycle.Config{}, lifecycle.Options{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newService := func(ob *outbox.Outbox) *engine.Service {
+		return &engine.Service{
+			Evaluator: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1}),
+			Outbox:    ob,
+			Route:     func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} },
+			Lifecycle: lc,
+			Now:       func() time.Time { return t0 },
+			Logger:    slog.New(slog.DiscardHandler),
+		}
+	}
+	batch := [][]byte{
+		event{id: "a", code: "AccessDenied"}.raw(), event{id: "b", code: "AccessDenied", at: 1}.raw(),
+		event{id: "c", code: "AccessDenied", at: 2}.raw(), event{id: "k1", name: "CreateAccessKey"}.raw(),
+	}
+	broken, err := outbox.Open(filepath.Join(dir, "broken.db"), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.Close()
+	if err := newService(broken).HandleBatch(context.Background(), batch); err == nil {
+		t.Fatal("HandleBatch with a closed outbox succeeded")
+	}
+	ob, err := outbox.Open(filepath.Join(dir, outbox.FileName), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	if err := newService(ob).HandleBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ob.List(outbox.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Alert.RuleID+"/"+e.Alert.EventID)
+	}
+	slices.Sort(got)
+	if want := []string{"deny-burst/c", "key-created/k1"}; !slices.Equal(got, want) {
+		t.Errorf("outbox holds %v, want %v", got, want)
+	}
+}

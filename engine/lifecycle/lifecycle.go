@@ -1,0 +1,658 @@
+// Package lifecycle decides what becomes of an alert between the rule
+// match and the outbox: silences (recorded, not sent), threshold rules (one
+// alert when a group reaches a count inside a sliding window), dedup
+// windows (repeats counted, not notified, until the window ends) and storm
+// control per notifier (alerts above a rate folded into a periodic digest).
+//
+// Every window is measured in event time (the CloudTrail eventTime), never
+// the clock on the wall, so replaying a day of recorded logs gives the
+// alerts the live service gave. The state survives restarts (a JSON
+// snapshot in the state directory, written atomically) and is bounded: at
+// most Config.MaxKeys dedup keys and threshold groups are held, the least
+// recently used evicted first (counted in
+// trailwatch_lifecycle_evictions_total), and a threshold group holds at most
+// its count of timestamps and Config.Samples short event samples.
+//
+// Use: Begin a Batch, Process each alert, enqueue the outputs in the
+// outbox, then Commit (or Rollback if the enqueue failed). A Batch remembers
+// the (rule, event) pairs it processed, so a batch that is read again after
+// a crash between Commit and the source's checkpoint is not counted twice.
+package lifecycle
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// StateFileName is the lifecycle state's file name inside the state
+// directory.
+const StateFileName = "lifecycle.json"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxKeys = 100_000
+	DefaultSamples = 5
+	DefaultSeenIDs = 8192
+)
+
+// Config is the lifecycle's part of the configuration file.
+type Config struct {
+	// DedupWindow is the dedup window of rules whose `dedup:` block gives
+	// none, and of rules without one. Zero turns dedup off for rules
+	// without a `dedup:` block (each match is its own alert).
+	DedupWindow time.Duration `yaml:"dedup_window"`
+	// MaxKeys caps the dedup keys and threshold groups held (default
+	// 100000); beyond it the least recently used is evicted.
+	MaxKeys int `yaml:"max_keys"`
+	// Samples is how many events a threshold or digest alert carries as
+	// samples (default 5).
+	Samples int `yaml:"samples"`
+}
+
+// Options are the lifecycle's dependencies.
+type Options struct {
+	// StateDir holds the state snapshot and the silences file. Empty
+	// keeps state in memory only (replay) and applies no silences.
+	StateDir string
+	// ReadOnlySilences reads silences from StateDir but keeps the
+	// windows in memory and never writes the state file (replay of
+	// recorded logs with the live service's silences).
+	ReadOnlySilences bool
+	// Storm gives storm control per notifier name.
+	Storm map[string]StormConfig
+	// SeenIDs is how many (rule, event) pairs are remembered to ignore a
+	// re-read batch (default 8192).
+	SeenIDs int
+	// Logger receives silenced alerts (info) and state problems. Nil
+	// discards.
+	Logger *slog.Logger
+	// Registerer, if set, receives the lifecycle metrics.
+	Registerer prometheus.Registerer
+}
+
+// Output is one alert the lifecycle lets through.
+type Output struct {
+	// Key is the outbox idempotency key: the same for the same rule and
+	// CloudTrail event however often it is read.
+	Key string
+	// Alert is what to send; Alert.DedupKey is its identity downstream.
+	Alert notifiers.Alert
+}
+
+// entry is one dedup key or threshold group.
+type entry struct {
+	Key       string                  `json:"key"`
+	Dedup     *rules.DedupState       `json:"dedup,omitempty"`
+	Threshold *rules.ThresholdState   `json:"threshold,omitempty"`
+	Window    time.Duration           `json:"window,omitempty"` // for pruning
+	Samples   []notifiers.EventSample `json:"samples,omitempty"`
+
+	elem *list.Element
+}
+
+func (e *entry) clone() *entry {
+	c := &entry{Key: e.Key, Window: e.Window, Samples: slices.Clone(e.Samples)}
+	if e.Dedup != nil {
+		d := *e.Dedup
+		c.Dedup = &d
+	}
+	if e.Threshold != nil {
+		c.Threshold = &rules.ThresholdState{Times: slices.Clone(e.Threshold.Times)}
+	}
+	return c
+}
+
+// expired reports whether the entry holds nothing that can matter for
+// events at or after watermark.
+func (e *entry) expired(watermark time.Time) bool {
+	switch {
+	case e.Threshold != nil:
+		n := len(e.Threshold.Times)
+		return n == 0 || !time.Unix(0, e.Threshold.Times[n-1]).Add(e.Window).After(watermark)
+	case e.Dedup != nil:
+		// Held-back repeats are kept until the next notification reports
+		// them (or the LRU evicts them).
+		return e.Dedup.Suppressed == 0 && !e.Dedup.Start.Add(e.Window).After(watermark)
+	}
+	return true
+}
+
+// SilencedRecord is what the lifecycle recorded of the alerts one silence
+// held back.
+type SilencedRecord struct {
+	Count       int       `json:"count"`
+	LastRule    string    `json:"last_rule"`
+	LastEventID string    `json:"last_event_id"`
+	LastTime    time.Time `json:"last_event_time"`
+}
+
+// Lifecycle holds the state of every window. Batches are processed one at
+// a time: Begin blocks while another Batch is open.
+type Lifecycle struct {
+	cfg     Config
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu        sync.Mutex
+	entries   map[string]*entry
+	lru       *list.List // of *entry; front is the least recently used
+	seen      map[string]struct{}
+	seenRing  []string
+	seenNext  int
+	watermark time.Time
+	silenced  map[string]SilencedRecord
+	storm     map[string]*stormState
+	silences  silenceCache
+	size      atomic.Int64 // len(entries), readable while a batch is open
+}
+
+// Open returns a Lifecycle, loading its state from opts.StateDir if a
+// snapshot is there.
+func Open(cfg Config, opts Options) (*Lifecycle, error) {
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = DefaultMaxKeys
+	}
+	if cfg.Samples <= 0 {
+		cfg.Samples = DefaultSamples
+	}
+	if opts.SeenIDs <= 0 {
+		opts.SeenIDs = DefaultSeenIDs
+	}
+	for name, sc := range opts.Storm {
+		if err := sc.Validate(); err != nil {
+			return nil, fmt.Errorf("open lifecycle: notifier %q: %w", name, err)
+		}
+	}
+	l := &Lifecycle{
+		cfg: cfg, opts: opts, log: opts.Logger,
+		entries:  map[string]*entry{},
+		lru:      list.New(),
+		seen:     map[string]struct{}{},
+		silenced: map[string]SilencedRecord{},
+		storm:    map[string]*stormState{},
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.metrics = newMetrics(opts.Registerer, l)
+	if opts.StateDir != "" && !opts.ReadOnlySilences {
+		if err := l.load(); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Config returns the configuration in effect (defaults filled in).
+func (l *Lifecycle) Config() Config { return l.cfg }
+
+// Len returns the number of dedup keys and threshold groups held.
+func (l *Lifecycle) Len() int { return int(l.size.Load()) }
+
+// Silenced returns what was recorded, per silence id, of the alerts
+// silences held back.
+func (l *Lifecycle) Silenced() map[string]SilencedRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]SilencedRecord, len(l.silenced))
+	for k, v := range l.silenced {
+		out[k] = v
+	}
+	return out
+}
+
+// Batch is a set of changes to the lifecycle state that become visible
+// together on Commit. It implements rules.StateStore. A Batch is not safe
+// for concurrent use.
+type Batch struct {
+	l         *Lifecycle
+	dirty     map[string]*entry
+	order     []string
+	seen      map[string]struct{}
+	watermark time.Time
+	silenced  map[string]SilencedRecord
+	storm     map[string]*stormState
+	silences  []*compiledSilence
+	done      bool
+	stats     batchStats
+}
+
+type batchStats struct {
+	suppressed, thresholdHeld, late, replayed, silenced map[string]int
+	folded                                              map[string]int
+}
+
+func (s *batchStats) add(m *map[string]int, k string) {
+	if *m == nil {
+		*m = map[string]int{}
+	}
+	(*m)[k]++
+}
+
+// Begin starts a batch. It blocks until the previous batch is committed or
+// rolled back, and re-reads the silences file if it changed.
+func (l *Lifecycle) Begin() *Batch {
+	l.mu.Lock()
+	b := &Batch{l: l, dirty: map[string]*entry{}, seen: map[string]struct{}{}, watermark: l.watermark,
+		silenced: map[string]SilencedRecord{}, storm: map[string]*stormState{}}
+	if l.opts.StateDir != "" {
+		b.silences = l.silences.get(l.opts.StateDir, l.log)
+	}
+	return b
+}
+
+func (b *Batch) get(key string) *entry {
+	if e, ok := b.dirty[key]; ok {
+		return e
+	}
+	var e *entry
+	if base, ok := b.l.entries[key]; ok {
+		e = base.clone()
+	} else {
+		e = &entry{Key: key}
+	}
+	b.dirty[key] = e
+	b.order = append(b.order, key)
+	return e
+}
+
+// Dedup implements rules.StateStore.
+func (b *Batch) Dedup(key string) *rules.DedupState {
+	e := b.get("d\x00" + key)
+	if e.Dedup == nil {
+		e.Dedup = &rules.DedupState{}
+	}
+	return e.Dedup
+}
+
+// Threshold implements rules.StateStore.
+func (b *Batch) Threshold(key string) *rules.ThresholdState {
+	e := b.get("t\x00" + key)
+	if e.Threshold == nil {
+		e.Threshold = &rules.ThresholdState{}
+	}
+	return e.Threshold
+}
+
+func (b *Batch) seenBefore(key string) bool {
+	if _, ok := b.seen[key]; ok {
+		return true
+	}
+	_, ok := b.l.seen[key]
+	return ok
+}
+
+// Process runs one alert through silences, the rule's threshold and dedup,
+// and returns what to enqueue: nothing (silenced, held back, below the
+// threshold, or already processed) or one Output. An alert of an unknown
+// rule (nil) passes through unchanged. Alert.DedupKey must be the
+// per-(rule, event) key the evaluator sets; it becomes Output.Key.
+func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
+	if b.done {
+		panic("lifecycle: Process on a finished batch")
+	}
+	idem := a.DedupKey
+	if r == nil || idem == "" {
+		return []Output{{Key: idem, Alert: a}}
+	}
+	if b.seenBefore(idem) {
+		b.stats.add(&b.stats.replayed, a.RuleID)
+		return nil
+	}
+	b.seen[idem] = struct{}{}
+	ev, err := rules.DecodeEvent(a.Event)
+	if err != nil {
+		// Cannot happen for an alert the evaluator made; fail open.
+		return []Output{{Key: idem, Alert: a}}
+	}
+	if ev.EventTime.After(b.watermark) {
+		b.watermark = ev.EventTime
+	}
+	for _, s := range b.silences {
+		if s.matches(r.ID, ev) {
+			rec := b.silenceRecord(s.ID)
+			rec.Count++
+			rec.LastRule, rec.LastEventID, rec.LastTime = r.ID, ev.EventID, ev.EventTime
+			b.silenced[s.ID] = rec
+			b.stats.add(&b.stats.silenced, r.ID)
+			b.l.log.Info("alert silenced", "rule", r.ID, "event_id", ev.EventID, "silence", s.ID)
+			return nil
+		}
+	}
+	out, err := r.Observe(ev, b, b.l.cfg.DedupWindow)
+	if err != nil {
+		// A dedup key or group_by that fails on this event must not
+		// swallow the alert: send it as a plain match.
+		b.l.log.Warn("rule lifecycle expression failed; alert sent without dedup or threshold",
+			"rule", r.ID, "event_id", ev.EventID, "error", err.Error())
+		return []Output{{Key: idem, Alert: a}}
+	}
+	var samples []notifiers.EventSample
+	if th := r.Threshold; th != nil {
+		e := b.get("t\x00" + out.ThresholdKey)
+		e.Window = th.Window
+		if out.Late {
+			b.stats.add(&b.stats.late, r.ID)
+		} else {
+			e.Samples = addSample(e.Samples, sampleOf(r.ID, ev), th.Window, b.l.cfg.Samples)
+		}
+		if !out.Fired {
+			b.stats.add(&b.stats.thresholdHeld, r.ID)
+			return nil
+		}
+		samples = e.Samples
+		e.Samples = nil
+	}
+	if out.DedupKey != "" {
+		e := b.get("d\x00" + out.DedupKey)
+		e.Window = dedupWindow(r, b.l.cfg.DedupWindow)
+	}
+	if !out.Notify {
+		b.stats.add(&b.stats.suppressed, r.ID)
+		return nil
+	}
+	switch {
+	case out.DedupKey != "":
+		a.DedupKey = hashKey(out.DedupKey)
+	case out.ThresholdKey != "":
+		// A threshold alert stands for its group, dedup or not.
+		a.DedupKey = hashKey(out.ThresholdKey)
+	}
+	a.Count = out.Count
+	a.Suppressed = out.Suppressed
+	if out.Count > 1 {
+		a.FirstTime, a.LastTime = out.First.UTC(), out.Last.UTC()
+	}
+	a.Group = out.Group
+	a.Samples = samples
+	switch {
+	case r.Threshold != nil:
+		a.Summary = fmt.Sprintf("%d matching events in %s (%s to %s): %s", out.Count-out.Suppressed,
+			r.Threshold.Window, out.First.UTC().Format(time.RFC3339), out.Last.UTC().Format(time.RFC3339), a.Summary)
+		if out.Suppressed > 0 {
+			a.Summary += fmt.Sprintf(" (and %d more since the previous alert)", out.Suppressed)
+		}
+	case out.Suppressed > 0:
+		a.Summary += fmt.Sprintf(" (and %d repeats suppressed since %s)", out.Suppressed, out.First.UTC().Format(time.RFC3339))
+	}
+	return []Output{{Key: idem, Alert: a}}
+}
+
+func dedupWindow(r *rules.Rule, def time.Duration) time.Duration {
+	switch {
+	case r.Dedup != nil && r.Dedup.Window > 0:
+		return r.Dedup.Window
+	case r.Dedup != nil && def <= 0:
+		return rules.DefaultDedupWindow
+	}
+	return def
+}
+
+func (b *Batch) silenceRecord(id string) SilencedRecord {
+	if rec, ok := b.silenced[id]; ok {
+		return rec
+	}
+	return b.l.silenced[id]
+}
+
+func sampleOf(ruleID string, ev *rules.Event) notifiers.EventSample {
+	return notifiers.EventSample{EventID: ev.EventID, EventTime: ev.EventTime.UTC(), EventName: ev.EventName,
+		RuleID: ruleID, Principal: ev.Principal(), SourceIP: ev.SourceIPAddress, ErrorCode: ev.ErrorCode}
+}
+
+// addSample keeps the first n samples of the current window: samples that
+// fell out of the window (relative to the newest) make room.
+func addSample(s []notifiers.EventSample, x notifiers.EventSample, window time.Duration, n int) []notifiers.EventSample {
+	newest := x.EventTime
+	for _, e := range s {
+		if e.EventTime.After(newest) {
+			newest = e.EventTime
+		}
+	}
+	cut := newest.Add(-window)
+	s = slices.DeleteFunc(s, func(e notifiers.EventSample) bool { return !e.EventTime.After(cut) })
+	if len(s) < n {
+		s = append(s, x)
+		slices.SortStableFunc(s, func(a, b notifiers.EventSample) int { return a.EventTime.Compare(b.EventTime) })
+	}
+	return s
+}
+
+// hashKey turns a rule-scoped key into the alert's DedupKey.
+func hashKey(k string) string {
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Rollback discards the batch's changes.
+func (b *Batch) Rollback() {
+	if b.done {
+		return
+	}
+	b.done = true
+	b.l.mu.Unlock()
+}
+
+// Commit makes the batch's changes visible and, with a state directory,
+// writes the state snapshot. Call it only after every Output (and digest)
+// of the batch is durably enqueued. The in-memory state is updated even
+// when writing the snapshot fails (it describes what was enqueued); the
+// error says the snapshot is behind.
+func (b *Batch) Commit() error {
+	if b.done {
+		return errors.New("commit lifecycle batch: already finished")
+	}
+	b.done = true
+	l := b.l
+	defer l.mu.Unlock()
+	changed := len(b.dirty) > 0 || len(b.seen) > 0 || len(b.silenced) > 0 || len(b.storm) > 0
+	for _, k := range b.order {
+		e := b.dirty[k]
+		if old, ok := l.entries[k]; ok {
+			l.lru.Remove(old.elem)
+			delete(l.entries, k)
+		}
+		if e.Threshold != nil && len(e.Threshold.Times) == 0 && len(e.Samples) == 0 {
+			continue // a group that fired or never counted holds nothing
+		}
+		e.elem = l.lru.PushBack(e)
+		l.entries[k] = e
+	}
+	for k := range b.seen {
+		l.addSeen(k)
+	}
+	if b.watermark.After(l.watermark) {
+		l.watermark = b.watermark
+	}
+	for k, v := range b.silenced {
+		l.silenced[k] = v
+	}
+	for k, v := range b.storm {
+		l.storm[k] = v
+	}
+	// Expired entries gather at the front of the LRU; drop a bounded
+	// number per commit so the cost stays small.
+	for i := 0; i < 256 && l.lru.Len() > 0; i++ {
+		front := l.lru.Front().Value.(*entry)
+		if !front.expired(l.watermark) {
+			break
+		}
+		l.lru.Remove(front.elem)
+		delete(l.entries, front.Key)
+	}
+	for len(l.entries) > l.cfg.MaxKeys {
+		front := l.lru.Front().Value.(*entry)
+		l.lru.Remove(front.elem)
+		delete(l.entries, front.Key)
+		l.metrics.evictions.Inc()
+	}
+	l.size.Store(int64(len(l.entries)))
+	l.metrics.observe(&b.stats)
+	if !changed || l.opts.StateDir == "" || l.opts.ReadOnlySilences {
+		return nil
+	}
+	if err := l.save(); err != nil {
+		return fmt.Errorf("commit lifecycle batch: %w", err)
+	}
+	return nil
+}
+
+func (l *Lifecycle) addSeen(k string) {
+	if _, ok := l.seen[k]; ok {
+		return
+	}
+	if len(l.seenRing) < l.opts.SeenIDs {
+		l.seenRing = append(l.seenRing, k)
+	} else {
+		delete(l.seen, l.seenRing[l.seenNext])
+		l.seenRing[l.seenNext] = k
+		l.seenNext = (l.seenNext + 1) % len(l.seenRing)
+	}
+	l.seen[k] = struct{}{}
+}
+
+// snapshot is the state file's content.
+type snapshot struct {
+	Version   int                       `json:"version"`
+	Watermark time.Time                 `json:"watermark,omitzero"`
+	Entries   []*entry                  `json:"entries"` // least recently used first
+	Seen      []string                  `json:"seen"`    // oldest first
+	Silenced  map[string]SilencedRecord `json:"silenced,omitempty"`
+	Storm     map[string]*stormState    `json:"storm,omitempty"`
+}
+
+func (l *Lifecycle) save() error {
+	snap := snapshot{Version: 1, Watermark: l.watermark, Silenced: l.silenced, Storm: l.storm,
+		Entries: make([]*entry, 0, len(l.entries)), Seen: make([]string, 0, len(l.seenRing))}
+	for el := l.lru.Front(); el != nil; el = el.Next() {
+		snap.Entries = append(snap.Entries, el.Value.(*entry))
+	}
+	snap.Seen = append(snap.Seen, l.seenRing[l.seenNext:]...)
+	snap.Seen = append(snap.Seen, l.seenRing[:l.seenNext]...)
+	data, err := json.Marshal(&snap)
+	if err != nil {
+		return fmt.Errorf("save lifecycle state: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(l.opts.StateDir, StateFileName), data); err != nil {
+		return fmt.Errorf("save lifecycle state: %w", err)
+	}
+	return nil
+}
+
+func (l *Lifecycle) load() error {
+	path := filepath.Join(l.opts.StateDir, StateFileName)
+	snap, err := readSnapshot(path)
+	if err != nil || snap == nil {
+		return err
+	}
+	l.watermark = snap.Watermark
+	for _, e := range snap.Entries {
+		if e == nil || e.Key == "" {
+			continue
+		}
+		if old, ok := l.entries[e.Key]; ok {
+			l.lru.Remove(old.elem)
+		}
+		e.elem = l.lru.PushBack(e)
+		l.entries[e.Key] = e
+	}
+	for len(l.entries) > l.cfg.MaxKeys {
+		front := l.lru.Front().Value.(*entry)
+		l.lru.Remove(front.elem)
+		delete(l.entries, front.Key)
+		l.metrics.evictions.Inc()
+	}
+	l.size.Store(int64(len(l.entries)))
+	for _, k := range snap.Seen {
+		l.addSeen(k)
+	}
+	for k, v := range snap.Silenced {
+		l.silenced[k] = v
+	}
+	for k, v := range snap.Storm {
+		if v != nil {
+			l.storm[k] = v
+		}
+	}
+	return nil
+}
+
+// readSnapshot reads a state file; a missing file is no state (nil).
+func readSnapshot(path string) (*snapshot, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load lifecycle state: %w", err)
+	}
+	var snap snapshot
+	if err := json.Unmarshal(data, &snap); err != nil {
+		return nil, fmt.Errorf("load lifecycle state %s: %w", path, err)
+	}
+	if snap.Version != 1 {
+		return nil, fmt.Errorf("load lifecycle state %s: unknown version %d", path, snap.Version)
+	}
+	return &snap, nil
+}
+
+// ReadSilenced reads, without opening a Lifecycle (the service may be
+// running), what the state in dir recorded of silenced alerts.
+func ReadSilenced(dir string) (map[string]SilencedRecord, error) {
+	snap, err := readSnapshot(filepath.Join(dir, StateFileName))
+	if err != nil || snap == nil {
+		return nil, err
+	}
+	return snap.Silenced, nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, fsyncs it,
+// renames it over path and fsyncs the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package lifecycle
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	evictions     prometheus.Counter
+	suppressed    *prometheus.CounterVec
+	thresholdHeld *prometheus.CounterVec
+	late          *prometheus.CounterVec
+	replayed      *prometheus.CounterVec
+	silenced      *prometheus.CounterVec
+	folded        *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
+	m := &metrics{
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trailwatch_lifecycle_evictions_total",
+			Help: "Dedup keys and threshold groups evicted (least recently used first) to keep the state within max_keys.",
+		}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_alerts_suppressed_total",
+			Help: "Alerts held back by a dedup window (reported as a count by the next notification), by rule.",
+		}, []string{"rule"}),
+		thresholdHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_threshold_events_total",
+			Help: "Matches counted by a threshold rule without reaching its count yet, by rule.",
+		}, []string{"rule"}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_threshold_late_events_total",
+			Help: "Matches of threshold rules older than their group's window, not counted, by rule.",
+		}, []string{"rule"}),
+		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_lifecycle_replayed_total",
+			Help: "Alerts of a (rule, event) already processed (a batch read again), ignored, by rule.",
+		}, []string{"rule"}),
+		silenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_alerts_silenced_total",
+			Help: "Alerts held back by a silence (recorded, not sent), by rule.",
+		}, []string{"rule"}),
+		folded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_alerts_folded_total",
+			Help: "Alerts folded into a storm digest instead of sent alone, by notifier.",
+		}, []string{"notifier"}),
+	}
+	if reg != nil {
+		keys := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trailwatch_lifecycle_keys",
+			Help: "Dedup keys and threshold groups held in memory.",
+		}, func() float64 { return float64(l.Len()) })
+		reg.MustRegister(m.evictions, m.suppressed, m.thresholdHeld, m.late, m.replayed, m.silenced, m.folded, keys)
+	}
+	return m
+}
+
+func (m *metrics) observe(s *batchStats) {
+	for _, p := range []struct {
+		v *prometheus.CounterVec
+		c map[string]int
+	}{{m.suppressed, s.suppressed}, {m.thresholdHeld, s.thresholdHeld}, {m.late, s.late},
+		{m.replayed, s.replayed}, {m.silenced, s.silenced}, {m.folded, s.folded}} {
+		for k, n := range p.c {
+			p.v.WithLabelValues(k).Add(float64(n))
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
+)
+
+// silenceNow is the clock of the silence commands.
+var silenceNow = time.Now
+
+func newSilenceCmd(stdio Stdio) *cobra.Command {
+	var stateDir, cfgPath string
+	cmd := &cobra.Command{
+		Use:   "silence",
+		Short: "Add, list and expire silences: alerts that are recorded, not sent",
+		Long: `A silence holds back the alerts of a rule (or of every rule), optionally only those
+whose event matches an expression, for a while. The service records each silenced
+alert (counted per silence, shown by list, and in trailwatch_alerts_silenced_total)
+and sends nothing. Silences live in the state directory (--state-dir, or the
+config's state_dir) and the running service picks up changes at its next batch.
+
+A silence covers events by their eventTime: from --lookback before it is added
+(CloudTrail delivers events minutes late, and those are usually the ones you
+mean) until --for after. replay applies the same silences to recorded logs.`,
+		Example: `  trailwatch silence add --config /etc/trailwatch/config.yaml --rule aws-access-denied-burst \
+      --match 'userIdentity.arn endsWith "/deployer"' --for 4h --comment "migration, CHG-1234"
+  trailwatch silence list --state-dir /var/lib/trailwatch
+  trailwatch silence expire --state-dir /var/lib/trailwatch 3f9a1c2b7d4e`,
+	}
+	cmd.PersistentFlags().StringVar(&stateDir, "state-dir", "", "trailwatch state directory")
+	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "configuration file (for its state_dir)")
+	dir := func() (string, error) {
+		if stateDir != "" {
+			return stateDir, nil
+		}
+		if cfgPath == "" {
+			return "", usageError{errors.New("silence needs --state-dir DIR or --config FILE")}
+		}
+		cfg, err := loadConfig(stdio, cfgPath)
+		if err != nil {
+			return "", err
+		}
+		if cfg.StateDir == "" {
+			return "", exitCode(1, cfg.File+": state_dir is not set")
+		}
+		return cfg.StateDir, nil
+	}
+
+	var rule, match, comment string
+	var dur, lookback time.Duration
+	add := &cobra.Command{
+		Use:   "add --rule ID [--match EXPR] --for DURATION --comment TEXT",
+		Short: "Add a silence and print its id",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := dir()
+			if err != nil {
+				return err
+			}
+			if dur <= 0 {
+				return usageError{errors.New("--for must be a positive duration, e.g. 4h")}
+			}
+			if comment == "" {
+				return usageError{errors.New("--comment is required: say why, so the next person knows")}
+			}
+			now := silenceNow().UTC()
+			by := ""
+			if u, err := user.Current(); err == nil {
+				by = u.Username
+			}
+			s, err := lifecycle.AddSilence(d, lifecycle.Silence{
+				Rule: rule, Match: match, Comment: comment, CreatedBy: by,
+				CreatedAt: now, StartsAt: now.Add(-lookback), EndsAt: now.Add(dur),
+			}, now)
+			if err != nil {
+				return exitCode(1, err.Error())
+			}
+			fmt.Fprintf(stdio.Out, "%s\n", s.ID)
+			fmt.Fprintf(stdio.Err, "trailwatch: silence %s holds back %s until %s\n", s.ID, describeSilence(s), s.EndsAt.Format(time.RFC3339))
+			return nil
+		},
+	}
+	add.Flags().StringVar(&rule, "rule", "", "rule id to silence (empty: every rule; then --match is required)")
+	add.Flags().StringVar(&match, "match", "", "only events for which this rule-language condition holds")
+	add.Flags().DurationVar(&dur, "for", 0, "how long the silence lasts, e.g. 4h")
+	add.Flags().StringVar(&comment, "comment", "", "why (required)")
+	add.Flags().DurationVar(&lookback, "lookback", 30*time.Minute, "also cover events this long before now (late deliveries)")
+
+	var all bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List active silences (--all: expired ones too) with how many alerts each held back",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := dir()
+			if err != nil {
+				return err
+			}
+			silences, err := lifecycle.LoadSilences(d)
+			if err != nil {
+				return exitCode(1, err.Error())
+			}
+			recs, err := lifecycle.ReadSilenced(d)
+			if err != nil {
+				fmt.Fprintf(stdio.Err, "trailwatch: %v\n", err)
+			}
+			now := silenceNow()
+			w := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tSTATE\tENDS\tSILENCED\tRULE\tMATCH\tCOMMENT\tBY")
+			for _, s := range silences {
+				state := "active"
+				if !s.EndsAt.After(now) {
+					if !all {
+						continue
+					}
+					state = "expired"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, state, s.EndsAt.UTC().Format(time.RFC3339),
+					recs[s.ID].Count, orDash(s.Rule), terminalSafe(orDash(s.Match)), terminalSafe(s.Comment), terminalSafe(orDash(s.CreatedBy)))
+			}
+			return w.Flush()
+		},
+	}
+	list.Flags().BoolVar(&all, "all", false, "include expired silences")
+
+	expire := &cobra.Command{
+		Use:   "expire ID",
+		Short: "End a silence now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := dir()
+			if err != nil {
+				return err
+			}
+			if err := lifecycle.ExpireSilence(d, args[0], silenceNow().UTC()); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return exitCode(1, "no silences in "+d)
+				}
+				return exitCode(1, err.Error())
+			}
+			fmt.Fprintf(stdio.Err, "trailwatch: silence %s expired\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(add, list, expire)
+	return cmd
+}
+
+func describeSilence(s lifecycle.Silence) string {
+	what := "every rule's alerts"
+	if s.Rule != "" {
+		what = fmt.Sprintf("rule %s's alerts", s.Rule)
+	}
+	if s.Match != "" {
+		what += " where " + s.Match
+	}
+	return what
+}
