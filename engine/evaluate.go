@@ -89,7 +89,11 @@ func (e *Evaluator) Stats() Stats {
 func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Alert, error) {
 	ev := e.pool.Get().(*rules.Event)
 	defer e.pool.Put(ev)
-	if err := rules.DecodeEventInto(ev, raw); err != nil {
+	// Two tiers: the header (one validating pass, scalar fields only) is
+	// enough to drop duplicates and to decide most records; the whole
+	// record is decoded only when a candidate rule needs it.
+	complete, err := rules.DecodeHeader(ev, raw)
+	if err != nil {
 		e.malformed.Add(1)
 		return dst, err
 	}
@@ -100,12 +104,14 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 	e.records.Add(1)
 	set := e.set.Load()
 	var buf [8]*rules.Rule
-	matched := set.Match(ev, buf[:0], func(me rules.MatchError) {
-		e.ruleErrors.Add(1)
-		if e.onErr != nil {
-			e.onErr(me, ev)
-		}
-	})
+	matched, _, err := set.MatchHeader(ev, complete, buf[:0], e.handleRuleError)
+	if err != nil {
+		// The header was valid but the whole record is not: count it as
+		// malformed, as the one-tier decode would have.
+		e.records.Add(^uint64(0))
+		e.malformed.Add(1)
+		return dst, err
+	}
 	if len(matched) == 0 {
 		return dst, nil
 	}
@@ -115,6 +121,13 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 	}
 	e.alerts.Add(uint64(len(matched)))
 	return dst, nil
+}
+
+func (e *Evaluator) handleRuleError(me rules.MatchError) {
+	e.ruleErrors.Add(1)
+	if e.onErr != nil {
+		e.onErr(me, me.Event)
+	}
 }
 
 func compactJSON(raw []byte) json.RawMessage {
@@ -161,9 +174,11 @@ func NewAlert(r *rules.Rule, ev *rules.Event, raw json.RawMessage) notifiers.Ale
 	}
 }
 
-// AlertKey is the identity of the alert that rule ruleID raises for ev: the
-// same rule on the same CloudTrail event always gives the same key, however
-// often the record is delivered or re-read.
+// AlertKey is the identity of the match of rule ruleID on ev: the same rule
+// on the same CloudTrail event always gives the same key, however often the
+// record is delivered or re-read. NewAlert puts it in Alert.DedupKey; the
+// alert lifecycle (engine/lifecycle) keeps it as the outbox idempotency key
+// and replaces DedupKey with the dedup key, the alert's identity downstream.
 func AlertKey(ruleID string, ev *rules.Event) string {
 	id := ev.EventID
 	if id == "" {

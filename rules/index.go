@@ -20,6 +20,9 @@ type index struct {
 // IndexInfo says how a rule is indexed, for `validate --explain`.
 type IndexInfo struct {
 	EventNames []string // empty: evaluated for every event
+	// HeaderOnly: the condition reads only header fields, so a record is
+	// decided without decoding it whole (see DecodeHeader).
+	HeaderOnly bool
 }
 
 func buildIndex(rules []*Rule) *index {
@@ -54,7 +57,7 @@ func (ix *index) candidates(ev *Event, fn func(*Rule)) {
 
 // Index returns how the rule is indexed.
 func (r *Rule) Index() IndexInfo {
-	return IndexInfo{EventNames: r.indexNames()}
+	return IndexInfo{EventNames: r.indexNames(), HeaderOnly: r.headerOnly}
 }
 
 func (r *Rule) indexNames() []string {

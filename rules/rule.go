@@ -59,9 +59,15 @@ type Rule struct {
 	// Except lists conditions that, when any holds, keep the rule from
 	// matching (exceptions a team adds without forking the rule).
 	Except []string
+	// Dedup is the rule's `dedup:` block, nil when it has none.
+	Dedup *Dedup
+	// Threshold is the rule's `threshold:` block, nil when it has none: a
+	// threshold rule alerts once a group of matches reaches a count.
+	Threshold *Threshold
 
 	except       []*vm.Program
-	ord          int // position in load order, for deterministic match order
+	headerOnly   bool // the condition reads only header fields (see DecodeHeader)
+	ord          int  // position in load order, for deterministic match order
 	program      *vm.Program
 	summary      *Template
 	matcher      func(*Event) (bool, error) // set for pattern rules
@@ -149,8 +155,9 @@ func (s *Set) Len() int { return len(s.enabled) }
 
 // MatchError is a rule whose condition failed at run time on an event.
 type MatchError struct {
-	Rule *Rule
-	Err  error
+	Rule  *Rule
+	Event *Event
+	Err   error
 }
 
 // Match evaluates ev against the enabled rules that can match it (see the
@@ -161,7 +168,7 @@ func (s *Set) Match(ev *Event, dst []*Rule, onErr func(MatchError)) []*Rule {
 		ok, err := r.Eval(ev)
 		if err != nil {
 			if onErr != nil {
-				onErr(MatchError{Rule: r, Err: err})
+				onErr(MatchError{Rule: r, Event: ev, Err: err})
 			}
 			return
 		}

@@ -87,12 +87,15 @@ func printExplain(w io.Writer, set *rules.Set) {
 		if !r.Enabled {
 			state = " (disabled)"
 		}
-		names := r.Index().EventNames
-		if len(names) == 0 {
+		info := r.Index()
+		if info.HeaderOnly {
+			state = ", decided from the header" + state
+		}
+		if len(info.EventNames) == 0 {
 			fmt.Fprintf(w, "%-44s every event%s\n", r.ID, state)
 			continue
 		}
-		fmt.Fprintf(w, "%-44s eventName in [%s]%s\n", r.ID, strings.Join(names, ", "), state)
+		fmt.Fprintf(w, "%-44s eventName in [%s]%s\n", r.ID, strings.Join(info.EventNames, ", "), state)
 	}
 }
 
