@@ -14,6 +14,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine"
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
@@ -179,6 +180,17 @@ func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger 
 		return exitCode(1, err.Error())
 	}
 
+	storm := map[string]lifecycle.StormConfig{}
+	for _, n := range cfg.Notifiers {
+		if n.RateLimit != nil {
+			storm[n.Name] = *n.RateLimit
+		}
+	}
+	lc, err := lifecycle.Open(cfg.Lifecycle, lifecycle.Options{StateDir: cfg.StateDir, Storm: storm, Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
+
 	ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
 		// The source deduplicates by eventID with durable state, and the
 		// outbox is idempotent per alert; an in-memory window here would
@@ -200,8 +212,9 @@ func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger 
 			}
 			return cfg.Targets(a, own)
 		},
-		Logger:  logger,
-		Metrics: engine.NewMetrics(reg, ev),
+		Lifecycle: lc,
+		Logger:    logger,
+		Metrics:   engine.NewMetrics(reg, ev),
 	}
 	logger.Info("trailwatch running", "log_groups", cfg.Source.CloudWatch.LogGroups, "rules", set.Len(), "notifiers", len(targets), "state_dir", cfg.StateDir)
 	if err := svc.Run(ctx); err != nil {

@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
@@ -37,6 +38,12 @@ type Config struct {
 	Rules []string `yaml:"rules"`
 	// Listen is the address of the metrics and health endpoints (empty: off).
 	Listen string `yaml:"listen"`
+	// QuietAfter raises a built-in alert when a log group delivers no
+	// records for this long, and another when records resume (0: off).
+	QuietAfter time.Duration `yaml:"quiet_after"`
+	// Lifecycle sets the alert lifecycle's defaults (dedup window, memory
+	// bound, samples kept per aggregated alert).
+	Lifecycle lifecycle.Config `yaml:"lifecycle"`
 	// Lists replaces named lists that the rule files define (a rule pack's
 	// tunables: allowed_regions, trusted_accounts, ...).
 	Lists map[string][]any `yaml:"lists"`
@@ -78,6 +85,9 @@ type Route struct {
 type Notifier struct {
 	Name string
 	Type string
+	// RateLimit, when set, folds this notifier's alerts above a rate into
+	// periodic digests (storm control) instead of dropping them.
+	RateLimit *lifecycle.StormConfig
 	// Spec is the type's Config value (e.g. slack.Config).
 	Spec any
 	Pos  rules.Position
@@ -329,7 +339,7 @@ func (p *parser) notifiers(n *yaml.Node, cfg *Config) {
 			continue
 		}
 		var name, typ string
-		var nameNode, typeNode *yaml.Node
+		var nameNode, typeNode, rateNode *yaml.Node
 		spec := &yaml.Node{Kind: yaml.MappingNode, Line: nn.Line, Column: nn.Column}
 		for i := 0; i+1 < len(nn.Content); i += 2 {
 			k, v := nn.Content[i], nn.Content[i+1]
@@ -338,6 +348,8 @@ func (p *parser) notifiers(n *yaml.Node, cfg *Config) {
 				name, nameNode = v.Value, v
 			case "type":
 				typ, typeNode = v.Value, v
+			case "rate_limit":
+				rateNode = v
 			default:
 				spec.Content = append(spec.Content, k, v)
 			}
@@ -373,7 +385,24 @@ func (p *parser) notifiers(n *yaml.Node, cfg *Config) {
 			}
 			continue
 		}
-		cfg.Notifiers = append(cfg.Notifiers, Notifier{Name: name, Type: typ, Spec: specVal.Interface(), Pos: pos})
+		n := Notifier{Name: name, Type: typ, Spec: specVal.Interface(), Pos: pos}
+		if rateNode != nil {
+			var rl lifecycle.StormConfig
+			one := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: "rate_limit"}, rateNode}}
+			var holder struct {
+				RateLimit *lifecycle.StormConfig `yaml:"rate_limit"`
+			}
+			if !p.decodeStrict(one, &holder) {
+				continue
+			}
+			rl = *holder.RateLimit
+			if err := rl.Validate(); err != nil {
+				p.errorf(rateNode, "notifier %q: rate_limit: %v", name, err)
+				continue
+			}
+			n.RateLimit = &rl
+		}
+		cfg.Notifiers = append(cfg.Notifiers, n)
 	}
 }
 
@@ -387,6 +416,12 @@ func splitErrors(err error) []error {
 // check validates what spans sections: the source, severities in routes,
 // and that every notifier a route names exists.
 func (p *parser) check(root *yaml.Node, cfg *Config) {
+	if cfg.QuietAfter < 0 {
+		p.errorf(root, "quiet_after: must not be negative")
+	}
+	if cfg.Lifecycle.DedupWindow < 0 || cfg.Lifecycle.MaxKeys < 0 || cfg.Lifecycle.Samples < 0 {
+		p.errorf(root, "lifecycle: dedup_window, max_keys and samples must not be negative")
+	}
 	if cfg.Source.CloudWatch != nil {
 		cfg.Source.CloudWatch.SetDefaults()
 		if err := cfg.Source.CloudWatch.Validate(); err != nil {

@@ -170,3 +170,34 @@ func TestEnvCannotInjectYAML(t *testing.T) {
 		t.Errorf("the environment value was parsed as YAML: %v", err)
 	}
 }
+
+func TestRateLimitAndLifecycle(t *testing.T) {
+	cfg, err := Parse("c.yaml", []byte(`lifecycle:
+  dedup_window: 1h
+  max_keys: 1000
+quiet_after: 30m
+notifiers:
+  - name: out
+    type: file
+    path: alerts.jsonl
+    rate_limit: {max: 20, per: 1m, digest_every: 5m}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Lifecycle.DedupWindow.Hours() != 1 || cfg.QuietAfter.Minutes() != 30 {
+		t.Errorf("lifecycle = %+v, quiet_after = %v", cfg.Lifecycle, cfg.QuietAfter)
+	}
+	if rl := cfg.Notifiers[0].RateLimit; rl == nil || rl.Max != 20 || rl.DigestEvery.Minutes() != 5 {
+		t.Errorf("rate_limit = %+v", rl)
+	}
+	_, err = Parse("c.yaml", []byte(`notifiers:
+  - name: out
+    type: file
+    path: a
+    rate_limit: {max: 20, pre: 1m}
+`), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `unknown key "pre" in rate_limit`) {
+		t.Errorf("rate_limit typo: %v", err)
+	}
+}
