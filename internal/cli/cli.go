@@ -97,6 +97,8 @@ Rules live in git with their own tests: ` + "`trailwatch test`" + ` runs them in
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(
 		newRunCmd(stdio),
+		newNotifyTestCmd(stdio),
+		newOutboxCmd(stdio),
 		newReplayCmd(stdio),
 		newSearchCmd(stdio),
 		newTestCmd(stdio),
