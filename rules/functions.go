@@ -25,13 +25,13 @@ func helperFunctions() []expr.Option {
 	return []expr.Option{
 		expr.Function("inCIDR", func(params ...any) (any, error) {
 			ip, _ := params[0].(string)
-			for _, c := range params[1:] {
-				if s, ok := c.(string); ok && inCIDR(ip, s) {
-					return true, nil
-				}
-			}
-			return false, nil
-		}, new(func(string, ...string) bool)),
+			found := false
+			eachString(params[1:], func(c string) bool {
+				found = inCIDR(ip, c)
+				return found
+			})
+			return found, nil
+		}, new(func(string, ...any) bool)),
 		expr.Function("isIP", func(params ...any) (any, error) {
 			_, err := netip.ParseAddr(params[0].(string))
 			return err == nil, nil
@@ -48,22 +48,22 @@ func helperFunctions() []expr.Option {
 		}, new(func(any) bool)),
 		expr.Function("glob", func(params ...any) (any, error) {
 			s := params[0].(string)
-			for _, p := range params[1:] {
-				if globMatch(p.(string), s) {
-					return true, nil
-				}
-			}
-			return false, nil
-		}, new(func(string, ...string) bool)),
+			found := false
+			eachString(params[1:], func(p string) bool {
+				found = globMatch(p, s)
+				return found
+			})
+			return found, nil
+		}, new(func(string, ...any) bool)),
 		expr.Function("iglob", func(params ...any) (any, error) {
 			s := strings.ToLower(params[0].(string))
-			for _, p := range params[1:] {
-				if globMatch(strings.ToLower(p.(string)), s) {
-					return true, nil
-				}
-			}
-			return false, nil
-		}, new(func(string, ...string) bool)),
+			found := false
+			eachString(params[1:], func(p string) bool {
+				found = globMatch(strings.ToLower(p), s)
+				return found
+			})
+			return found, nil
+		}, new(func(string, ...any) bool)),
 		expr.Function("iequals", func(params ...any) (any, error) {
 			return strings.EqualFold(params[0].(string), params[1].(string)), nil
 		}, new(func(string, string) bool)),
@@ -115,6 +115,31 @@ func helperFunctions() []expr.Option {
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// eachString calls fn with every string in args, descending into lists (a
+// named list such as office_cidrs may be passed whole), until fn returns
+// true.
+func eachString(args []any, fn func(string) bool) bool {
+	for _, a := range args {
+		switch x := a.(type) {
+		case string:
+			if fn(x) {
+				return true
+			}
+		case []any:
+			if eachString(x, fn) {
+				return true
+			}
+		case []string:
+			for _, s := range x {
+				if fn(s) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
 
 var prefixCache sync.Map // string -> netip.Prefix (or error)
 

@@ -222,3 +222,25 @@ func TestPatternRules(t *testing.T) {
 		}
 	}
 }
+
+func TestHelpersTakeLists(t *testing.T) {
+	set, err := LoadFiles([]File{{Name: "l.yaml", Data: []byte(`lists:
+  office: ["10.0.0.0/8", "192.0.2.0/24"]
+  names: ["Delete*", "Stop*"]
+rules:
+  - {id: a, title: a, severity: low, when: 'inCIDR(sourceIPAddress, office) && glob(eventName, names, "Other")'}
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rec, want := range map[string]int{
+		`{"eventVersion":"1","eventName":"StopLogging","sourceIPAddress":"192.0.2.9"}`:  1,
+		`{"eventVersion":"1","eventName":"StopLogging","sourceIPAddress":"198.51.100.1"}`: 0,
+		`{"eventVersion":"1","eventName":"StartLogging","sourceIPAddress":"10.1.1.1"}`:   0,
+	} {
+		ev, _ := DecodeEvent([]byte(rec))
+		if got := len(set.Match(ev, nil, nil)); got != want {
+			t.Errorf("%s: %d matches, want %d", rec, got, want)
+		}
+	}
+}

@@ -506,7 +506,21 @@ func offsetToLineCol(s string, off int) (int, int) {
 func (l *loader) exprError(f File, n *yaml.Node, id string, line, col int, msg string) {
 	pos := Position{File: f.Name, Line: n.Line, Column: n.Column}
 	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
+	case yaml.FoldedStyle:
+		// Folding joined the block's lines with spaces: walk the original
+		// lines to find the one holding the character.
+		off := offsetOf(n.Value, line, col)
+		lines := bytes.Split(f.Data, []byte("\n"))
+		for ln := n.Line + 1; ln <= len(lines); ln++ {
+			content := bytes.TrimLeft(lines[ln-1], " ")
+			indent := len(lines[ln-1]) - len(content)
+			if off <= len(content) || ln == len(lines) {
+				pos.Line, pos.Column = ln, indent+off+1
+				break
+			}
+			off -= len(content) + 1
+		}
+	case yaml.LiteralStyle:
 		// Block scalars start on the next line, at the block's indentation.
 		pos.Line = n.Line + line
 		pos.Column = blockIndent(f.Data, pos.Line) + col
@@ -526,6 +540,19 @@ func (l *loader) exprError(f File, n *yaml.Node, id string, line, col int, msg s
 		}
 	}
 	l.errs = append(l.errs, &Error{Pos: pos, RuleID: id, Msg: msg})
+}
+
+// offsetOf converts a 1-based line and column in s to a byte offset.
+func offsetOf(s string, line, col int) int {
+	off := 0
+	for i := 1; i < line; i++ {
+		j := strings.IndexByte(s[off:], '\n')
+		if j < 0 {
+			break
+		}
+		off += j + 1
+	}
+	return off + col - 1
 }
 
 // blockIndent returns the number of leading spaces on 1-based line n.
