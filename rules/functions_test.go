@@ -234,9 +234,9 @@ rules:
 		t.Fatal(err)
 	}
 	for rec, want := range map[string]int{
-		`{"eventVersion":"1","eventName":"StopLogging","sourceIPAddress":"192.0.2.9"}`:  1,
+		`{"eventVersion":"1","eventName":"StopLogging","sourceIPAddress":"192.0.2.9"}`:    1,
 		`{"eventVersion":"1","eventName":"StopLogging","sourceIPAddress":"198.51.100.1"}`: 0,
-		`{"eventVersion":"1","eventName":"StartLogging","sourceIPAddress":"10.1.1.1"}`:   0,
+		`{"eventVersion":"1","eventName":"StartLogging","sourceIPAddress":"10.1.1.1"}`:    0,
 	} {
 		ev, _ := DecodeEvent([]byte(rec))
 		if got := len(set.Match(ev, nil, nil)); got != want {
