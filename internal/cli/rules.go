@@ -101,6 +101,7 @@ func printExplain(w io.Writer, set *rules.Set) {
 
 func newTestCmd(stdio Stdio) *cobra.Command {
 	var paths []string
+	var cfgPath string
 	var verbose, requireTests bool
 	cmd := &cobra.Command{
 		Use:   "test",
@@ -113,12 +114,17 @@ then a summary; exit 1 on any failure.`,
   trailwatch test --rules builtin:aws -v`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set, err := loadRules(stdio.Out, paths)
+			out := Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Out}
+			cfg, set, err := loadConfigAndRules(out, cfgPath, paths)
 			if err != nil {
 				return err
 			}
+			var opts rules.TestOptions
+			if cfg != nil {
+				opts.DedupWindow = cfg.Lifecycle.DedupWindow
+			}
 			passed, failed := 0, 0
-			for _, r := range set.RunTests() {
+			for _, r := range set.RunTestsWith(opts) {
 				if r.Passed {
 					passed++
 					if verbose {
@@ -145,6 +151,7 @@ then a summary; exit 1 on any failure.`,
 		},
 	}
 	rulesFlag(cmd, &paths)
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "test the configuration's rules with its lists and lifecycle defaults")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also list passing tests")
 	cmd.Flags().BoolVar(&requireTests, "require-tests", false, "fail rules that lack a matching and a non-matching test")
 	return cmd
