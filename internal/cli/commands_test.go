@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReadmeFirstCommand runs the README's first command in-process: the
+// bundled sample trail through the built-in rules.
+func TestReadmeFirstCommand(t *testing.T) {
+	code, out, errs := runArgs(t, "replay", "../../examples/events/sample-trail.jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	for _, want := range []string{"aws-root-console-login", "aws-security-group-created", "aws-key-pair-deleted", "aws-rds-instance-stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the sample replay raised no %s alert:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "1 duplicates dropped") {
+		t.Errorf("the sample's duplicate delivery was not dropped: %s", errs)
+	}
+}
+
+func TestReplayJSONAndBadInput(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "mixed.jsonl")
+	root := `{"eventVersion":"1.08","eventID":"e-1","eventTime":"2024-05-01T08:00:00Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.1","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"},"responseElements":{"ConsoleLogin":"Success"},"recipientAccountId":"111122223333"}`
+	os.WriteFile(in, []byte(root+"\nthis is not json\n{\"hello\":\"world\"}\n"+root+"\n"), 0o644)
+
+	code, out, errs := runArgs(t, "replay", "--rules", "builtin:aws", "--output", "json", in)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	var alerts []map[string]any
+	for sc.Scan() {
+		var a map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+			t.Fatalf("output line is not JSON: %q", sc.Text())
+		}
+		alerts = append(alerts, a)
+	}
+	if len(alerts) != 1 {
+		t.Fatalf("got %d alerts, want 1 (the second delivery of e-1 is a duplicate):\n%s", len(alerts), out)
+	}
+	a := alerts[0]
+	for _, k := range []string{"rule_id", "title", "severity", "summary", "event_id", "event_time", "event_name", "principal", "source_ip", "aws_region", "account_id", "event"} {
+		if _, ok := a[k]; !ok {
+			t.Errorf("alert JSON lacks %q", k)
+		}
+	}
+	if a["rule_id"] != "aws-root-console-login" || a["account_id"] != "111122223333" {
+		t.Errorf("alert = %v", a)
+	}
+	for _, want := range []string{"mixed.jsonl:2", "mixed.jsonl:3", "2 inputs skipped"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+func TestValidateAndTestCommands(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`rules:
+  - id: typo
+    title: Typo
+    severity: low
+    when: eventNmae == "X"
+`), 0o644)
+	code, out, _ := runArgs(t, "validate", "--rules", bad)
+	if code != 1 || !strings.Contains(out, bad+`:5:11: rule "typo": when: unknown name eventNmae`) {
+		t.Errorf("validate: exit %d\n%s", code, out)
+	}
+
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(`rules:
+  - id: ok
+    title: OK
+    severity: low
+    when: eventName == "X"
+    tests:
+      - {name: matches, expect: match, event: {eventVersion: "1", eventName: X}}
+      - {name: wrongly expected, expect: match, event: {eventVersion: "1", eventName: Y}}
+`), 0o644)
+	code, out, _ = runArgs(t, "test", "--rules", good)
+	if code != 1 || !strings.Contains(out, `FAIL `+good+`:8:9: rule "ok": test "wrongly expected": expected a match, got none`) || !strings.Contains(out, "1 passed, 1 failed") {
+		t.Errorf("test: exit %d\n%s", code, out)
+	}
+	code, out, _ = runArgs(t, "test", "--rules", "builtin", "--require-tests")
+	if code != 0 || !strings.Contains(out, " 0 failed") {
+		t.Errorf("built-in tests: exit %d\n%s", code, out)
+	}
+	code, out, _ = runArgs(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "trailwatch ") {
+		t.Errorf("version: exit %d %q", code, out)
+	}
+	if code, _, _ := runArgs(t, "replay", "--output", "xml", "x"); code != 2 {
+		t.Errorf("bad --output: exit %d, want 2", code)
+	}
+}
