@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
@@ -20,8 +22,26 @@ type Source interface {
 	Run(ctx context.Context, handle func(ctx context.Context, batch [][]byte) error) error
 }
 
+// Batch is a batch of raw records from one log group.
+type Batch struct {
+	// LogGroup is the log group the records were read from.
+	LogGroup string
+	// Records are the raw log event messages, in timestamp order.
+	Records [][]byte
+	// Newest is the newest record's timestamp (for CloudTrail, its
+	// eventTime); zero when unknown.
+	Newest time.Time
+}
+
+// GroupSource is a Source that says which log group each batch came from.
+// Service.Run prefers it to Source.Run: the dead man's switch and the lag
+// metric need the log group and the records' time.
+type GroupSource interface {
+	RunGroups(ctx context.Context, handle func(ctx context.Context, b Batch) error) error
+}
+
 // Router picks the notifiers an alert goes to; rule is the rule that
-// raised it.
+// raised it (nil for trailwatch's built-in alerts).
 type Router func(a *notifiers.Alert, rule *rules.Rule) []string
 
 // Service is the live pipeline: records from a Source are evaluated, each
@@ -42,12 +62,50 @@ type Service struct {
 	// is committed only after the outbox holds the batch's alerts. Nil
 	// sends every match as its own alert.
 	Lifecycle *lifecycle.Lifecycle
-	// Now is the clock for lag metrics and warnings; nil means time.Now.
+	// Now is the clock for lag metrics, warnings and the dead man's
+	// switch; nil means time.Now.
 	Now func() time.Time
+	// After is the timer of the dead man's switch; nil means time.After.
+	After func(time.Duration) <-chan time.Time
+	// Quiet, if set, is the dead man's switch: Run raises its quiet alerts
+	// and the batches of a GroupSource its resumed alerts, routed through
+	// the outbox like any alert.
+	Quiet *QuietWatch
+
+	// batchMu makes a batch and a Swap exclusive: a batch sees one rule
+	// set and one router from start to end.
+	batchMu sync.Mutex
+	router  atomic.Pointer[Router]
+	// quietMu orders the dead man's switch's check against batches, so a
+	// group is never marked quiet just after records resumed.
+	quietMu sync.Mutex
+	newest  time.Time // newest record timestamp seen, under batchMu
 
 	warnMu       sync.Mutex
 	lastWarn     time.Time
 	skippedSince int
+}
+
+// Swap replaces the rule set and the router between two batches: the
+// batch being handled finishes with the old ones, the next starts with the
+// new ones. A nil argument keeps the current one. Alerts already in the
+// outbox are not touched.
+func (s *Service) Swap(set *rules.Set, route Router) {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	if set != nil {
+		s.Evaluator.SetRules(set)
+	}
+	if route != nil {
+		s.router.Store(&route)
+	}
+}
+
+func (s *Service) routeFunc() Router {
+	if r := s.router.Load(); r != nil {
+		return *r
+	}
+	return s.Route
 }
 
 // Run runs the pipeline and the outbox's delivery until ctx ends or the
@@ -59,11 +117,30 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	if s.After == nil {
+		s.After = time.After
+	}
 	deliverCtx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
 	deliverDone := make(chan error, 1)
 	go func() { deliverDone <- s.Outbox.Run(deliverCtx, s.Notifiers) }()
 
-	err := s.Source.Run(ctx, s.HandleBatch)
+	quietCtx, stopQuiet := context.WithCancel(ctx)
+	quietDone := make(chan struct{})
+	go func() {
+		defer close(quietDone)
+		if s.Quiet != nil {
+			s.watchQuiet(quietCtx)
+		}
+	}()
+
+	var err error
+	if gs, ok := s.Source.(GroupSource); ok {
+		err = gs.RunGroups(ctx, s.HandleGroupBatch)
+	} else {
+		err = s.Source.Run(ctx, s.HandleBatch)
+	}
+	stopQuiet()
+	<-quietDone
 	// The source has stopped and persisted its position; stop delivery too
 	// (pending alerts stay in the outbox for the next start).
 	stopDelivery()
@@ -80,9 +157,65 @@ func (s *Service) Run(ctx context.Context) error {
 // HandleBatch evaluates a batch and writes its alerts to the outbox in one
 // transaction. An error means nothing of the batch may be considered done.
 func (s *Service) HandleBatch(ctx context.Context, batch [][]byte) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	return s.handle(ctx, batch, nil)
+}
+
+// HandleGroupBatch is HandleBatch for a batch that says its log group: it
+// also feeds the dead man's switch (a quiet group's resumed alert goes to
+// the outbox in the same transaction as the batch's alerts) and sets the
+// lag of the newest record processed.
+func (s *Service) HandleGroupBatch(ctx context.Context, b Batch) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	var extra []notifiers.Alert
+	if s.Quiet != nil && len(b.Records) > 0 {
+		s.quietMu.Lock()
+		defer s.quietMu.Unlock()
+		if a, ok := s.Quiet.Resumed(b.LogGroup); ok {
+			extra = append(extra, a)
+		}
+	}
+	if err := s.handle(ctx, b.Records, extra); err != nil {
+		return err
+	}
+	if s.Quiet != nil && len(b.Records) > 0 {
+		if len(extra) > 0 {
+			s.Logger.Info("log group delivers records again", "log_group", b.LogGroup)
+		}
+		s.Quiet.Seen(b.LogGroup)
+	}
+	if b.Newest.After(s.newest) {
+		s.newest = b.Newest
+	}
+	if s.Metrics != nil && !s.newest.IsZero() {
+		s.Metrics.EventLag.Set(s.now().Sub(s.newest).Seconds())
+	}
+	return nil
+}
+
+func (s *Service) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// handle evaluates batch and writes its alerts, and the built-in alerts in
+// extra, to the outbox in one transaction. The caller holds batchMu.
+func (s *Service) handle(ctx context.Context, batch [][]byte, extra []notifiers.Alert) error {
 	var items []outbox.Item
 	var alerts []notifiers.Alert
 	set := s.Evaluator.Rules()
+	route := s.routeFunc()
 	var lb *lifecycle.Batch
 	if s.Lifecycle != nil {
 		lb = s.Lifecycle.Begin()
@@ -109,9 +242,12 @@ func (s *Service) HandleBatch(ctx context.Context, batch [][]byte) error {
 				outs = lb.Process(alerts[i], rule)
 			}
 			for _, o := range outs {
-				items = s.route(items, lb, o, rule)
+				items = s.route(items, route, lb, o, rule)
 			}
 		}
+	}
+	for _, a := range extra {
+		items = s.route(items, route, nil, lifecycle.Output{Key: a.DedupKey, Alert: a}, nil)
 	}
 	if lb != nil {
 		for _, d := range lb.Digests() {
@@ -133,14 +269,20 @@ func (s *Service) HandleBatch(ctx context.Context, batch [][]byte) error {
 
 // route appends an outbox item for each notifier o goes to (storm control
 // may fold it into a digest instead).
-func (s *Service) route(items []outbox.Item, lb *lifecycle.Batch, o lifecycle.Output, rule *rules.Rule) []outbox.Item {
+func (s *Service) route(items []outbox.Item, route Router, lb *lifecycle.Batch, o lifecycle.Output, rule *rules.Rule) []outbox.Item {
 	a := o.Alert
 	if s.Metrics != nil {
-		s.Metrics.observeAlert(&a, s.Now())
+		if rule == nil && (a.RuleID == QuietRuleID || a.RuleID == ResumedRuleID) {
+			// Built-in alerts are counted, but their time is not a
+			// record's: it says nothing of the lag.
+			s.Metrics.Alerts.WithLabelValues(a.RuleID, a.Severity).Inc()
+		} else {
+			s.Metrics.observeAlert(&a, s.now())
+		}
 	}
-	targets := s.Route(&a, rule)
+	targets := route(&a, rule)
 	if len(targets) == 0 {
-		s.Logger.Warn("alert matches no route and its rule names no notifier; it is not delivered",
+		s.logger().Warn("alert matches no route and its rule names no notifier; it is not delivered",
 			"rule", a.RuleID, "event_id", a.EventID)
 		return items
 	}
@@ -159,11 +301,60 @@ func (s *Service) skipped(err error) {
 	s.warnMu.Lock()
 	defer s.warnMu.Unlock()
 	s.skippedSince++
-	now := s.Now()
+	now := s.now()
 	if now.Sub(s.lastWarn) < time.Minute {
 		return
 	}
-	s.Logger.Warn("skipped log events that are not CloudTrail records", "count", s.skippedSince, "last_error", err.Error())
+	s.logger().Warn("skipped log events that are not CloudTrail records", "count", s.skippedSince, "last_error", err.Error())
 	s.lastWarn = now
 	s.skippedSince = 0
+}
+
+// watchQuiet runs the dead man's switch until ctx ends: whenever a log
+// group reaches quiet_after without records, its quiet alert goes to the
+// outbox.
+func (s *Service) watchQuiet(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.After(s.Quiet.NextCheck()):
+		}
+		if err := s.CheckQuiet(ctx); err != nil {
+			// The groups stay unmarked: the next check tries again.
+			s.logger().Error("raise log group quiet alert", "err", err)
+		}
+	}
+}
+
+// CheckQuiet raises the quiet alerts that are due now (see QuietWatch.Due)
+// through the outbox. Run calls it on its own timer; it is exported for
+// tests and for callers that drive the clock.
+func (s *Service) CheckQuiet(ctx context.Context) error {
+	if s.Quiet == nil {
+		return nil
+	}
+	s.quietMu.Lock()
+	defer s.quietMu.Unlock()
+	due := s.Quiet.Due()
+	if len(due) == 0 {
+		return nil
+	}
+	route := s.routeFunc()
+	var items []outbox.Item
+	var groups []string
+	for _, a := range due {
+		var d quietDetails
+		_ = json.Unmarshal(a.Event, &d)
+		groups = append(groups, d.LogGroup)
+		s.logger().Warn("log group delivers no records", "log_group", d.LogGroup, "since", d.LastRecord, "quiet_after", s.Quiet.After())
+		items = s.route(items, route, nil, lifecycle.Output{Key: a.DedupKey, Alert: a}, nil)
+	}
+	if len(items) > 0 {
+		if _, err := s.Outbox.Enqueue(ctx, items...); err != nil {
+			return fmt.Errorf("write quiet alerts to the outbox: %w", err)
+		}
+	}
+	s.Quiet.MarkQuiet(groups...)
+	return nil
 }

@@ -4,11 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/time/rate"
 
@@ -68,17 +76,64 @@ func loadConfigAndRules(stdio Stdio, cfgPath string, rulePaths []string) (*confi
 	return cfg, set, nil
 }
 
-// cloudwatchSource adapts the CloudWatch Logs source to engine.Source.
+// cloudwatchSource adapts the CloudWatch Logs source to engine.Source and
+// engine.GroupSource.
 type cloudwatchSource struct{ src *cloudwatch.Source }
 
 func (c cloudwatchSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
+	return c.RunGroups(ctx, func(ctx context.Context, b engine.Batch) error { return handle(ctx, b.Records) })
+}
+
+func (c cloudwatchSource) RunGroups(ctx context.Context, handle func(context.Context, engine.Batch) error) error {
 	return c.src.Run(ctx, func(ctx context.Context, batch []cloudwatch.Record) error {
-		raw := make([][]byte, len(batch))
+		b := engine.Batch{Records: make([][]byte, len(batch))}
 		for i := range batch {
-			raw[i] = batch[i].Message
+			b.Records[i] = batch[i].Message
+			b.LogGroup = batch[i].LogGroup
+			if batch[i].Timestamp.After(b.Newest) {
+				b.Newest = batch[i].Timestamp
+			}
 		}
-		return handle(ctx, raw)
+		return handle(ctx, b)
 	})
+}
+
+// pollObserver reports each successful FilterLogEvents call, so that
+// /readyz can tell whether the source is reading.
+type pollObserver struct {
+	cloudwatch.API
+	polled func(group string)
+}
+
+func (p pollObserver) FilterLogEvents(ctx context.Context, in *cloudwatchlogs.FilterLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.FilterLogEventsOutput, error) {
+	out, err := p.API.FilterLogEvents(ctx, in, optFns...)
+	if err == nil {
+		g := aws.ToString(in.LogGroupName)
+		if g == "" {
+			g = aws.ToString(in.LogGroupIdentifier)
+		}
+		p.polled(g)
+	}
+	return out, err
+}
+
+type reloadKey struct{}
+
+// WithReload returns a context that lets `trailwatch run` reload its
+// configuration and rules: run calls subscribe once, when it starts, and
+// reloads each time a value arrives on the channel it returns.
+// cmd/trailwatch subscribes to SIGHUP there, so that only run catches it
+// (a hangup still ends the other commands); tests return a channel they
+// feed.
+func WithReload(ctx context.Context, subscribe func() <-chan struct{}) context.Context {
+	return context.WithValue(ctx, reloadKey{}, subscribe)
+}
+
+func reloadChan(ctx context.Context) <-chan struct{} {
+	if subscribe, ok := ctx.Value(reloadKey{}).(func() <-chan struct{}); ok && subscribe != nil {
+		return subscribe()
+	}
+	return nil // never
 }
 
 func newRunCmd(stdio Stdio) *cobra.Command {
@@ -94,11 +149,25 @@ to a durable outbox in state_dir for every notifier its route names; and only th
 advances its position. After a crash or restart it resumes where it was: nothing
 missed, nothing alerted twice. SIGTERM or SIGINT persists in-flight work and exits 0.
 
+With listen: (e.g. 127.0.0.1:9090) it serves Prometheus metrics on /metrics, liveness
+on /healthz and readiness on /readyz (every log group read successfully within a few
+poll intervals, state_dir writable, notifiers configured). With quiet_after: it
+raises the built-in alert trailwatch-log-group-quiet when a log group delivers no
+records for that long, and trailwatch-log-group-resumed when records come back.
+
+SIGHUP reloads the configuration and the rules: the new set is validated completely
+and swapped in between two batches; on any problem the running set stays and every
+problem is logged with file:line:col. Rules, lists and routes are reloaded; changes
+to notifiers, the source, state_dir, listen, quiet_after and the lifecycle take
+effect on restart (and are logged as such). SIGHUP also reopens file notifiers'
+files, for log rotation.
+
 AWS access uses the SDK's standard chain (environment, shared config and profiles,
 SSO, web identity, instance and container roles); AWS_ENDPOINT_URL and
 AWS_ENDPOINT_URL_CLOUDWATCH_LOGS are honoured.`,
 		Example: `  trailwatch run --config /etc/trailwatch/config.yaml
-  AWS_PROFILE=security trailwatch run --config examples/config.yaml --log-format json`,
+  AWS_PROFILE=security trailwatch run --config examples/config.yaml --log-format json
+  kill -HUP $(pidof trailwatch)   # reload rules and routes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
@@ -112,7 +181,11 @@ AWS_ENDPOINT_URL_CLOUDWATCH_LOGS are honoured.`,
 			if err != nil {
 				return err
 			}
-			return runService(cmd.Context(), cfg, set, logger, prometheus.NewRegistry())
+			r := &runner{
+				cfgPath: cfgPath, rulePaths: rulePaths, logger: logger,
+				reg: prometheus.NewRegistry(), reload: reloadChan(cmd.Context()),
+			}
+			return r.run(cmd.Context(), cfg, set)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
@@ -141,8 +214,37 @@ func newLogger(stdio Stdio, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
 }
 
-// runService wires and runs the live pipeline until ctx ends.
-func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger *slog.Logger, reg *prometheus.Registry) error {
+// runner is one `trailwatch run`: the wiring of the live pipeline and what
+// a reload needs to find again.
+type runner struct {
+	cfgPath   string
+	rulePaths []string // --rules; empty means the config's rules
+	logger    *slog.Logger
+	reg       *prometheus.Registry
+	reload    <-chan struct{}
+
+	svc     *engine.Service
+	started *config.Config // the configuration the process started with
+	targets map[string]notifiers.Notifier
+
+	reloadFailures prometheus.Counter
+	reloadSuccess  prometheus.Gauge
+}
+
+// router routes by cfg's routes and the rule's own notify list.
+func router(cfg *config.Config) engine.Router {
+	return func(a *notifiers.Alert, r *rules.Rule) []string {
+		var own []string
+		if r != nil {
+			own = r.Notify
+		}
+		return cfg.Targets(a, own)
+	}
+}
+
+// run wires and runs the live pipeline until ctx ends.
+func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) error {
+	logger, reg := r.logger, r.reg
 	if cfg.Source.CloudWatch == nil {
 		return exitCode(1, cfg.File+": source.cloudwatch is required for run")
 	}
@@ -150,8 +252,17 @@ func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger 
 		return exitCode(1, cfg.File+": state_dir is required for run")
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+		return fmt.Errorf("create state dir: %w", err)
 	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.reloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trailwatch_reload_failures_total", Help: "Reloads (SIGHUP) refused because the new configuration or rules had problems.",
+	})
+	r.reloadSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "trailwatch_reload_success_timestamp_seconds", Help: "Unix time of the last successful load of the configuration and rules (start or reload).",
+	})
+	reg.MustRegister(r.reloadFailures, r.reloadSuccess)
+
 	ob, err := outbox.Open(filepath.Join(cfg.StateDir, outbox.FileName), outbox.Options{Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
@@ -162,12 +273,20 @@ func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger 
 	if err != nil {
 		return err
 	}
+	defer closeNotifiers(targets, logger)
+	r.targets = targets
 
-	client, err := cloudwatch.NewClient(ctx, *cfg.Source.CloudWatch)
+	cwCfg := *cfg.Source.CloudWatch
+	cwCfg.SetDefaults()
+	client, err := cloudwatch.NewClient(ctx, cwCfg)
 	if err != nil {
 		return err
 	}
-	src, err := cloudwatch.New(client, *cfg.Source.CloudWatch, cloudwatch.Options{
+	// A read may wait out throttling backoff (up to 30s): allow for it
+	// before calling the source not ready.
+	polls := engine.NewPollTracker(cwCfg.LogGroups, max(3*cwCfg.PollInterval, 45*time.Second), nil)
+	reg.MustRegister(polls)
+	src, err := cloudwatch.New(pollObserver{API: client, polled: polls.Polled}, cwCfg, cloudwatch.Options{
 		Logger:     logger,
 		Limiter:    rate.NewLimiter(5, 5),
 		Registerer: reg,
@@ -177,6 +296,9 @@ func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger 
 		return err
 	}
 	if err := src.Check(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return exitCode(1, err.Error())
 	}
 
@@ -200,26 +322,213 @@ func runService(ctx context.Context, cfg *config.Config, set *rules.Set, logger 
 			logger.Warn("rule failed on an event", "rule", me.Rule.ID, "event_id", e.EventID, "error", me.Err.Error())
 		},
 	})
-	svc := &engine.Service{
+	r.svc = &engine.Service{
 		Source:    cloudwatchSource{src},
 		Evaluator: ev,
 		Outbox:    ob,
 		Notifiers: targets,
-		Route: func(a *notifiers.Alert, r *rules.Rule) []string {
-			var own []string
-			if r != nil {
-				own = r.Notify
-			}
-			return cfg.Targets(a, own)
-		},
+		Route:     router(cfg),
 		Lifecycle: lc,
 		Logger:    logger,
 		Metrics:   engine.NewMetrics(reg, ev),
 	}
-	logger.Info("trailwatch running", "log_groups", cfg.Source.CloudWatch.LogGroups, "rules", set.Len(), "notifiers", len(targets), "state_dir", cfg.StateDir)
-	if err := svc.Run(ctx); err != nil {
+	if cfg.QuietAfter > 0 {
+		r.svc.Quiet = engine.NewQuietWatch(cfg.QuietAfter, cwCfg.LogGroups, nil)
+		reg.MustRegister(r.svc.Quiet.Collector())
+	}
+	r.started = cfg
+	r.reloadSuccess.SetToCurrentTime()
+
+	if cfg.Listen != "" {
+		stop, err := r.serve(cfg, polls, len(targets))
+		if err != nil {
+			return exitCode(1, err.Error())
+		}
+		defer stop()
+	}
+
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		r.reloadLoop(reloadCtx)
+	}()
+	defer func() {
+		stopReload()
+		<-reloadDone
+	}()
+
+	logger.Info("trailwatch running", "log_groups", cwCfg.LogGroups, "rules", set.Len(), "notifiers", len(targets),
+		"state_dir", cfg.StateDir, "listen", cfg.Listen, "quiet_after", cfg.QuietAfter.String())
+	if err := r.svc.Run(ctx); err != nil {
 		return err
 	}
 	logger.Info("trailwatch stopped")
 	return nil
+}
+
+// serve starts the metrics and health endpoints on cfg.Listen; stop shuts
+// them down.
+func (r *runner) serve(cfg *config.Config, polls *engine.PollTracker, notifierCount int) (stop func(), err error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.Listen, err)
+	}
+	h := engine.NewHTTPHandler(r.reg, r.logger,
+		engine.Check{Name: "source", Func: polls.Check},
+		engine.Check{Name: "state_dir", Func: engine.DirWritable(cfg.StateDir)},
+		engine.Check{Name: "notifiers", Func: func(context.Context) error {
+			if notifierCount == 0 {
+				return errors.New("no notifier is configured: alerts go nowhere")
+			}
+			return nil
+		}},
+	)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.logger.Error("metrics server", "err", err)
+		}
+	}()
+	r.logger.Info("serving metrics and health", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+		}
+		<-done
+	}, nil
+}
+
+// reloadLoop reloads on each signal until ctx ends.
+func (r *runner) reloadLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.reload:
+			r.reopenFiles()
+			if err := r.doReload(); err != nil {
+				r.reloadFailures.Inc()
+				r.logger.Error("reload refused; the running configuration and rules stay in force", "err", err)
+			}
+		}
+	}
+}
+
+// reopenFiles reopens file notifiers' files (after log rotation).
+func (r *runner) reopenFiles() {
+	for name, n := range r.targets {
+		if ro, ok := n.(interface{ Reopen() error }); ok {
+			if err := ro.Reopen(); err != nil {
+				r.logger.Error("reopen notifier file", "notifier", name, "err", err)
+			}
+		}
+	}
+}
+
+// doReload loads the configuration and rules again, validates them
+// completely and swaps the rule set and routes; on any problem it logs
+// each and changes nothing.
+func (r *runner) doReload() error {
+	log := r.logger
+	log.Info("reloading configuration and rules", "config", r.cfgPath)
+	cfg, err := config.Load(r.cfgPath)
+	if err != nil {
+		return logProblems(log, "configuration", err)
+	}
+	paths := r.rulePaths
+	if len(paths) == 0 {
+		paths = cfg.RulePaths()
+	}
+	set, err := rules.LoadWith(rules.Options{Lists: cfg.Lists}, paths...)
+	if err != nil {
+		return logProblems(log, "rules", err)
+	}
+	if err := cfg.CheckRuleNotifiers(set); err != nil {
+		return logProblems(log, "rules", err)
+	}
+	// New notifiers cannot be built in place: their alerts would need a
+	// delivery loop of their own. Refuse rather than route to nothing.
+	var added []string
+	for _, n := range cfg.Notifiers {
+		if _, ok := r.targets[n.Name]; !ok {
+			added = append(added, n.Name)
+		}
+	}
+	if len(added) > 0 {
+		log.Error("reload adds notifiers; restart trailwatch to add notifiers", "notifiers", added)
+		return fmt.Errorf("reload: new notifiers %v need a restart", added)
+	}
+	r.warnRestartOnly(cfg)
+	r.svc.Swap(set, router(cfg))
+	r.reloadSuccess.SetToCurrentTime()
+	log.Info("reloaded configuration and rules", "rules", set.Len(), "routes", len(cfg.Routes))
+	return nil
+}
+
+// logProblems logs every problem of a failed load (file:line:col each)
+// and returns a summary error.
+func logProblems(log *slog.Logger, what string, err error) error {
+	var list rules.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			log.Error("reload: problem in the "+what, "problem", e.Error())
+		}
+		return fmt.Errorf("reload: %d problem(s) in the %s", len(list), what)
+	}
+	log.Error("reload: cannot load the "+what, "err", err)
+	return fmt.Errorf("reload %s: %w", what, err)
+}
+
+// warnRestartOnly logs the changes a reload does not apply.
+func (r *runner) warnRestartOnly(cfg *config.Config) {
+	old := r.started
+	var changed []string
+	if !reflect.DeepEqual(old.Source, cfg.Source) {
+		changed = append(changed, "source")
+	}
+	if old.StateDir != cfg.StateDir {
+		changed = append(changed, "state_dir")
+	}
+	if old.Listen != cfg.Listen {
+		changed = append(changed, "listen")
+	}
+	if old.QuietAfter != cfg.QuietAfter {
+		changed = append(changed, "quiet_after")
+	}
+	if !reflect.DeepEqual(old.Lifecycle, cfg.Lifecycle) {
+		changed = append(changed, "lifecycle")
+	}
+	now := map[string]config.Notifier{}
+	for _, n := range cfg.Notifiers {
+		now[n.Name] = n
+	}
+	for _, n := range old.Notifiers {
+		m, ok := now[n.Name]
+		switch {
+		case !ok:
+			// Kept running so that its pending alerts are still delivered.
+			changed = append(changed, "notifiers."+n.Name+" (removed; it gets no new alerts)")
+		case m.Type != n.Type || !reflect.DeepEqual(m.Spec, n.Spec) || !reflect.DeepEqual(m.RateLimit, n.RateLimit):
+			changed = append(changed, "notifiers."+n.Name)
+		}
+	}
+	if len(changed) > 0 {
+		r.logger.Warn("these settings changed and take effect only on restart", "settings", changed)
+	}
+}
+
+// closeNotifiers closes the notifiers that hold resources (files).
+func closeNotifiers(targets map[string]notifiers.Notifier, log *slog.Logger) {
+	for name, n := range targets {
+		if c, ok := n.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				log.Warn("close notifier", "notifier", name, "err", err)
+			}
+		}
+	}
 }
