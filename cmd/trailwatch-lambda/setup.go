@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/dynamostate"
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/subscription"
+	"github.com/trailwatch/trailwatch/internal/config"
+	"github.com/trailwatch/trailwatch/internal/version"
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// leaseMargin is how much longer than one send a claim must hold, so no
+// other process retakes a delivery while its send is still running.
+const leaseMargin = 10 * time.Second
+
+// newLogger returns a JSON logger (CloudWatch Logs parses it) at level.
+func newLogger(level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if level != "" {
+		if err := lv.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("TRAILWATCH_LOG_LEVEL: %w", err)
+		}
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})), nil
+}
+
+// duration reads a duration from the environment, def when unset.
+func duration(env func(string) (string, bool), name string, def time.Duration) (time.Duration, error) {
+	v, ok := env(name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s must be a positive duration such as 60s", name)
+	}
+	return d, nil
+}
+
+// newHandler builds the handler from the environment: the configuration
+// and rules, the notifiers, an in-memory lifecycle, and the delivery
+// ledger.
+func newHandler(ctx context.Context, env func(string) (string, bool), logger *slog.Logger) (*subscription.Handler, error) {
+	cfgPath, _ := env("TRAILWATCH_CONFIG")
+	if cfgPath == "" {
+		return nil, errors.New("TRAILWATCH_CONFIG is not set: point it at the configuration file in the deployment package")
+	}
+	sendTimeout, err := duration(env, "TRAILWATCH_SEND_TIMEOUT", subscription.DefaultSendTimeout)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := duration(env, "TRAILWATCH_LEASE", dynamostate.DefaultLease)
+	if err != nil {
+		return nil, err
+	}
+	ttl, err := duration(env, "TRAILWATCH_DELIVERY_TTL", dynamostate.DefaultTTL)
+	if err != nil {
+		return nil, err
+	}
+	if lease < sendTimeout+leaseMargin {
+		return nil, fmt.Errorf("TRAILWATCH_LEASE (%s) must exceed TRAILWATCH_SEND_TIMEOUT (%s) by at least %s", lease, sendTimeout, leaseMargin)
+	}
+
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	set, err := rules.LoadWith(rules.Options{Lists: cfg.Lists}, cfg.RulePaths()...)
+	if err != nil {
+		return nil, fmt.Errorf("load rules: %w", err)
+	}
+	if err := cfg.CheckRuleNotifiers(set); err != nil {
+		return nil, err
+	}
+	targets, err := cfg.BuildNotifiers(ctx, config.Deps{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	storm := map[string]lifecycle.StormConfig{}
+	for _, n := range cfg.Notifiers {
+		if n.RateLimit != nil {
+			storm[n.Name] = *n.RateLimit
+		}
+	}
+	// The lifecycle lives in this execution environment's memory. A
+	// state_dir shipped in the package supplies silences, read only.
+	lc, err := lifecycle.Open(cfg.Lifecycle, lifecycle.Options{
+		StateDir: cfg.StateDir, ReadOnlySilences: true, Storm: storm, Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
+		// The delivery ledger stops repeats; an eventID window would drop
+		// the records of a retried batch this environment already saw.
+		DedupWindow: -1,
+		OnRuleError: func(me rules.MatchError, e *rules.Event) {
+			logger.Warn("rule failed on an event", "rule", me.Rule.ID, "event_id", e.EventID, "error", me.Err.Error())
+		},
+	})
+	h := &subscription.Handler{
+		Evaluator: ev,
+		Lifecycle: lc,
+		Notifiers: targets,
+		Route: func(a *notifiers.Alert, r *rules.Rule) []string {
+			var own []string
+			if r != nil {
+				own = r.Notify
+			}
+			return cfg.Targets(a, own)
+		},
+		Logger:      logger,
+		SendTimeout: sendTimeout,
+	}
+	table, _ := env("TRAILWATCH_DELIVERY_TABLE")
+	if table == "" {
+		logger.Warn("TRAILWATCH_DELIVERY_TABLE is not set: deliveries are not recorded, so a retried batch re-sends its alerts")
+	} else {
+		client, err := dynamostate.NewClient(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		st, err := dynamostate.New(client, table, dynamostate.Options{Lease: lease, TTL: ttl})
+		if err != nil {
+			return nil, err
+		}
+		h.Ledger = st
+	}
+	logger.Info("trailwatch-lambda ready", "version", version.String(), "rules", set.Len(),
+		"notifiers", len(targets), "delivery_table", table)
+	return h, nil
+}
