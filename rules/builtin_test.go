@@ -36,3 +36,19 @@ func TestBuiltinPacks(t *testing.T) {
 		}
 	}
 }
+
+// TestBuiltinRulesAreCheap keeps every built-in rule either indexed on
+// eventName or decidable from the header: a rule that is neither makes
+// every record of a trail take the full decode.
+func TestBuiltinRulesAreCheap(t *testing.T) {
+	set, err := Load("builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range set.Rules() {
+		info := r.Index()
+		if len(info.EventNames) == 0 && !info.HeaderOnly {
+			t.Errorf("%s: rule %s is evaluated on every record and needs the whole record decoded: constrain eventName (eventName in [...]) or read only header fields", r.Pos, r.ID)
+		}
+	}
+}
