@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -102,9 +103,8 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 		return dst, nil
 	}
 	e.records.Add(1)
-	set := e.set.Load()
-	var buf [8]*rules.Rule
-	matched, _, err := set.MatchHeader(ev, complete, buf[:0], e.handleRuleError)
+	n := len(dst)
+	dst, err = e.match(ev, raw, complete, dst, e.handleRuleError)
 	if err != nil {
 		// The header was valid but the whole record is not: count it as
 		// malformed, as the one-tier decode would have.
@@ -112,14 +112,25 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 		e.malformed.Add(1)
 		return dst, err
 	}
-	if len(matched) == 0 {
-		return dst, nil
+	e.alerts.Add(uint64(len(dst) - n))
+	return dst, nil
+}
+
+// match is Evaluate's second half, shared with Parallel: it evaluates the
+// rules on ev, which rules.DecodeHeader filled from raw, and appends an
+// alert for each match to dst. It touches no counter. An error means the
+// record is not valid JSON past its header.
+func (e *Evaluator) match(ev *rules.Event, raw []byte, complete bool, dst []notifiers.Alert, onErr func(rules.MatchError)) ([]notifiers.Alert, error) {
+	set := e.set.Load()
+	var buf [8]*rules.Rule
+	matched, _, err := set.MatchHeader(ev, complete, buf[:0], onErr)
+	if err != nil || len(matched) == 0 {
+		return dst, err
 	}
 	compact := compactJSON(raw)
 	for _, r := range matched {
 		dst = append(dst, NewAlert(r, ev, compact))
 	}
-	e.alerts.Add(uint64(len(matched)))
 	return dst, nil
 }
 
@@ -130,7 +141,51 @@ func (e *Evaluator) handleRuleError(me rules.MatchError) {
 	}
 }
 
+// compactJSON returns a compact copy of raw, a record that decoded without
+// a syntax error: the same bytes as json.Compact, in one pass that copies
+// whole strings at a time (json.Compact validates again, byte by byte).
 func compactJSON(raw []byte) json.RawMessage {
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); {
+		// Outside strings: drop whitespace up to the next quote.
+		j := bytes.IndexByte(raw[i:], '"')
+		end := len(raw)
+		if j >= 0 {
+			end = i + j
+		}
+		for _, c := range raw[i:end] {
+			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				out = append(out, c)
+			}
+		}
+		if j < 0 {
+			break
+		}
+		// A string: copy it through its closing quote, the first one
+		// not escaped by an odd run of backslashes.
+		k := end + 1
+		for {
+			q := bytes.IndexByte(raw[k:], '"')
+			if q < 0 {
+				return compactJSONStrict(raw)
+			}
+			k += q
+			n := 0
+			for p := k - 1; p > end && raw[p] == '\\'; p-- {
+				n++
+			}
+			k++
+			if n%2 == 0 {
+				break
+			}
+		}
+		out = append(out, raw[end:k]...)
+		i = k
+	}
+	return json.RawMessage(out)
+}
+
+func compactJSONStrict(raw []byte) json.RawMessage {
 	var b bytes.Buffer
 	if err := json.Compact(&b, raw); err != nil {
 		return json.RawMessage(bytes.TrimSpace(raw))
@@ -206,10 +261,20 @@ func NewIDWindow(n int) *IDWindow {
 }
 
 // Add records id and reports whether it was new.
-func (w *IDWindow) Add(id string) bool {
-	k := sha256.Sum256([]byte(id))
+func (w *IDWindow) Add(id string) bool { return w.addKey(idKey(id)) }
+
+// idKey is the window's key for id: a hash, so that the window's memory
+// does not depend on the ids' lengths (nor keep the records they alias).
+func idKey(id string) [16]byte {
+	// Hash the string's bytes in place: a []byte(id) conversion would
+	// allocate for every record (Sum256 keeps nothing).
+	k := sha256.Sum256(unsafe.Slice(unsafe.StringData(id), len(id)))
 	var key [16]byte
 	copy(key[:], k[:16])
+	return key
+}
+
+func (w *IDWindow) addKey(key [16]byte) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.set[key]; ok {

@@ -19,6 +19,7 @@ func newReplayCmd(stdio Stdio) *cobra.Command {
 	var output, stateDir, cfgPath string
 	var quiet, raw bool
 	var dedupWindow time.Duration
+	var workers int
 	cmd := &cobra.Command{
 		Use:   "replay [flags] FILE|DIR|- ...",
 		Short: "Evaluate recorded CloudTrail events against the rules and print the alerts",
@@ -68,7 +69,6 @@ JSON the file, webhook and SNS notifiers send.`,
 					fmt.Fprintf(stdio.Err, "trailwatch: rule %q failed on event %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 				},
 			})
-			var alerts []notifiers.Alert
 			badInputs := 0
 			report := func(place string, err error) {
 				badInputs++
@@ -76,11 +76,16 @@ JSON the file, webhook and SNS notifiers send.`,
 					fmt.Fprintf(stdio.Err, "trailwatch: skipped %s: %v\n", place, err)
 				}
 			}
-			err = files.Walk(cmd.Context(), args, files.Options{Stdin: stdio.In}, func(r files.Record) error {
-				var err error
-				alerts, err = ev.Evaluate(r.Data, alerts[:0])
-				if err != nil {
-					report(r.Place(), err)
+			// Records are decoded and evaluated on every core; the results
+			// come back here in input order, so the lifecycle and the
+			// output see exactly what a sequential replay gives them.
+			emit := func(m replayItem, alerts []notifiers.Alert, err error) error {
+				switch {
+				case m.bad != nil:
+					report(m.bad.Place, m.bad.Err)
+					return nil
+				case err != nil:
+					report(m.rec.Place(), err)
 					return nil
 				}
 				for i := range alerts {
@@ -104,7 +109,19 @@ JSON the file, webhook and SNS notifiers send.`,
 					}
 				}
 				return nil
-			}, func(b *files.BadInput) { report(b.Place, b.Err) })
+			}
+			par := engine.NewParallel(ev, engine.ParallelOptions{Workers: workers}, emit)
+			err = files.Walk(cmd.Context(), args, files.Options{Stdin: stdio.In}, func(r files.Record) error {
+				data := r.Data
+				r.Data = nil
+				return par.Add(data, replayItem{rec: r})
+			}, func(b *files.BadInput) {
+				// Keep the report in its place among the records' own.
+				_ = par.Pass(replayItem{bad: b})
+			})
+			if cerr := par.Close(); err == nil {
+				err = cerr
+			}
 			if ferr := out.Flush(); err == nil {
 				err = ferr
 			}
@@ -130,5 +147,14 @@ JSON the file, webhook and SNS notifiers send.`,
 	cmd.Flags().DurationVar(&dedupWindow, "dedup-window", 0, "dedup window for rules without a dedup: block (0: only rules that ask for dedup)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "apply the silences of this state directory (default: the config's state_dir)")
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file: its rules, lists and state_dir")
+	cmd.Flags().IntVar(&workers, "workers", 0, "goroutines that decode and evaluate records (0: one per core); the output is the same for any number")
 	return cmd
+}
+
+// replayItem is what replay hands through engine.Parallel with each
+// record: where it was read, or an input that could not be read, whose
+// report keeps its place among the records'.
+type replayItem struct {
+	rec files.Record // Data is nil: the record's bytes travel on their own
+	bad *files.BadInput
 }

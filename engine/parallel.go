@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// Parallel evaluates a stream of records on several goroutines and hands
+// the results back in input order, on the goroutine that adds the records:
+// its output (alerts, malformed records, rule errors, the Evaluator's
+// counters) is the same, byte for byte, as evaluating each record with
+// Evaluate in turn. Records travel in batches, and at most a few batches
+// per worker are in flight, so memory is bounded by the batch size times
+// the number of workers, whatever the input size.
+//
+// What must happen in input order happens on the caller's goroutine, when
+// a batch is handed back: dropping repeated eventIDs (the first delivery
+// wins, as in a sequential replay), counting, and reporting rule errors.
+// The workers only decode and evaluate.
+//
+// A Parallel is used by one goroutine: Add and Pass, then Close.
+type Parallel[T any] struct {
+	ev      *Evaluator
+	emit    func(meta T, alerts []notifiers.Alert, err error) error
+	workers int
+	window  int
+
+	cur      *batch[T]
+	inflight []*batch[T] // in input order
+	work     chan *batch[T]
+	free     []*batch[T]
+	wg       sync.WaitGroup
+	err      error
+	closed   bool
+}
+
+// ParallelOptions adjusts a Parallel.
+type ParallelOptions struct {
+	// Workers is the number of evaluating goroutines; 0 means GOMAXPROCS.
+	// With 1 the records are evaluated on the caller's goroutine.
+	Workers int
+	// BatchRecords and BatchBytes bound a batch (0: 256 records, 512 KiB).
+	BatchRecords, BatchBytes int
+}
+
+// Batch defaults: small enough that the first alerts come out promptly and
+// that memory stays low, large enough that handing a batch over costs
+// little next to evaluating it.
+const (
+	defaultBatchRecords = 256
+	defaultBatchBytes   = 512 << 10
+)
+
+// NewParallel returns a Parallel that evaluates with ev and calls emit, in
+// input order, for every record that raised alerts or was malformed (err
+// is then what Evaluate would have returned), and for every meta handed to
+// Pass (with no alerts and a nil err). alerts is valid only during the
+// call. An error from emit stops the evaluation: Add, Pass and Close
+// return it.
+func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, alerts []notifiers.Alert, err error) error) *Parallel[T] {
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.BatchRecords <= 0 {
+		opts.BatchRecords = defaultBatchRecords
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = defaultBatchBytes
+	}
+	p := &Parallel[T]{ev: ev, emit: emit, workers: opts.Workers}
+	// Two batches a worker: one being evaluated, one waiting, so that a
+	// worker never idles while the caller hands results over.
+	p.window = 2 * opts.Workers
+	for range p.window + 1 {
+		p.free = append(p.free, &batch[T]{
+			maxRecords: opts.BatchRecords, maxBytes: opts.BatchBytes,
+			done: make(chan struct{}, 1),
+		})
+	}
+	if p.workers > 1 {
+		p.work = make(chan *batch[T], p.window)
+		p.wg.Add(p.workers)
+		for range p.workers {
+			go func() {
+				defer p.wg.Done()
+				for b := range p.work {
+					p.evaluate(b)
+					b.done <- struct{}{}
+				}
+			}()
+		}
+	}
+	return p
+}
+
+// Add queues one record; data is copied, so the caller may reuse it.
+// meta comes back with the record's result.
+func (p *Parallel[T]) Add(data []byte, meta T) error {
+	if p.err != nil {
+		return p.err
+	}
+	b := p.batch()
+	b.entries = append(b.entries, entry[T]{meta: meta, start: len(b.data), end: len(b.data) + len(data), record: true})
+	b.data = append(b.data, data...)
+	if len(b.entries) >= b.maxRecords || len(b.data) >= b.maxBytes {
+		p.dispatch()
+	}
+	return p.err
+}
+
+// Pass queues meta to be handed to emit in its place among the records,
+// without evaluating anything: for events of the input (a file that could
+// not be read) whose report must keep its place in the output.
+func (p *Parallel[T]) Pass(meta T) error {
+	if p.err != nil {
+		return p.err
+	}
+	b := p.batch()
+	b.entries = append(b.entries, entry[T]{meta: meta})
+	if len(b.entries) >= b.maxRecords {
+		p.dispatch()
+	}
+	return p.err
+}
+
+// Close evaluates what is queued, hands back every result, stops the
+// workers and returns the first error from emit. It must be called once
+// the last record is added, also after an error.
+func (p *Parallel[T]) Close() error {
+	if p.closed {
+		return p.err
+	}
+	if p.cur != nil && len(p.cur.entries) > 0 {
+		p.dispatch()
+	}
+	for len(p.inflight) > 0 {
+		p.collect()
+	}
+	p.closed = true
+	if p.work != nil {
+		close(p.work)
+		p.wg.Wait()
+	}
+	return p.err
+}
+
+func (p *Parallel[T]) batch() *batch[T] {
+	if p.cur == nil {
+		p.cur = p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+	}
+	return p.cur
+}
+
+// dispatch hands the current batch to a worker (or evaluates it here with
+// one worker), then hands back what is finished, waiting only while the
+// window is full.
+func (p *Parallel[T]) dispatch() {
+	b := p.cur
+	p.cur = nil
+	if p.work == nil {
+		p.evaluate(b)
+		p.inflight = append(p.inflight, b)
+		p.collect()
+		return
+	}
+	p.inflight = append(p.inflight, b)
+	p.work <- b
+	for len(p.inflight) > 0 {
+		select {
+		case <-p.inflight[0].done:
+			p.handBack()
+			continue
+		default:
+		}
+		break
+	}
+	for len(p.inflight) >= p.window {
+		p.collect()
+	}
+}
+
+// collect waits for the oldest batch in flight and hands it back.
+func (p *Parallel[T]) collect() {
+	if p.work != nil {
+		<-p.inflight[0].done
+	}
+	p.handBack()
+}
+
+// handBack applies, in input order, what a sequential Evaluate does
+// around decoding and matching (dedup, counters, rule errors) to the
+// oldest batch, calls emit, and recycles the batch.
+func (p *Parallel[T]) handBack() {
+	b := p.inflight[0]
+	p.inflight = p.inflight[1:]
+	e := p.ev
+	for i := range b.entries {
+		if p.err != nil {
+			break
+		}
+		en := &b.entries[i]
+		if !en.record {
+			p.err = p.emit(en.meta, nil, nil)
+			continue
+		}
+		var err error
+		switch {
+		case en.headerErr != nil:
+			e.malformed.Add(1)
+			err = en.headerErr
+		case e.seen != nil && en.hasID && !e.seen.addKey(en.key):
+			e.duplicates.Add(1)
+			continue
+		case en.matchErr != nil:
+			e.malformed.Add(1)
+			err = en.matchErr
+		default:
+			e.records.Add(1)
+			for _, re := range b.ruleErrs[en.errs[0]:en.errs[1]] {
+				e.handleRuleError(re)
+			}
+			e.alerts.Add(uint64(en.alerts[1] - en.alerts[0]))
+		}
+		alerts := b.alerts[en.alerts[0]:en.alerts[1]]
+		if err != nil || len(alerts) > 0 {
+			p.err = p.emit(en.meta, alerts, err)
+		}
+	}
+	b.reset()
+	p.free = append(p.free, b)
+}
+
+// evaluate decodes and matches every record of b, touching no counter:
+// Evaluate's work between its bookkeeping, which handBack does in order.
+func (p *Parallel[T]) evaluate(b *batch[T]) {
+	e := p.ev
+	ev := e.pool.Get().(*rules.Event)
+	defer e.pool.Put(ev)
+	onErr := func(me rules.MatchError) {
+		// The event is reused for the next record: keep a copy for the
+		// report (rule errors are rare).
+		cp := new(rules.Event)
+		*cp = *me.Event
+		me.Event = cp
+		b.ruleErrs = append(b.ruleErrs, me)
+	}
+	for i := range b.entries {
+		en := &b.entries[i]
+		if !en.record {
+			continue
+		}
+		raw := b.data[en.start:en.end]
+		en.alerts[0], en.errs[0] = len(b.alerts), len(b.ruleErrs)
+		complete, err := rules.DecodeHeader(ev, raw)
+		if err != nil {
+			en.headerErr = err
+		} else {
+			if ev.EventID != "" {
+				en.hasID, en.key = true, idKey(ev.EventID)
+			}
+			b.alerts, en.matchErr = e.match(ev, raw, complete, b.alerts, onErr)
+		}
+		en.alerts[1], en.errs[1] = len(b.alerts), len(b.ruleErrs)
+	}
+}
+
+// batch is a run of records and their results.
+type batch[T any] struct {
+	entries  []entry[T]
+	data     []byte // the records, back to back
+	alerts   []notifiers.Alert
+	ruleErrs []rules.MatchError
+	done     chan struct{}
+
+	maxRecords, maxBytes int
+}
+
+type entry[T any] struct {
+	meta       T
+	start, end int  // the record in data
+	record     bool // false: a Pass
+	headerErr  error
+	matchErr   error
+	hasID      bool
+	key        [16]byte // the eventID's dedup key
+	alerts     [2]int   // the record's alerts in alerts
+	errs       [2]int   // its rule errors in ruleErrs
+}
+
+func (b *batch[T]) reset() {
+	clear(b.entries) // drop the metas and errors for the collector
+	b.entries = b.entries[:0]
+	b.data = b.data[:0]
+	clear(b.alerts)
+	b.alerts = b.alerts[:0]
+	clear(b.ruleErrs)
+	b.ruleErrs = b.ruleErrs[:0]
+	if cap(b.data) > 4*b.maxBytes {
+		// One huge record: do not keep its buffer for good.
+		b.data = nil
+	}
+}

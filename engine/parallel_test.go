@@ -1,0 +1,294 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/trailwatch/trailwatch/notifiers"
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// replayInputs is the corpus with what a replay meets besides records:
+// CloudTrail's duplicate deliveries, lines that are not records, records
+// broken past their header, and records on which a rule fails at run time.
+func replayInputs(t testing.TB) [][]byte {
+	recs := corpusRecords(t)
+	var in [][]byte
+	for i, r := range recs {
+		in = append(in, r)
+		switch i % 97 {
+		case 3:
+			in = append(in, r) // delivered twice in a row
+		case 11:
+			in = append(in, recs[i/2]) // delivered again, much later
+		case 29:
+			in = append(in, []byte(`not json at all`), []byte(`{"hello":"world"}`))
+		case 41:
+			in = append(in, []byte(fmt.Sprintf(`{"eventVersion":"1.08","eventID":"broken-%d","eventName":"ConsoleLogin","x":[1,}`, i)))
+		case 53:
+			in = append(in, []byte(fmt.Sprintf(`{"eventVersion":"1.08","eventID":"err-%d","eventName":"ListBuckets","requestParameters":{"maxResults":"many"}}`, i)))
+		}
+	}
+	return in
+}
+
+// withFailingRule is the built-in rules and one rule that fails at run
+// time on some records (a string compared with a number).
+func withFailingRule(t testing.TB) *rules.Set {
+	t.Helper()
+	files, err := rules.ResolveFiles("builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, rules.File{Name: "failing.yaml", Data: []byte(`rules:
+  - id: many-results
+    title: Many results
+    severity: low
+    when: eventName == "ListBuckets" && requestParameters.maxResults > 5
+`)})
+	set, err := rules.LoadFiles(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// transcript writes what a replay would show for one record's result.
+func transcript(w *bytes.Buffer, place int, alerts []notifiers.Alert, err error) {
+	if err != nil {
+		fmt.Fprintf(w, "#%d malformed: %v\n", place, err)
+	}
+	for i := range alerts {
+		b, _ := json.Marshal(&alerts[i])
+		fmt.Fprintf(w, "#%d %s\n", place, b)
+	}
+}
+
+func sequentialTranscript(set *rules.Set, in [][]byte) string {
+	var w bytes.Buffer
+	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *rules.Event) {
+		fmt.Fprintf(&w, "rule %s failed on %s: %v\n", me.Rule.ID, e.EventID, me.Err)
+	}})
+	var alerts []notifiers.Alert
+	for i, r := range in {
+		var err error
+		alerts, err = ev.Evaluate(r, alerts[:0])
+		transcript(&w, i, alerts, err)
+	}
+	fmt.Fprintf(&w, "%+v\n", ev.Stats())
+	return w.String()
+}
+
+func parallelTranscript(t *testing.T, set *rules.Set, in [][]byte, opts ParallelOptions) string {
+	var w bytes.Buffer
+	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *rules.Event) {
+		fmt.Fprintf(&w, "rule %s failed on %s: %v\n", me.Rule.ID, e.EventID, me.Err)
+	}})
+	p := NewParallel(ev, opts, func(place int, alerts []notifiers.Alert, err error) error {
+		transcript(&w, place, alerts, err)
+		return nil
+	})
+	buf := make([]byte, 0, 1<<20)
+	for i, r := range in {
+		// The caller's buffer is reused at once, as files.Walk's is.
+		buf = append(buf[:0], r...)
+		if err := p.Add(buf, i); err != nil {
+			t.Fatal(err)
+		}
+		clear(buf)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&w, "%+v\n", ev.Stats())
+	return w.String()
+}
+
+// TestParallelEqualsSequential checks that evaluating on several
+// goroutines gives the same alerts, errors, rule error reports and
+// counters, in the same order and byte for byte, as Evaluate record by
+// record.
+func TestParallelEqualsSequential(t *testing.T) {
+	set := withFailingRule(t)
+	in := replayInputs(t)
+	want := sequentialTranscript(set, in)
+	if !strings.Contains(want, "malformed") || !strings.Contains(want, "failed on") || !strings.Contains(want, `"rule_id"`) {
+		t.Fatalf("the inputs do not exercise every kind of result:\n%.2000s", want)
+	}
+	for _, opts := range []ParallelOptions{
+		{Workers: 1},
+		{Workers: 2},
+		{Workers: 4, BatchRecords: 7},
+		{Workers: 3, BatchRecords: 1},
+		{Workers: 5, BatchBytes: 3000},
+		{},
+	} {
+		t.Run(fmt.Sprintf("workers %d batch %d records %d bytes", opts.Workers, opts.BatchRecords, opts.BatchBytes), func(t *testing.T) {
+			got := parallelTranscript(t, set, in, opts)
+			if got != want {
+				t.Errorf("parallel output differs from sequential:\n%s", firstDiff(got, want))
+			}
+		})
+	}
+}
+
+func firstDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var a, b string
+		if i < len(g) {
+			a = g[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d:\n got: %.500s\nwant: %.500s", i+1, a, b)
+		}
+	}
+	return "(equal)"
+}
+
+// TestParallelPassKeepsPlace checks that metas handed to Pass come back
+// between the records they were passed between, and that an error from
+// emit stops the run and comes back from Add and Close.
+func TestParallelPassKeepsPlace(t *testing.T) {
+	ev := NewEvaluator(testSet(t), EvaluatorOptions{DedupWindow: -1})
+	rec := []byte(`{"eventVersion":"1.08","eventID":"e","eventName":"X","errorCode":"AccessDenied"}`)
+	var got []string
+	stop := fmt.Errorf("stop")
+	p := NewParallel(ev, ParallelOptions{Workers: 3, BatchRecords: 2}, func(m string, alerts []notifiers.Alert, err error) error {
+		got = append(got, m)
+		if m == "stop" {
+			return stop
+		}
+		return nil
+	})
+	var want []string
+	for i := range 20 {
+		m := fmt.Sprintf("r%d", i)
+		if err := p.Add(rec, m); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, m)
+		if i%3 == 0 {
+			p.Pass(fmt.Sprintf("pass%d", i))
+			want = append(want, fmt.Sprintf("pass%d", i))
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got order %v, want %v", got, want)
+	}
+
+	got = nil
+	p = NewParallel(ev, ParallelOptions{Workers: 2, BatchRecords: 1}, func(m string, alerts []notifiers.Alert, err error) error {
+		got = append(got, m)
+		if m == "stop" {
+			return stop
+		}
+		return nil
+	})
+	var addErr error
+	for _, m := range []string{"a", "stop", "b", "c", "d", "e", "f"} {
+		if addErr = p.Add(rec, m); addErr != nil {
+			break
+		}
+	}
+	if err := p.Close(); err != stop {
+		t.Errorf("Close() = %v, want %v", err, stop)
+	}
+	if strings.Join(got, " ") != "a stop" {
+		t.Errorf("emitted %v after the error, want [a stop]", got)
+	}
+}
+
+// TestCompactJSONMatchesStdlib checks the one-pass compactor against
+// json.Compact on every corpus record, pretty-printed too.
+func TestCompactJSONMatchesStdlib(t *testing.T) {
+	cases := [][]byte{
+		[]byte(` { "a" : "x \" y\\\\" , "b\\\"" : [ 1 , 2 ] , "c" : "\\\\\\\"x" } `),
+		[]byte("{\"a\":\"tab\\t \\u0020 \"}\n"),
+	}
+	for _, r := range corpusRecords(t) {
+		cases = append(cases, r)
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, r, " ", "\t") == nil {
+			cases = append(cases, pretty.Bytes())
+		}
+	}
+	for i, c := range cases {
+		var want bytes.Buffer
+		if err := json.Compact(&want, c); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if got := compactJSON(c); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("case %d: compactJSON = %.300s, want %.300s", i, got, want.Bytes())
+		}
+	}
+}
+
+// FuzzCompactJSON checks the compactor against json.Compact on any valid
+// JSON.
+func FuzzCompactJSON(f *testing.F) {
+	f.Add([]byte(`{"a" : "b\\\" c", "d": [1, 2.5e3, null, true]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want bytes.Buffer
+		if json.Compact(&want, data) != nil {
+			return
+		}
+		if got := compactJSON(data); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("compactJSON(%q) = %q, want %q", data, got, want.Bytes())
+		}
+	})
+}
+
+// indexedOnly is a rule set whose rules are all filed under eventName,
+// so a record none of them names has no candidate at all.
+func indexedOnly(t testing.TB) *rules.Set {
+	t.Helper()
+	set, err := rules.LoadFiles([]rules.File{{Name: "indexed.yaml", Data: []byte(`rules:
+  - id: trail-stopped
+    title: Trail stopped
+    severity: high
+    when: eventName in ["StopLogging", "DeleteTrail"] && errorCode == ""
+  - id: key-deleted
+    title: Key pair deleted
+    severity: medium
+    when: eventName == "DeleteKeyPair" && requestParameters.keyName != ""
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// TestNoCandidatePathAllocatesNothing checks that a record no rule can
+// match costs no allocation: the header scan, the dedup window and the
+// index lookup allocate nothing.
+func TestNoCandidatePathAllocatesNothing(t *testing.T) {
+	for _, dedup := range []int{-1, 0} {
+		ev := NewEvaluator(indexedOnly(t), EvaluatorOptions{DedupWindow: dedup})
+		rec := []byte(noCandidateRecord)
+		if a, _ := ev.Evaluate(rec, nil); len(a) != 0 {
+			t.Fatalf("the record raised %d alerts; it must match no rule", len(a))
+		}
+		allocs := testing.AllocsPerRun(200, func() {
+			if _, err := ev.Evaluate(rec, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("dedup window %d: Evaluate allocated %v times per no-candidate record, want 0", dedup, allocs)
+		}
+	}
+}
+
+// noCandidateRecord is a typical bulk record (a KMS GenerateDataKey by a
+// service role) that no built-in rule names.
+const noCandidateRecord = `{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:i-0abc","arn":"arn:aws:sts::111122223333:assumed-role/app/i-0abc","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROAEXAMPLE","arn":"arn:aws:iam::111122223333:role/app","accountId":"111122223333","userName":"app"},"attributes":{"creationDate":"2024-05-01T07:00:00Z","mfaAuthenticated":"false"},"ec2RoleDelivery":"2.0"}},"eventTime":"2024-05-01T08:00:00Z","eventSource":"kms.amazonaws.com","eventName":"GenerateDataKey","awsRegion":"us-east-1","sourceIPAddress":"10.0.1.23","userAgent":"aws-sdk-go-v2/1.30.0 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/kms#1.35.0","requestParameters":{"encryptionContext":{"aws:s3:arn":"arn:aws:s3:::bucket/key"},"encryptionAlgorithm":"SYMMETRIC_DEFAULT"},"responseElements":null,"requestID":"0f8e4d1a-1b2c-4d3e-8f9a-0b1c2d3e4f5a","eventID":"5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e","readOnly":true,"resources":[{"accountId":"111122223333","type":"AWS::KMS::Key","ARN":"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management","tlsDetails":{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"kms.us-east-1.amazonaws.com"}}`
