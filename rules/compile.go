@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"reflect"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -95,10 +96,22 @@ type Condition struct {
 
 // Eval runs the condition on ev.
 func (c *Condition) Eval(ev *Event) (bool, error) {
-	out, err := expr.Run(c.program, ev)
+	out, err := run(c.program, ev)
 	if err != nil {
 		return false, err
 	}
 	b, _ := out.(bool)
 	return b, nil
+}
+
+// vmPool reuses expr virtual machines: expr.Run makes a new one (and its
+// stack) on every call, which is most of a rule evaluation's allocations.
+var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
+
+// run evaluates a compiled program on ev with a pooled VM.
+func run(p *vm.Program, ev *Event) (any, error) {
+	m := vmPool.Get().(*vm.VM)
+	out, err := m.Run(p, ev)
+	vmPool.Put(m)
+	return out, err
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr"
 )
@@ -141,30 +142,46 @@ func eachString(args []any, fn func(string) bool) bool {
 	return false
 }
 
-var prefixCache sync.Map // string -> netip.Prefix (or error)
+// prefixCache holds parsed CIDRs. Rules almost always pass constants, but
+// an argument could come from the event, so the cache is bounded and keys
+// are cloned (header strings may be views of a reused read buffer).
+var (
+	prefixCache     sync.Map // string -> netip.Prefix
+	prefixCacheSize atomic.Int64
+)
+
+const prefixCacheMax = 4096
 
 func inCIDR(ip, cidr string) bool {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return false
 	}
-	v, ok := prefixCache.Load(cidr)
-	if !ok {
-		p, err := netip.ParsePrefix(cidr)
-		if err != nil {
-			// A bare address is a /32 or /128.
-			if b, err2 := netip.ParseAddr(cidr); err2 == nil {
-				p = netip.PrefixFrom(b, b.BitLen())
-			} else {
-				prefixCache.Store(cidr, err)
-				return false
-			}
-		}
-		v = p.Masked()
-		prefixCache.Store(cidr, v)
-	}
-	p, ok := v.(netip.Prefix)
+	p, ok := parsePrefix(cidr)
 	return ok && p.Contains(a.Unmap())
+}
+
+func parsePrefix(cidr string) (netip.Prefix, bool) {
+	if v, ok := prefixCache.Load(cidr); ok {
+		p, ok := v.(netip.Prefix)
+		return p, ok
+	}
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		// A bare address is a /32 or /128.
+		b, err2 := netip.ParseAddr(cidr)
+		if err2 != nil {
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(b, b.BitLen())
+	}
+	p = p.Masked()
+	if prefixCacheSize.Load() < prefixCacheMax {
+		if _, loaded := prefixCache.LoadOrStore(strings.Clone(cidr), p); !loaded {
+			prefixCacheSize.Add(1)
+		}
+	}
+	return p, true
 }
 
 func isOpenCIDR(s string) bool {

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -241,6 +242,37 @@ rules:
 		ev, _ := DecodeEvent([]byte(rec))
 		if got := len(set.Match(ev, nil, nil)); got != want {
 			t.Errorf("%s: %d matches, want %d", rec, got, want)
+		}
+	}
+}
+
+func TestIndexOnErrorCode(t *testing.T) {
+	set, err := LoadFiles([]File{{Name: "e.yaml", Data: []byte(`rules:
+  - {id: a, title: a, severity: low, when: 'errorCode in ["AccessDenied", "Client.UnauthorizedOperation"]'}
+  - {id: b, title: b, severity: low, when: 'errorCode == "ThrottlingException" && readOnly'}
+  - {id: c, title: c, severity: low, when: 'errorCode == "" && eventSource == "s3.amazonaws.com"'}
+  - {id: d, title: d, severity: low, when: 'eventName == "X" && errorCode == "AccessDenied"'}
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"a": "AccessDenied,Client.UnauthorizedOperation", "b": "ThrottlingException", "c": "", "d": ""} {
+		if got := strings.Join(set.Rule(id).Index().ErrorCodes, ","); got != want {
+			t.Errorf("rule %s indexed on errorCode %q, want %q", id, got, want)
+		}
+	}
+	for rec, want := range map[string]string{
+		`{"eventVersion":"1","eventName":"X","errorCode":"AccessDenied"}`:                        "a,d",
+		`{"eventVersion":"1","eventName":"Y","errorCode":"ThrottlingException","readOnly":true}`: "b",
+		`{"eventVersion":"1","eventName":"Y","eventSource":"s3.amazonaws.com"}`:                  "c",
+	} {
+		ev, _ := DecodeEvent([]byte(rec))
+		var ids []string
+		for _, r := range set.Match(ev, nil, nil) {
+			ids = append(ids, r.ID)
+		}
+		if got := strings.Join(ids, ","); got != want {
+			t.Errorf("%s matched %q, want %q", rec, got, want)
 		}
 	}
 }

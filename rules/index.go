@@ -11,31 +11,42 @@ import (
 // conjunction, or in every branch of a top-level disjunction) is filed under
 // those names; every other rule is evaluated for every event. Real trails
 // are dominated by a few read-only calls that no rule names, so most events
-// are never given to most rules.
+// are never given to most rules. A rule that names no eventName but
+// requires errorCode to be one of a set of constants is filed under those
+// codes the same way.
 type index struct {
 	byName    map[string][]*Rule
+	byError   map[string][]*Rule
 	unindexed []*Rule
 }
 
 // IndexInfo says how a rule is indexed, for `validate --explain`.
 type IndexInfo struct {
-	EventNames []string // empty: evaluated for every event
+	EventNames []string // empty: see ErrorCodes
+	// ErrorCodes, for a rule with no EventNames: the errorCode values it
+	// requires (empty: evaluated for every event).
+	ErrorCodes []string
 	// HeaderOnly: the condition reads only header fields, so a record is
 	// decided without decoding it whole (see DecodeHeader).
 	HeaderOnly bool
 }
 
 func buildIndex(rules []*Rule) *index {
-	ix := &index{byName: map[string][]*Rule{}}
+	ix := &index{byName: map[string][]*Rule{}, byError: map[string][]*Rule{}}
 	for _, r := range rules {
-		names := r.indexNames()
-		if len(names) == 0 {
-			ix.unindexed = append(ix.unindexed, r)
+		if names := r.indexNames(); len(names) > 0 {
+			for _, n := range names {
+				ix.byName[n] = append(ix.byName[n], r)
+			}
 			continue
 		}
-		for _, n := range names {
-			ix.byName[n] = append(ix.byName[n], r)
+		if codes := r.errorCodes(); len(codes) > 0 {
+			for _, c := range codes {
+				ix.byError[c] = append(ix.byError[c], r)
+			}
+			continue
 		}
+		ix.unindexed = append(ix.unindexed, r)
 	}
 	return ix
 }
@@ -43,21 +54,32 @@ func buildIndex(rules []*Rule) *index {
 // candidates calls fn for each rule that can match ev, in load order.
 func (ix *index) candidates(ev *Event, fn func(*Rule)) {
 	named := ix.byName[ev.EventName]
+	var coded []*Rule
+	if ev.ErrorCode != "" {
+		coded = ix.byError[ev.ErrorCode]
+	}
 	un := ix.unindexed
-	for len(named) > 0 || len(un) > 0 {
-		if len(un) == 0 || (len(named) > 0 && named[0].ord < un[0].ord) {
-			fn(named[0])
-			named = named[1:]
-		} else {
-			fn(un[0])
-			un = un[1:]
+	// Merge the three lists, each in load order.
+	for len(named) > 0 || len(coded) > 0 || len(un) > 0 {
+		next := &named
+		if len(coded) > 0 && (len(*next) == 0 || coded[0].ord < (*next)[0].ord) {
+			next = &coded
 		}
+		if len(un) > 0 && (len(*next) == 0 || un[0].ord < (*next)[0].ord) {
+			next = &un
+		}
+		fn((*next)[0])
+		*next = (*next)[1:]
 	}
 }
 
 // Index returns how the rule is indexed.
 func (r *Rule) Index() IndexInfo {
-	return IndexInfo{EventNames: r.indexNames(), HeaderOnly: r.headerOnly}
+	info := IndexInfo{EventNames: r.indexNames(), HeaderOnly: r.headerOnly}
+	if len(info.EventNames) == 0 {
+		info.ErrorCodes = r.errorCodes()
+	}
+	return info
 }
 
 func (r *Rule) indexNames() []string {
@@ -65,7 +87,7 @@ func (r *Rule) indexNames() []string {
 	var ok bool
 	switch {
 	case r.program != nil:
-		names, ok = eventNameConstraint(r.program.Node())
+		names, ok = constConstraint(r.program.Node(), "eventName")
 	case r.patternNames != nil:
 		names, ok = r.patternNames, true
 	}
@@ -86,15 +108,36 @@ func dedupStrings(s []string) []string {
 	return out
 }
 
-// eventNameConstraint returns the eventName values that node requires,
-// and whether it requires any.
-func eventNameConstraint(node ast.Node) ([]string, bool) {
+// errorCodes returns the errorCode values the rule's condition requires.
+func (r *Rule) errorCodes() []string {
+	if r.program == nil {
+		return nil
+	}
+	codes, ok := constConstraint(r.program.Node(), "errorCode")
+	if !ok {
+		return nil
+	}
+	sort.Strings(codes)
+	// errorCode == "" is no constraint an index can use.
+	out := codes[:0]
+	for _, c := range dedupStrings(codes) {
+		if c == "" {
+			return nil
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// constConstraint returns the values that node requires the top-level
+// string field to be one of, and whether it requires any.
+func constConstraint(node ast.Node, field string) ([]string, bool) {
 	switch n := node.(type) {
 	case *ast.BinaryNode:
 		switch n.Operator {
 		case "&&", "and":
-			l, lok := eventNameConstraint(n.Left)
-			r, rok := eventNameConstraint(n.Right)
+			l, lok := constConstraint(n.Left, field)
+			r, rok := constConstraint(n.Right, field)
 			switch {
 			case lok && rok:
 				return intersect(l, r), true
@@ -105,25 +148,25 @@ func eventNameConstraint(node ast.Node) ([]string, bool) {
 			}
 			return nil, false
 		case "||", "or":
-			l, lok := eventNameConstraint(n.Left)
-			r, rok := eventNameConstraint(n.Right)
+			l, lok := constConstraint(n.Left, field)
+			r, rok := constConstraint(n.Right, field)
 			if lok && rok {
 				return append(append([]string{}, l...), r...), true
 			}
 			return nil, false
 		case "==":
-			if isEventName(n.Left) {
+			if isIdent(n.Left, field) {
 				if s, ok := n.Right.(*ast.StringNode); ok {
 					return []string{s.Value}, true
 				}
 			}
-			if isEventName(n.Right) {
+			if isIdent(n.Right, field) {
 				if s, ok := n.Left.(*ast.StringNode); ok {
 					return []string{s.Value}, true
 				}
 			}
 		case "in":
-			if isEventName(n.Left) {
+			if isIdent(n.Left, field) {
 				return stringConstants(n.Right)
 			}
 		}
@@ -136,9 +179,9 @@ func eventNameConstraint(node ast.Node) ([]string, bool) {
 	return nil, false
 }
 
-func isEventName(n ast.Node) bool {
+func isIdent(n ast.Node, name string) bool {
 	id, ok := n.(*ast.IdentifierNode)
-	return ok && id.Value == "eventName"
+	return ok && id.Value == name
 }
 
 func stringConstants(n ast.Node) ([]string, bool) {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 )
@@ -39,7 +38,7 @@ func (d *Dedup) KeyFor(ev *Event) (string, error) {
 	if d == nil || d.program == nil {
 		return "", nil
 	}
-	out, err := expr.Run(d.program, ev)
+	out, err := run(d.program, ev)
 	if err != nil {
 		return "", fmt.Errorf("dedup key: %w", err)
 	}
@@ -61,7 +60,7 @@ type Threshold struct {
 func (t *Threshold) GroupFor(ev *Event) ([]string, error) {
 	out := make([]string, len(t.programs))
 	for i, p := range t.programs {
-		v, err := expr.Run(p, ev)
+		v, err := run(p, ev)
 		if err != nil {
 			return nil, fmt.Errorf("threshold group_by %q: %w", t.GroupBy[i], err)
 		}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -87,7 +86,7 @@ func (r *Rule) Eval(ev *Event) (bool, error) {
 		ok, err = r.matcher(ev)
 	} else {
 		var out any
-		out, err = expr.Run(r.program, ev)
+		out, err = run(r.program, ev)
 		ok, _ = out.(bool)
 	}
 	if err != nil {
@@ -96,7 +95,7 @@ func (r *Rule) Eval(ev *Event) (bool, error) {
 	}
 	if ok && len(r.except) > 0 {
 		for _, p := range r.except {
-			out, err := expr.Run(p, ev)
+			out, err := run(p, ev)
 			if err != nil {
 				r.errors.Add(1)
 				return false, fmt.Errorf("except: %w", err)

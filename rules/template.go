@@ -89,7 +89,7 @@ func (t *Template) Render(ev *Event) (string, error) {
 			b.WriteString(p.text)
 			continue
 		}
-		v, err := expr.Run(p.program, ev)
+		v, err := run(p.program, ev)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("placeholder {{ %s }}: %w", p.src, err)

@@ -3,7 +3,6 @@ package rules
 import (
 	"reflect"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 )
 
@@ -77,14 +76,14 @@ func (s *Set) MatchHeader(ev *Event, complete bool, dst []*Rule, onErr func(Matc
 
 // evalQuiet evaluates the rule without touching its counters.
 func (r *Rule) evalQuiet(ev *Event) (bool, error) {
-	out, err := expr.Run(r.program, ev)
+	out, err := run(r.program, ev)
 	if err != nil {
 		return false, err
 	}
 	ok, _ := out.(bool)
 	if ok {
 		for _, p := range r.except {
-			out, err := expr.Run(p, ev)
+			out, err := run(p, ev)
 			if err != nil {
 				return false, err
 			}

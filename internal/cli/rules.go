@@ -91,6 +91,10 @@ func printExplain(w io.Writer, set *rules.Set) {
 		if info.HeaderOnly {
 			state = ", decided from the header" + state
 		}
+		if len(info.ErrorCodes) > 0 {
+			fmt.Fprintf(w, "%-44s errorCode in [%s]%s\n", r.ID, strings.Join(info.ErrorCodes, ", "), state)
+			continue
+		}
 		if len(info.EventNames) == 0 {
 			fmt.Fprintf(w, "%-44s every event%s\n", r.ID, state)
 			continue
