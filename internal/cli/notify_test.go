@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +100,57 @@ func TestOutboxCommand(t *testing.T) {
 	}
 	if code, _, _ := runArgs(t, "outbox"); code != 2 {
 		t.Errorf("outbox without a state dir: exit %d, want 2", code)
+	}
+}
+
+func TestReplayNotify(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var got []notifiers.Alert
+	calls := 0
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			// The first attempt fails: the outbox retries.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var a notifiers.Alert
+		json.NewDecoder(r.Body).Decode(&a)
+		got = append(got, a)
+	}))
+	defer hook.Close()
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(`rules: [builtin:aws]
+notifiers:
+  - name: page
+    type: webhook
+    url: `+hook.URL+`/page
+routes:
+  - severity: [critical]
+    notify: [page]
+`), 0o644)
+	code, _, errs := runArgs(t, "replay", "--config", cfg, "--notify", "--output", "json", "../../examples/events/sample-trail.jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The sample holds two root sign-ins (one failed): the critical alerts.
+	if len(got) != 2 {
+		t.Fatalf("webhook received %d alerts, want the 2 critical ones\n%s", len(got), errs)
+	}
+	for _, a := range got {
+		if a.Severity != "critical" {
+			t.Errorf("routed a %s alert to the critical route", a.Severity)
+		}
+	}
+	if !strings.Contains(errs, "2 deliveries sent, 0 refused") {
+		t.Errorf("stderr: %s", errs)
+	}
+	if code, _, _ := runArgs(t, "replay", "--notify", "../../examples/events/sample-trail.jsonl"); code != 2 {
+		t.Errorf("--notify without --config: exit %d, want 2", code)
 	}
 }

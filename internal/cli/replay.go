@@ -17,7 +17,7 @@ import (
 func newReplayCmd(stdio Stdio) *cobra.Command {
 	var paths []string
 	var output, stateDir, cfgPath string
-	var quiet, raw bool
+	var quiet, raw, notify bool
 	var dedupWindow time.Duration
 	var workers int
 	cmd := &cobra.Command{
@@ -37,10 +37,15 @@ service's silences hold alerts back. The service's own state is only read, never
 changed. --raw prints every rule match instead.
 
 --output json prints one alert per line in trailwatch's public alert form, the same
-JSON the file, webhook and SNS notifiers send.`,
+JSON the file, webhook and SNS notifiers send.
+
+--notify (with --config) also sends the replayed alerts through the configuration's
+routes and notifiers, from a private outbox with the same retries as the service, and
+waits until each is delivered or dead-lettered.`,
 		Example: `  trailwatch replay examples/events/
   trailwatch replay --rules builtin:aws --output json AWSLogs/
-  zcat 2024-05-01.json.gz | trailwatch replay -`,
+  zcat 2024-05-01.json.gz | trailwatch replay -
+  trailwatch replay --config config.yaml --notify incident-2024-05-01/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
@@ -52,6 +57,19 @@ JSON the file, webhook and SNS notifiers send.`,
 			}
 			if stateDir == "" && cfg != nil {
 				stateDir = cfg.StateDir
+			}
+			if cfg != nil && !cmd.Flags().Changed("dedup-window") {
+				dedupWindow = cfg.Lifecycle.DedupWindow
+			}
+			var sender *replaySender
+			if notify {
+				if cfg == nil {
+					return usageError{fmt.Errorf("--notify needs --config FILE (its notifiers and routes)")}
+				}
+				if sender, err = newReplaySender(cmd.Context(), stdio, cfg, set); err != nil {
+					return err
+				}
+				defer sender.close()
 			}
 			var lc *lifecycle.Lifecycle
 			if !raw {
@@ -99,6 +117,11 @@ JSON the file, webhook and SNS notifiers send.`,
 					}
 					for j := range outs {
 						emitted++
+						if sender != nil {
+							if err := sender.add(cmd.Context(), outs[j]); err != nil {
+								return err
+							}
+						}
 						if output == "json" {
 							if err := writeAlertJSON(out, &outs[j].Alert); err != nil {
 								return err
@@ -131,6 +154,11 @@ JSON the file, webhook and SNS notifiers send.`,
 			if lc != nil && uint64(emitted) != st.Alerts {
 				fmt.Fprintf(stdio.Err, "trailwatch: %d rule matches; the others were counted by thresholds, folded by dedup or silenced\n", st.Alerts)
 			}
+			if sender != nil && err == nil {
+				if derr := sender.deliver(cmd.Context(), stdio); derr != nil {
+					return derr
+				}
+			}
 			if err != nil {
 				if cmd.Context().Err() != nil {
 					return exitCode(130, "interrupted")
@@ -147,6 +175,7 @@ JSON the file, webhook and SNS notifiers send.`,
 	cmd.Flags().DurationVar(&dedupWindow, "dedup-window", 0, "dedup window for rules without a dedup: block (0: only rules that ask for dedup)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "apply the silences of this state directory (default: the config's state_dir)")
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file: its rules, lists and state_dir")
+	cmd.Flags().BoolVar(&notify, "notify", false, "send the alerts through the configuration's routes and notifiers (needs --config)")
 	cmd.Flags().IntVar(&workers, "workers", 0, "goroutines that decode and evaluate records (0: one per core); the output is the same for any number")
 	return cmd
 }
