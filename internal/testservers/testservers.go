@@ -217,13 +217,19 @@ type MailpitOptions struct {
 	TLSCert, TLSKey string
 	// RequireTLS refuses mail on connections that did not start TLS.
 	RequireTLS bool
+	// SMTPPort, when set, is the SMTP port to listen on (a test that
+	// points a client at a port before the server is up); else a free one.
+	SMTPPort int
 }
 
 // StartMailpit starts Mailpit on two free loopback ports (SMTP and HTTP),
 // accepting any SMTP credentials, and returns once its API answers.
 func StartMailpit(t *testing.T, opts MailpitOptions) *Mailpit {
 	t.Helper()
-	smtpPort, httpPort := FreePort(t), FreePort(t)
+	smtpPort, httpPort := opts.SMTPPort, FreePort(t)
+	if smtpPort == 0 {
+		smtpPort = FreePort(t)
+	}
 	args := []string{
 		"--smtp", fmt.Sprintf("127.0.0.1:%d", smtpPort),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
