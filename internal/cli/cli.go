@@ -111,9 +111,10 @@ Rules live in git with their own tests: ` + "`trailwatch test`" + ` runs them in
 
 func newVersionCmd(stdio Stdio) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print trailwatch's version and build",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print trailwatch's version and build",
+		Example: "  trailwatch version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(stdio.Out, version.String())
 			return nil

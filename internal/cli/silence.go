@@ -59,7 +59,10 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 	add := &cobra.Command{
 		Use:   "add --rule ID [--match EXPR] --for DURATION --comment TEXT",
 		Short: "Add a silence and print its id",
-		Args:  cobra.NoArgs,
+		Example: `  trailwatch silence add --config config.yaml --rule aws-security-group-created \
+    --match 'userIdentity.sessionContext.sessionIssuer.userName == "terraform"' --for 4h \
+    --comment "CHG-1234: network migration"`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := dir()
 			if err != nil {
@@ -98,7 +101,9 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List active silences (--all: expired ones too) with how many alerts each held back",
-		Args:  cobra.NoArgs,
+		Example: `  trailwatch silence list --config config.yaml
+  trailwatch silence list --state-dir /var/lib/trailwatch --all`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := dir()
 			if err != nil {
@@ -132,9 +137,10 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 	list.Flags().BoolVar(&all, "all", false, "include expired silences")
 
 	expire := &cobra.Command{
-		Use:   "expire ID",
-		Short: "End a silence now",
-		Args:  cobra.ExactArgs(1),
+		Use:     "expire ID",
+		Short:   "End a silence now",
+		Example: `  trailwatch silence expire --config config.yaml 3f9c2a`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := dir()
 			if err != nil {
