@@ -40,7 +40,11 @@ func newStore(t *testing.T, client *dynamodb.Client, opts dynamostate.Options) (
 	}
 	clock := newClock()
 	opts.Now = clock.Now
-	st, err := dynamostate.New(client, table, opts)
+	// moto applies a conditional write in several steps, so two racing
+	// requests can both pass the condition; DynamoDB does not allow that.
+	// Requests go one at a time here, so the tests check the store's
+	// conditions (claims still race each other in the store's own code).
+	st, err := dynamostate.New(&serialAPI{api: client}, table, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +230,34 @@ func TestNewRejectsBadOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serialAPI sends one request to moto at a time (see newStore).
+type serialAPI struct {
+	mu  sync.Mutex
+	api dynamostate.API
+}
+
+func (s *serialAPI) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.api.PutItem(ctx, in, opts...)
+}
+
+func (s *serialAPI) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.api.GetItem(ctx, in, opts...)
+}
+
+func (s *serialAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.api.UpdateItem(ctx, in, opts...)
+}
+
+func (s *serialAPI) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.api.DeleteItem(ctx, in, opts...)
 }

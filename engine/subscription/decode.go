@@ -61,6 +61,14 @@ func Decode(data string) (events.CloudwatchLogsData, error) {
 	if err != nil {
 		return d, fmt.Errorf("decode subscription payload: base64: %w", err)
 	}
+	return DecodeBytes(raw)
+}
+
+// DecodeBytes decodes a subscription payload that is not base64-encoded:
+// gzip, then JSON. This is the data of a Kinesis record that a
+// subscription filter wrote to a stream.
+func DecodeBytes(raw []byte) (events.CloudwatchLogsData, error) {
+	var d events.CloudwatchLogsData
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
 		return d, fmt.Errorf("decode subscription payload: gzip: %w", err)

@@ -22,6 +22,8 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine"
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/dynamostate"
+	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/internal/config"
@@ -98,6 +100,20 @@ func (c cloudwatchSource) RunGroups(ctx context.Context, handle func(context.Con
 	})
 }
 
+// kinesisSource adapts the Kinesis source to engine.Source and
+// engine.GroupSource.
+type kinesisSource struct{ src *kinesis.Source }
+
+func (k kinesisSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
+	return k.RunGroups(ctx, func(ctx context.Context, b engine.Batch) error { return handle(ctx, b.Records) })
+}
+
+func (k kinesisSource) RunGroups(ctx context.Context, handle func(context.Context, engine.Batch) error) error {
+	return k.src.Run(ctx, func(ctx context.Context, b kinesis.Batch) error {
+		return handle(ctx, engine.Batch{LogGroup: b.LogGroup, Records: b.Records, Newest: b.Newest})
+	})
+}
+
 // pollObserver reports each successful FilterLogEvents call, so that
 // /readyz can tell whether the source is reading.
 type pollObserver struct {
@@ -155,6 +171,13 @@ poll intervals, state_dir writable, notifiers configured). With quiet_after: it
 raises the built-in alert trailwatch-log-group-quiet when a log group delivers no
 records for that long, and trailwatch-log-group-resumed when records come back.
 
+With source.kinesis instead of source.cloudwatch, run reads a Kinesis data stream that
+a subscription filter feeds, sharing its shards with every instance that uses the same
+lease table (DynamoDB): adding an instance adds capacity, and the shards of one that
+stops are taken over. With shared_state: every notification is recorded in a DynamoDB
+delivery ledger, so an alert that two instances hold (a batch read again after a
+takeover) is sent once. See docs/scale-out.md.
+
 SIGHUP reloads the configuration and the rules: the new set is validated completely
 and swapped in between two batches; on any problem the running set stays and every
 problem is logged with file:line:col. Rules, lists and routes are reloaded; changes
@@ -164,7 +187,7 @@ files, for log rotation.
 
 AWS access uses the SDK's standard chain (environment, shared config and profiles,
 SSO, web identity, instance and container roles); AWS_ENDPOINT_URL and
-AWS_ENDPOINT_URL_CLOUDWATCH_LOGS are honoured.`,
+AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB) are honoured.`,
 		Example: `  trailwatch run --config /etc/trailwatch/config.yaml
   AWS_PROFILE=security trailwatch run --config examples/config.yaml --log-format json
   kill -HUP $(pidof trailwatch)   # reload rules and routes`,
@@ -245,8 +268,11 @@ func router(cfg *config.Config) engine.Router {
 // run wires and runs the live pipeline until ctx ends.
 func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) error {
 	logger, reg := r.logger, r.reg
-	if cfg.Source.CloudWatch == nil {
-		return exitCode(1, cfg.File+": source.cloudwatch is required for run")
+	if (cfg.Source.CloudWatch == nil) == (cfg.Source.Kinesis == nil) {
+		return exitCode(1, cfg.File+": run needs exactly one source: source.cloudwatch or source.kinesis")
+	}
+	if cfg.Source.Kinesis != nil && cfg.QuietAfter > 0 {
+		return exitCode(1, cfg.File+": quiet_after works with source.cloudwatch only (a Kinesis stream does not say which log groups to expect)")
 	}
 	if cfg.StateDir == "" {
 		return exitCode(1, cfg.File+": state_dir is required for run")
@@ -274,33 +300,78 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		return err
 	}
 	defer closeNotifiers(targets, logger)
+	if cfg.SharedState != nil {
+		ss := *cfg.SharedState
+		if ss.Region == "" && cfg.Source.Kinesis != nil {
+			ss.Region = cfg.Source.Kinesis.Region
+		}
+		if err := withLedger(ctx, &ss, targets, logger); err != nil {
+			return err
+		}
+	}
 	r.targets = targets
 
-	cwCfg := *cfg.Source.CloudWatch
-	cwCfg.SetDefaults()
-	client, err := cloudwatch.NewClient(ctx, cwCfg)
-	if err != nil {
-		return err
-	}
-	// A read may wait out throttling backoff (up to 30s): allow for it
-	// before calling the source not ready.
-	polls := engine.NewPollTracker(cwCfg.LogGroups, max(3*cwCfg.PollInterval, 45*time.Second), nil)
-	reg.MustRegister(polls)
-	src, err := cloudwatch.New(pollObserver{API: client, polled: polls.Polled}, cwCfg, cloudwatch.Options{
-		Logger:     logger,
-		Limiter:    rate.NewLimiter(5, 5),
-		Registerer: reg,
-		StateDir:   filepath.Join(cfg.StateDir, "cloudwatch"),
-	})
-	if err != nil {
-		return err
-	}
-	if err := src.Check(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
+	var (
+		source engine.Source
+		polls  *engine.PollTracker
+		groups []string // log groups, for the quiet watch and the log
+	)
+	switch {
+	case cfg.Source.CloudWatch != nil:
+		cwCfg := *cfg.Source.CloudWatch
+		cwCfg.SetDefaults()
+		groups = cwCfg.LogGroups
+		client, err := cloudwatch.NewClient(ctx, cwCfg)
+		if err != nil {
+			return err
 		}
-		return exitCode(1, err.Error())
+		// A read may wait out throttling backoff (up to 30s): allow for it
+		// before calling the source not ready.
+		polls = engine.NewPollTracker(cwCfg.LogGroups, max(3*cwCfg.PollInterval, 45*time.Second), nil)
+		src, err := cloudwatch.New(pollObserver{API: client, polled: polls.Polled}, cwCfg, cloudwatch.Options{
+			Logger:     logger,
+			Limiter:    rate.NewLimiter(5, 5),
+			Registerer: reg,
+			StateDir:   filepath.Join(cfg.StateDir, "cloudwatch"),
+		})
+		if err != nil {
+			return err
+		}
+		if err := src.Check(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return exitCode(1, err.Error())
+		}
+		source = cloudwatchSource{src}
+	default:
+		kCfg := *cfg.Source.Kinesis
+		kCfg.SetDefaults()
+		kin, ddb, err := kinesis.NewClients(ctx, kCfg)
+		if err != nil {
+			return err
+		}
+		// Ready while lease refreshes (every third of the lease duration)
+		// succeed.
+		polls = engine.NewPollTracker([]string{kCfg.Stream}, max(3*kCfg.LeaseDuration, 45*time.Second), nil)
+		src, err := kinesis.New(kin, ddb, kCfg, kinesis.Options{
+			Logger:     logger,
+			Registerer: reg,
+			Refreshed:  func() { polls.Polled(kCfg.Stream) },
+		})
+		if err != nil {
+			return err
+		}
+		if err := src.Check(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return exitCode(1, err.Error())
+		}
+		logger.Info("reading kinesis stream", "stream", kCfg.Stream, "lease_table", kCfg.LeaseTable, "worker", src.Worker())
+		source = kinesisSource{src}
 	}
+	reg.MustRegister(polls)
 
 	storm := map[string]lifecycle.StormConfig{}
 	for _, n := range cfg.Notifiers {
@@ -323,7 +394,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		},
 	})
 	r.svc = &engine.Service{
-		Source:    cloudwatchSource{src},
+		Source:    source,
 		Evaluator: ev,
 		Outbox:    ob,
 		Notifiers: targets,
@@ -333,7 +404,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		Metrics:   engine.NewMetrics(reg, ev),
 	}
 	if cfg.QuietAfter > 0 {
-		r.svc.Quiet = engine.NewQuietWatch(cfg.QuietAfter, cwCfg.LogGroups, nil)
+		r.svc.Quiet = engine.NewQuietWatch(cfg.QuietAfter, groups, nil)
 		reg.MustRegister(r.svc.Quiet.Collector())
 	}
 	r.started = cfg
@@ -358,12 +429,30 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		<-reloadDone
 	}()
 
-	logger.Info("trailwatch running", "log_groups", cwCfg.LogGroups, "rules", set.Len(), "notifiers", len(targets),
+	logger.Info("trailwatch running", "log_groups", groups, "rules", set.Len(), "notifiers", len(targets),
 		"state_dir", cfg.StateDir, "listen", cfg.Listen, "quiet_after", cfg.QuietAfter.String())
 	if err := r.svc.Run(ctx); err != nil {
 		return err
 	}
 	logger.Info("trailwatch stopped")
+	return nil
+}
+
+// withLedger wraps every notifier with the shared delivery ledger, so that
+// an alert several processes hold reaches each notifier once.
+func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]notifiers.Notifier, logger *slog.Logger) error {
+	client, err := dynamostate.NewClient(ctx, ss.Region)
+	if err != nil {
+		return err
+	}
+	store, err := dynamostate.New(client, ss.DynamoDBTable, dynamostate.Options{Lease: ss.Lease, TTL: ss.TTL})
+	if err != nil {
+		return err
+	}
+	for name, n := range targets {
+		targets[name] = dynamostate.NewNotifier(name, n, store, dynamostate.NotifierOptions{Logger: logger})
+	}
+	logger.Info("deliveries are recorded in the shared ledger", "table", ss.DynamoDBTable)
 	return nil
 }
 
@@ -490,6 +579,9 @@ func (r *runner) warnRestartOnly(cfg *config.Config) {
 	var changed []string
 	if !reflect.DeepEqual(old.Source, cfg.Source) {
 		changed = append(changed, "source")
+	}
+	if !reflect.DeepEqual(old.SharedState, cfg.SharedState) {
+		changed = append(changed, "shared_state")
 	}
 	if old.StateDir != cfg.StateDir {
 		changed = append(changed, "state_dir")

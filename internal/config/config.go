@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -51,14 +52,39 @@ type Config struct {
 	Notifiers []Notifier `yaml:"-"`
 	// Routes send alerts to notifiers; see Route.
 	Routes []Route `yaml:"routes"`
+	// SharedState, when set, records every delivery in a DynamoDB table
+	// shared by every process working on the same alerts (several `run`
+	// instances on one Kinesis stream), so none sends an alert another
+	// already delivered.
+	SharedState *SharedState `yaml:"shared_state"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
 }
 
-// Source says where records come from.
+// Source says where records come from: one of its fields is set.
 type Source struct {
+	// CloudWatch polls log groups with FilterLogEvents.
 	CloudWatch *cloudwatch.Config `yaml:"cloudwatch"`
+	// Kinesis reads a Kinesis data stream that a subscription filter
+	// feeds, sharing its shards with the other instances.
+	Kinesis *kinesis.Config `yaml:"kinesis"`
+}
+
+// SharedState is the `shared_state` block: the delivery ledger in
+// DynamoDB (see engine/dynamostate).
+type SharedState struct {
+	// DynamoDBTable is the delivery table (partition key pk, a string;
+	// Time to Live on expires_at).
+	DynamoDBTable string `yaml:"dynamodb_table"`
+	// Region is the table's AWS region; empty means source.kinesis's
+	// region if set, else the SDK's default chain.
+	Region string `yaml:"region"`
+	// Lease is how long a claimed delivery holds before another process
+	// may retake it (0: 60s). It must exceed the longest notification.
+	Lease time.Duration `yaml:"lease"`
+	// TTL is how long a delivery record is kept (0: 7 days).
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // Route sends matching alerts to notifiers. An alert matches a route when
@@ -428,6 +454,28 @@ func (p *parser) check(root *yaml.Node, cfg *Config) {
 			for _, e := range splitErrors(err) {
 				p.errorf(root, "source.cloudwatch: %v", e)
 			}
+		}
+	}
+	if cfg.Source.CloudWatch != nil && cfg.Source.Kinesis != nil {
+		p.errorf(root, "source: give one of cloudwatch and kinesis, not both")
+	}
+	if cfg.Source.Kinesis != nil {
+		cfg.Source.Kinesis.SetDefaults()
+		if err := cfg.Source.Kinesis.Validate(); err != nil {
+			for _, e := range splitErrors(err) {
+				p.errorf(root, "source.kinesis: %v", e)
+			}
+		}
+	}
+	if ss := cfg.SharedState; ss != nil {
+		if strings.TrimSpace(ss.DynamoDBTable) == "" {
+			p.errorf(root, "shared_state: dynamodb_table is required")
+		}
+		if ss.Lease < 0 || ss.TTL < 0 {
+			p.errorf(root, "shared_state: lease and ttl must not be negative")
+		}
+		if k := cfg.Source.Kinesis; k != nil && k.LeaseTable != "" && k.LeaseTable == ss.DynamoDBTable {
+			p.errorf(root, "shared_state: dynamodb_table must not be the lease table of source.kinesis")
 		}
 	}
 	known := map[string]bool{}

@@ -13,6 +13,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,9 +181,31 @@ func StartMoto(t testing.TB) *Moto {
 	SetFakeAWSEnv(t)
 	port := FreePort(t)
 	s := start(t, "moto_server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	m := &Moto{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	waitHTTP(t, s, "moto_server", m.Endpoint+"/moto-api/")
-	return m
+	direct := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitHTTP(t, s, "moto_server", direct+"/moto-api/")
+	return &Moto{Endpoint: serialProxy(t, direct)}
+}
+
+// serialProxy fronts moto with a reverse proxy that forwards one request
+// at a time. moto evaluates a DynamoDB conditional write in several steps,
+// so two racing requests can both pass the condition, which DynamoDB never
+// allows; serialising makes moto's answers those of an atomic service.
+// Tests that race claims or leases then test trailwatch, not moto.
+func serialProxy(t testing.TB, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // SetFakeAWSEnv points the AWS SDK's default configuration chain at fake
