@@ -265,11 +265,14 @@ func (s *Source) releaseAll(ctx context.Context, held map[string]*shard) {
 	for id, sh := range held {
 		l, lost := sh.current()
 		if lost || l.Owner != s.Worker() {
+			s.log.Debug("not releasing a shard lease this worker no longer holds", "shard", id, "lost", lost, "owner", l.Owner)
 			continue
 		}
 		if err := s.leases.Release(rctx, l); err != nil {
 			s.log.Warn("release shard lease", "shard", id, "err", err)
+			continue
 		}
+		s.log.Info("released shard lease", "shard", id)
 	}
 }
 
@@ -279,13 +282,31 @@ func (s *Source) rebalance(ctx context.Context, held map[string]*shard, start fu
 	defer func() { s.metrics.held.Set(float64(len(held))) }()
 	for id, sh := range held {
 		if sh.finished() {
+			if ctx.Err() != nil {
+				// Stopping: the reader ended because of that, and
+				// releaseAll gives its lease up. Dropping it here would
+				// leave the lease held until it expired.
+				continue
+			}
+			if l, lost := sh.current(); !lost {
+				// The reader gave up without losing the lease: free it so
+				// the shard is taken again, here or elsewhere, from its
+				// checkpoint.
+				if err := s.leases.Release(ctx, l); err != nil {
+					s.log.Warn("release shard lease", "shard", id, "err", err)
+				}
+			}
 			delete(held, id)
 			s.metrics.behind.DeleteLabelValues(id)
 			continue
 		}
 		sh.mu.Lock()
 		if !sh.lost {
-			l, err := s.leases.Renew(ctx, sh.lease)
+			// Not cancelled with ctx, for the same reason as a take: the
+			// release on stop must know the counter the lease now has.
+			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			l, err := s.leases.Renew(wctx, sh.lease)
+			wcancel()
 			switch {
 			case errors.Is(err, ErrLeaseLost):
 				sh.lost = true
@@ -322,7 +343,15 @@ func (s *Source) rebalance(ctx context.Context, held map[string]*shard, start fu
 		if _, ok := held[l.ShardID]; ok {
 			continue
 		}
-		nl, err := s.leases.Take(ctx, l)
+		if ctx.Err() != nil {
+			return nil // stopping: take nothing more
+		}
+		// The write is not cancelled with ctx: a take that DynamoDB applied
+		// but whose answer was lost would leave the shard owned by nobody
+		// running until the lease expired. Taken, it is released on stop.
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		nl, err := s.leases.Take(wctx, l)
+		wcancel()
 		if errors.Is(err, ErrLeaseLost) {
 			continue // another worker was quicker
 		}

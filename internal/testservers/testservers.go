@@ -191,6 +191,11 @@ func StartMoto(t testing.TB) *Moto {
 // so two racing requests can both pass the condition, which DynamoDB never
 // allows; serialising makes moto's answers those of an atomic service.
 // Tests that race claims or leases then test trailwatch, not moto.
+//
+// A client that gives up on a request (its context cancelled) does not
+// release the lock early: the request goes on to moto, which applies it
+// anyway, and the next request waits for that. Otherwise a cancelled write
+// and the next one would race inside moto, as they never could in DynamoDB.
 func serialProxy(t testing.TB, target string) string {
 	t.Helper()
 	u, err := url.Parse(target)
@@ -202,11 +207,21 @@ func serialProxy(t testing.TB, target string) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		rp.ServeHTTP(w, r)
+		// plainWriter hides http.CloseNotifier, through which the proxy
+		// would otherwise still cancel the upstream request.
+		rp.ServeHTTP(plainWriter{w}, r.WithContext(context.WithoutCancel(r.Context())))
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// plainWriter is an http.ResponseWriter with nothing else: no
+// CloseNotifier, no Hijacker.
+type plainWriter struct{ w http.ResponseWriter }
+
+func (p plainWriter) Header() http.Header         { return p.w.Header() }
+func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p plainWriter) WriteHeader(code int)        { p.w.WriteHeader(code) }
 
 // SetFakeAWSEnv points the AWS SDK's default configuration chain at fake
 // static credentials and region us-east-1, and away from any shared config
