@@ -218,7 +218,7 @@ func (s *Service) handle(ctx context.Context, batch [][]byte, extra []notifiers.
 	route := s.routeFunc()
 	var lb *lifecycle.Batch
 	if s.Lifecycle != nil {
-		lb = s.Lifecycle.Begin()
+		lb = s.Lifecycle.BeginContext(ctx)
 		// Undone unless committed below, after the outbox write.
 		defer lb.Rollback()
 	}
@@ -250,6 +250,11 @@ func (s *Service) handle(ctx context.Context, batch [][]byte, extra []notifiers.
 		items = s.route(items, route, nil, lifecycle.Output{Key: a.DedupKey, Alert: a}, nil)
 	}
 	if lb != nil {
+		if err := lb.Err(); err != nil {
+			// The shared alert state could not be read or written: the
+			// batch is read again later, and decided the same way.
+			return err
+		}
 		for _, d := range lb.Digests() {
 			items = append(items, outbox.Item{Key: d.Key, Notifier: d.Notifier, Alert: d.Alert})
 		}

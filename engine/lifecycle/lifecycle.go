@@ -21,6 +21,7 @@ package lifecycle
 
 import (
 	"container/list"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -84,6 +85,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, if set, receives the lifecycle metrics.
 	Registerer prometheus.Registerer
+	// Shared, if set, holds the dedup windows and threshold groups, and
+	// what was decided for each (rule, event), where every process working
+	// on the same alerts sees them (engine/dynamostate). The windows are
+	// then not kept in memory or in the state file; storm control and the
+	// record of silenced alerts stay per process.
+	Shared Shared
 }
 
 // Output is one alert the lifecycle lets through.
@@ -223,6 +230,9 @@ func (l *Lifecycle) Silenced() map[string]SilencedRecord {
 // for concurrent use.
 type Batch struct {
 	l         *Lifecycle
+	ctx       context.Context
+	err       error            // the first shared-state failure
+	versions  map[string]int64 // shared mode: the version each entry was read at
 	dirty     map[string]*entry
 	order     []string
 	seen      map[string]struct{}
@@ -248,9 +258,12 @@ func (s *batchStats) add(m *map[string]int, k string) {
 
 // Begin starts a batch. It blocks until the previous batch is committed or
 // rolled back, and re-reads the silences file if it changed.
-func (l *Lifecycle) Begin() *Batch {
+func (l *Lifecycle) Begin() *Batch { return l.BeginContext(context.Background()) }
+
+// BeginContext is Begin with the context for the shared state's requests.
+func (l *Lifecycle) BeginContext(ctx context.Context) *Batch {
 	l.mu.Lock()
-	b := &Batch{l: l, dirty: map[string]*entry{}, seen: map[string]struct{}{}, watermark: l.watermark,
+	b := &Batch{l: l, ctx: ctx, dirty: map[string]*entry{}, seen: map[string]struct{}{}, watermark: l.watermark,
 		silenced: map[string]SilencedRecord{}, storm: map[string]*stormState{}}
 	if l.opts.StateDir != "" {
 		b.silences = l.silences.get(l.opts.StateDir, l.log)
@@ -263,7 +276,9 @@ func (b *Batch) get(key string) *entry {
 		return e
 	}
 	var e *entry
-	if base, ok := b.l.entries[key]; ok {
+	if b.l.opts.Shared != nil {
+		e = b.loadShared(key)
+	} else if base, ok := b.l.entries[key]; ok {
 		e = base.clone()
 	} else {
 		e = &entry{Key: key}
@@ -325,15 +340,33 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 	if ev.EventTime.After(b.watermark) {
 		b.watermark = ev.EventTime
 	}
+	if b.l.opts.Shared != nil {
+		return b.processShared(a, r, ev, idem)
+	}
+	outs, silence := b.decide(a, r, ev, idem, &b.stats)
+	if silence != nil {
+		b.recordSilenced(silence, r, ev)
+	}
+	return outs
+}
+
+// recordSilenced counts an alert silence s held back.
+func (b *Batch) recordSilenced(s *compiledSilence, r *rules.Rule, ev *rules.Event) {
+	rec := b.silenceRecord(s.ID)
+	rec.Count++
+	rec.LastRule, rec.LastEventID, rec.LastTime = r.ID, ev.EventID, ev.EventTime
+	b.silenced[s.ID] = rec
+	b.l.log.Info("alert silenced", "rule", r.ID, "event_id", ev.EventID, "silence", s.ID)
+}
+
+// decide runs one alert through the silences, the rule's threshold and
+// dedup, reading and changing the entries through b.get, and counting in
+// st. It returns the outputs, or the silence that holds the alert back.
+func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *rules.Event, idem string, st *batchStats) ([]Output, *compiledSilence) {
 	for _, s := range b.silences {
 		if s.matches(r.ID, ev) {
-			rec := b.silenceRecord(s.ID)
-			rec.Count++
-			rec.LastRule, rec.LastEventID, rec.LastTime = r.ID, ev.EventID, ev.EventTime
-			b.silenced[s.ID] = rec
-			b.stats.add(&b.stats.silenced, r.ID)
-			b.l.log.Info("alert silenced", "rule", r.ID, "event_id", ev.EventID, "silence", s.ID)
-			return nil
+			st.add(&st.silenced, r.ID)
+			return nil, s
 		}
 	}
 	out, err := r.Observe(ev, b, b.l.cfg.DedupWindow)
@@ -342,20 +375,20 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 		// swallow the alert: send it as a plain match.
 		b.l.log.Warn("rule lifecycle expression failed; alert sent without dedup or threshold",
 			"rule", r.ID, "event_id", ev.EventID, "error", err.Error())
-		return []Output{{Key: idem, Alert: a}}
+		return []Output{{Key: idem, Alert: a}}, nil
 	}
 	var samples []notifiers.EventSample
 	if th := r.Threshold; th != nil {
 		e := b.get("t\x00" + out.ThresholdKey)
 		e.Window = th.Window
 		if out.Late {
-			b.stats.add(&b.stats.late, r.ID)
+			st.add(&st.late, r.ID)
 		} else {
 			e.Samples = addSample(e.Samples, sampleOf(r.ID, ev), th.Window, b.l.cfg.Samples)
 		}
 		if !out.Fired {
-			b.stats.add(&b.stats.thresholdHeld, r.ID)
-			return nil
+			st.add(&st.thresholdHeld, r.ID)
+			return nil, nil
 		}
 		samples = e.Samples
 		e.Samples = nil
@@ -365,8 +398,8 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 		e.Window = dedupWindow(r, b.l.cfg.DedupWindow)
 	}
 	if !out.Notify {
-		b.stats.add(&b.stats.suppressed, r.ID)
-		return nil
+		st.add(&st.suppressed, r.ID)
+		return nil, nil
 	}
 	switch {
 	case out.DedupKey != "":
@@ -392,7 +425,7 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 	case out.Suppressed > 0:
 		a.Summary += fmt.Sprintf(" (and %d repeats suppressed since %s)", out.Suppressed, out.First.UTC().Format(time.RFC3339))
 	}
-	return []Output{{Key: idem, Alert: a}}
+	return []Output{{Key: idem, Alert: a}}, nil
 }
 
 func dedupWindow(r *rules.Rule, def time.Duration) time.Duration {
@@ -441,6 +474,11 @@ func hashKey(k string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// Err returns the first failure of the shared state in this batch (nil
+// without Options.Shared). A batch with an error must not be delivered:
+// roll it back and read it again later; Commit refuses it.
+func (b *Batch) Err() error { return b.err }
+
 // Rollback discards the batch's changes.
 func (b *Batch) Rollback() {
 	if b.done {
@@ -458,6 +496,10 @@ func (b *Batch) Rollback() {
 func (b *Batch) Commit() error {
 	if b.done {
 		return errors.New("commit lifecycle batch: already finished")
+	}
+	if b.err != nil {
+		b.Rollback()
+		return fmt.Errorf("commit lifecycle batch: %w", b.err)
 	}
 	b.done = true
 	l := b.l

@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	evictions     prometheus.Counter
+	conflicts     prometheus.Counter
 	suppressed    *prometheus.CounterVec
 	thresholdHeld *prometheus.CounterVec
 	late          *prometheus.CounterVec
@@ -17,6 +18,10 @@ func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "trailwatch_lifecycle_evictions_total",
 			Help: "Dedup keys and threshold groups evicted (least recently used first) to keep the state within max_keys.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trailwatch_lifecycle_conflicts_total",
+			Help: "Alerts decided again because another process changed the shared dedup or threshold state first.",
 		}),
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trailwatch_alerts_suppressed_total",
@@ -48,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
 			Name: "trailwatch_lifecycle_keys",
 			Help: "Dedup keys and threshold groups held in memory.",
 		}, func() float64 { return float64(l.Len()) })
-		reg.MustRegister(m.evictions, m.suppressed, m.thresholdHeld, m.late, m.replayed, m.silenced, m.folded, keys)
+		reg.MustRegister(m.evictions, m.conflicts, m.suppressed, m.thresholdHeld, m.late, m.replayed, m.silenced, m.folded, keys)
 	}
 	return m
 }

@@ -48,9 +48,12 @@ type Handler struct {
 	// that this environment already saw; the ledger is what stops repeats.
 	Evaluator *engine.Evaluator
 	// Lifecycle, if set, applies silences, dedup windows, thresholds and
-	// storm control. Its state lives in this process only (it is not
-	// shared between Lambda environments); a batch's changes are kept only
-	// when every delivery of the batch succeeded.
+	// storm control. Without lifecycle.Options.Shared its state lives in
+	// this process only (it is not shared between Lambda environments),
+	// and a batch's changes are kept only when every delivery of the batch
+	// succeeded. With it, dedup windows and thresholds are shared, and each
+	// alert's decision is recorded before delivery, so a retried batch
+	// gets the same alerts again (the ledger then sends each once).
 	Lifecycle *lifecycle.Lifecycle
 	// Notifiers are the notifiers by name.
 	Notifiers map[string]notifiers.Notifier
@@ -135,7 +138,7 @@ func (h *Handler) ProcessData(ctx context.Context, data events.CloudwatchLogsDat
 
 	var lb *lifecycle.Batch
 	if h.Lifecycle != nil {
-		lb = h.Lifecycle.Begin()
+		lb = h.Lifecycle.BeginContext(ctx)
 		// Undone unless every delivery succeeds: a retry must see the
 		// same outputs again.
 		defer lb.Rollback()
@@ -177,6 +180,11 @@ func (h *Handler) ProcessData(ctx context.Context, data events.CloudwatchLogsDat
 		}
 	}
 	if lb != nil {
+		if err := lb.Err(); err != nil {
+			// Nothing is sent: the retried batch is decided the same way
+			// (decisions already recorded are read back).
+			return res, err
+		}
 		for _, d := range lb.Digests() {
 			due = append(due, delivery{key: d.Key, notifier: d.Notifier, alert: d.Alert})
 		}

@@ -1,0 +1,181 @@
+package dynamostate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
+)
+
+// LifecycleAPI is the part of the DynamoDB client LifecycleStore uses.
+type LifecycleAPI interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Key prefixes of the lifecycle's items in the table it shares with the
+// delivery records (whose keys start with a notifier name).
+const (
+	entryPrefix    = "lifecycle#entry#"
+	decisionPrefix = "lifecycle#decision#"
+
+	attrData    = "data"
+	attrVersion = "version"
+	attrKind    = "kind"
+)
+
+// LifecycleStore keeps the alert lifecycle's shared state (dedup windows,
+// threshold groups, and the decision taken for each alert) in the
+// delivery table: it implements lifecycle.Shared. Every item carries the
+// TTL attribute: decisions are kept for Options.TTL, entries for their
+// window plus Options.TTL after their last change. Reads are strongly
+// consistent; a decision and the entries it changed are written in one
+// transaction, on condition that the entries still have the versions read
+// and that no decision for the alert exists yet.
+type LifecycleStore struct {
+	api   LifecycleAPI
+	table string
+	ttl   time.Duration
+	now   func() time.Time
+}
+
+var _ lifecycle.Shared = (*LifecycleStore)(nil)
+
+// NewLifecycleStore returns a LifecycleStore on table. Only Options.TTL
+// and Options.Now are used.
+func NewLifecycleStore(api LifecycleAPI, table string, opts Options) (*LifecycleStore, error) {
+	if table == "" {
+		return nil, errors.New("open lifecycle store: table name is empty")
+	}
+	if opts.TTL < 0 {
+		return nil, errors.New("open lifecycle store: ttl must not be negative")
+	}
+	if opts.TTL == 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &LifecycleStore{api: api, table: table, ttl: opts.TTL, now: opts.Now}, nil
+}
+
+// hashed keeps item keys short and free of whatever a dedup key
+// expression produced (event fields, attacker-controlled).
+func hashed(prefix, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return prefix + hex.EncodeToString(sum[:])
+}
+
+func (ls *LifecycleStore) get(ctx context.Context, pk string) (map[string]types.AttributeValue, error) {
+	out, err := ls.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(ls.table),
+		Key:            map[string]types.AttributeValue{AttrKey: s(pk)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.Item, nil
+}
+
+// Decision implements lifecycle.Shared.
+func (ls *LifecycleStore) Decision(ctx context.Context, idem string) ([]byte, bool, error) {
+	item, err := ls.get(ctx, hashed(decisionPrefix, idem))
+	if err != nil {
+		return nil, false, fmt.Errorf("get alert decision from %s: %w", ls.table, err)
+	}
+	if item == nil {
+		return nil, false, nil
+	}
+	return []byte(str(item[attrData])), true, nil
+}
+
+// Entry implements lifecycle.Shared.
+func (ls *LifecycleStore) Entry(ctx context.Context, key string) ([]byte, int64, error) {
+	item, err := ls.get(ctx, hashed(entryPrefix, key))
+	if err != nil {
+		return nil, 0, fmt.Errorf("get lifecycle entry from %s: %w", ls.table, err)
+	}
+	if item == nil {
+		return nil, 0, nil
+	}
+	return []byte(str(item[attrData])), num(item[attrVersion]), nil
+}
+
+// Apply implements lifecycle.Shared.
+func (ls *LifecycleStore) Apply(ctx context.Context, idem string, decision []byte, writes []lifecycle.SharedWrite) error {
+	now := ls.now()
+	updated := s(now.UTC().Format(time.RFC3339Nano))
+	items := []types.TransactWriteItem{{Put: &types.Put{
+		TableName: aws.String(ls.table),
+		Item: map[string]types.AttributeValue{
+			AttrKey: s(hashed(decisionPrefix, idem)), attrKind: s("decision"), attrData: s(string(decision)),
+			attrUpdated: updated, AttrTTL: n(now.Add(ls.ttl).Unix()),
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": AttrKey},
+	}}}
+	for _, w := range writes {
+		pk := s(hashed(entryPrefix, w.Key))
+		cond, names, vals := "attribute_not_exists(#pk)", map[string]string{"#pk": AttrKey}, map[string]types.AttributeValue(nil)
+		if w.Version > 0 {
+			cond, names, vals = "#ver = :ver", map[string]string{"#ver": attrVersion}, map[string]types.AttributeValue{":ver": n(w.Version)}
+		}
+		if w.Data == nil {
+			items = append(items, types.TransactWriteItem{Delete: &types.Delete{
+				TableName: aws.String(ls.table), Key: map[string]types.AttributeValue{AttrKey: pk},
+				ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: vals,
+			}})
+			continue
+		}
+		keep := max(w.Keep, 0)
+		items = append(items, types.TransactWriteItem{Put: &types.Put{
+			TableName: aws.String(ls.table),
+			Item: map[string]types.AttributeValue{
+				AttrKey: pk, attrKind: s("entry"), attrData: s(string(w.Data)), attrVersion: n(w.Version + 1),
+				attrUpdated: updated, AttrTTL: n(now.Add(keep + ls.ttl).Unix()),
+			},
+			ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: vals,
+		}})
+	}
+	_, err := ls.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	if err == nil {
+		return nil
+	}
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) && conflictOnly(tce.CancellationReasons) {
+		return fmt.Errorf("apply alert decision: %w", lifecycle.ErrConflict)
+	}
+	var tcf *types.TransactionConflictException
+	if errors.As(err, &tcf) {
+		return fmt.Errorf("apply alert decision: %w", lifecycle.ErrConflict)
+	}
+	return fmt.Errorf("apply alert decision to %s: %w", ls.table, err)
+}
+
+// conflictOnly reports whether a transaction was cancelled only because a
+// condition failed or another transaction held an item: the caller reads
+// again and decides again. Any other reason (throttling, validation) is a
+// failure of its own.
+func conflictOnly(reasons []types.CancellationReason) bool {
+	seen := false
+	for _, r := range reasons {
+		switch code := aws.ToString(r.Code); {
+		case code == "" || strings.EqualFold(code, "None"):
+		case code == "ConditionalCheckFailed" || code == "TransactionConflict":
+			seen = true
+		default:
+			return false
+		}
+	}
+	return seen
+}
