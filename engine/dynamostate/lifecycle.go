@@ -18,6 +18,7 @@ import (
 
 // LifecycleAPI is the part of the DynamoDB client LifecycleStore uses.
 type LifecycleAPI interface {
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
@@ -27,6 +28,7 @@ type LifecycleAPI interface {
 const (
 	entryPrefix    = "lifecycle#entry#"
 	decisionPrefix = "lifecycle#decision#"
+	silencesKey    = "lifecycle#silences"
 
 	attrData    = "data"
 	attrVersion = "version"
@@ -34,8 +36,9 @@ const (
 )
 
 // LifecycleStore keeps the alert lifecycle's shared state (dedup windows,
-// threshold groups, and the decision taken for each alert) in the
-// delivery table: it implements lifecycle.Shared. Every item carries the
+// threshold groups, the decision taken for each alert, and the silences)
+// in the delivery table: it implements lifecycle.Shared and
+// lifecycle.SilenceStore. The silences are one item, without TTL. Every item carries the
 // TTL attribute: decisions are kept for Options.TTL, entries for their
 // window plus Options.TTL after their last change. Reads are strongly
 // consistent; a decision and the entries it changed are written in one
@@ -48,7 +51,10 @@ type LifecycleStore struct {
 	now   func() time.Time
 }
 
-var _ lifecycle.Shared = (*LifecycleStore)(nil)
+var (
+	_ lifecycle.Shared       = (*LifecycleStore)(nil)
+	_ lifecycle.SilenceStore = (*LifecycleStore)(nil)
+)
 
 // NewLifecycleStore returns a LifecycleStore on table. Only Options.TTL
 // and Options.Now are used.
@@ -178,4 +184,43 @@ func conflictOnly(reasons []types.CancellationReason) bool {
 		}
 	}
 	return seen
+}
+
+// SilenceList implements lifecycle.SilenceStore.
+func (ls *LifecycleStore) SilenceList(ctx context.Context) ([]byte, int64, error) {
+	item, err := ls.get(ctx, silencesKey)
+	if err != nil {
+		return nil, 0, fmt.Errorf("get silences from %s: %w", ls.table, err)
+	}
+	if item == nil {
+		return nil, 0, nil
+	}
+	return []byte(str(item[attrData])), num(item[attrVersion]), nil
+}
+
+// PutSilenceList implements lifecycle.SilenceStore.
+func (ls *LifecycleStore) PutSilenceList(ctx context.Context, data []byte, version int64) error {
+	in := &dynamodb.PutItemInput{
+		TableName: aws.String(ls.table),
+		Item: map[string]types.AttributeValue{
+			AttrKey: s(silencesKey), attrKind: s("silences"), attrData: s(string(data)),
+			attrVersion: n(version + 1), attrUpdated: s(ls.now().UTC().Format(time.RFC3339Nano)),
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": AttrKey},
+	}
+	if version > 0 {
+		in.ConditionExpression = aws.String("#ver = :ver")
+		in.ExpressionAttributeNames = map[string]string{"#ver": attrVersion}
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":ver": n(version)}
+	}
+	_, err := ls.api.PutItem(ctx, in)
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return fmt.Errorf("put silences: %w", lifecycle.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("put silences to %s: %w", ls.table, err)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -394,4 +395,64 @@ func TestSharedLifecycleStoreDown(t *testing.T) {
 	}
 	// The lifecycle is usable again (the failed batch let go of it).
 	p.lc.Begin().Rollback()
+}
+
+// TestSharedSilences: a silence added once (as `trailwatch silence add`
+// does with shared_state) holds back the alerts of every process, and
+// expiring it lets them through again. Concurrent adds all land.
+func TestSharedSilences(t *testing.T) {
+	set := loadSharedRules(t)
+	ls := newLifecycleStore(t, motoClient(t))
+	ctx := context.Background()
+	open := func() *proc {
+		lc, err := lifecycle.Open(lifecycle.Config{}, lifecycle.Options{Shared: ls, SharedSilences: ls, SilenceRefresh: time.Nanosecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &proc{t: t, set: set, lc: lc, ev: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1})}
+	}
+	a, b := open(), open()
+	stop := rec{name: "StopLogging", user: "deployer", ip: "203.0.113.5", at: time.Minute}
+
+	var wg sync.WaitGroup
+	ids := make([]string, 3)
+	for i := range ids {
+		wg.Go(func() {
+			s, err := lifecycle.AddSharedSilence(ctx, ls, lifecycle.Silence{
+				Rule: "plain", Match: fmt.Sprintf(`userIdentity.arn endsWith "/deployer" || %d == 0`, i),
+				Comment: "change window", StartsAt: lt0, EndsAt: lt0.Add(time.Hour),
+			}, lt0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = s.ID
+		})
+	}
+	wg.Wait()
+	list, err := lifecycle.LoadSharedSilences(ctx, ls)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("shared silences after three concurrent adds: %d, %v; want 3", len(list), err)
+	}
+
+	stop.id = "stop-1"
+	if outs := a.mustRun(stop); len(outs) != 0 {
+		t.Fatalf("process a sent a silenced alert: %s", describe(outs))
+	}
+	stop.id = "stop-2"
+	if outs := b.mustRun(stop); len(outs) != 0 {
+		t.Fatalf("process b sent a silenced alert: %s", describe(outs))
+	}
+	for _, id := range ids {
+		if err := lifecycle.ExpireSharedSilence(ctx, ls, id, lt0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.id = "stop-3"
+	if outs := b.mustRun(stop); len(outs) != 1 {
+		t.Fatalf("after the silences expired, process b sent %d alerts, want 1", len(outs))
+	}
+	if err := lifecycle.ExpireSharedSilence(ctx, ls, "nope", lt0); err == nil || !strings.Contains(err.Error(), `no silence "nope"`) {
+		t.Fatalf("expire of an unknown silence: %v", err)
+	}
 }

@@ -50,6 +50,8 @@ const (
 	DefaultMaxKeys = 100_000
 	DefaultSamples = 5
 	DefaultSeenIDs = 8192
+	// DefaultSilenceRefresh is how often shared silences are read again.
+	DefaultSilenceRefresh = 10 * time.Second
 )
 
 // Config is the lifecycle's part of the configuration file.
@@ -85,6 +87,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, if set, receives the lifecycle metrics.
 	Registerer prometheus.Registerer
+	// SharedSilences, if set, is where the silences are read (instead of
+	// StateDir's file), at most every SilenceRefresh (default 10s).
+	SharedSilences SilenceStore
+	SilenceRefresh time.Duration
 	// Shared, if set, holds the dedup windows and threshold groups, and
 	// what was decided for each (rule, event), where every process working
 	// on the same alerts sees them (engine/dynamostate). The windows are
@@ -182,6 +188,9 @@ func Open(cfg Config, opts Options) (*Lifecycle, error) {
 	if opts.SeenIDs <= 0 {
 		opts.SeenIDs = DefaultSeenIDs
 	}
+	if opts.SilenceRefresh <= 0 {
+		opts.SilenceRefresh = DefaultSilenceRefresh
+	}
 	for name, sc := range opts.Storm {
 		if err := sc.Validate(); err != nil {
 			return nil, fmt.Errorf("open lifecycle: notifier %q: %w", name, err)
@@ -265,7 +274,10 @@ func (l *Lifecycle) BeginContext(ctx context.Context) *Batch {
 	l.mu.Lock()
 	b := &Batch{l: l, ctx: ctx, dirty: map[string]*entry{}, seen: map[string]struct{}{}, watermark: l.watermark,
 		silenced: map[string]SilencedRecord{}, storm: map[string]*stormState{}}
-	if l.opts.StateDir != "" {
+	switch {
+	case l.opts.SharedSilences != nil:
+		b.silences = l.silences.getShared(ctx, l.opts.SharedSilences, l.opts.SilenceRefresh, l.log)
+	case l.opts.StateDir != "":
 		b.silences = l.silences.get(l.opts.StateDir, l.log)
 	}
 	return b

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -92,17 +93,30 @@ func saveSilences(dir string, list []Silence) error {
 // to the silences file in dir and returns it. Silences that ended more
 // than a week before now are dropped from the file.
 func AddSilence(dir string, s Silence, now time.Time) (Silence, error) {
-	if err := s.Validate(); err != nil {
-		return Silence{}, fmt.Errorf("add silence: %w", err)
-	}
 	list, err := LoadSilences(dir)
 	if err != nil {
 		return Silence{}, fmt.Errorf("add silence: %w", err)
 	}
+	list, s, err = addToList(list, s, now)
+	if err != nil {
+		return Silence{}, err
+	}
+	if err := saveSilences(dir, list); err != nil {
+		return Silence{}, fmt.Errorf("add silence: %w", err)
+	}
+	return s, nil
+}
+
+// addToList validates s, gives it an id if it has none, and returns list
+// with s appended and the silences that ended over a week ago dropped.
+func addToList(list []Silence, s Silence, now time.Time) ([]Silence, Silence, error) {
+	if err := s.Validate(); err != nil {
+		return nil, Silence{}, fmt.Errorf("add silence: %w", err)
+	}
 	if s.ID == "" {
 		var b [6]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return Silence{}, fmt.Errorf("add silence: %w", err)
+			return nil, Silence{}, fmt.Errorf("add silence: %w", err)
 		}
 		s.ID = hex.EncodeToString(b[:])
 	}
@@ -112,16 +126,13 @@ func AddSilence(dir string, s Silence, now time.Time) (Silence, error) {
 	kept := list[:0]
 	for _, o := range list {
 		if o.ID == s.ID {
-			return Silence{}, fmt.Errorf("add silence: id %q exists", s.ID)
+			return nil, Silence{}, fmt.Errorf("add silence: id %q exists", s.ID)
 		}
 		if o.EndsAt.After(now.Add(-7 * 24 * time.Hour)) {
 			kept = append(kept, o)
 		}
 	}
-	if err := saveSilences(dir, append(kept, s)); err != nil {
-		return Silence{}, fmt.Errorf("add silence: %w", err)
-	}
-	return s, nil
+	return append(kept, s), s, nil
 }
 
 // ExpireSilence ends the silence id at now (it then covers events before
@@ -131,6 +142,17 @@ func ExpireSilence(dir, id string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("expire silence: %w", err)
 	}
+	if err := expireInList(list, id, now); err != nil {
+		return err
+	}
+	if err := saveSilences(dir, list); err != nil {
+		return fmt.Errorf("expire silence: %w", err)
+	}
+	return nil
+}
+
+// expireInList ends the silence id of list at now.
+func expireInList(list []Silence, id string, now time.Time) error {
 	for i := range list {
 		if list[i].ID != id {
 			continue
@@ -142,12 +164,92 @@ func ExpireSilence(dir, id string, now time.Time) error {
 		if !list[i].EndsAt.After(list[i].StartsAt) {
 			list[i].StartsAt = now.Add(-time.Nanosecond)
 		}
-		if err := saveSilences(dir, list); err != nil {
-			return fmt.Errorf("expire silence: %w", err)
-		}
 		return nil
 	}
 	return fmt.Errorf("expire silence: no silence %q", id)
+}
+
+// SilenceStore keeps the list of silences where every process reads it
+// (engine/dynamostate keeps it in the shared table). The list is one
+// versioned document: writers read it, change it and write it back on
+// condition that nobody wrote it in between.
+type SilenceStore interface {
+	// SilenceList returns the encoded list and its version (nil and 0
+	// when there is none).
+	SilenceList(ctx context.Context) (data []byte, version int64, err error)
+	// PutSilenceList writes the list if its version is still version
+	// (0: there is none), else fails with an error wrapping ErrConflict.
+	PutSilenceList(ctx context.Context, data []byte, version int64) error
+}
+
+// LoadSharedSilences reads the silences of store, expired ones included.
+func LoadSharedSilences(ctx context.Context, store SilenceStore) ([]Silence, error) {
+	list, _, err := loadShared(ctx, store)
+	return list, err
+}
+
+func loadShared(ctx context.Context, store SilenceStore) ([]Silence, int64, error) {
+	data, ver, err := store.SilenceList(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load silences: %w", err)
+	}
+	if data == nil {
+		return nil, 0, nil
+	}
+	var f silencesFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, 0, fmt.Errorf("load silences: %w", err)
+	}
+	return f.Silences, ver, nil
+}
+
+// changeShared applies change to the shared list, reading it again and
+// retrying when another writer got there first. Errors of the store are
+// prefixed with op; change's are returned as they are.
+func changeShared(ctx context.Context, op string, store SilenceStore, change func([]Silence) ([]Silence, error)) error {
+	for range 5 {
+		list, ver, err := loadShared(ctx, store)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if list, err = change(list); err != nil {
+			return err
+		}
+		data, err := json.Marshal(silencesFile{Silences: list})
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		err = store.PutSilenceList(ctx, data, ver)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: the silences kept changing under this command; try again", op)
+}
+
+// AddSharedSilence is AddSilence on a SilenceStore.
+func AddSharedSilence(ctx context.Context, store SilenceStore, s Silence, now time.Time) (Silence, error) {
+	var added Silence
+	err := changeShared(ctx, "add silence", store, func(list []Silence) ([]Silence, error) {
+		l, a, err := addToList(list, s, now)
+		added = a
+		return l, err
+	})
+	if err != nil {
+		return Silence{}, err
+	}
+	return added, nil
+}
+
+// ExpireSharedSilence is ExpireSilence on a SilenceStore.
+func ExpireSharedSilence(ctx context.Context, store SilenceStore, id string, now time.Time) error {
+	return changeShared(ctx, "expire silence", store, func(list []Silence) ([]Silence, error) {
+		return list, expireInList(list, id, now)
+	})
 }
 
 // compiledSilence is a silence with its match compiled.
@@ -198,7 +300,40 @@ func (c *silenceCache) get(dir string, log *slog.Logger) []*compiledSilence {
 		return c.list
 	}
 	c.mod, c.size, c.read = st.ModTime(), st.Size(), true
-	c.list = c.list[:0:0]
+	c.list = compileSilences(list, log)
+	return c.list
+}
+
+// getShared re-reads the shared silences when the last read is older than
+// every; on a failure it keeps the last ones read.
+func (c *silenceCache) getShared(ctx context.Context, store SilenceStore, every time.Duration, log *slog.Logger) []*compiledSilence {
+	now := time.Now()
+	if c.read && now.Sub(c.mod) < every {
+		return c.list
+	}
+	data, ver, err := store.SilenceList(ctx)
+	if err != nil {
+		log.Warn("cannot read the shared silences; keeping the last ones read", "error", err.Error())
+		return c.list
+	}
+	c.mod = now
+	if c.read && ver == c.size {
+		return c.list
+	}
+	var f silencesFile
+	if data != nil {
+		if err := json.Unmarshal(data, &f); err != nil {
+			log.Warn("cannot read the shared silences; keeping the last ones read", "error", err.Error())
+			return c.list
+		}
+	}
+	c.size, c.read = ver, true
+	c.list = compileSilences(f.Silences, log)
+	return c.list
+}
+
+func compileSilences(list []Silence, log *slog.Logger) []*compiledSilence {
+	var out []*compiledSilence
 	for _, s := range list {
 		cs := &compiledSilence{Silence: s}
 		if s.Match != "" {
@@ -210,7 +345,7 @@ func (c *silenceCache) get(dir string, log *slog.Logger) []*compiledSilence {
 			}
 			cs.cond = cond
 		}
-		c.list = append(c.list, cs)
+		out = append(out, cs)
 	}
-	return c.list
+	return out
 }

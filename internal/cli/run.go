@@ -176,7 +176,9 @@ a subscription filter feeds, sharing its shards with every instance that uses th
 lease table (DynamoDB): adding an instance adds capacity, and the shards of one that
 stops are taken over. With shared_state: every notification is recorded in a DynamoDB
 delivery ledger, so an alert that two instances hold (a batch read again after a
-takeover) is sent once. See docs/scale-out.md.
+takeover) is sent once; dedup windows, threshold groups and silences live in the same
+table, so repeats seen by different instances are folded together and a silence added
+once holds on every instance. See docs/scale-out.md.
 
 SIGHUP reloads the configuration and the rules: the new set is validated completely
 and swapped in between two batches; on any problem the running set stays and every
@@ -300,12 +302,13 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		return err
 	}
 	defer closeNotifiers(targets, logger)
+	var shared *dynamostate.LifecycleStore
 	if cfg.SharedState != nil {
 		ss := *cfg.SharedState
 		if ss.Region == "" && cfg.Source.Kinesis != nil {
 			ss.Region = cfg.Source.Kinesis.Region
 		}
-		if err := withLedger(ctx, &ss, targets, logger); err != nil {
+		if shared, err = withLedger(ctx, &ss, targets, logger); err != nil {
 			return err
 		}
 	}
@@ -379,7 +382,11 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 			storm[n.Name] = *n.RateLimit
 		}
 	}
-	lc, err := lifecycle.Open(cfg.Lifecycle, lifecycle.Options{StateDir: cfg.StateDir, Storm: storm, Logger: logger, Registerer: reg})
+	lcOpts := lifecycle.Options{StateDir: cfg.StateDir, Storm: storm, Logger: logger, Registerer: reg}
+	if shared != nil {
+		lcOpts.Shared, lcOpts.SharedSilences = shared, shared
+	}
+	lc, err := lifecycle.Open(cfg.Lifecycle, lcOpts)
 	if err != nil {
 		return err
 	}
@@ -439,21 +446,28 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 }
 
 // withLedger wraps every notifier with the shared delivery ledger, so that
-// an alert several processes hold reaches each notifier once.
-func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]notifiers.Notifier, logger *slog.Logger) error {
+// an alert several processes hold reaches each notifier once, and returns
+// the shared store of dedup windows, thresholds and silences in the same
+// table.
+func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]notifiers.Notifier, logger *slog.Logger) (*dynamostate.LifecycleStore, error) {
 	client, err := dynamostate.NewClient(ctx, ss.Region)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	store, err := dynamostate.New(client, ss.DynamoDBTable, dynamostate.Options{Lease: ss.Lease, TTL: ss.TTL})
+	opts := dynamostate.Options{Lease: ss.Lease, TTL: ss.TTL}
+	store, err := dynamostate.New(client, ss.DynamoDBTable, opts)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	shared, err := dynamostate.NewLifecycleStore(client, ss.DynamoDBTable, opts)
+	if err != nil {
+		return nil, err
 	}
 	for name, n := range targets {
 		targets[name] = dynamostate.NewNotifier(name, n, store, dynamostate.NotifierOptions{Logger: logger})
 	}
-	logger.Info("deliveries are recorded in the shared ledger", "table", ss.DynamoDBTable)
-	return nil
+	logger.Info("deliveries, dedup windows, thresholds and silences are shared", "table", ss.DynamoDBTable)
+	return shared, nil
 }
 
 // serve starts the metrics and health endpoints on cfg.Listen; stop shuts

@@ -20,9 +20,10 @@ import (
 )
 
 // TestRunKinesis runs two `trailwatch run` instances, each with its own
-// state dir, on one Kinesis stream with a shared lease table and delivery
-// ledger, both writing alerts to the same file: every alert is written
-// once.
+// state dir, on one Kinesis stream with a shared lease table and shared
+// state, both writing alerts to the same file: every alert is written
+// once, and a dedup window holds across instances (repeats read by both
+// give one alert).
 func TestRunKinesis(t *testing.T) {
 	moto := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", moto.Endpoint)
@@ -76,12 +77,17 @@ notifiers:
 		return e
 	}
 	a, b := instance("a"), instance("b")
-	a.writeFile(rulesPath, runRootLoginRule)
+	a.writeFile(rulesPath, runRootLoginRule+`  - id: e2e-describe-once
+    title: Instances described
+    severity: low
+    when: eventName == "DescribeInstances"
+    dedup: {window: 1h}
+`)
 
 	// Before either starts, so both race for the same shards.
 	var recs []record
 	for i := range 6 {
-		recs = append(recs, rootLogin(fmt.Sprintf("root-%d", i)), apiCall(fmt.Sprintf("noise-%d", i), "DescribeInstances"))
+		recs = append(recs, rootLogin(fmt.Sprintf("root-%d", i)), apiCall(fmt.Sprintf("noise-%d", i), "ListBuckets"))
 	}
 	for i := 0; i < len(recs); i += 2 {
 		putKinesis(t, kin, stream, fmt.Sprint(i), recs[i:i+2]...)
@@ -105,6 +111,37 @@ notifiers:
 		}
 		return m["a"] && m["b"]
 	})
+	// Now that each instance reads one shard, repeats of one finding go to
+	// both: the dedup window is shared, so they give one alert.
+	shards := map[string]int{}
+	const describes = 8
+	for i := range describes {
+		shards[putKinesis(t, kin, stream, fmt.Sprintf("d%d", i), apiCall(fmt.Sprintf("describe-%d", i), "DescribeInstances"))]++
+	}
+	if len(shards) != 2 {
+		t.Fatalf("the records went to shards %v; the test needs both", shards)
+	}
+	described := func() (alerts, suppressed int) {
+		for _, al := range a.readAlerts() {
+			if al.RuleID == "e2e-describe-once" {
+				alerts++
+			}
+		}
+		for _, e := range []*runEnv{a, b} {
+			suppressed += int(e.scrape()[`trailwatch_alerts_suppressed_total{rule="e2e-describe-once"}`])
+		}
+		return alerts, suppressed
+	}
+	a.eventually(ra, "every DescribeInstances record alerted or held back", func() bool {
+		n, held := described()
+		return n+held >= describes
+	})
+	// A record read twice (a shard taken over mid-batch) is decided once:
+	// the second read finds the recorded decision.
+	if n, held := described(); n != 1 || held != describes-1 {
+		t.Errorf("%d DescribeInstances records read by both instances gave %d alerts and %d held back, want 1 and %d: the dedup window is not shared",
+			describes, n, held, describes-1)
+	}
 	t.Run("metrics show one lease each and the records read", func(t *testing.T) {
 		for _, inst := range []struct {
 			e *runEnv
@@ -122,8 +159,8 @@ notifiers:
 				}
 			}
 		}
-		if read < 6 {
-			t.Errorf("trailwatch_kinesis_records_total summed over instances = %v, want at least the 6 records written", read)
+		if read < 6+describes {
+			t.Errorf("trailwatch_kinesis_records_total summed over instances = %v, want at least the %d records written", read, 6+describes)
 		}
 	})
 	for _, r := range []*running{ra, rb} {
@@ -132,8 +169,8 @@ notifiers:
 		}
 	}
 	got := alertEventIDs(a.readAlerts())
-	if len(got) != 6 {
-		t.Errorf("alerts = %s, want each of the six root sign-ins once", strings.Join(got, ","))
+	if len(got) != 7 {
+		t.Errorf("alerts = %s, want each of the six root sign-ins once and one e2e-describe-once", strings.Join(got, ","))
 	}
 	seen := map[string]bool{}
 	for _, id := range got {
@@ -145,8 +182,9 @@ notifiers:
 }
 
 // putKinesis writes recs as one subscription payload, the way a
-// CloudWatch Logs subscription filter writes to Kinesis (gzip'd JSON).
-func putKinesis(t *testing.T, kin *kds.Client, stream, key string, recs ...record) {
+// CloudWatch Logs subscription filter writes to Kinesis (gzip'd JSON), and
+// returns the shard it went to.
+func putKinesis(t *testing.T, kin *kds.Client, stream, key string, recs ...record) string {
 	t.Helper()
 	d := events.CloudwatchLogsData{MessageType: subscription.MessageTypeData, LogGroup: "aws-cloudtrail-logs-111122223333", LogStream: "s"}
 	ts := time.Now().Add(-5 * time.Second)
@@ -165,7 +203,9 @@ func putKinesis(t *testing.T, kin *kds.Client, stream, key string, recs ...recor
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kin.PutRecord(context.Background(), &kds.PutRecordInput{StreamName: aws.String(stream), Data: raw, PartitionKey: aws.String(key)}); err != nil {
+	out, err := kin.PutRecord(context.Background(), &kds.PutRecordInput{StreamName: aws.String(stream), Data: raw, PartitionKey: aws.String(key)})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return aws.ToString(out.ShardId)
 }

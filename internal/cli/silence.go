@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 )
 
@@ -18,6 +20,7 @@ var silenceNow = time.Now
 
 func newSilenceCmd(stdio Stdio) *cobra.Command {
 	var stateDir, cfgPath string
+	var shared *dynamostate.LifecycleStore
 	cmd := &cobra.Command{
 		Use:   "silence",
 		Short: "Add, list and expire silences: alerts that are recorded, not sent",
@@ -26,6 +29,9 @@ whose event matches an expression, for a while. The service records each silence
 alert (counted per silence, shown by list, and in trailwatch_alerts_silenced_total)
 and sends nothing. Silences live in the state directory (--state-dir, or the
 config's state_dir) and the running service picks up changes at its next batch.
+With a config that has shared_state, they live in its DynamoDB table instead, where
+every instance and the Lambda function read them (within 10s); the SILENCED count
+of list is then this host's state_dir's, if any.
 
 A silence covers events by their eventTime: from --lookback before it is added
 (CloudTrail delivers events minutes late, and those are usually the ones you
@@ -37,7 +43,9 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 	}
 	cmd.PersistentFlags().StringVar(&stateDir, "state-dir", "", "trailwatch state directory")
 	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "configuration file (for its state_dir)")
-	dir := func() (string, error) {
+	// dir returns the state directory; with a shared_state config it
+	// sets shared instead (and returns the state_dir, possibly empty).
+	dir := func(ctx context.Context) (string, error) {
 		if stateDir != "" {
 			return stateDir, nil
 		}
@@ -47,6 +55,20 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 		cfg, err := loadConfig(stdio, cfgPath)
 		if err != nil {
 			return "", err
+		}
+		if ss := cfg.SharedState; ss != nil {
+			region := ss.Region
+			if region == "" && cfg.Source.Kinesis != nil {
+				region = cfg.Source.Kinesis.Region
+			}
+			client, err := dynamostate.NewClient(ctx, region)
+			if err != nil {
+				return "", exitCode(1, err.Error())
+			}
+			if shared, err = dynamostate.NewLifecycleStore(client, ss.DynamoDBTable, dynamostate.Options{TTL: ss.TTL}); err != nil {
+				return "", exitCode(1, err.Error())
+			}
+			return cfg.StateDir, nil
 		}
 		if cfg.StateDir == "" {
 			return "", exitCode(1, cfg.File+": state_dir is not set")
@@ -64,7 +86,7 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
     --comment "CHG-1234: network migration"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := dir()
+			d, err := dir(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -79,10 +101,16 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 			if u, err := user.Current(); err == nil {
 				by = u.Username
 			}
-			s, err := lifecycle.AddSilence(d, lifecycle.Silence{
+			silence := lifecycle.Silence{
 				Rule: rule, Match: match, Comment: comment, CreatedBy: by,
 				CreatedAt: now, StartsAt: now.Add(-lookback), EndsAt: now.Add(dur),
-			}, now)
+			}
+			var s lifecycle.Silence
+			if shared != nil {
+				s, err = lifecycle.AddSharedSilence(cmd.Context(), shared, silence, now)
+			} else {
+				s, err = lifecycle.AddSilence(d, silence, now)
+			}
 			if err != nil {
 				return exitCode(1, err.Error())
 			}
@@ -105,17 +133,24 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
   trailwatch silence list --state-dir /var/lib/trailwatch --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := dir()
+			d, err := dir(cmd.Context())
 			if err != nil {
 				return err
 			}
-			silences, err := lifecycle.LoadSilences(d)
+			var silences []lifecycle.Silence
+			if shared != nil {
+				silences, err = lifecycle.LoadSharedSilences(cmd.Context(), shared)
+			} else {
+				silences, err = lifecycle.LoadSilences(d)
+			}
 			if err != nil {
 				return exitCode(1, err.Error())
 			}
-			recs, err := lifecycle.ReadSilenced(d)
-			if err != nil {
-				fmt.Fprintf(stdio.Err, "trailwatch: %v\n", err)
+			var recs map[string]lifecycle.SilencedRecord
+			if d != "" {
+				if recs, err = lifecycle.ReadSilenced(d); err != nil {
+					fmt.Fprintf(stdio.Err, "trailwatch: %v\n", err)
+				}
 			}
 			now := silenceNow()
 			w := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
@@ -142,11 +177,16 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 		Example: `  trailwatch silence expire --config config.yaml 3f9c2a`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := dir()
+			d, err := dir(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := lifecycle.ExpireSilence(d, args[0], silenceNow().UTC()); err != nil {
+			if shared != nil {
+				err = lifecycle.ExpireSharedSilence(cmd.Context(), shared, args[0], silenceNow().UTC())
+			} else {
+				err = lifecycle.ExpireSilence(d, args[0], silenceNow().UTC())
+			}
+			if err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					return exitCode(1, "no silences in "+d)
 				}

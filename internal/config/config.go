@@ -71,8 +71,9 @@ type Source struct {
 	Kinesis *kinesis.Config `yaml:"kinesis"`
 }
 
-// SharedState is the `shared_state` block: the delivery ledger in
-// DynamoDB (see engine/dynamostate).
+// SharedState is the `shared_state` block: the delivery ledger, the dedup
+// windows and threshold groups, and the silences, in one DynamoDB table
+// (see engine/dynamostate).
 type SharedState struct {
 	// DynamoDBTable is the delivery table (partition key pk, a string;
 	// Time to Live on expires_at).
