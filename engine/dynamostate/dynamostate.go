@@ -22,8 +22,10 @@
 // itself; an item past its TTL that DynamoDB has not yet removed counts
 // as absent.
 //
-// Only delivery records are shared. Dedup windows, thresholds and storm
-// control stay in each process's memory (engine/lifecycle).
+// LifecycleStore (lifecycle.go) keeps, in the same table, what the alert
+// lifecycle shares between processes: dedup windows, threshold groups, the
+// decision taken for each alert, and the silences. Storm control stays in
+// each process's memory (engine/lifecycle).
 package dynamostate
 
 import (
