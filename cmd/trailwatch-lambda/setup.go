@@ -52,7 +52,11 @@ func duration(env func(string) (string, bool), name string, def time.Duration) (
 func newHandler(ctx context.Context, env func(string) (string, bool), logger *slog.Logger) (*subscription.Handler, error) {
 	cfgPath, _ := env("TRAILWATCH_CONFIG")
 	if cfgPath == "" {
-		return nil, errors.New("TRAILWATCH_CONFIG is not set: point it at the configuration file in the deployment package")
+		return nil, errors.New("TRAILWATCH_CONFIG is not set: point it at the configuration file in the deployment package or in S3 (s3://bucket/prefix/config.yaml)")
+	}
+	cfgPath, err := localConfig(ctx, env, cfgPath, logger)
+	if err != nil {
+		return nil, err
 	}
 	sendTimeout, err := duration(env, "TRAILWATCH_SEND_TIMEOUT", subscription.DefaultSendTimeout)
 	if err != nil {

@@ -1,8 +1,9 @@
 // Package lambda_test checks the Lambda deployment example so it cannot go
 // stale: the CloudFormation template is well formed, grants the function
 // exactly what trailwatch-lambda calls and nothing wider, and agrees with
-// the code on the table's key and TTL attribute and on the environment;
-// the README names every file; build.sh is valid shell.
+// the code on the table's key and TTL attribute, on the environment and on
+// which S3 prefix a configuration in S3 spans; the README names every file;
+// build.sh is valid shell.
 package lambda_test
 
 import (
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -19,11 +21,13 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
+	"github.com/trailwatch/trailwatch/internal/s3bundle"
 )
 
 // intrinsics are the short-form CloudFormation tags the template may use.
 var intrinsics = map[string]string{
 	"!Ref": "Ref", "!Sub": "Fn::Sub", "!GetAtt": "Fn::GetAtt", "!Join": "Fn::Join", "!If": "Fn::If",
+	"!Not": "Fn::Not", "!Equals": "Fn::Equals",
 }
 
 // value turns the template's YAML into plain Go values with intrinsics in
@@ -90,6 +94,42 @@ func get(v any, path ...string) any {
 	return v
 }
 
+// branches returns the values v may take: both branches of an Fn::If
+// (less AWS::NoValue), else v itself.
+func branches(v any) []any {
+	m, _ := v.(map[string]any)
+	args, ok := m["Fn::If"].([]any)
+	if !ok || len(args) != 3 {
+		return []any{v}
+	}
+	var out []any
+	for _, b := range args[1:] {
+		if fmt.Sprint(b) != "map[Ref:AWS::NoValue]" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// statements returns the role's policy statements, those that depend on a
+// condition included, each with the condition's name ("" if none).
+func statements(res map[string]any) (sts []any, conds []string) {
+	pols, _ := get(res, "FunctionRole", "Properties", "Policies").([]any)
+	for _, pol := range pols {
+		for _, st := range get(pol, "PolicyDocument", "Statement").([]any) {
+			cond := ""
+			if args, ok := get(st, "Fn::If").([]any); ok {
+				cond = fmt.Sprint(args[0])
+			}
+			for _, b := range branches(st) {
+				sts = append(sts, b)
+				conds = append(conds, cond)
+			}
+		}
+	}
+	return sts, conds
+}
+
 func loadTemplate(t *testing.T) map[string]any {
 	t.Helper()
 	data, err := os.ReadFile("template.yaml")
@@ -145,9 +185,22 @@ func TestTemplate(t *testing.T) {
 	t.Run("the function's environment points at the bundle and the table", func(t *testing.T) {
 		p := get(res, "Function", "Properties")
 		vars, _ := get(p, "Environment", "Variables").(map[string]any)
-		cfg := fmt.Sprint(vars["TRAILWATCH_CONFIG"])
-		if _, err := os.Stat(cfg); err != nil {
-			t.Errorf("TRAILWATCH_CONFIG = %q, not a file of the package (build.sh ships bundle/): %v", cfg, err)
+		args, _ := get(vars, "TRAILWATCH_CONFIG", "Fn::If").([]any)
+		if len(args) != 3 || args[0] != "ConfigInS3" {
+			t.Fatalf("TRAILWATCH_CONFIG = %v, want !If [ConfigInS3, the S3 URI, the bundled file]", vars["TRAILWATCH_CONFIG"])
+		}
+		if cfg := fmt.Sprint(args[2]); !s3bundle.IsURI(cfg) {
+			if _, err := os.Stat(cfg); err != nil {
+				t.Errorf("TRAILWATCH_CONFIG without ConfigBucket = %q, not a file of the package (build.sh ships bundle/): %v", cfg, err)
+			}
+		} else {
+			t.Errorf("TRAILWATCH_CONFIG without ConfigBucket = %q, want the bundled file", cfg)
+		}
+		if got, want := fmt.Sprint(get(args[1], "Fn::Sub")), "s3://${ConfigBucket}/${ConfigPrefix}config.yaml"; got != want {
+			t.Errorf("TRAILWATCH_CONFIG with ConfigBucket = %v, want !Sub %s", args[1], want)
+		}
+		if got := fmt.Sprint(get(tpl, "Conditions", "ConfigInS3")); got != "map[Fn::Not:[map[Fn::Equals:[map[Ref:ConfigBucket] ]]]]" {
+			t.Errorf("condition ConfigInS3 = %s, want !Not [!Equals [!Ref ConfigBucket, \"\"]]", got)
 		}
 		if got := fmt.Sprint(vars["TRAILWATCH_DELIVERY_TABLE"]); got != "map[Ref:DeliveryTable]" {
 			t.Errorf("TRAILWATCH_DELIVERY_TABLE = %s, want !Ref DeliveryTable", got)
@@ -180,33 +233,95 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("the role grants exactly what the function calls", func(t *testing.T) {
-		pols, _ := get(res, "FunctionRole", "Properties", "Policies").([]any)
+		sts, _ := statements(res)
 		var actions []string
-		for _, pol := range pols {
-			for _, st := range get(pol, "PolicyDocument", "Statement").([]any) {
-				if get(st, "Effect") != "Allow" {
-					continue
+		for _, st := range sts {
+			if get(st, "Effect") != "Allow" {
+				continue
+			}
+			for _, r := range strs(get(st, "Resource")) {
+				if strings.Contains(r, "*") && !strings.Contains(r, "Fn::") {
+					t.Errorf("statement %v has a wildcard resource %q", get(st, "Sid"), r)
 				}
-				for _, r := range strs(get(st, "Resource")) {
-					if strings.Contains(r, "*") && !strings.Contains(r, "Fn::") {
-						t.Errorf("statement %v has a wildcard resource %q", get(st, "Sid"), r)
-					}
+			}
+			for _, a := range strs(get(st, "Action")) {
+				if strings.Contains(a, "*") {
+					t.Errorf("wildcard action %q", a)
 				}
-				for _, a := range strs(get(st, "Action")) {
-					if strings.Contains(a, "*") {
-						t.Errorf("wildcard action %q", a)
-					}
-					actions = append(actions, a)
-				}
+				actions = append(actions, a)
 			}
 		}
 		sort.Strings(actions)
 		want := []string{
 			"dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-			"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage",
+			"logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject", "s3:ListBucket", "sqs:SendMessage",
 		}
 		if !slices.Equal(actions, want) {
 			t.Errorf("role actions = %q, want %q", actions, want)
+		}
+	})
+
+	t.Run("the role reads the configuration's S3 prefix only, and only when it is in S3", func(t *testing.T) {
+		sts, conds := statements(res)
+		found := map[string]bool{}
+		for i, st := range sts {
+			actions := strs(get(st, "Action"))
+			if !slices.ContainsFunc(actions, func(a string) bool { return strings.HasPrefix(a, "s3:") }) {
+				continue
+			}
+			if conds[i] != "ConfigInS3" {
+				t.Errorf("statement %v grants %q whatever ConfigBucket is, want it under !If ConfigInS3", get(st, "Sid"), actions)
+			}
+			for _, a := range actions {
+				found[a] = true
+				resource := fmt.Sprint(get(st, "Resource", "Fn::Sub"))
+				switch a {
+				case "s3:GetObject":
+					if want := "arn:${AWS::Partition}:s3:::${ConfigBucket}/${ConfigPrefix}*"; resource != want {
+						t.Errorf("s3:GetObject on %q, want %q", resource, want)
+					}
+				case "s3:ListBucket":
+					if want := "arn:${AWS::Partition}:s3:::${ConfigBucket}"; resource != want {
+						t.Errorf("s3:ListBucket on %q, want %q", resource, want)
+					}
+					if got := fmt.Sprint(get(st, "Condition", "StringLike", "s3:prefix", "Fn::Sub")); got != "${ConfigPrefix}*" {
+						t.Errorf("s3:ListBucket limited to s3:prefix %q, want ${ConfigPrefix}*", got)
+					}
+				default:
+					t.Errorf("unexpected S3 action %q", a)
+				}
+			}
+		}
+		if !found["s3:GetObject"] || !found["s3:ListBucket"] {
+			t.Errorf("S3 actions granted: %v, want s3:GetObject and s3:ListBucket", found)
+		}
+	})
+
+	t.Run("the prefix granted is the prefix trailwatch-lambda copies", func(t *testing.T) {
+		param := get(tpl, "Parameters", "ConfigPrefix")
+		pattern := regexp.MustCompile("^(?:" + fmt.Sprint(get(param, "AllowedPattern")) + ")$")
+		def := fmt.Sprint(get(param, "Default"))
+		for _, prefix := range []string{def, "teams/security/trailwatch/", "trailwatch", "/trailwatch/", ""} {
+			if !pattern.MatchString(prefix) {
+				continue // CloudFormation refuses it
+			}
+			uri := "s3://config-bucket/" + prefix + "config.yaml"
+			loc, err := s3bundle.ParseURI(uri)
+			if err != nil {
+				t.Errorf("ConfigPrefix %q makes TRAILWATCH_CONFIG %s: %v", prefix, uri, err)
+				continue
+			}
+			if loc.Prefix() != prefix {
+				t.Errorf("ConfigPrefix %q: the role grants objects under %q, the function copies those under %q", prefix, prefix, loc.Prefix())
+			}
+		}
+		if !pattern.MatchString(def) {
+			t.Errorf("ConfigPrefix's default %q does not match its AllowedPattern", def)
+		}
+		for _, bad := range []string{"trailwatch", "", "/trailwatch/"} {
+			if pattern.MatchString(bad) {
+				t.Errorf("ConfigPrefix accepts %q", bad)
+			}
 		}
 	})
 
