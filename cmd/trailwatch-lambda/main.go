@@ -16,8 +16,11 @@
 //	TRAILWATCH_S3_PATH_STYLE   true or false: path-style S3 requests (unset:
 //	                           only when AWS_ENDPOINT_URL or
 //	                           AWS_ENDPOINT_URL_S3 overrides the endpoint)
-//	TRAILWATCH_DELIVERY_TABLE  DynamoDB table of delivery records (unset:
-//	                           no records, a retried batch re-sends)
+//	TRAILWATCH_DELIVERY_TABLE  DynamoDB table of delivery records, shared
+//	                           dedup windows, thresholds and silences
+//	                           (unset: no records, a retried batch
+//	                           re-sends, and the lifecycle is per
+//	                           execution environment)
 //	TRAILWATCH_LEASE           how long a delivery claim holds (default 60s)
 //	TRAILWATCH_DELIVERY_TTL    how long delivery records are kept (default 168h)
 //	TRAILWATCH_SEND_TIMEOUT    bound on one notification (default 20s)

@@ -95,11 +95,29 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 			storm[n.Name] = *n.RateLimit
 		}
 	}
-	// The lifecycle lives in this execution environment's memory. A
-	// state_dir shipped in the package supplies silences, read only.
-	lc, err := lifecycle.Open(cfg.Lifecycle, lifecycle.Options{
-		StateDir: cfg.StateDir, ReadOnlySilences: true, Storm: storm, Logger: logger,
-	})
+	// With the delivery table, dedup windows, thresholds and silences are
+	// shared in it by every execution environment. Without it the
+	// lifecycle lives in this environment's memory, and a state_dir
+	// shipped in the package supplies silences, read only.
+	lcOpts := lifecycle.Options{StateDir: cfg.StateDir, ReadOnlySilences: true, Storm: storm, Logger: logger}
+	table, _ := env("TRAILWATCH_DELIVERY_TABLE")
+	var ledger *dynamostate.Store
+	if table != "" {
+		client, err := dynamostate.NewClient(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		opts := dynamostate.Options{Lease: lease, TTL: ttl}
+		if ledger, err = dynamostate.New(client, table, opts); err != nil {
+			return nil, err
+		}
+		shared, err := dynamostate.NewLifecycleStore(client, table, opts)
+		if err != nil {
+			return nil, err
+		}
+		lcOpts.Shared, lcOpts.SharedSilences = shared, shared
+	}
+	lc, err := lifecycle.Open(cfg.Lifecycle, lcOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -125,19 +143,11 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 		Logger:      logger,
 		SendTimeout: sendTimeout,
 	}
-	table, _ := env("TRAILWATCH_DELIVERY_TABLE")
-	if table == "" {
-		logger.Warn("TRAILWATCH_DELIVERY_TABLE is not set: deliveries are not recorded, so a retried batch re-sends its alerts")
+	if ledger == nil {
+		logger.Warn("TRAILWATCH_DELIVERY_TABLE is not set: deliveries are not recorded, so a retried batch re-sends its alerts, " +
+			"and dedup windows and thresholds are per execution environment")
 	} else {
-		client, err := dynamostate.NewClient(ctx, "")
-		if err != nil {
-			return nil, err
-		}
-		st, err := dynamostate.New(client, table, dynamostate.Options{Lease: lease, TTL: ttl})
-		if err != nil {
-			return nil, err
-		}
-		h.Ledger = st
+		h.Ledger = ledger
 	}
 	logger.Info("trailwatch-lambda ready", "version", version.String(), "rules", set.Len(),
 		"notifiers", len(targets), "delivery_table", table)
