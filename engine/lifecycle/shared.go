@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/trailwatch/trailwatch/notifiers"
@@ -59,8 +60,28 @@ type SharedWrite struct {
 var ErrConflict = errors.New("lifecycle state changed by another process")
 
 // maxSharedAttempts bounds how often one alert is decided again after
-// conflicts before the batch fails (and is read again later).
-const maxSharedAttempts = 8
+// conflicts before the batch fails (and is read again later). Between
+// attempts the process waits a random time up to conflictBackoff doubled
+// per attempt (at most maxConflictBackoff), so that processes racing on
+// one key spread out instead of colliding again.
+const (
+	maxSharedAttempts  = 16
+	conflictBackoff    = 5 * time.Millisecond
+	maxConflictBackoff = 200 * time.Millisecond
+)
+
+// backoff waits before attempt n+1; it reports false when ctx ended.
+func backoff(ctx context.Context, n int) bool {
+	d := min(conflictBackoff<<min(n, 10), maxConflictBackoff)
+	t := time.NewTimer(rand.N(d) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // sharedDecision is what the lifecycle made of one alert: whether it is
 // sent and, if so, what it changed in it. The alert itself is not stored:
@@ -188,6 +209,10 @@ func (b *Batch) processShared(a notifiers.Alert, r *rules.Rule, ev *rules.Event,
 		b.dirty, b.order, b.versions = map[string]*entry{}, nil, nil
 		if errors.Is(err, ErrConflict) {
 			b.l.metrics.conflicts.Inc()
+			if !backoff(ctx, attempt) {
+				b.fail(fmt.Errorf("write lifecycle state: %w", ctx.Err()))
+				return nil
+			}
 			continue
 		}
 		if err != nil {
