@@ -24,6 +24,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/trailwatch/trailwatch/internal/cfn"
 )
 
 // account is the placeholder account every example uses (AWS's own
@@ -226,97 +228,13 @@ func conditionHas(cond map[string]map[string]stringList, key string) bool {
 
 // ------------------------------------------------------ CloudFormation
 
-// cfnIntrinsics are the short-form tags a template may use, with the long
-// form each stands for.
-var cfnIntrinsics = map[string]string{
-	"!Ref": "Ref", "!Condition": "Condition",
-	"!Sub": "Fn::Sub", "!GetAtt": "Fn::GetAtt", "!If": "Fn::If", "!Equals": "Fn::Equals",
-	"!Not": "Fn::Not", "!And": "Fn::And", "!Or": "Fn::Or", "!Join": "Fn::Join",
-	"!Select": "Fn::Select", "!Split": "Fn::Split", "!FindInMap": "Fn::FindInMap",
-	"!Base64": "Fn::Base64", "!Cidr": "Fn::Cidr", "!GetAZs": "Fn::GetAZs", "!ImportValue": "Fn::ImportValue",
-}
-
-// cfnValue turns a YAML node of a CloudFormation template into plain Go
-// values, rewriting short-form intrinsics (!Ref X) into their long form
-// ({"Ref": X}) as CloudFormation does, so the checks see one shape.
-func cfnValue(n *yaml.Node) (any, error) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		return cfnValue(n.Content[0])
-	case yaml.AliasNode:
-		return cfnValue(n.Alias)
-	}
-	tag := ""
-	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
-		tag = n.Tag
-	}
-	var v any
-	switch n.Kind {
-	case yaml.ScalarNode:
-		if tag != "" {
-			v = n.Value
-		} else if err := n.Decode(&v); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n.Line, err)
-		}
-	case yaml.SequenceNode:
-		list := make([]any, 0, len(n.Content))
-		for _, c := range n.Content {
-			cv, err := cfnValue(c)
-			if err != nil {
-				return nil, err
-			}
-			list = append(list, cv)
-		}
-		v = list
-	case yaml.MappingNode:
-		m := make(map[string]any, len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			if _, dup := m[k]; dup {
-				return nil, fmt.Errorf("line %d: duplicate key %q", n.Content[i].Line, k)
-			}
-			cv, err := cfnValue(n.Content[i+1])
-			if err != nil {
-				return nil, err
-			}
-			m[k] = cv
-		}
-		v = m
-	}
-	if tag == "" {
-		return v, nil
-	}
-	long, ok := cfnIntrinsics[tag]
-	if !ok {
-		return nil, fmt.Errorf("line %d: unknown tag %s", n.Line, tag)
-	}
-	if long == "Fn::GetAtt" {
-		if s, ok := v.(string); ok {
-			res, attr, found := strings.Cut(s, ".")
-			if !found {
-				return nil, fmt.Errorf("line %d: !GetAtt %q is not Resource.Attribute", n.Line, s)
-			}
-			v = []any{res, attr}
-		}
-	}
-	return map[string]any{long: v}, nil
-}
-
 type template = map[string]any
 
 func loadTemplate(t *testing.T) template {
 	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal(readFile(t, "cloudtrail-cloudwatch.yaml"), &doc); err != nil {
-		t.Fatalf("parse cloudtrail-cloudwatch.yaml: %v", err)
-	}
-	v, err := cfnValue(&doc)
+	m, err := cfn.Decode(readFile(t, "cloudtrail-cloudwatch.yaml"))
 	if err != nil {
 		t.Fatalf("cloudtrail-cloudwatch.yaml: %v", err)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		t.Fatalf("cloudtrail-cloudwatch.yaml: top level is %T, want a mapping", v)
 	}
 	return m
 }

@@ -27,10 +27,9 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
+	"github.com/trailwatch/trailwatch/internal/cfn"
 	"github.com/trailwatch/trailwatch/internal/config"
 )
 
@@ -54,113 +53,11 @@ var example = map[string]string{
 }
 
 // ------------------------------------------------------------ template
-
-// intrinsics are the short-form CloudFormation tags the template may use.
-var intrinsics = map[string]string{
-	"!Ref": "Ref", "!Sub": "Fn::Sub", "!GetAtt": "Fn::GetAtt", "!Join": "Fn::Join", "!If": "Fn::If",
-	"!Not": "Fn::Not", "!Equals": "Fn::Equals",
-}
-
 // pseudoParameters are the names !Ref and !Sub may use besides the
 // template's parameters and resources.
 var pseudoParameters = map[string]bool{
 	"AWS::AccountId": true, "AWS::NotificationARNs": true, "AWS::NoValue": true, "AWS::Partition": true,
 	"AWS::Region": true, "AWS::StackId": true, "AWS::StackName": true, "AWS::URLSuffix": true,
-}
-
-// value turns the template's YAML into plain Go values with intrinsics in
-// their long form ({"Ref": X}), as CloudFormation reads them.
-func value(n *yaml.Node) (any, error) {
-	if n.Kind == yaml.DocumentNode {
-		return value(n.Content[0])
-	}
-	var v any
-	switch n.Kind {
-	case yaml.ScalarNode:
-		v = n.Value
-		if !strings.HasPrefix(n.Tag, "!") || strings.HasPrefix(n.Tag, "!!") {
-			if err := n.Decode(&v); err != nil {
-				return nil, fmt.Errorf("line %d: %w", n.Line, err)
-			}
-		}
-	case yaml.SequenceNode:
-		l := []any{}
-		for _, c := range n.Content {
-			cv, err := value(c)
-			if err != nil {
-				return nil, err
-			}
-			l = append(l, cv)
-		}
-		v = l
-	case yaml.MappingNode:
-		m := map[string]any{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			if _, dup := m[k]; dup {
-				return nil, fmt.Errorf("line %d: duplicate key %q", n.Content[i].Line, k)
-			}
-			cv, err := value(n.Content[i+1])
-			if err != nil {
-				return nil, err
-			}
-			m[k] = cv
-		}
-		v = m
-	default:
-		return nil, fmt.Errorf("line %d: unsupported YAML node", n.Line)
-	}
-	if !strings.HasPrefix(n.Tag, "!") || strings.HasPrefix(n.Tag, "!!") {
-		return v, nil
-	}
-	long, ok := intrinsics[n.Tag]
-	if !ok {
-		return nil, fmt.Errorf("line %d: unknown tag %s", n.Line, n.Tag)
-	}
-	if s, isStr := v.(string); isStr && long == "Fn::GetAtt" {
-		res, attr, _ := strings.Cut(s, ".")
-		v = []any{res, attr}
-	}
-	return map[string]any{long: v}, nil
-}
-
-func get(v any, path ...string) any {
-	for _, p := range path {
-		m, _ := v.(map[string]any)
-		v = m[p]
-	}
-	return v
-}
-
-func strs(v any) []string {
-	switch x := v.(type) {
-	case string:
-		return []string{x}
-	case []any:
-		var out []string
-		for _, e := range x {
-			out = append(out, fmt.Sprint(e))
-		}
-		return out
-	}
-	return nil
-}
-
-func loadTemplate(t *testing.T) map[string]any {
-	t.Helper()
-	data, err := os.ReadFile("template.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		t.Fatalf("parse template.yaml: %v", err)
-	}
-	v, err := value(&doc)
-	if err != nil {
-		t.Fatalf("template.yaml: %v", err)
-	}
-	return v.(map[string]any)
 }
 
 // subVar matches a ${Name} or ${Resource.Attribute} of an Fn::Sub string;
@@ -263,7 +160,7 @@ func resolve(tpl map[string]any, name string, params map[string]string) (string,
 	if v, ok := example[name]; ok {
 		return v, true
 	}
-	if def := get(tpl, "Parameters", name, "Default"); def != nil {
+	if def := cfn.Get(tpl, "Parameters", name, "Default"); def != nil {
 		return fmt.Sprint(def), true
 	}
 	return "", false
@@ -273,7 +170,7 @@ func resolve(tpl map[string]any, name string, params map[string]string) (string,
 // with the example's names, params overriding parameter defaults.
 func render(t *testing.T, tpl map[string]any, sub any, params map[string]string) string {
 	t.Helper()
-	s, ok := get(sub, "Fn::Sub").(string)
+	s, ok := cfn.Get(sub, "Fn::Sub").(string)
 	if !ok {
 		t.Fatalf("%v is not an !Sub of a string", sub)
 	}
@@ -294,7 +191,7 @@ func render(t *testing.T, tpl map[string]any, sub any, params map[string]string)
 // document (Properties.PolicyDocument).
 func statements(res any) []map[string]any {
 	var out []map[string]any
-	l, _ := get(res, "Properties", "PolicyDocument", "Statement").([]any)
+	l, _ := cfn.Get(res, "Properties", "PolicyDocument", "Statement").([]any)
 	for _, st := range l {
 		m, _ := st.(map[string]any)
 		out = append(out, m)
@@ -305,7 +202,7 @@ func statements(res any) []map[string]any {
 // arnOf returns the resource whose Arn attribute v is (!GetAtt X.Arn), or
 // "" if v is anything else.
 func arnOf(v any) string {
-	l, _ := get(v, "Fn::GetAtt").([]any)
+	l, _ := cfn.Get(v, "Fn::GetAtt").([]any)
 	if len(l) != 2 || l[1] != "Arn" {
 		return ""
 	}
@@ -339,12 +236,12 @@ func TestTemplate(t *testing.T) {
 			}
 		}
 		for name, r := range res {
-			for _, dep := range strs(get(r, "DependsOn")) {
+			for _, dep := range cfn.Strings(cfn.Get(r, "DependsOn")) {
 				if _, ok := res[dep]; !ok {
 					t.Errorf("Resources.%s: DependsOn %s, which is no resource", name, dep)
 				}
 			}
-			if c := get(r, "Condition"); c != nil {
+			if c := cfn.Get(r, "Condition"); c != nil {
 				used[fmt.Sprint(c)] = true
 				if _, ok := conds[fmt.Sprint(c)]; !ok {
 					t.Errorf("Resources.%s: condition %v is not defined", name, c)
@@ -364,21 +261,21 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("the stream is encrypted with the AWS managed key", func(t *testing.T) {
-		p := get(res, "Stream", "Properties")
-		if got := get(res, "Stream", "Type"); got != "AWS::Kinesis::Stream" {
+		p := cfn.Get(res, "Stream", "Properties")
+		if got := cfn.Get(res, "Stream", "Type"); got != "AWS::Kinesis::Stream" {
 			t.Fatalf("Stream is a %v", got)
 		}
-		if got, want := fmt.Sprint(get(p, "StreamEncryption")), "map[EncryptionType:KMS KeyId:alias/aws/kinesis]"; got != want {
+		if got, want := fmt.Sprint(cfn.Get(p, "StreamEncryption")), "map[EncryptionType:KMS KeyId:alias/aws/kinesis]"; got != want {
 			t.Errorf("StreamEncryption = %s, want %s", got, want)
 		}
-		if got := fmt.Sprint(get(p, "RetentionPeriodHours")); got != "map[Ref:RetentionHours]" {
+		if got := fmt.Sprint(cfn.Get(p, "RetentionPeriodHours")); got != "map[Ref:RetentionHours]" {
 			t.Errorf("RetentionPeriodHours = %s, want !Ref RetentionHours", got)
 		}
 		// Kinesis keeps records from 24 hours to 365 days.
-		if lo, hi := get(params, "RetentionHours", "MinValue"), get(params, "RetentionHours", "MaxValue"); lo != 24 || hi != 8760 {
+		if lo, hi := cfn.Get(params, "RetentionHours", "MinValue"), cfn.Get(params, "RetentionHours", "MaxValue"); lo != 24 || hi != 8760 {
 			t.Errorf("RetentionHours allows %v to %v, want 24 to 8760", lo, hi)
 		}
-		if got := fmt.Sprint(get(p, "ShardCount")); got != "map[Fn::If:[Provisioned map[Ref:ShardCount] map[Ref:AWS::NoValue]]]" {
+		if got := fmt.Sprint(cfn.Get(p, "ShardCount")); got != "map[Fn::If:[Provisioned map[Ref:ShardCount] map[Ref:AWS::NoValue]]]" {
 			t.Errorf("ShardCount = %s, want !If [Provisioned, !Ref ShardCount, !Ref AWS::NoValue]", got)
 		}
 	})
@@ -394,29 +291,29 @@ func TestTemplate(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.resource, func(t *testing.T) {
-				p := get(res, tt.resource, "Properties")
-				if got := get(res, tt.resource, "Type"); got != "AWS::DynamoDB::Table" {
+				p := cfn.Get(res, tt.resource, "Properties")
+				if got := cfn.Get(res, tt.resource, "Type"); got != "AWS::DynamoDB::Table" {
 					t.Fatalf("%s is a %v", tt.resource, got)
 				}
-				if got := get(p, "BillingMode"); got != "PAY_PER_REQUEST" {
+				if got := cfn.Get(p, "BillingMode"); got != "PAY_PER_REQUEST" {
 					t.Errorf("BillingMode = %v, want PAY_PER_REQUEST", got)
 				}
-				ks, _ := get(p, "KeySchema").([]any)
-				if len(ks) != 1 || get(ks[0], "AttributeName") != tt.key || get(ks[0], "KeyType") != "HASH" {
+				ks, _ := cfn.Get(p, "KeySchema").([]any)
+				if len(ks) != 1 || cfn.Get(ks[0], "AttributeName") != tt.key || cfn.Get(ks[0], "KeyType") != "HASH" {
 					t.Errorf("KeySchema = %v, want one HASH key %q", ks, tt.key)
 				}
-				ad, _ := get(p, "AttributeDefinitions").([]any)
-				if len(ad) != 1 || get(ad[0], "AttributeName") != tt.key || get(ad[0], "AttributeType") != "S" {
+				ad, _ := cfn.Get(p, "AttributeDefinitions").([]any)
+				if len(ad) != 1 || cfn.Get(ad[0], "AttributeName") != tt.key || cfn.Get(ad[0], "AttributeType") != "S" {
 					t.Errorf("AttributeDefinitions = %v, want %q, a string", ad, tt.key)
 				}
-				if got := get(p, "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"); got != true {
+				if got := cfn.Get(p, "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"); got != true {
 					t.Errorf("point-in-time recovery = %v, want true", got)
 				}
-				ttl := get(p, "TimeToLiveSpecification")
+				ttl := cfn.Get(p, "TimeToLiveSpecification")
 				switch {
 				case tt.ttl == "" && ttl != nil:
 					t.Errorf("TimeToLiveSpecification = %v, want none", ttl)
-				case tt.ttl != "" && (get(ttl, "AttributeName") != tt.ttl || get(ttl, "Enabled") != true):
+				case tt.ttl != "" && (cfn.Get(ttl, "AttributeName") != tt.ttl || cfn.Get(ttl, "Enabled") != true):
 					t.Errorf("TimeToLiveSpecification = %v, want %q enabled", ttl, tt.ttl)
 				}
 			})
@@ -424,45 +321,45 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("CloudWatch Logs may only put records into the stream", func(t *testing.T) {
-		role := get(res, "SubscriptionRole", "Properties")
-		trust, _ := get(role, "AssumeRolePolicyDocument", "Statement").([]any)
+		role := cfn.Get(res, "SubscriptionRole", "Properties")
+		trust, _ := cfn.Get(role, "AssumeRolePolicyDocument", "Statement").([]any)
 		if len(trust) != 1 {
 			t.Fatalf("trust policy has %d statements, want 1", len(trust))
 		}
 		st := trust[0]
-		if get(st, "Effect") != "Allow" || get(st, "Action") != "sts:AssumeRole" ||
-			fmt.Sprint(get(st, "Principal")) != "map[Service:logs.amazonaws.com]" {
+		if cfn.Get(st, "Effect") != "Allow" || cfn.Get(st, "Action") != "sts:AssumeRole" ||
+			fmt.Sprint(cfn.Get(st, "Principal")) != "map[Service:logs.amazonaws.com]" {
 			t.Errorf("trust statement = %v, want logs.amazonaws.com allowed sts:AssumeRole", st)
 		}
 		// The confused-deputy conditions the CloudWatch Logs guide documents
 		// for a subscription's role.
-		if got, want := fmt.Sprint(get(st, "Condition", "StringLike", "aws:SourceArn", "Fn::Sub")),
+		if got, want := fmt.Sprint(cfn.Get(st, "Condition", "StringLike", "aws:SourceArn", "Fn::Sub")),
 			"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"; got != want {
 			t.Errorf("aws:SourceArn condition = %s, want StringLike !Sub %s", got, want)
 		}
-		if got := fmt.Sprint(get(st, "Condition", "StringEquals", "aws:SourceAccount")); got != "map[Ref:AWS::AccountId]" {
+		if got := fmt.Sprint(cfn.Get(st, "Condition", "StringEquals", "aws:SourceAccount")); got != "map[Ref:AWS::AccountId]" {
 			t.Errorf("aws:SourceAccount condition = %s, want StringEquals !Ref AWS::AccountId", got)
 		}
-		if get(role, "Policies") != nil || get(role, "ManagedPolicyArns") != nil {
+		if cfn.Get(role, "Policies") != nil || cfn.Get(role, "ManagedPolicyArns") != nil {
 			t.Error("SubscriptionRole has policies of its own; its one policy is SubscriptionRolePolicy")
 		}
 
 		var granted []string
 		for name, r := range res {
-			switch get(r, "Type") {
+			switch cfn.Get(r, "Type") {
 			case "AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
 			default:
 				continue
 			}
-			roles := strs(get(r, "Properties", "Roles"))
-			if one := get(r, "Properties", "RoleName"); one != nil {
+			roles := cfn.Strings(cfn.Get(r, "Properties", "Roles"))
+			if one := cfn.Get(r, "Properties", "RoleName"); one != nil {
 				roles = append(roles, fmt.Sprint(one))
 			}
 			if !slices.Contains(roles, "map[Ref:SubscriptionRole]") {
 				continue
 			}
 			for _, st := range statements(r) {
-				for _, a := range strs(st["Action"]) {
+				for _, a := range cfn.Strings(st["Action"]) {
 					granted = append(granted, fmt.Sprintf("%s: %s %s on %s", name, st["Effect"], a, arnOf(st["Resource"])))
 				}
 			}
@@ -473,11 +370,11 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("the subscription filter feeds the stream once its role may", func(t *testing.T) {
-		f := get(res, "SubscriptionFilter")
-		if !slices.Contains(strs(get(f, "DependsOn")), "SubscriptionRolePolicy") {
-			t.Errorf("SubscriptionFilter.DependsOn = %v, want SubscriptionRolePolicy", get(f, "DependsOn"))
+		f := cfn.Get(res, "SubscriptionFilter")
+		if !slices.Contains(cfn.Strings(cfn.Get(f, "DependsOn")), "SubscriptionRolePolicy") {
+			t.Errorf("SubscriptionFilter.DependsOn = %v, want SubscriptionRolePolicy", cfn.Get(f, "DependsOn"))
 		}
-		p := get(f, "Properties")
+		p := cfn.Get(f, "Properties")
 		for prop, want := range map[string]string{
 			"DestinationArn": "map[Fn::GetAtt:[Stream Arn]]",
 			"RoleArn":        "map[Fn::GetAtt:[SubscriptionRole Arn]]",
@@ -485,26 +382,26 @@ func TestTemplate(t *testing.T) {
 			"FilterPattern":  "map[Ref:FilterPattern]",
 			"Distribution":   "map[Ref:Distribution]",
 		} {
-			if got := fmt.Sprint(get(p, prop)); got != want {
+			if got := fmt.Sprint(cfn.Get(p, prop)); got != want {
 				t.Errorf("SubscriptionFilter.%s = %s, want %s", prop, got, want)
 			}
 		}
-		if def := get(params, "FilterPattern", "Default"); def != "" {
+		if def := cfn.Get(params, "FilterPattern", "Default"); def != "" {
 			t.Errorf("FilterPattern defaults to %q, want empty (every record)", def)
 		}
 		// A fixed name would let a second stack on the same log group
 		// silently take over the first one's filter.
-		if name := fmt.Sprint(get(p, "FilterName", "Fn::Sub")); !strings.Contains(name, "${AWS::StackName}") {
-			t.Errorf("FilterName = %v, want one per stack (!Sub with ${AWS::StackName})", get(p, "FilterName"))
+		if name := fmt.Sprint(cfn.Get(p, "FilterName", "Fn::Sub")); !strings.Contains(name, "${AWS::StackName}") {
+			t.Errorf("FilterName = %v, want one per stack (!Sub with ${AWS::StackName})", cfn.Get(p, "FilterName"))
 		}
 	})
 
 	t.Run("the instance policy grants exactly what the code calls", func(t *testing.T) {
-		pol := get(res, "InstancePolicy")
-		if got := get(pol, "Type"); got != "AWS::IAM::ManagedPolicy" {
+		pol := cfn.Get(res, "InstancePolicy")
+		if got := cfn.Get(pol, "Type"); got != "AWS::IAM::ManagedPolicy" {
 			t.Fatalf("InstancePolicy is a %v", got)
 		}
-		if got := get(pol, "Properties", "PolicyDocument", "Version"); got != "2012-10-17" {
+		if got := cfn.Get(pol, "Properties", "PolicyDocument", "Version"); got != "2012-10-17" {
 			t.Errorf("Version = %v, want 2012-10-17", got)
 		}
 		got := map[string][]string{}
@@ -522,7 +419,7 @@ func TestTemplate(t *testing.T) {
 				t.Errorf("statement %v: Resource = %v, want one !GetAtt X.Arn of this stack", st["Sid"], st["Resource"])
 				continue
 			}
-			for _, a := range strs(st["Action"]) {
+			for _, a := range cfn.Strings(st["Action"]) {
 				if strings.Contains(a, "*") {
 					t.Errorf("statement %v: wildcard action %q", st["Sid"], a)
 				}
@@ -538,7 +435,7 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("the policy is attached only to the role given", func(t *testing.T) {
-		if got := fmt.Sprint(get(res, "InstancePolicy", "Properties", "Roles")); got != "map[Fn::If:[AttachToRole [map[Ref:InstanceRoleName]] map[Ref:AWS::NoValue]]]" {
+		if got := fmt.Sprint(cfn.Get(res, "InstancePolicy", "Properties", "Roles")); got != "map[Fn::If:[AttachToRole [map[Ref:InstanceRoleName]] map[Ref:AWS::NoValue]]]" {
 			t.Errorf("InstancePolicy.Roles = %s, want !If [AttachToRole, [!Ref InstanceRoleName], !Ref AWS::NoValue]", got)
 		}
 		if got := fmt.Sprint(conds["AttachToRole"]); got != "map[Fn::Not:[map[Fn::Equals:[map[Ref:InstanceRoleName] ]]]]" {
@@ -548,19 +445,19 @@ func TestTemplate(t *testing.T) {
 
 	t.Run("the alarms watch this stream", func(t *testing.T) {
 		for _, name := range []string{"FallingBehindAlarm", "QuietStreamAlarm"} {
-			p := get(res, name, "Properties")
-			if get(p, "Namespace") != "AWS/Kinesis" || fmt.Sprint(get(p, "Dimensions")) != "[map[Name:StreamName Value:map[Ref:Stream]]]" {
-				t.Errorf("%s watches %v %v, want AWS/Kinesis of StreamName !Ref Stream", name, get(p, "Namespace"), get(p, "Dimensions"))
+			p := cfn.Get(res, name, "Properties")
+			if cfn.Get(p, "Namespace") != "AWS/Kinesis" || fmt.Sprint(cfn.Get(p, "Dimensions")) != "[map[Name:StreamName Value:map[Ref:Stream]]]" {
+				t.Errorf("%s watches %v %v, want AWS/Kinesis of StreamName !Ref Stream", name, cfn.Get(p, "Namespace"), cfn.Get(p, "Dimensions"))
 			}
 			// No data means no instance reads, or no record arrives.
-			if get(p, "TreatMissingData") != "breaching" {
-				t.Errorf("%s: TreatMissingData = %v, want breaching", name, get(p, "TreatMissingData"))
+			if cfn.Get(p, "TreatMissingData") != "breaching" {
+				t.Errorf("%s: TreatMissingData = %v, want breaching", name, cfn.Get(p, "TreatMissingData"))
 			}
 		}
 	})
 
 	t.Run("the configuration output loads", func(t *testing.T) {
-		out := get(tpl, "Outputs", "TrailwatchConfig", "Value")
+		out := cfn.Get(tpl, "Outputs", "TrailwatchConfig", "Value")
 		cfg := loadConfig(t, render(t, tpl, out, nil))
 		k, ss := cfg.Source.Kinesis, cfg.SharedState
 		if k == nil || ss == nil {
@@ -580,12 +477,12 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("every Start and LeaseDuration CloudFormation accepts loads", func(t *testing.T) {
-		out := get(tpl, "Outputs", "TrailwatchConfig", "Value")
-		for _, start := range strs(get(params, "Start", "AllowedValues")) {
+		out := cfn.Get(tpl, "Outputs", "TrailwatchConfig", "Value")
+		for _, start := range cfn.Strings(cfn.Get(params, "Start", "AllowedValues")) {
 			loadConfig(t, render(t, tpl, out, map[string]string{"Start": start}))
 		}
-		pattern := regexp.MustCompile("^(?:" + fmt.Sprint(get(params, "LeaseDuration", "AllowedPattern")) + ")$")
-		if def := fmt.Sprint(get(params, "LeaseDuration", "Default")); !pattern.MatchString(def) {
+		pattern := regexp.MustCompile("^(?:" + fmt.Sprint(cfn.Get(params, "LeaseDuration", "AllowedPattern")) + ")$")
+		if def := fmt.Sprint(cfn.Get(params, "LeaseDuration", "Default")); !pattern.MatchString(def) {
 			t.Errorf("LeaseDuration's default %q does not match its AllowedPattern", def)
 		}
 		for _, d := range []string{"3s", "9s", "10s", "30s", "120s", "9999s", "1m", "5m", "99m", "2s", "0s", "1s", "30", "1h", "100m", "-5s", "03s"} {
@@ -819,7 +716,7 @@ func TestREADME(t *testing.T) {
 			t.Fatal("README.md shows no configuration (a yaml block with source:)")
 		}
 		// The output verbatim; the rest of the configuration follows it.
-		snippet := render(t, tpl, get(tpl, "Outputs", "TrailwatchConfig", "Value"), nil)
+		snippet := render(t, tpl, cfn.Get(tpl, "Outputs", "TrailwatchConfig", "Value"), nil)
 		if !strings.Contains(cfgText, snippet) {
 			t.Errorf("the README's configuration does not hold the TrailwatchConfig output as it is:\n%s", snippet)
 		}
@@ -871,7 +768,7 @@ func TestREADME(t *testing.T) {
 		res, _ := tpl["Resources"].(map[string]any)
 		for name, r := range res {
 			for _, prop := range []string{"RoleName", "ManagedPolicyName", "UserName", "GroupName"} {
-				if get(r, "Type") != "AWS::IAM::RolePolicy" && get(r, "Properties", prop) != nil {
+				if cfn.Get(r, "Type") != "AWS::IAM::RolePolicy" && cfn.Get(r, "Properties", prop) != nil {
 					t.Errorf("%s names itself (%s): the README's CAPABILITY_IAM is not enough", name, prop)
 				}
 			}
@@ -899,21 +796,21 @@ func TestREADME(t *testing.T) {
 
 // accepts reports why CloudFormation would refuse v for parameter p.
 func accepts(p any, v string) error {
-	if allowed := strs(get(p, "AllowedValues")); allowed != nil && !slices.Contains(allowed, v) {
+	if allowed := cfn.Strings(cfn.Get(p, "AllowedValues")); allowed != nil && !slices.Contains(allowed, v) {
 		return fmt.Errorf("not one of %q", allowed)
 	}
-	if pat, ok := get(p, "AllowedPattern").(string); ok && !regexp.MustCompile("^(?:"+pat+")$").MatchString(v) {
+	if pat, ok := cfn.Get(p, "AllowedPattern").(string); ok && !regexp.MustCompile("^(?:"+pat+")$").MatchString(v) {
 		return fmt.Errorf("does not match %s", pat)
 	}
-	if get(p, "Type") == "Number" {
+	if cfn.Get(p, "Type") == "Number" {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			return fmt.Errorf("not a number")
 		}
-		if lo, ok := get(p, "MinValue").(int); ok && n < float64(lo) {
+		if lo, ok := cfn.Get(p, "MinValue").(int); ok && n < float64(lo) {
 			return fmt.Errorf("below %d", lo)
 		}
-		if hi, ok := get(p, "MaxValue").(int); ok && n > float64(hi) {
+		if hi, ok := cfn.Get(p, "MaxValue").(int); ok && n > float64(hi) {
 			return fmt.Errorf("above %d", hi)
 		}
 	}
@@ -945,4 +842,13 @@ func headingAnchors(md string) []string {
 		out = append(out, b.String())
 	}
 	return out
+}
+
+func loadTemplate(t *testing.T) map[string]any {
+	t.Helper()
+	m, err := cfn.ReadFile("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -18,81 +18,10 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
+	"github.com/trailwatch/trailwatch/internal/cfn"
 	"github.com/trailwatch/trailwatch/internal/s3bundle"
 )
-
-// intrinsics are the short-form CloudFormation tags the template may use.
-var intrinsics = map[string]string{
-	"!Ref": "Ref", "!Sub": "Fn::Sub", "!GetAtt": "Fn::GetAtt", "!Join": "Fn::Join", "!If": "Fn::If",
-	"!Not": "Fn::Not", "!Equals": "Fn::Equals",
-}
-
-// value turns the template's YAML into plain Go values with intrinsics in
-// their long form ({"Ref": X}), as CloudFormation reads them.
-func value(n *yaml.Node) (any, error) {
-	if n.Kind == yaml.DocumentNode {
-		return value(n.Content[0])
-	}
-	var v any
-	switch n.Kind {
-	case yaml.ScalarNode:
-		v = n.Value
-		if !strings.HasPrefix(n.Tag, "!") || strings.HasPrefix(n.Tag, "!!") {
-			if err := n.Decode(&v); err != nil {
-				return nil, fmt.Errorf("line %d: %w", n.Line, err)
-			}
-		}
-	case yaml.SequenceNode:
-		var l []any
-		for _, c := range n.Content {
-			cv, err := value(c)
-			if err != nil {
-				return nil, err
-			}
-			l = append(l, cv)
-		}
-		v = l
-	case yaml.MappingNode:
-		m := map[string]any{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i].Value
-			if _, dup := m[k]; dup {
-				return nil, fmt.Errorf("line %d: duplicate key %q", n.Content[i].Line, k)
-			}
-			cv, err := value(n.Content[i+1])
-			if err != nil {
-				return nil, err
-			}
-			m[k] = cv
-		}
-		v = m
-	default:
-		return nil, fmt.Errorf("line %d: unsupported YAML node", n.Line)
-	}
-	if !strings.HasPrefix(n.Tag, "!") || strings.HasPrefix(n.Tag, "!!") {
-		return v, nil
-	}
-	long, ok := intrinsics[n.Tag]
-	if !ok {
-		return nil, fmt.Errorf("line %d: unknown tag %s", n.Line, n.Tag)
-	}
-	if s, isStr := v.(string); isStr && long == "Fn::GetAtt" {
-		res, attr, _ := strings.Cut(s, ".")
-		v = []any{res, attr}
-	}
-	return map[string]any{long: v}, nil
-}
-
-func get(v any, path ...string) any {
-	for _, p := range path {
-		m, _ := v.(map[string]any)
-		v = m[p]
-	}
-	return v
-}
 
 // branches returns the values v may take: both branches of an Fn::If
 // (less AWS::NoValue), else v itself.
@@ -114,11 +43,11 @@ func branches(v any) []any {
 // statements returns the role's policy statements, those that depend on a
 // condition included, each with the condition's name ("" if none).
 func statements(res map[string]any) (sts []any, conds []string) {
-	pols, _ := get(res, "FunctionRole", "Properties", "Policies").([]any)
+	pols, _ := cfn.Get(res, "FunctionRole", "Properties", "Policies").([]any)
 	for _, pol := range pols {
-		for _, st := range get(pol, "PolicyDocument", "Statement").([]any) {
+		for _, st := range cfn.Get(pol, "PolicyDocument", "Statement").([]any) {
 			cond := ""
-			if args, ok := get(st, "Fn::If").([]any); ok {
+			if args, ok := cfn.Get(st, "Fn::If").([]any); ok {
 				cond = fmt.Sprint(args[0])
 			}
 			for _, b := range branches(st) {
@@ -130,62 +59,31 @@ func statements(res map[string]any) (sts []any, conds []string) {
 	return sts, conds
 }
 
-func loadTemplate(t *testing.T) map[string]any {
-	t.Helper()
-	data, err := os.ReadFile("template.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		t.Fatalf("parse template.yaml: %v", err)
-	}
-	v, err := value(&doc)
-	if err != nil {
-		t.Fatalf("template.yaml: %v", err)
-	}
-	return v.(map[string]any)
-}
-
-func strs(v any) []string {
-	switch x := v.(type) {
-	case string:
-		return []string{x}
-	case []any:
-		var out []string
-		for _, e := range x {
-			out = append(out, fmt.Sprint(e))
-		}
-		return out
-	}
-	return nil
-}
-
 func TestTemplate(t *testing.T) {
 	tpl := loadTemplate(t)
 	res, _ := tpl["Resources"].(map[string]any)
 
 	t.Run("the table is what engine/dynamostate expects", func(t *testing.T) {
-		p := get(res, "DeliveryTable", "Properties")
-		if got := fmt.Sprint(get(p, "BillingMode")); got != "PAY_PER_REQUEST" {
+		p := cfn.Get(res, "DeliveryTable", "Properties")
+		if got := fmt.Sprint(cfn.Get(p, "BillingMode")); got != "PAY_PER_REQUEST" {
 			t.Errorf("BillingMode = %s, want PAY_PER_REQUEST", got)
 		}
-		ks := get(p, "KeySchema").([]any)
-		if len(ks) != 1 || get(ks[0], "AttributeName") != dynamostate.AttrKey || get(ks[0], "KeyType") != "HASH" {
+		ks := cfn.Get(p, "KeySchema").([]any)
+		if len(ks) != 1 || cfn.Get(ks[0], "AttributeName") != dynamostate.AttrKey || cfn.Get(ks[0], "KeyType") != "HASH" {
 			t.Errorf("KeySchema = %v, want one HASH key %q", ks, dynamostate.AttrKey)
 		}
-		if got := get(p, "TimeToLiveSpecification", "AttributeName"); got != dynamostate.AttrTTL {
+		if got := cfn.Get(p, "TimeToLiveSpecification", "AttributeName"); got != dynamostate.AttrTTL {
 			t.Errorf("TTL attribute = %v, want %q", got, dynamostate.AttrTTL)
 		}
-		if got := get(p, "TimeToLiveSpecification", "Enabled"); got != true {
+		if got := cfn.Get(p, "TimeToLiveSpecification", "Enabled"); got != true {
 			t.Errorf("TTL enabled = %v, want true", got)
 		}
 	})
 
 	t.Run("the function's environment points at the bundle and the table", func(t *testing.T) {
-		p := get(res, "Function", "Properties")
-		vars, _ := get(p, "Environment", "Variables").(map[string]any)
-		args, _ := get(vars, "TRAILWATCH_CONFIG", "Fn::If").([]any)
+		p := cfn.Get(res, "Function", "Properties")
+		vars, _ := cfn.Get(p, "Environment", "Variables").(map[string]any)
+		args, _ := cfn.Get(vars, "TRAILWATCH_CONFIG", "Fn::If").([]any)
 		if len(args) != 3 || args[0] != "ConfigInS3" {
 			t.Fatalf("TRAILWATCH_CONFIG = %v, want !If [ConfigInS3, the S3 URI, the bundled file]", vars["TRAILWATCH_CONFIG"])
 		}
@@ -196,38 +94,38 @@ func TestTemplate(t *testing.T) {
 		} else {
 			t.Errorf("TRAILWATCH_CONFIG without ConfigBucket = %q, want the bundled file", cfg)
 		}
-		if got, want := fmt.Sprint(get(args[1], "Fn::Sub")), "s3://${ConfigBucket}/${ConfigPrefix}config.yaml"; got != want {
+		if got, want := fmt.Sprint(cfn.Get(args[1], "Fn::Sub")), "s3://${ConfigBucket}/${ConfigPrefix}config.yaml"; got != want {
 			t.Errorf("TRAILWATCH_CONFIG with ConfigBucket = %v, want !Sub %s", args[1], want)
 		}
-		if got := fmt.Sprint(get(tpl, "Conditions", "ConfigInS3")); got != "map[Fn::Not:[map[Fn::Equals:[map[Ref:ConfigBucket] ]]]]" {
+		if got := fmt.Sprint(cfn.Get(tpl, "Conditions", "ConfigInS3")); got != "map[Fn::Not:[map[Fn::Equals:[map[Ref:ConfigBucket] ]]]]" {
 			t.Errorf("condition ConfigInS3 = %s, want !Not [!Equals [!Ref ConfigBucket, \"\"]]", got)
 		}
 		if got := fmt.Sprint(vars["TRAILWATCH_DELIVERY_TABLE"]); got != "map[Ref:DeliveryTable]" {
 			t.Errorf("TRAILWATCH_DELIVERY_TABLE = %s, want !Ref DeliveryTable", got)
 		}
-		if get(p, "Handler") != "bootstrap" || get(p, "Runtime") != "provided.al2023" {
-			t.Errorf("Handler/Runtime = %v/%v, want bootstrap/provided.al2023 (build.sh's layout)", get(p, "Handler"), get(p, "Runtime"))
+		if cfn.Get(p, "Handler") != "bootstrap" || cfn.Get(p, "Runtime") != "provided.al2023" {
+			t.Errorf("Handler/Runtime = %v/%v, want bootstrap/provided.al2023 (build.sh's layout)", cfn.Get(p, "Handler"), cfn.Get(p, "Runtime"))
 		}
 	})
 
 	t.Run("failed batches are retried, then kept", func(t *testing.T) {
-		p := get(res, "AsyncRetries", "Properties")
-		if got := fmt.Sprint(get(p, "MaximumRetryAttempts")); got != "2" {
+		p := cfn.Get(res, "AsyncRetries", "Properties")
+		if got := fmt.Sprint(cfn.Get(p, "MaximumRetryAttempts")); got != "2" {
 			t.Errorf("MaximumRetryAttempts = %s, want 2", got)
 		}
-		if got := fmt.Sprint(get(p, "DestinationConfig", "OnFailure", "Destination")); !strings.Contains(got, "DeadLetterQueue") {
+		if got := fmt.Sprint(cfn.Get(p, "DestinationConfig", "OnFailure", "Destination")); !strings.Contains(got, "DeadLetterQueue") {
 			t.Errorf("OnFailure destination = %s, want the dead-letter queue", got)
 		}
 	})
 
 	t.Run("CloudWatch Logs may invoke it before the filter exists", func(t *testing.T) {
-		if got := fmt.Sprint(get(res, "SubscriptionFilter", "DependsOn")); got != "LogsInvokePermission" {
+		if got := fmt.Sprint(cfn.Get(res, "SubscriptionFilter", "DependsOn")); got != "LogsInvokePermission" {
 			t.Errorf("SubscriptionFilter.DependsOn = %s, want LogsInvokePermission", got)
 		}
-		if got := get(res, "LogsInvokePermission", "Properties", "Principal"); got != "logs.amazonaws.com" {
+		if got := cfn.Get(res, "LogsInvokePermission", "Properties", "Principal"); got != "logs.amazonaws.com" {
 			t.Errorf("permission principal = %v, want logs.amazonaws.com", got)
 		}
-		if get(res, "LogsInvokePermission", "Properties", "SourceArn") == nil {
+		if cfn.Get(res, "LogsInvokePermission", "Properties", "SourceArn") == nil {
 			t.Error("the invoke permission has no SourceArn: any log group could invoke the function")
 		}
 	})
@@ -236,15 +134,15 @@ func TestTemplate(t *testing.T) {
 		sts, _ := statements(res)
 		var actions []string
 		for _, st := range sts {
-			if get(st, "Effect") != "Allow" {
+			if cfn.Get(st, "Effect") != "Allow" {
 				continue
 			}
-			for _, r := range strs(get(st, "Resource")) {
+			for _, r := range cfn.Strings(cfn.Get(st, "Resource")) {
 				if strings.Contains(r, "*") && !strings.Contains(r, "Fn::") {
-					t.Errorf("statement %v has a wildcard resource %q", get(st, "Sid"), r)
+					t.Errorf("statement %v has a wildcard resource %q", cfn.Get(st, "Sid"), r)
 				}
 			}
-			for _, a := range strs(get(st, "Action")) {
+			for _, a := range cfn.Strings(cfn.Get(st, "Action")) {
 				if strings.Contains(a, "*") {
 					t.Errorf("wildcard action %q", a)
 				}
@@ -265,16 +163,16 @@ func TestTemplate(t *testing.T) {
 		sts, conds := statements(res)
 		found := map[string]bool{}
 		for i, st := range sts {
-			actions := strs(get(st, "Action"))
+			actions := cfn.Strings(cfn.Get(st, "Action"))
 			if !slices.ContainsFunc(actions, func(a string) bool { return strings.HasPrefix(a, "s3:") }) {
 				continue
 			}
 			if conds[i] != "ConfigInS3" {
-				t.Errorf("statement %v grants %q whatever ConfigBucket is, want it under !If ConfigInS3", get(st, "Sid"), actions)
+				t.Errorf("statement %v grants %q whatever ConfigBucket is, want it under !If ConfigInS3", cfn.Get(st, "Sid"), actions)
 			}
 			for _, a := range actions {
 				found[a] = true
-				resource := fmt.Sprint(get(st, "Resource", "Fn::Sub"))
+				resource := fmt.Sprint(cfn.Get(st, "Resource", "Fn::Sub"))
 				switch a {
 				case "s3:GetObject":
 					if want := "arn:${AWS::Partition}:s3:::${ConfigBucket}/${ConfigPrefix}*"; resource != want {
@@ -284,7 +182,7 @@ func TestTemplate(t *testing.T) {
 					if want := "arn:${AWS::Partition}:s3:::${ConfigBucket}"; resource != want {
 						t.Errorf("s3:ListBucket on %q, want %q", resource, want)
 					}
-					if got := fmt.Sprint(get(st, "Condition", "StringLike", "s3:prefix", "Fn::Sub")); got != "${ConfigPrefix}*" {
+					if got := fmt.Sprint(cfn.Get(st, "Condition", "StringLike", "s3:prefix", "Fn::Sub")); got != "${ConfigPrefix}*" {
 						t.Errorf("s3:ListBucket limited to s3:prefix %q, want ${ConfigPrefix}*", got)
 					}
 				default:
@@ -298,9 +196,9 @@ func TestTemplate(t *testing.T) {
 	})
 
 	t.Run("the prefix granted is the prefix trailwatch-lambda copies", func(t *testing.T) {
-		param := get(tpl, "Parameters", "ConfigPrefix")
-		pattern := regexp.MustCompile("^(?:" + fmt.Sprint(get(param, "AllowedPattern")) + ")$")
-		def := fmt.Sprint(get(param, "Default"))
+		param := cfn.Get(tpl, "Parameters", "ConfigPrefix")
+		pattern := regexp.MustCompile("^(?:" + fmt.Sprint(cfn.Get(param, "AllowedPattern")) + ")$")
+		def := fmt.Sprint(cfn.Get(param, "Default"))
 		for _, prefix := range []string{def, "teams/security/trailwatch/", "trailwatch", "/trailwatch/", ""} {
 			if !pattern.MatchString(prefix) {
 				continue // CloudFormation refuses it
@@ -367,4 +265,13 @@ func TestREADMECoversEveryFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func loadTemplate(t *testing.T) map[string]any {
+	t.Helper()
+	m, err := cfn.ReadFile("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
