@@ -273,12 +273,15 @@ func (s *compiledSilence) matches(ruleID string, ev *rules.Event) bool {
 }
 
 // silenceCache re-reads the silences file when its size or modification
-// time changed.
+// time changed, or the shared list when it is due and its version changed.
 type silenceCache struct {
 	mod  time.Time
 	size int64
 	list []*compiledSilence
 	read bool
+
+	readAt  time.Time // shared: when the list was last fetched
+	version int64     // shared: the version of list
 }
 
 func (c *silenceCache) get(dir string, log *slog.Logger) []*compiledSilence {
@@ -308,7 +311,7 @@ func (c *silenceCache) get(dir string, log *slog.Logger) []*compiledSilence {
 // every; on a failure it keeps the last ones read.
 func (c *silenceCache) getShared(ctx context.Context, store SilenceStore, every time.Duration, log *slog.Logger) []*compiledSilence {
 	now := time.Now()
-	if c.read && now.Sub(c.mod) < every {
+	if c.read && now.Sub(c.readAt) < every {
 		return c.list
 	}
 	data, ver, err := store.SilenceList(ctx)
@@ -316,8 +319,8 @@ func (c *silenceCache) getShared(ctx context.Context, store SilenceStore, every 
 		log.Warn("cannot read the shared silences; keeping the last ones read", "error", err.Error())
 		return c.list
 	}
-	c.mod = now
-	if c.read && ver == c.size {
+	c.readAt = now
+	if c.read && ver == c.version {
 		return c.list
 	}
 	var f silencesFile
@@ -327,7 +330,7 @@ func (c *silenceCache) getShared(ctx context.Context, store SilenceStore, every 
 			return c.list
 		}
 	}
-	c.size, c.read = ver, true
+	c.version, c.read = ver, true
 	c.list = compileSilences(f.Silences, log)
 	return c.list
 }
