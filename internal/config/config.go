@@ -57,6 +57,9 @@ type Config struct {
 	// instances on one Kinesis stream), so none sends an alert another
 	// already delivered.
 	SharedState *SharedState `yaml:"shared_state"`
+	// Reload sets how `run` reloads the configuration and rules besides
+	// SIGHUP.
+	Reload Reload `yaml:"reload"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -86,6 +89,18 @@ type SharedState struct {
 	Lease time.Duration `yaml:"lease"`
 	// TTL is how long a delivery record is kept (0: 7 days).
 	TTL time.Duration `yaml:"ttl"`
+}
+
+// Reload is the `reload` block of `run`.
+type Reload struct {
+	// Watch reloads when the configuration file or a file under a rule
+	// path changes, as SIGHUP does.
+	Watch bool `yaml:"watch"`
+	// Debounce is how long the watched files must stay quiet after a
+	// change before the reload (0: 1s), so that an editor's several writes
+	// or a `git pull` make one reload; files that never stop changing are
+	// reloaded every ten debounces all the same.
+	Debounce time.Duration `yaml:"debounce"`
 }
 
 // Route sends matching alerts to notifiers. An alert matches a route when
@@ -446,6 +461,9 @@ func (p *parser) check(root *yaml.Node, cfg *Config) {
 	if cfg.QuietAfter < 0 {
 		p.errorf(root, "quiet_after: must not be negative")
 	}
+	if cfg.Reload.Debounce < 0 {
+		p.errorf(keyNode(root, "reload", "debounce"), "reload: debounce must not be negative")
+	}
 	if cfg.Lifecycle.DedupWindow < 0 || cfg.Lifecycle.MaxKeys < 0 || cfg.Lifecycle.Samples < 0 {
 		p.errorf(root, "lifecycle: dedup_window, max_keys and samples must not be negative")
 	}
@@ -502,6 +520,25 @@ func (p *parser) check(root *yaml.Node, cfg *Config) {
 			}
 		}
 	}
+}
+
+// keyNode returns the value at the path of keys under root, or root
+// when there is none, to place an error.
+func keyNode(root *yaml.Node, keys ...string) *yaml.Node {
+	n := root
+	for _, k := range keys {
+		var next *yaml.Node
+		for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return root
+		}
+		n = next
+	}
+	return n
 }
 
 // notifierDeclared reports whether a notifier of that name is declared,

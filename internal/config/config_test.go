@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trailwatch/trailwatch/notifiers"
 )
@@ -199,5 +200,39 @@ notifiers:
 `), env(nil))
 	if err == nil || !strings.Contains(err.Error(), `unknown key "pre" in rate_limit`) {
 		t.Errorf("rate_limit typo: %v", err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	tests := []struct {
+		name         string
+		yaml         string
+		wantWatch    bool
+		wantDebounce time.Duration
+		wantErr      string
+	}{
+		{"absent: SIGHUP only", "state_dir: /x\n", false, 0, ""},
+		{"watch with the default debounce", "reload: {watch: true}\n", true, 0, ""},
+		{"watch with a debounce", "reload:\n  watch: true\n  debounce: 250ms\n", true, 250 * time.Millisecond, ""},
+		{"unknown key", "reload: {watch: true, debounse: 1s}\n", false, 0, `c.yaml:1:23: unknown key "debounse" in reload (expected one of debounce, watch)`},
+		{"negative debounce", "reload:\n  watch: true\n  debounce: -1s\n", false, 0, "c.yaml:3:13: reload: debounce must not be negative"},
+		{"not a duration", "reload: {debounce: soon}\n", false, 0, "c.yaml:1:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("c.yaml", []byte(tt.yaml), env(nil))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if cfg.Reload.Watch != tt.wantWatch || cfg.Reload.Debounce != tt.wantDebounce {
+				t.Errorf("reload = %+v, want watch %v, debounce %v", cfg.Reload, tt.wantWatch, tt.wantDebounce)
+			}
+		})
 	}
 }
