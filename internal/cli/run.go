@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -155,6 +158,7 @@ func reloadChan(ctx context.Context) <-chan struct{} {
 func newRunCmd(stdio Stdio) *cobra.Command {
 	var cfgPath, logFormat, logLevel string
 	var rulePaths []string
+	var watch bool
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Tail CloudTrail's CloudWatch Logs log group and deliver alerts (the service)",
@@ -183,16 +187,25 @@ once holds on every instance. See docs/scale-out.md.
 SIGHUP reloads the configuration and the rules: the new set is validated completely
 and swapped in between two batches; on any problem the running set stays and every
 problem is logged with file:line:col. Rules, lists and routes are reloaded; changes
-to notifiers, the source, state_dir, listen, quiet_after and the lifecycle take
-effect on restart (and are logged as such). SIGHUP also reopens file notifiers'
+to notifiers, the source, state_dir, listen, quiet_after, the lifecycle and reload
+take effect on restart (and are logged as such). SIGHUP also reopens file notifiers'
 files, for log rotation.
+
+With reload: {watch: true} in the configuration, or --watch, run also reloads by
+itself when the configuration file or anything under its rule paths changes: a file
+written in place or replaced by rename (as editors save), created, deleted, or added
+in a new subdirectory. It waits until the files have been quiet for reload.debounce
+(default 1s), so an editor's several writes or a git pull make one reload, then
+reloads exactly as SIGHUP does, with the same checks; the log says which path
+changed. Built-in packs are compiled in and need no watching.
 
 AWS access uses the SDK's standard chain (environment, shared config and profiles,
 SSO, web identity, instance and container roles); AWS_ENDPOINT_URL and
 AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB) are honoured.`,
 		Example: `  trailwatch run --config /etc/trailwatch/config.yaml
   AWS_PROFILE=security trailwatch run --config examples/config.yaml --log-format json
-  kill -HUP $(pidof trailwatch)   # reload rules and routes`,
+  kill -HUP $(pidof trailwatch)   # reload rules and routes
+  trailwatch run --config config.yaml --watch   # reload when a rule file is saved`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
@@ -209,12 +222,14 @@ AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB) are honoured.`,
 			r := &runner{
 				cfgPath: cfgPath, rulePaths: rulePaths, logger: logger,
 				reg: prometheus.NewRegistry(), reload: reloadChan(cmd.Context()),
+				watch: watch,
 			}
 			return r.run(cmd.Context(), cfg, set)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
 	rulesFlag(cmd, &rulePaths)
+	cmd.Flags().BoolVar(&watch, "watch", false, "reload when the configuration or a rule file changes (as reload.watch: true)")
 	addLogFlags(cmd, &logFormat, &logLevel)
 	return cmd
 }
@@ -247,6 +262,11 @@ type runner struct {
 	logger    *slog.Logger
 	reg       *prometheus.Registry
 	reload    <-chan struct{}
+	watch     bool // --watch
+
+	// watchPaths are the rule paths of the newest configuration that
+	// loaded: what the next reload will read.
+	watchPaths []string
 
 	svc     *engine.Service
 	started *config.Config // the configuration the process started with
@@ -254,6 +274,7 @@ type runner struct {
 
 	reloadFailures prometheus.Counter
 	reloadSuccess  prometheus.Gauge
+	reloads        *prometheus.CounterVec
 }
 
 // router routes by cfg's routes and the rule's own notify list.
@@ -284,12 +305,22 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r.reloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "trailwatch_reload_failures_total", Help: "Reloads (SIGHUP) refused because the new configuration or rules had problems.",
+		Name: "trailwatch_reload_failures_total", Help: "Reloads (SIGHUP or a watched file change) refused because the new configuration or rules had problems.",
 	})
 	r.reloadSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "trailwatch_reload_success_timestamp_seconds", Help: "Unix time of the last successful load of the configuration and rules (start or reload).",
 	})
-	reg.MustRegister(r.reloadFailures, r.reloadSuccess)
+	r.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailwatch_reloads_total", Help: "Reloads attempted, by trigger: signal (SIGHUP) or watch (a watched file changed).",
+	}, []string{"trigger"})
+	for _, trigger := range []string{reloadBySignal, reloadByWatch} {
+		r.reloads.WithLabelValues(trigger)
+	}
+	reg.MustRegister(r.reloadFailures, r.reloadSuccess, r.reloads)
+	r.watchPaths = r.rulePaths
+	if len(r.watchPaths) == 0 {
+		r.watchPaths = cfg.RulePaths()
+	}
 
 	ob, err := outbox.Open(filepath.Join(cfg.StateDir, outbox.FileName), outbox.Options{Logger: logger, Registerer: reg})
 	if err != nil {
@@ -425,11 +456,25 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		defer stop()
 	}
 
+	var fw *fileWatch
+	if cfg.Reload.Watch || r.watch {
+		debounce := cfg.Reload.Debounce
+		if debounce == 0 {
+			debounce = defaultWatchDebounce
+		}
+		if fw, err = newFileWatch(logger, debounce); err != nil {
+			return exitCode(1, err.Error())
+		}
+		defer fw.close()
+		fw.sync(r.watchRoots())
+		logger.Info("watching the configuration and rules for changes", "paths", r.watchRoots(), "debounce", debounce.String())
+	}
+
 	reloadCtx, stopReload := context.WithCancel(ctx)
 	reloadDone := make(chan struct{})
 	go func() {
 		defer close(reloadDone)
-		r.reloadLoop(reloadCtx)
+		r.reloadLoop(reloadCtx, fw)
 	}()
 	defer func() {
 		stopReload()
@@ -506,20 +551,100 @@ func (r *runner) serve(cfg *config.Config, polls *engine.PollTracker, notifierCo
 	}, nil
 }
 
-// reloadLoop reloads on each signal until ctx ends.
-func (r *runner) reloadLoop(ctx context.Context) {
+// What asked for a reload: the trigger label of trailwatch_reloads_total.
+const (
+	reloadBySignal = "signal"
+	reloadByWatch  = "watch"
+)
+
+// reloadLoop reloads on each signal and, when fw is not nil, once the
+// watched files have been quiet for the debounce after a change, until
+// ctx ends. It is the only goroutine that reloads or touches fw.
+func (r *runner) reloadLoop(ctx context.Context, fw *fileWatch) {
+	var (
+		events  <-chan fsnotify.Event
+		errs    <-chan error
+		timer   = time.NewTimer(time.Hour)
+		fire    <-chan time.Time // nil while no change is pending
+		first   string           // the first path that changed since the last reload
+		changes int
+		since   time.Time
+	)
+	timer.Stop()
+	defer timer.Stop()
+	if fw != nil {
+		events, errs = fw.w.Events, fw.w.Errors
+	}
+	changed := func(path string) {
+		now := time.Now()
+		if changes == 0 {
+			first, since = path, now
+		}
+		changes++
+		// Wait for quiet, but not forever: a tree that never stops
+		// changing is reloaded every maxWait all the same.
+		fire = timer.C
+		timer.Reset(max(0, min(fw.debounce, since.Add(fw.maxWait).Sub(now))))
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.reload:
 			r.reopenFiles()
-			if err := r.doReload(); err != nil {
-				r.reloadFailures.Inc()
-				r.logger.Error("reload refused; the running configuration and rules stay in force", "err", err)
+			r.reloadOnce(reloadBySignal, fw)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
 			}
+			if fw.relevant(ev) {
+				r.logger.Debug("watched file changed", "path", ev.Name, "op", ev.Op.String())
+				changed(ev.Name)
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			r.logger.Warn("watching the configuration and rules", "err", err)
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// Events were lost: one of them may have mattered.
+				changed("(too many file events to follow)")
+			}
+		case <-fire:
+			fire = nil
+			r.logger.Info("reloading: watched files changed", "path", first, "changes", changes)
+			changes = 0
+			r.reloadOnce(reloadByWatch, fw)
 		}
 	}
+}
+
+// reloadOnce is every reload, whatever asked for it: on a problem the
+// running configuration and rules stay. Then the watches, if any, follow
+// what the next reload will read.
+func (r *runner) reloadOnce(trigger string, fw *fileWatch) {
+	r.reloads.WithLabelValues(trigger).Inc()
+	if err := r.doReload(); err != nil {
+		r.reloadFailures.Inc()
+		r.logger.Error("reload refused; the running configuration and rules stay in force", "err", err, "trigger", trigger)
+	}
+	if fw != nil {
+		fw.sync(r.watchRoots())
+	}
+}
+
+// watchRoots are the paths a reload reads: the configuration file and
+// the rule paths that are not built in.
+func (r *runner) watchRoots() []string {
+	roots := []string{r.cfgPath}
+	for _, p := range r.watchPaths {
+		if p != "builtin" && !strings.HasPrefix(p, "builtin:") {
+			roots = append(roots, p)
+		}
+	}
+	return roots
 }
 
 // reopenFiles reopens file notifiers' files (after log rotation).
@@ -547,6 +672,9 @@ func (r *runner) doReload() error {
 	if len(paths) == 0 {
 		paths = cfg.RulePaths()
 	}
+	// Watch what the next reload will read, even if these rules fail: a
+	// rule directory the configuration names may not exist yet.
+	r.watchPaths = paths
 	set, err := rules.LoadWith(rules.Options{Lists: cfg.Lists}, paths...)
 	if err != nil {
 		return logProblems(log, "rules", err)
@@ -609,6 +737,9 @@ func (r *runner) warnRestartOnly(cfg *config.Config) {
 	if !reflect.DeepEqual(old.Lifecycle, cfg.Lifecycle) {
 		changed = append(changed, "lifecycle")
 	}
+	if old.Reload != cfg.Reload {
+		changed = append(changed, "reload")
+	}
 	now := map[string]config.Notifier{}
 	for _, n := range cfg.Notifiers {
 		now[n.Name] = n
@@ -637,4 +768,193 @@ func closeNotifiers(targets map[string]notifiers.Notifier, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// defaultWatchDebounce is reload.debounce when the configuration leaves
+// it out: longer than an editor's save or a checkout, short enough to
+// feel immediate.
+const defaultWatchDebounce = time.Second
+
+// fileWatch watches what a reload reads, with fsnotify (inotify, kqueue,
+// ReadDirectoryChangesW): a change is seen at once and costs nothing
+// while nothing changes, and the kernel names the path that changed.
+// Polling modification times instead would stat every rule file on every
+// tick, add the tick to every reload's delay, and miss a same-size
+// rewrite within the file system's timestamp granularity (a second or
+// two on some).
+//
+// It watches directories, not files: the directory that holds each path
+// (so that a file replaced by rename, or deleted and created again, is
+// still seen), and every directory under a rule directory, skipping
+// hidden ones as the rule loader does. Only reloadLoop's goroutine uses
+// it.
+type fileWatch struct {
+	w        *fsnotify.Watcher
+	log      *slog.Logger
+	debounce time.Duration
+	maxWait  time.Duration
+
+	files    map[string]string // file paths (absolute) -> the file they resolve to
+	dirRoots []string          // rule directories (absolute)
+	watched  map[string]bool   // directories being watched
+}
+
+func newFileWatch(log *slog.Logger, debounce time.Duration) (*fileWatch, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch the configuration and rules: %w", err)
+	}
+	return &fileWatch{w: w, log: log, debounce: debounce, maxWait: 10 * debounce, watched: map[string]bool{}}, nil
+}
+
+func (fw *fileWatch) close() {
+	if err := fw.w.Close(); err != nil {
+		fw.log.Warn("stop watching the configuration and rules", "err", err)
+	}
+}
+
+// sync points the watches at roots, the paths a reload reads. It is
+// called after every reload, so that the watches follow a configuration
+// that names other rule paths, and directories that appeared or were
+// replaced.
+func (fw *fileWatch) sync(roots []string) {
+	want := map[string]bool{}
+	fw.files = map[string]string{}
+	fw.dirRoots = fw.dirRoots[:0]
+	for _, p := range roots {
+		abs := absPath(p)
+		want[filepath.Dir(abs)] = true
+		st, err := os.Stat(p)
+		if err != nil || !st.IsDir() {
+			// A missing path is watched for as a file until it appears.
+			real := resolvePath(abs)
+			fw.files[abs] = real
+			want[filepath.Dir(real)] = true
+			continue
+		}
+		fw.dirRoots = append(fw.dirRoots, abs)
+		for _, d := range ruleDirs(p) {
+			want[d] = true
+		}
+	}
+	for d := range want {
+		// Added again each time: a directory deleted and created again
+		// is a new directory to the kernel, and adding is idempotent.
+		if err := fw.w.Add(d); err != nil {
+			fw.log.Warn("cannot watch a directory; its changes need SIGHUP", "dir", d, "err", err)
+			delete(want, d)
+		}
+	}
+	for d := range fw.watched {
+		if !want[d] {
+			_ = fw.w.Remove(d) // may be gone already, with its watch
+		}
+	}
+	fw.watched = want
+}
+
+// ruleDirs returns p and the directories under it that the rule loader
+// walks, as absolute paths.
+func ruleDirs(p string) []string {
+	var dirs []string
+	_ = filepath.WalkDir(p, func(name string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil // gone meanwhile: the next sync sees
+		}
+		if name != p && isHidden(d.Name()) {
+			return filepath.SkipDir
+		}
+		dirs = append(dirs, absPath(name))
+		return nil
+	})
+	return dirs
+}
+
+// relevant reports whether ev may change what a reload reads. A new
+// directory under a rule directory is watched at once, so that files
+// written into it next are seen too.
+func (fw *fileWatch) relevant(ev fsnotify.Event) bool {
+	if ev.Op == fsnotify.Chmod {
+		return false // indexers, backups and deletes send these; the content is the same
+	}
+	name := ev.Name
+	for f, real := range fw.files {
+		if name == f || name == real {
+			return true
+		}
+		// A symbolic link swapped in the file's directory (a Kubernetes
+		// ConfigMap updates ..data so): the file now reads elsewhere.
+		if real != f && filepath.Dir(name) == filepath.Dir(f) {
+			if now := resolvePath(f); now != real {
+				fw.files[f] = now
+				return true
+			}
+		}
+	}
+	for _, d := range fw.dirRoots {
+		rel, under := strings.CutPrefix(name, d+string(filepath.Separator))
+		if name != d && !under {
+			continue
+		}
+		if under {
+			parts := strings.Split(filepath.ToSlash(rel), "/")
+			for _, dir := range parts[:len(parts)-1] {
+				if isHidden(dir) {
+					return false // the loader skips hidden directories
+				}
+			}
+			if isRuleFile(name) {
+				return true
+			}
+		}
+		st, err := os.Lstat(name)
+		switch {
+		case err != nil:
+			// Gone: it mattered if it was the rule directory or one
+			// under it.
+			return name == d || fw.watched[name]
+		case st.IsDir():
+			if under && isHidden(st.Name()) {
+				return false
+			}
+			// New, or created again: watch it and what it holds now, so
+			// that files written into it next are seen too.
+			for _, sub := range ruleDirs(name) {
+				if err := fw.w.Add(sub); err == nil {
+					fw.watched[sub] = true
+				}
+			}
+			return true
+		default:
+			// A symbolic link swapped in (a Kubernetes ConfigMap's ..data)
+			// changes what the links beside it read.
+			return name == d || st.Mode()&fs.ModeSymlink != 0
+		}
+	}
+	return false
+}
+
+// isRuleFile is the rule loader's test for the files it reads in a
+// directory.
+func isRuleFile(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+func isHidden(base string) bool { return strings.HasPrefix(base, ".") }
+
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
+}
+
+// resolvePath returns the file that p names after symbolic links, or p
+// when it does not resolve (missing, or a dangling link).
+func resolvePath(p string) string {
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		return real
+	}
+	return p
 }
