@@ -199,6 +199,10 @@ func TestBackgroundPurge(t *testing.T) {
 	mustEnqueue(t, o, 1, items("slack", "k1")...)
 	waitFor(t, "the delivery", func() bool { return len(list(t, o, Delivered)) == 1 })
 	for range 2 {
+		// Advance only once the purge loop waits for its next round, or
+		// the round would be set an hour after the clock moved, and never
+		// come.
+		waitFor(t, "the purge loop to wait", func() bool { return e.clock.waiting(e.clock.Now().Add(time.Hour)) })
 		e.clock.Advance(time.Hour)
 	}
 	waitFor(t, "the purge", func() bool { return len(list(t, o, All)) == 0 })

@@ -72,6 +72,18 @@ func (c *fakeClock) Set(t time.Time) {
 	c.waiters = kept
 }
 
+// waiting reports whether something waits for the clock to reach at.
+func (c *fakeClock) waiting(at time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.waiters {
+		if w.at.Equal(at) {
+			return true
+		}
+	}
+	return false
+}
+
 // Advance moves the clock forward by d.
 func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
