@@ -361,6 +361,7 @@ func TestAttemptTimeout(t *testing.T) {
 			run(t, o, map[string]notifiers.Notifier{"webhook": n})
 			if tt.fakeClock {
 				waitFor(t, "the attempt", func() bool { return n.Calls() == 1 })
+				waitFor(t, "the attempt's timer", func() bool { return e.clock.waiting(e.clock.Now().Add(30 * time.Second)) })
 				e.clock.Advance(30 * time.Second)
 			}
 			e.waitBackoff(o, "webhook")
