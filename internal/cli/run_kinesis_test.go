@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	kds "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
@@ -19,12 +20,18 @@ import (
 	"github.com/trailwatch/trailwatch/internal/testservers"
 )
 
-// TestRunKinesis runs two `trailwatch run` instances, each with its own
-// state dir, on one Kinesis stream with a shared lease table and shared
-// state, both writing alerts to the same file: every alert is written
-// once, and a dedup window holds across instances (repeats read by both
-// give one alert).
-func TestRunKinesis(t *testing.T) {
+// kinesisRig is a moto-backed Kinesis stream of two shards with a lease
+// table and a shared-state table, and a directory for instances' files.
+type kinesisRig struct {
+	t                      *testing.T
+	kin                    *kds.Client
+	ddb                    *dynamodb.Client
+	stream, leases, ledger string
+	dir, alerts, rulesPath string
+}
+
+func newKinesisRig(t *testing.T) *kinesisRig {
+	t.Helper()
 	moto := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", moto.Endpoint)
 	ctx := context.Background()
@@ -32,38 +39,46 @@ func TestRunKinesis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const stream, leases, ledger = "cloudtrail", "trailwatch-leases", "trailwatch-deliveries"
-	if _, err := kin.CreateStream(ctx, &kds.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(2)}); err != nil {
+	r := &kinesisRig{t: t, kin: kin, ddb: ddb, stream: "cloudtrail", leases: "trailwatch-leases", ledger: "trailwatch-deliveries"}
+	if _, err := kin.CreateStream(ctx, &kds.CreateStreamInput{StreamName: aws.String(r.stream), ShardCount: aws.Int32(2)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := kds.NewStreamExistsWaiter(kin).Wait(ctx, &kds.DescribeStreamInput{StreamName: aws.String(stream)}, time.Minute); err != nil {
+	if err := kds.NewStreamExistsWaiter(kin).Wait(ctx, &kds.DescribeStreamInput{StreamName: aws.String(r.stream)}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := kinesis.CreateLeaseTable(ctx, ddb, leases); err != nil {
+	if err := kinesis.CreateLeaseTable(ctx, ddb, r.leases); err != nil {
 		t.Fatal(err)
 	}
-	if err := dynamostate.CreateTable(ctx, ddb, ledger); err != nil {
+	if err := dynamostate.CreateTable(ctx, ddb, r.ledger); err != nil {
 		t.Fatal(err)
 	}
+	r.dir = t.TempDir()
+	r.alerts = filepath.Join(r.dir, "alerts.jsonl")
+	r.rulesPath = filepath.Join(r.dir, "rules.yaml")
+	return r
+}
 
-	dir := t.TempDir()
-	alerts := filepath.Join(dir, "alerts.jsonl")
-	rulesPath := filepath.Join(dir, "rules.yaml")
-	instance := func(name string) *runEnv {
-		e := &runEnv{
-			t: t, dir: dir, alerts: alerts, rules: rulesPath,
-			cfgPath: filepath.Join(dir, name+".yaml"),
-			listen:  fmt.Sprintf("127.0.0.1:%d", testservers.FreePort(t)),
-		}
-		e.writeFile(e.cfgPath, fmt.Sprintf(`source:
+// instance writes the configuration of one run instance named name, with
+// its own state dir and listen address, all writing alerts to one file.
+// An empty workerID leaves the default (host name and a random suffix).
+func (r *kinesisRig) instance(name, workerID string) *runEnv {
+	e := &runEnv{
+		t: r.t, dir: r.dir, alerts: r.alerts, rules: r.rulesPath,
+		cfgPath: filepath.Join(r.dir, name+".yaml"),
+		listen:  fmt.Sprintf("127.0.0.1:%d", testservers.FreePort(r.t)),
+	}
+	worker := ""
+	if workerID != "" {
+		worker = "\n    worker_id: " + workerID
+	}
+	e.writeFile(e.cfgPath, fmt.Sprintf(`source:
   kinesis:
     stream: %s
     lease_table: %s
     region: us-east-1
     start: trim_horizon
     poll_interval: 100ms
-    lease_duration: 3s
-    worker_id: %s
+    lease_duration: 3s%s
 shared_state:
   dynamodb_table: %s
 state_dir: %s
@@ -73,9 +88,38 @@ notifiers:
   - name: out
     type: file
     path: %s
-`, stream, leases, name, ledger, filepath.Join(dir, name+"-state"), e.listen, alerts))
-		return e
+`, r.stream, r.leases, worker, r.ledger, filepath.Join(r.dir, name+"-state"), e.listen, r.alerts))
+	return e
+}
+
+// owners returns the worker ids holding a lease.
+func (r *kinesisRig) owners() map[string]bool {
+	ls, err := kinesis.NewLeases(r.ddb, r.leases, "observer", time.Second, nil)
+	if err != nil {
+		r.t.Fatal(err)
 	}
+	all, err := ls.List(context.Background())
+	if err != nil {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, l := range all {
+		if l.Owner != "" {
+			m[l.Owner] = true
+		}
+	}
+	return m
+}
+
+// TestRunKinesis runs two `trailwatch run` instances, each with its own
+// state dir, on one Kinesis stream with a shared lease table and shared
+// state, both writing alerts to the same file: every alert is written
+// once, and a dedup window holds across instances (repeats read by both
+// give one alert).
+func TestRunKinesis(t *testing.T) {
+	rig := newKinesisRig(t)
+	kin, stream, rulesPath := rig.kin, rig.stream, rig.rulesPath
+	instance := func(name string) *runEnv { return rig.instance(name, name) }
 	a, b := instance("a"), instance("b")
 	a.writeFile(rulesPath, runRootLoginRule+`  - id: e2e-describe-once
     title: Instances described
@@ -97,18 +141,7 @@ notifiers:
 	a.eventually(ra, "six alerts in the shared alert file", func() bool { return len(a.readAlerts()) >= 6 })
 	// Both instances hold a share of the two shards.
 	a.eventually(ra, "each instance to hold a lease", func() bool {
-		m := map[string]bool{}
-		ls, err := kinesis.NewLeases(ddb, leases, "observer", time.Second, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all, err := ls.List(ctx)
-		if err != nil {
-			return false
-		}
-		for _, l := range all {
-			m[l.Owner] = true
-		}
+		m := rig.owners()
 		return m["a"] && m["b"]
 	})
 	// Now that each instance reads one shard, repeats of one finding go to
