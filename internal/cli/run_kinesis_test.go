@@ -28,6 +28,11 @@ type kinesisRig struct {
 	ddb                    *dynamodb.Client
 	stream, leases, ledger string
 	dir, alerts, rulesPath string
+	// notifier, if set, gives the notifiers block of instance name
+	// (default: one file notifier "out" writing to alerts).
+	notifier func(name string) string
+	// sharedState is added to the shared_state block (e.g. a lease).
+	sharedState string
 }
 
 func newKinesisRig(t *testing.T) *kinesisRig {
@@ -71,6 +76,10 @@ func (r *kinesisRig) instance(name, workerID string) *runEnv {
 	if workerID != "" {
 		worker = "\n    worker_id: " + workerID
 	}
+	notifier := fmt.Sprintf("  - name: out\n    type: file\n    path: %s\n", r.alerts)
+	if r.notifier != nil {
+		notifier = r.notifier(name)
+	}
 	e.writeFile(e.cfgPath, fmt.Sprintf(`source:
   kinesis:
     stream: %s
@@ -80,15 +89,12 @@ func (r *kinesisRig) instance(name, workerID string) *runEnv {
     poll_interval: 100ms
     lease_duration: 3s%s
 shared_state:
-  dynamodb_table: %s
+  dynamodb_table: %s%s
 state_dir: %s
 listen: %s
 rules: [rules.yaml]
 notifiers:
-  - name: out
-    type: file
-    path: %s
-`, r.stream, r.leases, worker, r.ledger, filepath.Join(r.dir, name+"-state"), e.listen, r.alerts))
+%s`, r.stream, r.leases, worker, r.ledger, r.sharedState, filepath.Join(r.dir, name+"-state"), e.listen, notifier))
 	return e
 }
 
