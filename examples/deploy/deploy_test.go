@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -950,20 +949,6 @@ func TestREADMECoversEveryFile(t *testing.T) {
 
 const testVersion = "v0.0.0-deploytest"
 
-// buildOnce builds cmd/trailwatch once per test binary, exactly as the
-// Dockerfile does.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "trailwatch-deploy-test-")
-	if err != nil {
-		return "", fmt.Errorf("build trailwatch: %w", err)
-	}
-	bin, err := buildBinary(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-	}
-	return bin, err
-})
-
 func buildBinary(dir string) (string, error) {
 	ins, err := os.ReadFile("Dockerfile")
 	if err != nil {
@@ -996,11 +981,11 @@ func TestBuiltBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds trailwatch (slow on a cold build cache); skipped with -short")
 	}
-	bin, err := buildOnce()
+	// Built exactly as the Dockerfile builds it.
+	bin, err := buildBinary(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
 
 	run := func(t *testing.T, args ...string) string {
 		t.Helper()
