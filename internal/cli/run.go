@@ -447,14 +447,8 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 	r.started = cfg
 	r.reloadSuccess.SetToCurrentTime()
 
-	if cfg.Listen != "" {
-		stop, err := r.serve(cfg, polls, len(targets))
-		if err != nil {
-			return exitCode(1, err.Error())
-		}
-		defer stop()
-	}
-
+	// Watching starts before /readyz answers, so that a change made once
+	// the service is ready is seen.
 	var fw *fileWatch
 	if cfg.Reload.Watch || r.watch {
 		debounce := cfg.Reload.Debounce
@@ -467,6 +461,14 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		defer fw.close()
 		fw.sync(r.watchRoots())
 		logger.Info("watching the configuration and rules for changes", "paths", r.watchRoots(), "debounce", debounce.String())
+	}
+
+	if cfg.Listen != "" {
+		stop, err := r.serve(cfg, polls, len(targets))
+		if err != nil {
+			return exitCode(1, err.Error())
+		}
+		defer stop()
 	}
 
 	reloadCtx, stopReload := context.WithCancel(ctx)
