@@ -37,17 +37,7 @@ func TestMain(m *testing.M) {
 func TestRunSurvivesKill9(t *testing.T) {
 	e := newRunEnv(t, "")
 	var logs syncBuffer
-	startProc := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "run", "--config", e.cfgPath, "--log-level", "debug")
-		cmd.Env = append(os.Environ(), "TRAILWATCH_TEST_MAIN=1")
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitFor(t, &logs, "the service to be ready", func() bool { return e.get("/readyz") == http.StatusOK })
-		return cmd
-	}
+	startProc := func() *exec.Cmd { return startRunProcess(t, &logs, e) }
 	alertIDs := func() []string {
 		ids := alertEventIDs(e.readAlerts())
 		sort.Strings(ids)
@@ -79,6 +69,22 @@ func TestRunSurvivesKill9(t *testing.T) {
 	if got := alertIDs(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("alerts after kill -9 and restart:\n%s\nwant each of:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// startRunProcess starts `trailwatch run --config` on e's configuration as
+// a real process (this test binary, through TestMain), logging to logs,
+// and waits until it is ready. It is killed at the end of the test.
+func startRunProcess(t *testing.T, logs *syncBuffer, e *runEnv) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "run", "--config", e.cfgPath, "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "TRAILWATCH_TEST_MAIN=1")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, logs, "the service to be ready", func() bool { return e.get("/readyz") == http.StatusOK })
+	return cmd
 }
 
 // waitFor polls cond until it holds, or fails the test with the process's

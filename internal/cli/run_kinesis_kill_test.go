@@ -87,17 +87,7 @@ func TestRunKinesisKill9(t *testing.T) {
 	a, b := rig.instance("a", ""), rig.instance("b", "")
 	a.writeFile(rig.rulesPath, runRootLoginRule)
 	var logs syncBuffer
-	start := func(e *runEnv) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "run", "--config", e.cfgPath, "--log-level", "debug")
-		cmd.Env = append(os.Environ(), "TRAILWATCH_TEST_MAIN=1")
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitFor(t, &logs, "the instance to be ready", func() bool { return e.get("/readyz") == http.StatusOK })
-		return cmd
-	}
+	start := func(e *runEnv) *exec.Cmd { return startRunProcess(t, &logs, e) }
 	var want []string
 	write := func(from, to int) {
 		for i := from; i < to; i++ {

@@ -182,12 +182,18 @@ type running struct {
 
 func (e *runEnv) start() *running {
 	e.t.Helper()
+	return e.startArgs()
+}
+
+// startArgs is start with more arguments for `run`.
+func (e *runEnv) startArgs(args ...string) *running {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan struct{}), stderr: &syncBuffer{}, reload: make(chan struct{})}
 	ctx = WithReload(ctx, func() <-chan struct{} { return r.reload })
 	go func() {
 		defer close(r.done)
-		r.code = Main(ctx, []string{"run", "--config", e.cfgPath, "--log-level", "debug"},
+		r.code = Main(ctx, append([]string{"run", "--config", e.cfgPath, "--log-level", "debug"}, args...),
 			Stdio{In: strings.NewReader(""), Out: io.Discard, Err: r.stderr})
 	}()
 	e.t.Cleanup(func() {
@@ -197,7 +203,7 @@ func (e *runEnv) start() *running {
 		case <-time.After(15 * time.Second):
 		}
 	})
-	// Ready once the first read of the log group succeeded.
+	// Ready once the first read of the source succeeded.
 	e.eventually(r, "the service to be ready", func() bool { return e.get("/readyz") == http.StatusOK })
 	return r
 }

@@ -1,11 +1,8 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,28 +39,6 @@ func newWatchEnv(t *testing.T, extra string) *runEnv {
 		t.Fatal(err)
 	}
 	return e
-}
-
-// startArgs is runEnv.start with more arguments for `run`.
-func (e *runEnv) startArgs(args ...string) *running {
-	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan struct{}), stderr: &syncBuffer{}, reload: make(chan struct{})}
-	ctx = WithReload(ctx, func() <-chan struct{} { return r.reload })
-	go func() {
-		defer close(r.done)
-		r.code = Main(ctx, append([]string{"run", "--config", e.cfgPath, "--log-level", "debug"}, args...),
-			Stdio{In: strings.NewReader(""), Out: io.Discard, Err: r.stderr})
-	}()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-r.done:
-		case <-time.After(15 * time.Second):
-		}
-	})
-	e.eventually(r, "the service to be ready", func() bool { return e.get("/readyz") == http.StatusOK })
-	return r
 }
 
 const (
