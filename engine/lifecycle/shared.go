@@ -219,7 +219,10 @@ func (b *Batch) processShared(a notifiers.Alert, r *rules.Rule, ev *rules.Event,
 			b.fail(fmt.Errorf("write lifecycle state: %w", err))
 			return nil
 		}
-		b.stats.merge(&st)
+		// The decision is durable now, whatever becomes of this batch: a
+		// batch rolled back and read again elsewhere finds it recorded
+		// and counts it as replayed, so it is counted here, not at Commit.
+		b.l.metrics.observe(&st)
 		if silence != nil {
 			b.recordSilenced(silence, r, ev)
 		}
@@ -227,19 +230,4 @@ func (b *Batch) processShared(a notifiers.Alert, r *rules.Rule, ev *rules.Event,
 	}
 	b.fail(fmt.Errorf("lifecycle state of rule %s: still changing under this process after %d attempts", r.ID, maxSharedAttempts))
 	return nil
-}
-
-// merge adds o's counts to s.
-func (s *batchStats) merge(o *batchStats) {
-	for _, p := range []struct{ dst, src *map[string]int }{
-		{&s.suppressed, &o.suppressed}, {&s.thresholdHeld, &o.thresholdHeld}, {&s.late, &o.late},
-		{&s.replayed, &o.replayed}, {&s.silenced, &o.silenced}, {&s.folded, &o.folded},
-	} {
-		for k, v := range *p.src {
-			if *p.dst == nil {
-				*p.dst = map[string]int{}
-			}
-			(*p.dst)[k] += v
-		}
-	}
 }
