@@ -8,7 +8,9 @@ package cfn
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"testing"
 
 	"gopkg.in/yaml.v3"
 )
@@ -147,4 +149,18 @@ func Strings(v any) []string {
 		return out
 	}
 	return nil
+}
+
+// Lint runs cfn-lint on the template at path, failing t with its report.
+// Without cfn-lint on the PATH it skips, saying how to install it: the
+// structural checks of the calling test still ran.
+func Lint(t testing.TB, path string) {
+	t.Helper()
+	lint, err := exec.LookPath("cfn-lint")
+	if err != nil {
+		t.Skip("cfn-lint is not installed (pip install cfn-lint==1.51.0); the structural checks above still ran")
+	}
+	if out, err := exec.CommandContext(t.Context(), lint, path).CombinedOutput(); err != nil {
+		t.Errorf("cfn-lint %s: %v\n%s", path, err, out)
+	}
 }

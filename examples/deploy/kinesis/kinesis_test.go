@@ -16,7 +16,6 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -501,15 +500,7 @@ func TestTemplate(t *testing.T) {
 		}
 	})
 
-	t.Run("cfn-lint", func(t *testing.T) {
-		lint, err := exec.LookPath("cfn-lint")
-		if err != nil {
-			t.Skip("cfn-lint is not installed (pip install cfn-lint==1.51.0); the structural checks above still ran")
-		}
-		if out, err := exec.CommandContext(t.Context(), lint, "template.yaml").CombinedOutput(); err != nil {
-			t.Errorf("cfn-lint template.yaml: %v\n%s", err, out)
-		}
-	})
+	t.Run("cfn-lint", func(t *testing.T) { cfn.Lint(t, "template.yaml") })
 }
 
 // loadConfig writes a configuration to a file and loads it as `trailwatch
