@@ -260,7 +260,7 @@ func (s *Source) Run(ctx context.Context, handle func(ctx context.Context, b Bat
 // releaseAll gives up every lease still held once the readers stopped, so
 // the other workers take them at once instead of waiting for expiry.
 func (s *Source) releaseAll(ctx context.Context, held map[string]*shard) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	rctx, cancel := leaseWriteContext(ctx)
 	defer cancel()
 	for id, sh := range held {
 		l, lost := sh.current()
@@ -304,7 +304,7 @@ func (s *Source) rebalance(ctx context.Context, held map[string]*shard, start fu
 		if !sh.lost {
 			// Not cancelled with ctx, for the same reason as a take: the
 			// release on stop must know the counter the lease now has.
-			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			wctx, wcancel := leaseWriteContext(ctx)
 			l, err := s.leases.Renew(wctx, sh.lease)
 			wcancel()
 			switch {
@@ -349,7 +349,7 @@ func (s *Source) rebalance(ctx context.Context, held map[string]*shard, start fu
 		// The write is not cancelled with ctx: a take that DynamoDB applied
 		// but whose answer was lost would leave the shard owned by nobody
 		// running until the lease expired. Taken, it is released on stop.
-		wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		wctx, wcancel := leaseWriteContext(ctx)
 		nl, err := s.leases.Take(wctx, l)
 		wcancel()
 		if errors.Is(err, ErrLeaseLost) {
@@ -530,7 +530,7 @@ func (s *Source) consume(ctx context.Context, sh *shard, handle func(context.Con
 			if s.checkpoint(ctx, sh, CheckpointShardEnd, log) {
 				log.Info("shard read to its end")
 				l, _ := sh.current()
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				rctx, cancel := leaseWriteContext(ctx)
 				if err := s.leases.Release(rctx, l); err != nil {
 					log.Warn("release finished shard lease", "err", err)
 				}
@@ -573,7 +573,7 @@ func (s *Source) holdFor(ctx context.Context, sh *shard) bool {
 // batch was handled); it returns false when the lease is lost or the
 // checkpoint could not be written.
 func (s *Source) checkpoint(ctx context.Context, sh *shard, seq string, log *slog.Logger) bool {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	cctx, cancel := leaseWriteContext(ctx)
 	defer cancel()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -624,4 +624,16 @@ func (s *Source) decode(log *slog.Logger, shardID string, recs []kdstypes.Record
 		}
 	}
 	return out
+}
+
+// leaseWriteTimeout bounds a lease write that must not be cancelled with
+// the run (see leaseWriteContext).
+const leaseWriteTimeout = 10 * time.Second
+
+// leaseWriteContext is ctx without its cancellation, bounded by
+// leaseWriteTimeout: for lease writes whose outcome this worker must know
+// even when it is stopping (a take or renew DynamoDB applied, a checkpoint
+// of a batch already handled, a release).
+func leaseWriteContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), leaseWriteTimeout)
 }
