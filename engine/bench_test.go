@@ -22,6 +22,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // corpusRecords reads every record of ../shared/corpus, or skips.
@@ -86,7 +87,7 @@ func BenchmarkReplayCorpus(b *testing.B) {
 // BenchmarkReferenceCorpus is the baseline the replay target is a ratio
 // to: the obvious implementation. For every record it decodes the JSON
 // twice with encoding/json, to map[string]any (what a generic engine
-// works on) and to the typed rules.Event (what the compiled rules need),
+// works on) and to the typed cloudtrail.Event (what the compiled rules need),
 // then runs every enabled built-in rule on it, with no index and no header
 // tier, and builds an alert (json.Compact of the record) for each match.
 func BenchmarkReferenceCorpus(b *testing.B) {
@@ -108,8 +109,8 @@ func BenchmarkReferenceCorpus(b *testing.B) {
 			if json.Unmarshal(raw, &m) != nil {
 				continue
 			}
-			var ev rules.Event
-			if rules.DecodeEventInto(&ev, raw) != nil {
+			var ev cloudtrail.Event
+			if cloudtrail.DecodeEventInto(&ev, raw) != nil {
 				continue
 			}
 			alerts = alerts[:0]

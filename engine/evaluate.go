@@ -16,6 +16,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Evaluator turns raw CloudTrail records into alerts with the current rule
@@ -24,7 +25,7 @@ import (
 type Evaluator struct {
 	set   atomic.Pointer[rules.Set]
 	seen  *IDWindow
-	onErr func(rules.MatchError, *rules.Event)
+	onErr func(rules.MatchError, *cloudtrail.Event)
 
 	records    atomic.Uint64
 	malformed  atomic.Uint64
@@ -43,7 +44,7 @@ type EvaluatorOptions struct {
 	DedupWindow int
 	// OnRuleError is called when a rule's condition fails at run time on
 	// an event (the rule is skipped for that event and goes on working).
-	OnRuleError func(rules.MatchError, *rules.Event)
+	OnRuleError func(rules.MatchError, *cloudtrail.Event)
 }
 
 // NewEvaluator returns an Evaluator for set.
@@ -56,7 +57,7 @@ func NewEvaluator(set *rules.Set, opts EvaluatorOptions) *Evaluator {
 	case opts.DedupWindow > 0:
 		e.seen = NewIDWindow(opts.DedupWindow)
 	}
-	e.pool.New = func() any { return new(rules.Event) }
+	e.pool.New = func() any { return new(cloudtrail.Event) }
 	return e
 }
 
@@ -88,12 +89,12 @@ func (e *Evaluator) Stats() Stats {
 // malformed) only when raw is not a CloudTrail record. A record whose
 // eventID was seen recently returns no alerts.
 func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Alert, error) {
-	ev := e.pool.Get().(*rules.Event)
+	ev := e.pool.Get().(*cloudtrail.Event)
 	defer e.pool.Put(ev)
 	// Two tiers: the header (one validating pass, scalar fields only) is
 	// enough to drop duplicates and to decide most records; the whole
 	// record is decoded only when a candidate rule needs it.
-	complete, err := rules.DecodeHeader(ev, raw)
+	complete, err := cloudtrail.DecodeHeader(ev, raw)
 	if err != nil {
 		e.malformed.Add(1)
 		return dst, err
@@ -117,10 +118,10 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 }
 
 // match is Evaluate's second half, shared with Parallel: it evaluates the
-// rules on ev, which rules.DecodeHeader filled from raw, and appends an
+// rules on ev, which cloudtrail.DecodeHeader filled from raw, and appends an
 // alert for each match to dst. It touches no counter. An error means the
 // record is not valid JSON past its header.
-func (e *Evaluator) match(ev *rules.Event, raw []byte, complete bool, dst []notifiers.Alert, onErr func(rules.MatchError)) ([]notifiers.Alert, error) {
+func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []notifiers.Alert, onErr func(rules.MatchError)) ([]notifiers.Alert, error) {
 	set := e.set.Load()
 	var buf [8]*rules.Rule
 	matched, _, err := set.MatchHeader(ev, complete, buf[:0], onErr)
@@ -195,7 +196,7 @@ func compactJSONStrict(raw []byte) json.RawMessage {
 
 // NewAlert builds the alert for rule r matching event ev, whose raw JSON is
 // raw.
-func NewAlert(r *rules.Rule, ev *rules.Event, raw json.RawMessage) notifiers.Alert {
+func NewAlert(r *rules.Rule, ev *cloudtrail.Event, raw json.RawMessage) notifiers.Alert {
 	u := &ev.UserIdentity
 	user := u.UserName
 	if user == "" {
@@ -234,7 +235,7 @@ func NewAlert(r *rules.Rule, ev *rules.Event, raw json.RawMessage) notifiers.Ale
 // record is delivered or re-read. NewAlert puts it in Alert.DedupKey; the
 // alert lifecycle (engine/lifecycle) keeps it as the outbox idempotency key
 // and replaces DedupKey with the dedup key, the alert's identity downstream.
-func AlertKey(ruleID string, ev *rules.Event) string {
+func AlertKey(ruleID string, ev *cloudtrail.Event) string {
 	id := ev.EventID
 	if id == "" {
 		// No eventID (rare: synthetic records): fall back to what identifies

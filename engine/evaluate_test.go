@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 func testSet(t testing.TB) *rules.Set {
@@ -81,7 +82,7 @@ func TestEvaluatorAlerts(t *testing.T) {
 }
 
 func TestAlertKeyStable(t *testing.T) {
-	ev := &rules.Event{EventID: "e1"}
+	ev := &cloudtrail.Event{EventID: "e1"}
 	if AlertKey("r", ev) != AlertKey("r", ev) || AlertKey("r", ev) == AlertKey("s", ev) {
 		t.Error("AlertKey must be stable per rule and event and differ across rules")
 	}

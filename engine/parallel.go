@@ -6,6 +6,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Parallel evaluates a stream of records on several goroutines and hands
@@ -238,12 +239,12 @@ func (p *Parallel[T]) handBack() {
 // Evaluate's work between its bookkeeping, which handBack does in order.
 func (p *Parallel[T]) evaluate(b *batch[T]) {
 	e := p.ev
-	ev := e.pool.Get().(*rules.Event)
+	ev := e.pool.Get().(*cloudtrail.Event)
 	defer e.pool.Put(ev)
 	onErr := func(me rules.MatchError) {
 		// The event is reused for the next record: keep a copy for the
 		// report (rule errors are rare).
-		cp := new(rules.Event)
+		cp := new(cloudtrail.Event)
 		*cp = *me.Event
 		me.Event = cp
 		b.ruleErrs = append(b.ruleErrs, me)
@@ -255,7 +256,7 @@ func (p *Parallel[T]) evaluate(b *batch[T]) {
 		}
 		raw := b.data[en.start:en.end]
 		en.alerts[0], en.errs[0] = len(b.alerts), len(b.ruleErrs)
-		complete, err := rules.DecodeHeader(ev, raw)
+		complete, err := cloudtrail.DecodeHeader(ev, raw)
 		if err != nil {
 			en.headerErr = err
 		} else {

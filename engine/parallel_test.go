@@ -9,6 +9,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // replayInputs is the corpus with what a replay meets besides records:
@@ -69,7 +70,7 @@ func transcript(w *bytes.Buffer, place int, alerts []notifiers.Alert, err error)
 
 func sequentialTranscript(set *rules.Set, in [][]byte) string {
 	var w bytes.Buffer
-	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *rules.Event) {
+	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 		fmt.Fprintf(&w, "rule %s failed on %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 	}})
 	var alerts []notifiers.Alert
@@ -84,7 +85,7 @@ func sequentialTranscript(set *rules.Set, in [][]byte) string {
 
 func parallelTranscript(t *testing.T, set *rules.Set, in [][]byte, opts ParallelOptions) string {
 	var w bytes.Buffer
-	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *rules.Event) {
+	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 		fmt.Fprintf(&w, "rule %s failed on %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 	}})
 	p := NewParallel(ev, opts, func(place int, alerts []notifiers.Alert, err error) error {

@@ -5,6 +5,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // corpusNames returns the distinct eventNames of the corpus, most
@@ -12,10 +15,10 @@ import (
 func corpusNames(b testing.TB) ([]string, [][]byte) {
 	count := map[string]int{}
 	var recs [][]byte
-	forEachCorpusRecord(b, func(_ string, line []byte) {
+	corpus.ForEachRecord(b, func(_ string, line []byte) {
 		recs = append(recs, append([]byte(nil), line...))
-		var ev Event
-		if _, err := DecodeHeader(&ev, line); err == nil {
+		var ev cloudtrail.Event
+		if _, err := cloudtrail.DecodeHeader(&ev, line); err == nil {
 			count[ev.EventName]++
 		}
 	})
@@ -88,14 +91,14 @@ func BenchmarkRuleCount(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Run(fmt.Sprintf("%s/rules=%d", kind, n), func(b *testing.B) {
-				var ev Event
+				var ev cloudtrail.Event
 				var dst []*Rule
 				matched, whole := 0, 0
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					for _, r := range recs {
-						complete, err := DecodeHeader(&ev, r)
+						complete, err := cloudtrail.DecodeHeader(&ev, r)
 						if err != nil {
 							continue
 						}
@@ -121,12 +124,12 @@ func BenchmarkDecodeHeader(b *testing.B) {
 	for _, r := range recs {
 		size += len(r)
 	}
-	var ev Event
+	var ev cloudtrail.Event
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, r := range recs {
-			if _, err := DecodeHeader(&ev, r); err != nil {
+			if _, err := cloudtrail.DecodeHeader(&ev, r); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -138,11 +141,11 @@ func BenchmarkDecodeHeader(b *testing.B) {
 // typed Event) over the corpus, for comparison with BenchmarkDecodeHeader.
 func BenchmarkDecodeEvent(b *testing.B) {
 	_, recs := corpusNames(b)
-	var ev Event
+	var ev cloudtrail.Event
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, r := range recs {
-			if err := DecodeEventInto(&ev, r); err != nil {
+			if err := cloudtrail.DecodeEventInto(&ev, r); err != nil {
 				b.Fatal(err)
 			}
 		}

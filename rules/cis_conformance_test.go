@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 	"github.com/trailwatch/trailwatch/rules/pattern"
 )
 
@@ -87,11 +89,11 @@ func loadCISPairs(t *testing.T) (*Set, []cisPair) {
 // set's index when the rule is enabled, as the live service would) and the
 // pattern (on the raw JSON, as CloudWatch would).
 func cisVerdicts(t *testing.T, set *Set, pairs []cisPair, record []byte) (byRule, byPattern map[string]bool, err error) {
-	ev, err := DecodeEvent(record)
+	ev, err := cloudtrail.DecodeEvent(record)
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := ev.rawMap()
+	raw, err := ev.RawMap()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -120,7 +122,7 @@ func TestCISConformanceCorpus(t *testing.T) {
 	set, pairs := loadCISPairs(t)
 	matched := map[string]int{}
 	records := 0
-	forEachCorpusRecord(t, func(place string, line []byte) {
+	corpus.ForEachRecord(t, func(place string, line []byte) {
 		records++
 		byRule, byPattern, err := cisVerdicts(t, set, pairs, line)
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // nilSafeMembers makes member access on free-form values nil-safe: in
@@ -38,7 +40,7 @@ func (nilSafeMembers) Visit(node *ast.Node) {
 // exprOptions are the options every rule expression compiles with.
 func exprOptions(extra ...expr.Option) []expr.Option {
 	opts := []expr.Option{
-		expr.Env(Event{}),
+		expr.Env(cloudtrail.Event{}),
 		expr.Patch(nilSafeMembers{}),
 	}
 	opts = append(opts, helperFunctions()...)
@@ -95,7 +97,7 @@ type Condition struct {
 }
 
 // Eval runs the condition on ev.
-func (c *Condition) Eval(ev *Event) (bool, error) {
+func (c *Condition) Eval(ev *cloudtrail.Event) (bool, error) {
 	out, err := run(c.program, ev)
 	if err != nil {
 		return false, err
@@ -109,7 +111,7 @@ func (c *Condition) Eval(ev *Event) (bool, error) {
 var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
 
 // run evaluates a compiled program on ev with a pooled VM.
-func run(p *vm.Program, ev *Event) (any, error) {
+func run(p *vm.Program, ev *cloudtrail.Event) (any, error) {
 	m := vmPool.Get().(*vm.VM)
 	out, err := m.Run(p, ev)
 	vmPool.Put(m)

@@ -10,6 +10,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files (docs/coverage.md) from the current rules and corpus")
@@ -21,7 +24,7 @@ var stratusRunRe = regexp.MustCompile(`(?:stratus-red-team|grimoire)_([0-9a-f]{8
 // stratusRun is every record of one Stratus Red Team invocation (one
 // User-Agent UUID): warm-up, detonation and clean-up calls together.
 type stratusRun struct {
-	events []*Event
+	events []*cloudtrail.Event
 	names  map[string]bool
 }
 
@@ -33,11 +36,11 @@ func (r *stratusRun) has(name string) bool { return r.names[name] }
 // apart techniques that share a call.
 type stratusTechnique struct {
 	id    string
-	match func(ev *Event, run *stratusRun) bool
+	match func(ev *cloudtrail.Event, run *stratusRun) bool
 }
 
-func named(names ...string) func(*Event, *stratusRun) bool {
-	return func(ev *Event, _ *stratusRun) bool {
+func named(names ...string) func(*cloudtrail.Event, *stratusRun) bool {
+	return func(ev *cloudtrail.Event, _ *stratusRun) bool {
 		for _, n := range names {
 			if ev.EventName == n {
 				return true
@@ -51,7 +54,7 @@ func named(names ...string) func(*Event, *stratusRun) bool {
 // technique that claims it.
 var stratusTechniques = []stratusTechnique{
 	{"aws.credential-access.ec2-get-password-data", named("GetPasswordData")},
-	{"aws.credential-access.ec2-steal-instance-credentials", func(ev *Event, run *stratusRun) bool {
+	{"aws.credential-access.ec2-steal-instance-credentials", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		// SendCommand to read the instance's credentials, then calls made
 		// with them (GetCallerIdentity) in the same run.
 		return ev.EventName == "SendCommand" && run.has("GetCallerIdentity")
@@ -60,7 +63,7 @@ var stratusTechniques = []stratusTechnique{
 	{"aws.credential-access.secretsmanager-retrieve-secrets", named("GetSecretValue")},
 	{"aws.credential-access.ssm-retrieve-securestring-parameters", named("GetParameters")},
 	{"aws.defense-evasion.cloudtrail-delete", named("DeleteTrail")},
-	{"aws.defense-evasion.cloudtrail-event-selectors", func(ev *Event, run *stratusRun) bool {
+	{"aws.defense-evasion.cloudtrail-event-selectors", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		// The trail warm-up sets selectors too; the detonation is a run of its own.
 		return ev.EventName == "PutEventSelectors" && !run.has("CreateTrail")
 	}},
@@ -69,28 +72,28 @@ var stratusTechniques = []stratusTechnique{
 	{"aws.defense-evasion.dns-delete-logs", named("DeleteResolverQueryLogConfig")},
 	{"aws.defense-evasion.organizations-leave", named("LeaveOrganization")},
 	{"aws.defense-evasion.vpc-remove-flow-logs", named("DeleteFlowLogs")},
-	{"aws.discovery.ec2-download-user-data", func(ev *Event, run *stratusRun) bool {
+	{"aws.discovery.ec2-download-user-data", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		// Terraform reads userData while creating instances; the technique
 		// reads it without launching any.
 		return ev.EventName == "DescribeInstanceAttribute" && ev.RequestParameters["attribute"] == "userData" && !run.has("RunInstances")
 	}},
-	{"aws.execution.ec2-launch-unusual-instances", func(ev *Event, run *stratusRun) bool {
+	{"aws.execution.ec2-launch-unusual-instances", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		// Launched with a role assumed for the purpose; warm-ups launch without.
 		return ev.EventName == "RunInstances" && run.has("AssumeRole")
 	}},
-	{"aws.execution.ec2-user-data", func(ev *Event, _ *stratusRun) bool {
+	{"aws.execution.ec2-user-data", func(ev *cloudtrail.Event, _ *stratusRun) bool {
 		return ev.EventName == "ModifyInstanceAttribute" && ev.RequestParameters["userData"] != nil
 	}},
 	{"aws.execution.ssm-send-command", named("SendCommand")},
 	{"aws.execution.ssm-start-session", named("StartSession")},
-	{"aws.exfiltration.ec2-security-group-open-port-22-ingress", func(ev *Event, _ *stratusRun) bool {
+	{"aws.exfiltration.ec2-security-group-open-port-22-ingress", func(ev *cloudtrail.Event, _ *stratusRun) bool {
 		// The detonation uses the older top-level form (cidrIp, fromPort 22).
 		return ev.EventName == "AuthorizeSecurityGroupIngress" && toString(ev.RequestParameters["fromPort"]) == "22"
 	}},
 	{"aws.exfiltration.ec2-share-ami", named("ModifyImageAttribute")},
 	{"aws.exfiltration.ec2-share-ebs-snapshot", named("ModifySnapshotAttribute")},
 	{"aws.exfiltration.rds-share-snapshot", named("ModifyDBSnapshotAttribute")},
-	{"aws.exfiltration.s3-backdoor-bucket-policy", func(ev *Event, run *stratusRun) bool {
+	{"aws.exfiltration.s3-backdoor-bucket-policy", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		// Trail warm-ups put a CloudTrail bucket policy; the backdoor is in a run without a trail.
 		return ev.EventName == "PutBucketPolicy" && !run.has("CreateTrail")
 	}},
@@ -99,11 +102,11 @@ var stratusTechniques = []stratusTechnique{
 	{"aws.lateral-movement.ec2-instance-connect", named("SendSSHPublicKey")},
 	{"aws.lateral-movement.ec2-serial-console-send-ssh-public-key", named("SendSerialConsoleSSHPublicKey", "EnableSerialConsoleAccess")},
 	{"aws.persistence.iam-backdoor-role", named("UpdateAssumeRolePolicy")},
-	{"aws.persistence.iam-create-admin-user", func(ev *Event, run *stratusRun) bool {
+	{"aws.persistence.iam-create-admin-user", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		return run.has("AttachUserPolicy") && (ev.EventName == "CreateUser" || ev.EventName == "AttachUserPolicy" || ev.EventName == "CreateAccessKey")
 	}},
 	{"aws.persistence.iam-backdoor-user", named("CreateAccessKey")},
-	{"aws.persistence.iam-create-backdoor-role", func(ev *Event, run *stratusRun) bool {
+	{"aws.persistence.iam-create-backdoor-role", func(ev *cloudtrail.Event, run *stratusRun) bool {
 		// CreateRole with an external trust plus AdministratorAccess, in a
 		// run that is nothing else (instance and Lambda warm-ups create
 		// roles among many other things).
@@ -132,9 +135,9 @@ type techniqueResult struct {
 func coverageResults(t *testing.T, set *Set) (files []string, results map[string]map[string]*techniqueResult) {
 	results = map[string]map[string]*techniqueResult{}
 	runs := map[string]map[string]*stratusRun{} // file -> run id -> run
-	forEachCorpusRecord(t, func(place string, line []byte) {
+	corpus.ForEachRecord(t, func(place string, line []byte) {
 		file := place[:strings.LastIndexByte(place, ':')]
-		ev, err := DecodeEvent(line)
+		ev, err := cloudtrail.DecodeEvent(line)
 		if err != nil {
 			return
 		}

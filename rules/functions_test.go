@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 func evalOn(t *testing.T, src, record string) bool {
@@ -12,7 +14,7 @@ func evalOn(t *testing.T, src, record string) bool {
 	if err != nil {
 		t.Fatalf("compile %q: %v", src, err)
 	}
-	ev, err := DecodeEvent([]byte(record))
+	ev, err := cloudtrail.DecodeEvent([]byte(record))
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
@@ -80,7 +82,7 @@ func TestHelperFunctions(t *testing.T) {
 }
 
 func TestTemplate(t *testing.T) {
-	ev, _ := DecodeEvent([]byte(`{"eventVersion":"1.08","eventID":"x","eventTime":"2024-05-01T08:00:00Z",
+	ev, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1.08","eventID":"x","eventTime":"2024-05-01T08:00:00Z",
 	  "sourceIPAddress":"1.2.3.4","userAgent":"evil\nnewline","responseElements":{"ConsoleLogin":"Success","n":3}}`))
 	tests := []struct{ tmpl, want string }{
 		{`Sign-in from {{ sourceIPAddress }}: {{ responseElements?.ConsoleLogin }}`, `Sign-in from 1.2.3.4: Success`},
@@ -125,8 +127,8 @@ func TestRuntimeErrorIsCountedNotFatal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, _ := DecodeEvent([]byte(`{"eventVersion":"1","requestParameters":{"maxResults":"many"}}`))
-	good, _ := DecodeEvent([]byte(`{"eventVersion":"1","requestParameters":{"maxResults":10}}`))
+	bad, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1","requestParameters":{"maxResults":"many"}}`))
+	good, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1","requestParameters":{"maxResults":10}}`))
 	var errs []MatchError
 	if got := set.Match(bad, nil, func(me MatchError) { errs = append(errs, me) }); len(got) != 0 || len(errs) != 1 {
 		t.Fatalf("bad event: matched %d, errors %d; want 0 and 1", len(got), len(errs))
@@ -160,7 +162,7 @@ func TestIndexMatchesUnindexedEvaluation(t *testing.T) {
 	}
 	for _, name := range []string{"A", "B", "C", "D"} {
 		for _, code := range []string{"", "AccessDenied"} {
-			ev, _ := DecodeEvent([]byte(`{"eventVersion":"1","eventName":"` + name + `","eventSource":"s","errorCode":"` + code + `"}`))
+			ev, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1","eventName":"` + name + `","eventSource":"s","errorCode":"` + code + `"}`))
 			viaIndex := map[string]bool{}
 			for _, r := range set.Match(ev, nil, nil) {
 				viaIndex[r.ID] = true
@@ -210,7 +212,7 @@ func TestPatternRules(t *testing.T) {
 		{`{"eventVersion":"1","eventName":"GetObject","errorCode":"AccessDenied"}`, []string{"unauthorized"}},
 	}
 	for _, tt := range tests {
-		ev, err := DecodeEvent([]byte(tt.rec))
+		ev, err := cloudtrail.DecodeEvent([]byte(tt.rec))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +241,7 @@ rules:
 		`{"eventVersion":"1","eventName":"StopLogging","sourceIPAddress":"198.51.100.1"}`: 0,
 		`{"eventVersion":"1","eventName":"StartLogging","sourceIPAddress":"10.1.1.1"}`:    0,
 	} {
-		ev, _ := DecodeEvent([]byte(rec))
+		ev, _ := cloudtrail.DecodeEvent([]byte(rec))
 		if got := len(set.Match(ev, nil, nil)); got != want {
 			t.Errorf("%s: %d matches, want %d", rec, got, want)
 		}
@@ -266,7 +268,7 @@ func TestIndexOnErrorCode(t *testing.T) {
 		`{"eventVersion":"1","eventName":"Y","errorCode":"ThrottlingException","readOnly":true}`: "b",
 		`{"eventVersion":"1","eventName":"Y","eventSource":"s3.amazonaws.com"}`:                  "c",
 	} {
-		ev, _ := DecodeEvent([]byte(rec))
+		ev, _ := cloudtrail.DecodeEvent([]byte(rec))
 		var ids []string
 		for _, r := range set.Match(ev, nil, nil) {
 			ids = append(ids, r.ID)

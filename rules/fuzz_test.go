@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // FuzzDecodeEvent feeds arbitrary bytes to the record decoder and every
@@ -23,7 +25,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ev, err := DecodeEvent(data)
+		ev, err := cloudtrail.DecodeEvent(data)
 		if err != nil {
 			return
 		}

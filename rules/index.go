@@ -4,6 +4,8 @@ import (
 	"sort"
 
 	"github.com/expr-lang/expr/ast"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // index picks the rules that can match an event. A rule whose condition
@@ -52,7 +54,7 @@ func buildIndex(rules []*Rule) *index {
 }
 
 // candidates calls fn for each rule that can match ev, in load order.
-func (ix *index) candidates(ev *Event, fn func(*Rule)) {
+func (ix *index) candidates(ev *cloudtrail.Event, fn func(*Rule)) {
 	named := ix.byName[ev.EventName]
 	var coded []*Rule
 	if ev.ErrorCode != "" {

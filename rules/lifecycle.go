@@ -12,6 +12,8 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // DefaultDedupWindow is the window of a rule whose `dedup:` block gives
@@ -34,7 +36,7 @@ type Dedup struct {
 
 // KeyFor evaluates the key expression on ev and returns its value as a
 // string. It returns "" and no error when the rule has no key expression.
-func (d *Dedup) KeyFor(ev *Event) (string, error) {
+func (d *Dedup) KeyFor(ev *cloudtrail.Event) (string, error) {
 	if d == nil || d.program == nil {
 		return "", nil
 	}
@@ -57,7 +59,7 @@ type Threshold struct {
 }
 
 // GroupFor evaluates the group_by expressions on ev.
-func (t *Threshold) GroupFor(ev *Event) ([]string, error) {
+func (t *Threshold) GroupFor(ev *cloudtrail.Event) ([]string, error) {
 	out := make([]string, len(t.programs))
 	for i, p := range t.programs {
 		v, err := run(p, ev)
@@ -236,7 +238,7 @@ type Outcome struct {
 // stages, reading and updating state in st. defaultWindow is the dedup
 // window for rules without a `dedup:` block, or whose block gives none
 // (zero or negative: no dedup for them).
-func (r *Rule) Observe(ev *Event, st StateStore, defaultWindow time.Duration) (Outcome, error) {
+func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.Duration) (Outcome, error) {
 	at := ev.EventTime
 	out := Outcome{Count: 1, First: at, Last: at}
 	if th := r.Threshold; th != nil {
@@ -545,7 +547,7 @@ func splitEvents(data []byte) ([]json.RawMessage, error) {
 		}
 	}
 	for i, e := range out {
-		if _, err := DecodeEvent(e); err != nil {
+		if _, err := cloudtrail.DecodeEvent(e); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i+1, err)
 		}
 	}

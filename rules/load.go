@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Error is one problem in a rule file, reported as
@@ -639,7 +641,7 @@ func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
 					l.errorf(f.Name, en, id, "test %q: events: %v", t.Name, err)
 					continue
 				}
-				if _, err := DecodeEvent(data); err != nil {
+				if _, err := cloudtrail.DecodeEvent(data); err != nil {
 					l.errorf(f.Name, en, id, "test %q: events: %v", t.Name, err)
 					continue
 				}
@@ -662,7 +664,7 @@ func (l *loader) tests(f File, n *yaml.Node, id string) []Test {
 			l.errorf(f.Name, tn, id, "test %q: missing `event`, `event_file`, `events` or `events_file`", t.Name)
 		}
 		if len(t.Event) > 0 {
-			if _, err := DecodeEvent(t.Event); err != nil {
+			if _, err := cloudtrail.DecodeEvent(t.Event); err != nil {
 				n := eventNode
 				if n == nil {
 					n = fileNode

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // TestLoadBadFiles loads each testdata/*.bad.yaml and checks that the
@@ -132,7 +134,7 @@ func TestLoadGood(t *testing.T) {
 			t.Errorf("%s / %s: %s", r.Rule.ID, r.Test.Name, r.Reason)
 		}
 	}
-	ev, _ := DecodeEvent([]byte(`{"eventVersion":"1.08","eventName":"A"}`))
+	ev, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1.08","eventName":"A"}`))
 	if got := set.Match(ev, nil, nil); len(got) != 0 {
 		t.Errorf("disabled rule matched: %v", got[0].ID)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // names holds the named lists and macros that rule files define, as Falco
@@ -43,7 +45,7 @@ var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // functions: a list or macro may not shadow them.
 var reservedNames = func() map[string]bool {
 	m := map[string]bool{"true": true, "false": true, "nil": true, "not": true, "in": true, "and": true, "or": true}
-	t := reflect.TypeOf(Event{})
+	t := reflect.TypeOf(cloudtrail.Event{})
 	for i := 0; i < t.NumField(); i++ {
 		if tag := t.Field(i).Tag.Get("expr"); tag != "" {
 			m[tag] = true

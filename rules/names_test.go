@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 const listsAndMacros = `lists:
@@ -34,7 +36,7 @@ rules:
 
 func matchIDs(t *testing.T, set *Set, rec string) string {
 	t.Helper()
-	ev, err := DecodeEvent([]byte(rec))
+	ev, err := cloudtrail.DecodeEvent([]byte(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func TestListsMacrosExcept(t *testing.T) {
 	if got := set.Rule("sensitive-port").Index().EventNames; len(got) != 1 {
 		t.Errorf("a macro in the condition must not hide the eventName index: %v", got)
 	}
-	ev, _ := DecodeEvent([]byte(`{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1"}`))
+	ev, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1","eventName":"RunInstances","awsRegion":"ap-south-1"}`))
 	if s := set.Rule("outside-regions").Summary(ev); s != `RunInstances in ap-south-1 (allowed: ["us-east-1","eu-west-1"])` {
 		t.Errorf("summary = %q", s)
 	}

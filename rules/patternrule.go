@@ -1,10 +1,9 @@
 package rules
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 	"github.com/trailwatch/trailwatch/rules/pattern"
 )
 
@@ -29,8 +28,8 @@ func compilePattern(r *Rule, src string) error {
 		}
 		return err
 	}
-	r.matcher = func(ev *Event) (bool, error) {
-		m, err := ev.rawMap()
+	r.matcher = func(ev *cloudtrail.Event) (bool, error) {
+		m, err := ev.RawMap()
 		if err != nil {
 			return false, err
 		}
@@ -40,24 +39,4 @@ func compilePattern(r *Rule, src string) error {
 		r.patternNames = append([]string{}, names...)
 	}
 	return nil
-}
-
-// rawMap decodes the record's raw JSON into a generic map once per event,
-// for filter patterns.
-func (e *Event) rawMap() (map[string]any, error) {
-	if e.raw.m != nil || e.raw.err != nil {
-		return e.raw.m, e.raw.err
-	}
-	dec := json.NewDecoder(bytes.NewReader(e.raw.data))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		e.raw.err = err
-		return nil, err
-	}
-	if m == nil {
-		m = map[string]any{}
-	}
-	e.raw.m = m
-	return m, nil
 }

@@ -1,11 +1,12 @@
 // Package rules holds trailwatch's rule language: the YAML rule file format
-// and its loader (every problem reported at once as file:line:col), the
-// typed CloudTrail Event that expressions see, helper functions, summary
-// templates, the index that picks candidate rules for an event, the rule
-// test runner, and the built-in rule packs embedded in the binary.
+// and its loader (every problem reported at once as file:line:col), helper
+// functions, summary templates, the index that picks candidate rules for an
+// event, the rule test runner, and the built-in rule packs embedded in the
+// binary. The CloudTrail record that expressions see, and its decoding, are
+// in package rules/cloudtrail.
 //
 // Conditions are expr-lang expressions (github.com/expr-lang/expr),
-// compiled once and type-checked against Event when they load; a compiled
+// compiled once and type-checked against cloudtrail.Event when they load; a compiled
 // Set is immutable and safe for concurrent use.
 package rules
 
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Severities, from least to most urgent.
@@ -65,12 +68,12 @@ type Rule struct {
 	Threshold *Threshold
 
 	except       []*vm.Program
-	headerOnly   bool // the condition reads only header fields (see DecodeHeader)
+	headerOnly   bool // the condition reads only header fields (see cloudtrail.DecodeHeader)
 	ord          int  // position in load order, for deterministic match order
 	program      *vm.Program
 	summary      *Template
-	matcher      func(*Event) (bool, error) // set for pattern rules
-	patternNames []string                   // eventName values a pattern requires, if any
+	matcher      func(*cloudtrail.Event) (bool, error) // set for pattern rules
+	patternNames []string                              // eventName values a pattern requires, if any
 
 	matches atomic.Uint64
 	errors  atomic.Uint64
@@ -79,7 +82,7 @@ type Rule struct {
 // Eval reports whether the rule's condition holds for ev. An error means
 // the expression failed at run time on this event (it is counted, and the
 // rule goes on working for the next event).
-func (r *Rule) Eval(ev *Event) (bool, error) {
+func (r *Rule) Eval(ev *cloudtrail.Event) (bool, error) {
 	var ok bool
 	var err error
 	if r.matcher != nil {
@@ -113,7 +116,7 @@ func (r *Rule) Eval(ev *Event) (bool, error) {
 
 // Summary renders the rule's summary for ev. A placeholder that fails at
 // run time renders as "?" and is counted as an expression error.
-func (r *Rule) Summary(ev *Event) string {
+func (r *Rule) Summary(ev *cloudtrail.Event) string {
 	if r.summary == nil {
 		return r.Title
 	}
@@ -155,14 +158,14 @@ func (s *Set) Len() int { return len(s.enabled) }
 // MatchError is a rule whose condition failed at run time on an event.
 type MatchError struct {
 	Rule  *Rule
-	Event *Event
+	Event *cloudtrail.Event
 	Err   error
 }
 
 // Match evaluates ev against the enabled rules that can match it (see the
 // index) and appends each rule that matches to dst. Rules whose condition
 // errors on ev are reported through onErr (which may be nil) and skipped.
-func (s *Set) Match(ev *Event, dst []*Rule, onErr func(MatchError)) []*Rule {
+func (s *Set) Match(ev *cloudtrail.Event, dst []*Rule, onErr func(MatchError)) []*Rule {
 	s.index.candidates(ev, func(r *Rule) {
 		ok, err := r.Eval(ev)
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Template is a one-line message whose {{ ... }} placeholders are
@@ -81,7 +83,7 @@ func (t *Template) String() string { return t.src }
 // Render fills the placeholders from ev. A placeholder whose expression
 // fails at run time renders as "?" (and the error is returned alongside the
 // text, so the caller can count it); nil (a missing key) renders as "-".
-func (t *Template) Render(ev *Event) (string, error) {
+func (t *Template) Render(ev *cloudtrail.Event) (string, error) {
 	var b strings.Builder
 	var firstErr error
 	for _, p := range t.parts {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Test is one rule test: an event and whether the rule must match it, or
@@ -72,7 +74,7 @@ func (s *Set) RunTestsWith(opts TestOptions) []TestResult {
 
 func (s *Set) runTest(r *Rule, t *Test) TestResult {
 	res := TestResult{Rule: r, Test: t}
-	ev, err := DecodeEvent(t.Event)
+	ev, err := cloudtrail.DecodeEvent(t.Event)
 	if err != nil {
 		res.Reason = fmt.Sprintf("the test event does not decode: %v", err)
 		return res
@@ -134,7 +136,7 @@ func (s *Set) runSequence(r *Rule, t *Test, opts TestOptions) TestResult {
 	var store MapStore
 	var got []ExpectedAlert
 	for i, raw := range t.Events {
-		ev, err := DecodeEvent(raw)
+		ev, err := cloudtrail.DecodeEvent(raw)
 		if err != nil {
 			res.Reason = fmt.Sprintf("event %d does not decode: %v", i+1, err)
 			return res

@@ -4,49 +4,16 @@ import (
 	"reflect"
 
 	"github.com/expr-lang/expr/ast"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
-
-// DecodeHeader is the first, cheap tier of decoding: it validates raw as one
-// JSON object and fills only ev's scalar fields (top-level and
-// userIdentity's). It returns complete=true when it had to fall back to the
-// full decode (a type mismatch in a header field needs the lenient decoder).
-// It returns an error, as DecodeEvent does, when raw is not a CloudTrail
-// record. Pass ev to Set.MatchHeader, which completes the decode only when a
-// rule needs more than the header.
-func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
-	*ev = Event{}
-	data := trimSpace(raw)
-	ev.raw.data = data
-	if err := scanHeader(ev, data); err != nil {
-		// Invalid JSON or an irregular header: the full decoder reports or
-		// coerces it exactly as it always does.
-		return true, DecodeEventInto(ev, raw)
-	}
-	if ev.EventVersion == "" && ev.EventID == "" {
-		return false, DecodeEventInto(ev, raw)
-	}
-	if ev.EventTime.IsZero() {
-		fillTimeFromShipper(ev, data)
-	}
-	return false, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
 
 // MatchHeader is Match for an event that DecodeHeader filled. When complete
 // is false it first decides, from the header alone, whether any candidate
 // rule can match; only then does it decode the whole record into ev (so a
 // caller that gets matches back always holds a fully decoded event). It
 // reports whether ev is now complete.
-func (s *Set) MatchHeader(ev *Event, complete bool, dst []*Rule, onErr func(MatchError)) ([]*Rule, bool, error) {
+func (s *Set) MatchHeader(ev *cloudtrail.Event, complete bool, dst []*Rule, onErr func(MatchError)) ([]*Rule, bool, error) {
 	if !complete {
 		need := false
 		s.index.candidates(ev, func(r *Rule) {
@@ -66,8 +33,7 @@ func (s *Set) MatchHeader(ev *Event, complete bool, dst []*Rule, onErr func(Matc
 		if !need {
 			return dst, false, nil
 		}
-		raw := ev.raw.data
-		if err := DecodeEventInto(ev, raw); err != nil {
+		if err := cloudtrail.DecodeEventInto(ev, ev.Raw()); err != nil {
 			return dst, true, err
 		}
 	}
@@ -75,7 +41,7 @@ func (s *Set) MatchHeader(ev *Event, complete bool, dst []*Rule, onErr func(Matc
 }
 
 // evalQuiet evaluates the rule without touching its counters.
-func (r *Rule) evalQuiet(ev *Event) (bool, error) {
+func (r *Rule) evalQuiet(ev *cloudtrail.Event) (bool, error) {
 	out, err := run(r.program, ev)
 	if err != nil {
 		return false, err
@@ -98,7 +64,7 @@ func (r *Rule) evalQuiet(ev *Event) (bool, error) {
 // eventFields are the expression names of Event's top-level fields.
 var eventFields = func() map[string]bool {
 	m := map[string]bool{}
-	t := reflect.TypeOf(Event{})
+	t := reflect.TypeOf(cloudtrail.Event{})
 	for i := 0; i < t.NumField(); i++ {
 		if tag := t.Field(i).Tag.Get("expr"); tag != "" {
 			m[tag] = true
@@ -123,7 +89,7 @@ func headerDecidable(node ast.Node) bool {
 		if prop, ok := v.bases[id]; ok {
 			path += "." + prop
 		}
-		if !headerPaths[path] {
+		if !cloudtrail.IsHeaderPath(path) {
 			return false
 		}
 	}

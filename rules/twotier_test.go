@@ -7,13 +7,16 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // slowVerdict decodes the whole record with encoding/json and evaluates
 // every enabled rule directly, without the index or the header: the
 // reference the fast path must agree with.
 func slowVerdict(set *Set, raw []byte) (string, error) {
-	ev, err := DecodeEvent(raw)
+	ev, err := cloudtrail.DecodeEvent(raw)
 	if err != nil {
 		return "", err
 	}
@@ -28,8 +31,8 @@ func slowVerdict(set *Set, raw []byte) (string, error) {
 }
 
 func fastVerdict(set *Set, raw []byte) (string, error) {
-	var ev Event
-	complete, err := DecodeHeader(&ev, raw)
+	var ev cloudtrail.Event
+	complete, err := cloudtrail.DecodeHeader(&ev, raw)
 	if err != nil {
 		return "", err
 	}
@@ -73,7 +76,7 @@ func TestTwoTierAgreesOnCorpus(t *testing.T) {
 	set.enabled = set.rules
 	set.index = buildIndex(set.rules)
 	n := 0
-	forEachCorpusRecord(t, func(place string, line []byte) {
+	corpus.ForEachRecord(t, func(place string, line []byte) {
 		n++
 		compareVerdicts(t, set, place, line)
 		// The same record with every whitespace variant the scanner must

@@ -16,6 +16,7 @@ import (
 	"github.com/trailwatch/trailwatch/internal/version"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // leaseMargin is how much longer than one send a claim must hold, so no
@@ -125,7 +126,7 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 		// The delivery ledger stops repeats; an eventID window would drop
 		// the records of a retried batch this environment already saw.
 		DedupWindow: -1,
-		OnRuleError: func(me rules.MatchError, e *rules.Event) {
+		OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 			logger.Warn("rule failed on an event", "rule", me.Rule.ID, "event_id", e.EventID, "error", me.Err.Error())
 		},
 	})

@@ -39,6 +39,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // StateFileName is the lifecycle state's file name inside the state
@@ -344,7 +345,7 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 		return nil
 	}
 	b.seen[idem] = struct{}{}
-	ev, err := rules.DecodeEvent(a.Event)
+	ev, err := cloudtrail.DecodeEvent(a.Event)
 	if err != nil {
 		// Cannot happen for an alert the evaluator made; fail open.
 		return []Output{{Key: idem, Alert: a}}
@@ -363,7 +364,7 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 }
 
 // recordSilenced counts an alert silence s held back.
-func (b *Batch) recordSilenced(s *compiledSilence, r *rules.Rule, ev *rules.Event) {
+func (b *Batch) recordSilenced(s *compiledSilence, r *rules.Rule, ev *cloudtrail.Event) {
 	rec := b.silenceRecord(s.ID)
 	rec.Count++
 	rec.LastRule, rec.LastEventID, rec.LastTime = r.ID, ev.EventID, ev.EventTime
@@ -374,7 +375,7 @@ func (b *Batch) recordSilenced(s *compiledSilence, r *rules.Rule, ev *rules.Even
 // decide runs one alert through the silences, the rule's threshold and
 // dedup, reading and changing the entries through b.get, and counting in
 // st. It returns the outputs, or the silence that holds the alert back.
-func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *rules.Event, idem string, st *batchStats) ([]Output, *compiledSilence) {
+func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem string, st *batchStats) ([]Output, *compiledSilence) {
 	for _, s := range b.silences {
 		if s.matches(r.ID, ev) {
 			st.add(&st.silenced, r.ID)
@@ -457,7 +458,7 @@ func (b *Batch) silenceRecord(id string) SilencedRecord {
 	return b.l.silenced[id]
 }
 
-func sampleOf(ruleID string, ev *rules.Event) notifiers.EventSample {
+func sampleOf(ruleID string, ev *cloudtrail.Event) notifiers.EventSample {
 	return notifiers.EventSample{EventID: ev.EventID, EventTime: ev.EventTime.UTC(), EventName: ev.EventName,
 		RuleID: ruleID, Principal: ev.Principal(), SourceIP: ev.SourceIPAddress, ErrorCode: ev.ErrorCode}
 }

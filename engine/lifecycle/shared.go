@@ -10,6 +10,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Shared is lifecycle state that several processes read and write: the
@@ -162,7 +163,7 @@ func (b *Batch) loadShared(key string) *entry {
 }
 
 // processShared decides one alert against the shared store (see Shared).
-func (b *Batch) processShared(a notifiers.Alert, r *rules.Rule, ev *rules.Event, idem string) []Output {
+func (b *Batch) processShared(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem string) []Output {
 	sh := b.l.opts.Shared
 	ctx := b.context()
 	for attempt := 0; attempt < maxSharedAttempts && b.err == nil; attempt++ {

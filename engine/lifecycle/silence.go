@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // SilencesFileName is the silences file's name inside the state directory.
@@ -258,7 +259,7 @@ type compiledSilence struct {
 	cond *rules.Condition
 }
 
-func (s *compiledSilence) matches(ruleID string, ev *rules.Event) bool {
+func (s *compiledSilence) matches(ruleID string, ev *cloudtrail.Event) bool {
 	if s.Rule != "" && s.Rule != ruleID {
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 	"github.com/trailwatch/trailwatch/rules/pattern"
 )
 
@@ -70,7 +71,7 @@ func (q *Query) InRange(t time.Time) bool {
 
 // Match reports whether ev satisfies every constraint of the query. The
 // error is the Where condition's, failing at run time on this event.
-func (q *Query) Match(ev *rules.Event) (bool, error) {
+func (q *Query) Match(ev *cloudtrail.Event) (bool, error) {
 	u := &ev.UserIdentity
 	switch {
 	case !q.InRange(ev.EventTime),
@@ -95,7 +96,7 @@ func (q *Query) Match(ev *rules.Event) (bool, error) {
 // session issuer's userName or ARN, the last part of userIdentity.arn (a
 // role session name, a federated user, "root"), or the part of principalId
 // after its last ':' (the role session name).
-func MatchUser(ev *rules.Event, user string) bool {
+func MatchUser(ev *cloudtrail.Event, user string) bool {
 	u := &ev.UserIdentity
 	si := &u.SessionContext.SessionIssuer
 	if user == u.UserName || user == u.ARN || user == u.PrincipalID || user == si.UserName || user == si.ARN {
@@ -110,7 +111,7 @@ func MatchUser(ev *rules.Event, user string) bool {
 	return false
 }
 
-func matchResourceType(ev *rules.Event, typ string) bool {
+func matchResourceType(ev *cloudtrail.Event, typ string) bool {
 	for _, r := range ev.Resources {
 		if r.Type == typ {
 			return true
@@ -124,7 +125,7 @@ func matchResourceType(ev *rules.Event, typ string) bool {
 	return false
 }
 
-func matchResourceName(ev *rules.Event, name string) bool {
+func matchResourceName(ev *cloudtrail.Event, name string) bool {
 	for _, r := range ev.Resources {
 		if r.ARN == name || arnName(r.ARN) == name {
 			return true

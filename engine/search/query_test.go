@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 	"github.com/trailwatch/trailwatch/rules/pattern"
 )
 
@@ -72,7 +73,7 @@ func TestQueryMatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
 			for _, r := range recs {
-				ev, err := rules.DecodeEvent([]byte(r))
+				ev, err := cloudtrail.DecodeEvent([]byte(r))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -185,7 +186,7 @@ func TestPatternNecessaryOnCorpus(t *testing.T) {
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			raw := sc.Bytes()
-			ev, err := rules.DecodeEvent(raw)
+			ev, err := cloudtrail.DecodeEvent(raw)
 			if err != nil {
 				continue
 			}

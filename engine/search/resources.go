@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // ResourceMapping assigns a resource type to the events of one service that
@@ -77,7 +77,7 @@ var ResourceMappings = []ResourceMapping{
 }
 
 // applies reports whether the mapping covers ev.
-func (m *ResourceMapping) applies(ev *rules.Event) bool {
+func (m *ResourceMapping) applies(ev *cloudtrail.Event) bool {
 	if ev.EventSource != m.EventSource {
 		return false
 	}
@@ -104,7 +104,7 @@ type Resource struct {
 // those that ResourceMappings derives from its eventSource and eventName.
 // A resource's name is the last part of its ARN, or the value of a mapped
 // name field.
-func Resources(ev *rules.Event) []Resource {
+func Resources(ev *cloudtrail.Event) []Resource {
 	var out []Resource
 	for _, r := range ev.Resources {
 		out = append(out, Resource{Type: r.Type, Name: arnName(r.ARN), ARN: r.ARN})
@@ -127,7 +127,7 @@ func Resources(ev *rules.Event) []Resource {
 }
 
 // mappedNames returns the distinct values of m's name fields in ev.
-func mappedNames(ev *rules.Event, m *ResourceMapping) []string {
+func mappedNames(ev *cloudtrail.Event, m *ResourceMapping) []string {
 	var names []string
 	for _, f := range m.NameFields {
 		for _, v := range fieldStrings(ev, f) {
@@ -152,7 +152,7 @@ func contains(list []string, s string) bool {
 // path reaches in ev's requestParameters or responseElements. It follows
 // the filter pattern's rules: "[*]" steps into every array element, other
 // steps need an object.
-func fieldStrings(ev *rules.Event, path string) []string {
+func fieldStrings(ev *cloudtrail.Event, path string) []string {
 	steps := strings.Split(path, ".")
 	var root map[string]any
 	switch steps[0] {

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // DefaultDeliveryMargin is how long after an event CloudTrail may deliver
@@ -57,7 +57,7 @@ type Stats struct {
 // Result is one matching record.
 type Result struct {
 	// Event is the decoded record.
-	Event *rules.Event
+	Event *cloudtrail.Event
 	// Raw is the record's JSON, compacted.
 	Raw json.RawMessage
 	// Place is where it was read (file:line, file: record N, or log group
@@ -75,7 +75,7 @@ type Searcher struct {
 	seen  map[string]struct{}
 	kept  resultHeap
 	stats Stats
-	ev    *rules.Event
+	ev    *cloudtrail.Event
 }
 
 // New returns a Searcher for q.
@@ -104,10 +104,10 @@ func (s *Searcher) Offer(raw []byte, place string, fallback time.Time) {
 		return
 	}
 	if s.ev == nil {
-		s.ev = new(rules.Event)
+		s.ev = new(cloudtrail.Event)
 	}
 	ev := s.ev
-	if err := rules.DecodeEventInto(ev, raw); err != nil {
+	if err := cloudtrail.DecodeEventInto(ev, raw); err != nil {
 		s.bad(place, err)
 		return
 	}

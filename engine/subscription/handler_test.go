@@ -22,6 +22,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/subscription"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // record returns a CloudTrail record as CloudTrail writes it to
@@ -286,7 +287,7 @@ func TestProcess(t *testing.T) {
 
 // engineKey is the alert key the evaluator gives rule's match on raw.
 func engineKey(rule, raw string) string {
-	ev, err := rules.DecodeEvent([]byte(raw))
+	ev, err := cloudtrail.DecodeEvent([]byte(raw))
 	if err != nil {
 		panic(err)
 	}

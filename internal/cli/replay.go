@@ -12,6 +12,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 func newReplayCmd(stdio Stdio) *cobra.Command {
@@ -83,7 +84,7 @@ waits until each is delivered or dead-lettered.`,
 			out := bufio.NewWriterSize(stdio.Out, 64*1024)
 			defer out.Flush()
 			ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
-				OnRuleError: func(me rules.MatchError, e *rules.Event) {
+				OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 					fmt.Fprintf(stdio.Err, "trailwatch: rule %q failed on event %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 				},
 			})

@@ -31,6 +31,7 @@ import (
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // loadConfig loads a configuration file and prints its problems.
@@ -426,7 +427,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		// outbox is idempotent per alert; an in-memory window here would
 		// wrongly drop a batch the source re-delivers after a failed handoff.
 		DedupWindow: -1,
-		OnRuleError: func(me rules.MatchError, e *rules.Event) {
+		OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 			logger.Warn("rule failed on an event", "rule", me.Rule.ID, "event_id", e.EventID, "error", me.Err.Error())
 		},
 	})

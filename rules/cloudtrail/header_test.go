@@ -1,4 +1,4 @@
-package rules
+package cloudtrail
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // headerDiff returns, for a record the header scan took (no fallback),
@@ -59,7 +61,7 @@ func checkHeader(t *testing.T, place string, raw []byte) {
 // encoding/json does.
 func TestHeaderFieldsAgreeOnCorpus(t *testing.T) {
 	n := 0
-	forEachCorpusRecord(t, func(place string, line []byte) {
+	corpus.ForEachRecord(t, func(place string, line []byte) {
 		n++
 		checkHeader(t, place, line)
 	})

@@ -1,4 +1,4 @@
-package rules
+package cloudtrail
 
 import (
 	"encoding/binary"
@@ -21,7 +21,7 @@ import (
 // copy. Such a view is valid only while the record's bytes are unchanged,
 // which is the same lifetime the Event's raw record already has (filter
 // patterns read it); every record that a rule matches is decoded whole by
-// encoding/json before it leaves MatchHeader, which replaces every view
+// encoding/json before it leaves rules.Set.MatchHeader, which replaces every view
 // with a string of its own, so nothing that outlives the evaluation (an
 // alert, a log line) can hold one.
 //
@@ -60,6 +60,12 @@ var (
 		"credentialId", "identityProvider",
 	}
 )
+
+// IsHeaderPath reports whether path (an expression path such as
+// "eventName" or "userIdentity.arn") is one that DecodeHeader fills exactly
+// as the full decode would: a rule that reads only such paths can be
+// decided from the header.
+func IsHeaderPath(path string) bool { return headerPaths[path] }
 
 // headerPaths are the expression paths the header fills exactly as the
 // full decode would: a rule that reads only these can be decided from the
@@ -669,4 +675,39 @@ func (s *scanner) digits() int {
 		n++
 	}
 	return n
+}
+
+// DecodeHeader is the first, cheap tier of decoding: it validates raw as one
+// JSON object and fills only ev's scalar fields (top-level and
+// userIdentity's). It returns complete=true when it had to fall back to the
+// full decode (a type mismatch in a header field needs the lenient decoder).
+// It returns an error, as DecodeEvent does, when raw is not a CloudTrail
+// record. Pass ev to rules.Set.MatchHeader, which completes the decode only when a
+// rule needs more than the header.
+func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
+	*ev = Event{}
+	data := trimSpace(raw)
+	ev.raw.data = data
+	if err := scanHeader(ev, data); err != nil {
+		// Invalid JSON or an irregular header: the full decoder reports or
+		// coerces it exactly as it always does.
+		return true, DecodeEventInto(ev, raw)
+	}
+	if ev.EventVersion == "" && ev.EventID == "" {
+		return false, DecodeEventInto(ev, raw)
+	}
+	if ev.EventTime.IsZero() {
+		fillTimeFromShipper(ev, data)
+	}
+	return false, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

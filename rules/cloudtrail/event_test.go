@@ -1,10 +1,7 @@
-package rules
+package cloudtrail
 
 import (
-	"bufio"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -123,78 +120,5 @@ func TestDecodeEventRejects(t *testing.T) {
 	_, err := DecodeEvent([]byte(`{"hello":"world"}`))
 	if !errors.Is(err, ErrNotCloudTrail) {
 		t.Errorf("error %v is not ErrNotCloudTrail", err)
-	}
-}
-
-// corpusFiles returns the shared corpus files, skipping the test with a
-// clear message when the corpus is not beside the repository.
-func corpusFiles(t testing.TB) []string {
-	t.Helper()
-	files, _ := filepath.Glob("../../shared/corpus/*.jsonl")
-	if len(files) == 0 {
-		t.Skip("../shared/corpus is absent: the real-record tests need the CloudTrail corpus beside the repository")
-	}
-	return files
-}
-
-func forEachCorpusRecord(t testing.TB, fn func(place string, line []byte)) {
-	for _, f := range corpusFiles(t) {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		n := 0
-		for sc.Scan() {
-			n++
-			fn(filepath.Base(f)+":"+itoa(n), sc.Bytes())
-		}
-		fh.Close()
-		if err := sc.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func itoa(n int) string {
-	b := []byte{}
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
-
-// TestCorpusDecodesAndEvaluates decodes every real record and runs every
-// built-in rule on it: none may fail to decode, crash, or make a rule
-// error at run time.
-func TestCorpusDecodesAndEvaluates(t *testing.T) {
-	set, err := Load("builtin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	records := 0
-	forEachCorpusRecord(t, func(place string, line []byte) {
-		records++
-		ev, err := DecodeEvent(line)
-		if err != nil {
-			t.Errorf("%s: %v", place, err)
-			return
-		}
-		set.Match(ev, nil, func(me MatchError) {
-			t.Errorf("%s: rule %s failed at run time: %v", place, me.Rule.ID, me.Err)
-		})
-		for _, r := range set.Rules() {
-			r.Summary(ev)
-		}
-	})
-	if records < 3000 {
-		t.Errorf("read %d corpus records, expected the whole corpus (3,329)", records)
-	}
-	for _, r := range set.Rules() {
-		if _, errs := r.Stats(); errs != 0 {
-			t.Errorf("rule %s: %d run-time errors over the corpus (summaries included)", r.ID, errs)
-		}
 	}
 }

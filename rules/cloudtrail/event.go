@@ -1,4 +1,9 @@
-package rules
+// Package cloudtrail is the CloudTrail record model and its decoding: the
+// typed Event that rule expressions see (field names are CloudTrail's own
+// JSON names), the lenient whole-record decoder that takes the type
+// mismatches of real records in its stride, and the cheap header tier that
+// fills only the top-level and userIdentity scalars without allocating.
+package cloudtrail
 
 import (
 	"bytes"
@@ -310,6 +315,32 @@ func coerce(v any, t reflect.Type) any {
 		return out
 	}
 	return nil
+}
+
+// Raw returns the record's JSON as it was decoded (surrounding white space
+// trimmed). It is the caller's buffer, valid as long as the caller keeps it.
+func (e *Event) Raw() []byte { return e.raw.data }
+
+// RawMap decodes the record's raw JSON into a generic map (numbers as
+// json.Number) once per event and returns it on every later call, for
+// filter patterns, which CloudWatch evaluates on the JSON text rather than
+// on a typed record.
+func (e *Event) RawMap() (map[string]any, error) {
+	if e.raw.m != nil || e.raw.err != nil {
+		return e.raw.m, e.raw.err
+	}
+	dec := json.NewDecoder(bytes.NewReader(e.raw.data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		e.raw.err = err
+		return nil, err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	e.raw.m = m
+	return m, nil
 }
 
 // Principal returns the best single name for who made the call: the
