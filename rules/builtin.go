@@ -15,8 +15,8 @@ import (
 //go:embed builtin
 var builtinFS embed.FS
 
-// BuiltinPacks returns the names of the built-in packs.
-func BuiltinPacks() []string {
+// builtinPacks returns the names of the built-in packs.
+func builtinPacks() []string {
 	entries, _ := fs.ReadDir(builtinFS, "builtin")
 	var names []string
 	for _, e := range entries {
@@ -31,7 +31,7 @@ func BuiltinPacks() []string {
 // builtinFiles returns the rule files of one pack, or of all packs when
 // name is empty. Files are named builtin:PACK/FILE in errors.
 func builtinFiles(name string) ([]File, error) {
-	packs := BuiltinPacks()
+	packs := builtinPacks()
 	if name != "" {
 		found := false
 		for _, p := range packs {

@@ -43,18 +43,18 @@ func exprOptions(extra ...expr.Option) []expr.Option {
 		expr.Env(cloudtrail.Event{}),
 		expr.Patch(nilSafeMembers{}),
 	}
-	opts = append(opts, helperFunctions()...)
+	opts = append(opts, helperOptions()...)
 	return append(opts, extra...)
 }
 
-// CompileError is an expression that failed to compile, with the 1-based
+// compileError is an expression that failed to compile, with the 1-based
 // line and column inside the expression's own text.
-type CompileError struct {
+type compileError struct {
 	Line, Column int
 	Msg          string
 }
 
-func (e *CompileError) Error() string {
+func (e *compileError) Error() string {
 	return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Msg)
 }
 
@@ -73,9 +73,9 @@ func compileExpr(src string, extra ...expr.Option) (*vm.Program, error) {
 	p, err := expr.Compile(src, exprOptions(extra...)...)
 	if err != nil {
 		if fe, ok := err.(*file.Error); ok {
-			return nil, &CompileError{Line: fe.Line, Column: fe.Column + 1, Msg: fe.Message}
+			return nil, &compileError{Line: fe.Line, Column: fe.Column + 1, Msg: fe.Message}
 		}
-		return nil, &CompileError{Line: 1, Column: 1, Msg: err.Error()}
+		return nil, &compileError{Line: 1, Column: 1, Msg: err.Error()}
 	}
 	return p, nil
 }

@@ -34,9 +34,9 @@ type Dedup struct {
 	program *vm.Program
 }
 
-// KeyFor evaluates the key expression on ev and returns its value as a
+// keyFor evaluates the key expression on ev and returns its value as a
 // string. It returns "" and no error when the rule has no key expression.
-func (d *Dedup) KeyFor(ev *cloudtrail.Event) (string, error) {
+func (d *Dedup) keyFor(ev *cloudtrail.Event) (string, error) {
 	if d == nil || d.program == nil {
 		return "", nil
 	}
@@ -58,8 +58,8 @@ type Threshold struct {
 	programs []*vm.Program
 }
 
-// GroupFor evaluates the group_by expressions on ev.
-func (t *Threshold) GroupFor(ev *cloudtrail.Event) ([]string, error) {
+// groupFor evaluates the group_by expressions on ev.
+func (t *Threshold) groupFor(ev *cloudtrail.Event) ([]string, error) {
 	out := make([]string, len(t.programs))
 	for i, p := range t.programs {
 		v, err := run(p, ev)
@@ -95,7 +95,7 @@ type DedupState struct {
 	Last       time.Time `json:"last,omitzero"`
 }
 
-// Step applies an occurrence at event time at that stands for n events. It
+// step applies an occurrence at event time at that stands for n events. It
 // reports whether to notify; when it does, held is what was suppressed
 // since the previous notification (reset in s).
 //
@@ -103,7 +103,7 @@ type DedupState struct {
 // notifies again. An occurrence more than Window before the notification
 // (a very late event) is outside every window held and notifies, without
 // moving the window.
-func (s *DedupState) Step(at time.Time, n int, window time.Duration) (notify bool, held DedupState) {
+func (s *DedupState) step(at time.Time, n int, window time.Duration) (notify bool, held DedupState) {
 	switch {
 	case s.Start.IsZero() || !at.Before(s.Start.Add(window)):
 		held = *s
@@ -129,8 +129,8 @@ type ThresholdState struct {
 	Times []int64 `json:"times"`
 }
 
-// ThresholdHit is the outcome of adding one event to a group.
-type ThresholdHit struct {
+// thresholdHit is the outcome of adding one event to a group.
+type thresholdHit struct {
 	// Fired is true when the group reached the count; the group starts
 	// over.
 	Fired bool
@@ -143,9 +143,9 @@ type ThresholdHit struct {
 	Late bool
 }
 
-// Step adds an event at time at to the group s. The window is half-open:
+// step adds an event at time at to the group s. The window is half-open:
 // events at t and t+Window are not in the same window.
-func (t *Threshold) Step(s *ThresholdState, at time.Time) ThresholdHit {
+func (t *Threshold) step(s *ThresholdState, at time.Time) thresholdHit {
 	ns := at.UnixNano()
 	i, _ := slices.BinarySearch(s.Times, ns)
 	s.Times = slices.Insert(s.Times, i, ns)
@@ -158,30 +158,30 @@ func (t *Threshold) Step(s *ThresholdState, at time.Time) ThresholdHit {
 	late := ns <= cut
 	s.Times = slices.Delete(s.Times, 0, drop)
 	if len(s.Times) >= t.Count {
-		hit := ThresholdHit{Fired: true, Count: len(s.Times),
+		hit := thresholdHit{Fired: true, Count: len(s.Times),
 			First: time.Unix(0, s.Times[0]).UTC(), Last: time.Unix(0, newest).UTC()}
 		s.Times = nil
 		return hit
 	}
-	return ThresholdHit{Late: late}
+	return thresholdHit{Late: late}
 }
 
 // StateStore gives the lifecycle state of one key, creating it empty when
 // absent. Keys are already scoped by rule. The engine's store persists and
-// bounds them; tests use MapStore.
+// bounds them; tests use mapStore.
 type StateStore interface {
 	Dedup(key string) *DedupState
 	Threshold(key string) *ThresholdState
 }
 
-// MapStore is an unbounded in-memory StateStore, for rule tests.
-type MapStore struct {
+// mapStore is an unbounded in-memory StateStore, for rule tests.
+type mapStore struct {
 	dedup     map[string]*DedupState
 	threshold map[string]*ThresholdState
 }
 
 // Dedup implements StateStore.
-func (m *MapStore) Dedup(key string) *DedupState {
+func (m *mapStore) Dedup(key string) *DedupState {
 	if m.dedup == nil {
 		m.dedup = map[string]*DedupState{}
 	}
@@ -194,7 +194,7 @@ func (m *MapStore) Dedup(key string) *DedupState {
 }
 
 // Threshold implements StateStore.
-func (m *MapStore) Threshold(key string) *ThresholdState {
+func (m *mapStore) Threshold(key string) *ThresholdState {
 	if m.threshold == nil {
 		m.threshold = map[string]*ThresholdState{}
 	}
@@ -242,14 +242,14 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 	at := ev.EventTime
 	out := Outcome{Count: 1, First: at, Last: at}
 	if th := r.Threshold; th != nil {
-		group, err := th.GroupFor(ev)
+		group, err := th.groupFor(ev)
 		if err != nil {
 			r.errors.Add(1)
 			return Outcome{}, err
 		}
 		out.Group = group
 		out.ThresholdKey = r.ID + "\x00" + strings.Join(group, "\x1f")
-		hit := th.Step(st.Threshold(out.ThresholdKey), at)
+		hit := th.step(st.Threshold(out.ThresholdKey), at)
 		if !hit.Fired {
 			out.Late = hit.Late
 			return out, nil
@@ -270,7 +270,7 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 		out.Notify = true
 		return out, nil
 	}
-	key, err := r.Dedup.KeyFor(ev)
+	key, err := r.Dedup.keyFor(ev)
 	if err != nil {
 		r.errors.Add(1)
 		return Outcome{}, err
@@ -283,7 +283,7 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 		key = ev.Principal() + "\x1f" + ev.EventName
 	}
 	out.DedupKey = r.ID + "\x00" + key
-	notify, held := st.Dedup(out.DedupKey).Step(at, out.Count, window)
+	notify, held := st.Dedup(out.DedupKey).step(at, out.Count, window)
 	if !notify {
 		return out, nil
 	}
@@ -368,7 +368,7 @@ func (l *loader) lifecycleBlocks(f File, r *Rule, dedup, threshold *yaml.Node) {
 					d.Key = s
 					p, err := compileValue(s, l.names.option())
 					if err != nil {
-						ce := err.(*CompileError)
+						ce := err.(*compileError)
 						l.exprError(f, v, id, ce.Line, ce.Column, "dedup key: "+ce.Msg)
 					}
 					d.program = p
@@ -409,7 +409,7 @@ func (l *loader) lifecycleBlocks(f File, r *Rule, dedup, threshold *yaml.Node) {
 				}
 				p, err := compileValue(s, l.names.option())
 				if err != nil {
-					ce := err.(*CompileError)
+					ce := err.(*compileError)
 					l.exprError(f, e, id, ce.Line, ce.Column, "threshold group_by: "+ce.Msg)
 					continue
 				}

@@ -37,7 +37,7 @@ func TestThresholdStepKeepsAtMostCountTimes(t *testing.T) {
 	fired := 0
 	for i := 0; i < 1000; i++ {
 		// Every 20s: never more than 3 inside a minute, so it never fires.
-		if th.Step(&s, base.Add(time.Duration(i)*20*time.Second)).Fired {
+		if th.step(&s, base.Add(time.Duration(i)*20*time.Second)).Fired {
 			fired++
 		}
 		if len(s.Times) > th.Count {

@@ -216,7 +216,7 @@ type Options struct {
 
 // LoadFiles loads and compiles rules from already-read files.
 func LoadFiles(files []File) (*Set, error) {
-	return LoadFilesWith(files, Options{})
+	return loadFilesWith(files, Options{})
 }
 
 // LoadWith is Load with options.
@@ -225,11 +225,11 @@ func LoadWith(opts Options, paths ...string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	return LoadFilesWith(files, opts)
+	return loadFilesWith(files, opts)
 }
 
-// LoadFilesWith is LoadFiles with options.
-func LoadFilesWith(files []File, opts Options) (*Set, error) {
+// loadFilesWith is LoadFiles with options.
+func loadFilesWith(files []File, opts Options) (*Set, error) {
 	l := &loader{ids: map[string]Position{}, names: newNames()}
 	// Lists and macros may be used in any file, so collect them from every
 	// file before compiling any rule.
@@ -453,7 +453,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		r.When = when
 		p, err := compileCondition(when, l.names.option())
 		if err != nil {
-			ce := err.(*CompileError)
+			ce := err.(*compileError)
 			l.exprError(f, whenNode, id, ce.Line, ce.Column, "when: "+ce.Msg)
 		} else {
 			r.program = p
@@ -461,7 +461,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	default:
 		r.Pattern = pattern
 		if err := compilePattern(r, pattern); err != nil {
-			var pe *PatternError
+			var pe *patternError
 			if errors.As(err, &pe) {
 				l.exprError(f, patternNode, id, pe.Line, pe.Column, "pattern: "+pe.Msg)
 			} else {
@@ -471,9 +471,9 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	}
 
 	if summary, v := str("summary", false); v != nil {
-		t, err := ParseTemplate(summary, l.names.option())
+		t, err := parseTemplate(summary, l.names.option())
 		if err != nil {
-			te := err.(*TemplateError)
+			te := err.(*templateError)
 			line, col := offsetToLineCol(summary, te.Offset)
 			l.exprError(f, v, id, line, col, "summary: "+te.Msg)
 		} else {

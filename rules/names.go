@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -11,8 +10,6 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
-
-	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // names holds the named lists and macros that rule files define, as Falco
@@ -41,25 +38,9 @@ func newNames() *names {
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
-// reservedNames are the event's top-level fields and the helper
-// functions: a list or macro may not shadow them.
-var reservedNames = func() map[string]bool {
-	m := map[string]bool{"true": true, "false": true, "nil": true, "not": true, "in": true, "and": true, "or": true}
-	t := reflect.TypeOf(cloudtrail.Event{})
-	for i := 0; i < t.NumField(); i++ {
-		if tag := t.Field(i).Tag.Get("expr"); tag != "" {
-			m[tag] = true
-		}
-	}
-	for _, n := range []string{"inCIDR", "isIP", "isPrivateIP", "isOpenCIDR", "glob", "iglob", "iequals", "icontains", "toList", "dig", "str", "urlDecode", "arnAccount", "arnService", "arnResource", "portInRange"} {
-		m[n] = true
-	}
-	return m
-}()
-
 func (l *loader) checkName(f File, k *yaml.Node, kind string) bool {
 	switch {
-	case reservedNames[k.Value]:
+	case reservedNames()[k.Value]:
 		l.errorf(f.Name, k, "", "%s name %q is a CloudTrail field or helper function name", kind, k.Value)
 	case !nameRe.MatchString(k.Value):
 		l.errorf(f.Name, k, "", "%s name %q must be snake_case (lower-case letters, digits, underscores)", kind, k.Value)
@@ -158,7 +139,7 @@ func (n *names) checkMacros(l *loader) {
 	for _, name := range n.macroList {
 		m := n.macros[name]
 		if _, err := compileCondition(m.src, n.option()); err != nil {
-			ce, ok := err.(*CompileError)
+			ce, ok := err.(*compileError)
 			if !ok {
 				l.errorf(m.f.Name, m.node, "", "macro %q: %v", name, err)
 				continue
@@ -224,7 +205,7 @@ func (l *loader) except(f File, n *yaml.Node, r *Rule) {
 		}
 		p, err := compileCondition(src, l.names.option())
 		if err != nil {
-			ce := err.(*CompileError)
+			ce := err.(*compileError)
 			l.exprError(f, it, r.ID, ce.Line, ce.Column, "except: "+ce.Msg)
 			continue
 		}

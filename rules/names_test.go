@@ -84,7 +84,7 @@ func TestListsMacrosExcept(t *testing.T) {
 
 func TestListOverride(t *testing.T) {
 	files := []File{{Name: "n.yaml", Data: []byte(listsAndMacros)}}
-	set, err := LoadFilesWith(files, Options{Lists: map[string][]any{"allowed_regions": {"ap-south-1"}}})
+	set, err := loadFilesWith(files, Options{Lists: map[string][]any{"allowed_regions": {"ap-south-1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestListOverride(t *testing.T) {
 	if got := matchIDs(t, set, `{"eventVersion":"1","eventName":"RunInstances","awsRegion":"us-east-1"}`); got != "outside-regions" {
 		t.Errorf("overridden list: matched %q, want outside-regions", got)
 	}
-	_, err = LoadFilesWith(files, Options{Lists: map[string][]any{"allowed_regons": {"x"}}})
+	_, err = loadFilesWith(files, Options{Lists: map[string][]any{"allowed_regons": {"x"}}})
 	var list ErrorList
 	if !errors.As(err, &list) || !strings.Contains(err.Error(), `"allowed_regons" overrides no list`) {
 		t.Errorf("a misspelt override must be an error, got %v", err)

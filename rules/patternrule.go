@@ -7,14 +7,14 @@ import (
 	"github.com/trailwatch/trailwatch/rules/pattern"
 )
 
-// PatternError locates a problem in a filter pattern (1-based line and
+// patternError locates a problem in a filter pattern (1-based line and
 // column within the pattern text).
-type PatternError struct {
+type patternError struct {
 	Line, Column int
 	Msg          string
 }
 
-func (e *PatternError) Error() string { return e.Msg }
+func (e *patternError) Error() string { return e.Msg }
 
 // compilePattern compiles a CloudWatch Logs filter pattern condition into
 // r. A pattern is evaluated on the record's raw JSON, exactly as CloudWatch
@@ -24,7 +24,7 @@ func compilePattern(r *Rule, src string) error {
 	if err != nil {
 		var se *pattern.SyntaxError
 		if errors.As(err, &se) {
-			return &PatternError{Line: se.Line, Column: se.Col, Msg: se.Msg}
+			return &patternError{Line: se.Line, Column: se.Col, Msg: se.Msg}
 		}
 		return err
 	}

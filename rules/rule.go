@@ -71,7 +71,7 @@ type Rule struct {
 	headerOnly   bool // the condition reads only header fields (see cloudtrail.DecodeHeader)
 	ord          int  // position in load order, for deterministic match order
 	program      *vm.Program
-	summary      *Template
+	summary      *summaryTemplate
 	matcher      func(*cloudtrail.Event) (bool, error) // set for pattern rules
 	patternNames []string                              // eventName values a pattern requires, if any
 

@@ -12,9 +12,9 @@ import (
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
-// Template is a one-line message whose {{ ... }} placeholders are
+// summaryTemplate is a one-line message whose {{ ... }} placeholders are
 // expressions over the event, compiled and type-checked at load time.
-type Template struct {
+type summaryTemplate struct {
 	src   string
 	parts []templatePart
 }
@@ -25,26 +25,26 @@ type templatePart struct {
 	src     string
 }
 
-// TemplateError locates a problem in a template by byte offset within it.
-type TemplateError struct {
+// templateError locates a problem in a template by byte offset within it.
+type templateError struct {
 	Offset int // 0-based byte offset in the template text
 	Line   int // 1-based line within the placeholder's expression (from the compiler)
 	Column int
 	Msg    string
 }
 
-func (e *TemplateError) Error() string { return e.Msg }
+func (e *templateError) Error() string { return e.Msg }
 
 // ParseTemplate compiles a summary template.
-func ParseTemplate(src string, extra ...expr.Option) (*Template, error) {
-	t := &Template{src: src}
+func parseTemplate(src string, extra ...expr.Option) (*summaryTemplate, error) {
+	t := &summaryTemplate{src: src}
 	rest := src
 	off := 0
 	for {
 		i := strings.Index(rest, "{{")
 		if i < 0 {
 			if j := strings.Index(rest, "}}"); j >= 0 {
-				return nil, &TemplateError{Offset: off + j, Msg: `"}}" without a matching "{{"`}
+				return nil, &templateError{Offset: off + j, Msg: `"}}" without a matching "{{"`}
 			}
 			if rest != "" {
 				t.parts = append(t.parts, templatePart{text: rest})
@@ -56,18 +56,18 @@ func ParseTemplate(src string, extra ...expr.Option) (*Template, error) {
 		}
 		j := strings.Index(rest[i+2:], "}}")
 		if j < 0 {
-			return nil, &TemplateError{Offset: off + i, Msg: `"{{" is never closed with "}}"`}
+			return nil, &templateError{Offset: off + i, Msg: `"{{" is never closed with "}}"`}
 		}
 		inner := rest[i+2 : i+2+j]
 		exprSrc := strings.TrimSpace(inner)
 		lead := len(inner) - len(strings.TrimLeft(inner, " \t"))
 		if exprSrc == "" {
-			return nil, &TemplateError{Offset: off + i, Msg: "empty placeholder {{ }}"}
+			return nil, &templateError{Offset: off + i, Msg: "empty placeholder {{ }}"}
 		}
 		p, err := compileValue(exprSrc, extra...)
 		if err != nil {
-			ce := err.(*CompileError)
-			return nil, &TemplateError{Offset: off + i + 2 + lead + ce.Column - 1, Line: ce.Line, Column: ce.Column,
+			ce := err.(*compileError)
+			return nil, &templateError{Offset: off + i + 2 + lead + ce.Column - 1, Line: ce.Line, Column: ce.Column,
 				Msg: fmt.Sprintf("placeholder {{ %s }}: %s", exprSrc, ce.Msg)}
 		}
 		t.parts = append(t.parts, templatePart{program: p, src: exprSrc})
@@ -78,12 +78,12 @@ func ParseTemplate(src string, extra ...expr.Option) (*Template, error) {
 }
 
 // String returns the template's source text.
-func (t *Template) String() string { return t.src }
+func (t *summaryTemplate) String() string { return t.src }
 
 // Render fills the placeholders from ev. A placeholder whose expression
 // fails at run time renders as "?" (and the error is returned alongside the
 // text, so the caller can count it); nil (a missing key) renders as "-".
-func (t *Template) Render(ev *cloudtrail.Event) (string, error) {
+func (t *summaryTemplate) Render(ev *cloudtrail.Event) (string, error) {
 	var b strings.Builder
 	var firstErr error
 	for _, p := range t.parts {

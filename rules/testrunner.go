@@ -133,7 +133,7 @@ func (s *Set) runSequence(r *Rule, t *Test, opts TestOptions) TestResult {
 	if !r.Enabled {
 		ix = buildIndex([]*Rule{r})
 	}
-	var store MapStore
+	var store mapStore
 	var got []ExpectedAlert
 	for i, raw := range t.Events {
 		ev, err := cloudtrail.DecodeEvent(raw)

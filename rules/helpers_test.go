@@ -2,6 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -94,7 +97,7 @@ func TestTemplate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.tmpl, func(t *testing.T) {
-			tp, err := ParseTemplate(tt.tmpl)
+			tp, err := parseTemplate(tt.tmpl)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,8 +111,8 @@ func TestTemplate(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{`{{ }}`, `{{ x`, `a }} b`, `{{ eventNmae }}`} {
-		if _, err := ParseTemplate(bad); err == nil {
-			t.Errorf("ParseTemplate(%q) succeeded, want an error", bad)
+		if _, err := parseTemplate(bad); err == nil {
+			t.Errorf("parseTemplate(%q) succeeded, want an error", bad)
 		}
 	}
 }
@@ -275,6 +278,97 @@ func TestIndexOnErrorCode(t *testing.T) {
 		}
 		if got := strings.Join(ids, ","); got != want {
 			t.Errorf("%s matched %q, want %q", rec, got, want)
+		}
+	}
+}
+
+// TestDocsListEveryHelper checks that docs/rules.md's helper table lists
+// every registered helper, and nothing that is not one.
+func TestDocsListEveryHelper(t *testing.T) {
+	data, err := os.ReadFile("../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := documentedHelpers(t, string(data))
+	registered := map[string]bool{}
+	for _, n := range helperNames() {
+		registered[n] = true
+		if !documented[n] {
+			t.Errorf("helper %s is not in docs/rules.md's \"### Helper functions\" table", n)
+		}
+	}
+	for n := range documented {
+		if !registered[n] {
+			t.Errorf("docs/rules.md documents a helper %s that rules does not register", n)
+		}
+	}
+}
+
+// documentedHelpers returns every function name in the first column of
+// the table under "### Helper functions" (a cell may name several:
+// "`arnAccount(arn)` / `arnService` / `arnResource`").
+func documentedHelpers(t *testing.T, doc string) map[string]bool {
+	t.Helper()
+	_, section, ok := strings.Cut(doc, "\n### Helper functions\n")
+	if !ok {
+		t.Fatal(`docs/rules.md has no "### Helper functions" section`)
+	}
+	if i := strings.Index(section, "\n#"); i >= 0 {
+		section = section[:i]
+	}
+	name := regexp.MustCompile("`([A-Za-z_][A-Za-z0-9_]*)")
+	out := map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+			continue
+		}
+		for _, m := range name.FindAllStringSubmatch(cells[1], -1) {
+			out[m[1]] = true
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("found no helper in docs/rules.md's helper table")
+	}
+	return out
+}
+
+// TestHelperNamesAreReserved checks that no list or macro may take a
+// helper's name, for every helper in the table.
+func TestHelperNamesAreReserved(t *testing.T) {
+	for _, n := range helperNames() {
+		for _, kind := range []string{"lists", "macros"} {
+			value := "[a]"
+			if kind == "macros" {
+				value = `eventName == "x"`
+			}
+			src := fmt.Sprintf("%s:\n  %s: %s\nrules:\n  - {id: r, title: t, severity: low, when: 'eventName == \"A\"'}\n", kind, n, value)
+			_, err := LoadFiles([]File{{Name: "x.yaml", Data: []byte(src)}})
+			if err == nil || !strings.Contains(err.Error(), "helper function name") {
+				t.Errorf("%s named %q: got %v, want an error that it is a helper function name", kind, n, err)
+			}
+		}
+	}
+}
+
+// TestEveryHelperCompiles checks that each registered helper can be called
+// from a rule expression with its first signature's argument count.
+func TestEveryHelperCompiles(t *testing.T) {
+	for _, n := range helperNames() {
+		sig := reflect.TypeOf(helperTable[n].types[0]).Elem()
+		args := make([]string, sig.NumIn())
+		for i := range args {
+			args[i] = "nil"
+			if sig.In(i).Kind() == reflect.String {
+				args[i] = `"x"`
+			}
+			if sig.IsVariadic() && i == len(args)-1 {
+				args[i] = `"y"`
+			}
+		}
+		src := fmt.Sprintf("%s(%s) != nil", n, strings.Join(args, ", "))
+		if _, err := CompileCondition(src); err != nil {
+			t.Errorf("%s: %v", src, err)
 		}
 	}
 }
