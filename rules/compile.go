@@ -42,6 +42,7 @@ func exprOptions(extra ...expr.Option) []expr.Option {
 	opts := []expr.Option{
 		expr.Env(cloudtrail.Event{}),
 		expr.Patch(nilSafeMembers{}),
+		expr.Patch(&missingStrings{}),
 	}
 	opts = append(opts, helperOptions()...)
 	return append(opts, extra...)

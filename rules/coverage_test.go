@@ -63,9 +63,19 @@ var stratusTechniques = []stratusTechnique{
 	{"aws.credential-access.secretsmanager-retrieve-secrets", named("GetSecretValue")},
 	{"aws.credential-access.ssm-retrieve-securestring-parameters", named("GetParameters")},
 	{"aws.defense-evasion.cloudtrail-delete", named("DeleteTrail")},
-	{"aws.defense-evasion.cloudtrail-event-selectors", func(ev *cloudtrail.Event, run *stratusRun) bool {
-		// The trail warm-up sets selectors too; the detonation is a run of its own.
-		return ev.EventName == "PutEventSelectors" && !run.has("CreateTrail")
+	{"aws.defense-evasion.cloudtrail-event-selectors", func(ev *cloudtrail.Event, _ *stratusRun) bool {
+		// The technique's documentation: event selectors that exclude
+		// management events. The warm-up and the revert (in a run of its
+		// own in some datasets) set selectors that include them.
+		if ev.EventName != "PutEventSelectors" {
+			return false
+		}
+		for _, sel := range toList(ev.RequestParameters["eventSelectors"]) {
+			if m, ok := sel.(map[string]any); ok && toString(m["includeManagementEvents"]) == "false" {
+				return true
+			}
+		}
+		return false
 	}},
 	{"aws.defense-evasion.cloudtrail-lifecycle-rule", named("PutBucketLifecycle")},
 	{"aws.defense-evasion.cloudtrail-stop", named("StopLogging")},
@@ -230,7 +240,7 @@ User-Agent of every call, one UUID per invocation; the UUID names the run, not t
 The test groups records by that UUID, then attributes each record to a technique with a table
 of detonation signatures (` + "`stratusTechniques`" + ` in rules/coverage_test.go): the calls each technique's
 documentation lists as the attack, told apart from the Terraform warm-up of the same run by
-context (for example PutEventSelectors counts only in a run that created no trail). Records that
+context (for example PutBucketPolicy counts only in a run that created no trail). Records that
 match no signature (warm-up, clean-up, polling) are ignored. A technique is *caught* when at
 least one enabled built-in rule matches at least one of its detonation records; the rule's
 condition is what is counted, so a threshold rule counts although it would alert only once its
