@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,34 +17,8 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine/subscription"
 	"github.com/trailwatch/trailwatch/internal/s3bundle"
+	"github.com/trailwatch/trailwatch/internal/s3test"
 )
-
-// uploadTree puts every file under dir into bucket under prefix, keeping
-// relative paths, as `aws s3 sync dir s3://bucket/prefix` would.
-func uploadTree(t *testing.T, c *s3.Client, bucket, prefix, dir string) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = c.PutObject(context.Background(), &s3.PutObjectInput{
-			Bucket: aws.String(bucket), Key: aws.String(prefix + filepath.ToSlash(rel)), Body: f,
-		})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("upload %s to s3://%s/%s: %v", dir, bucket, prefix, err)
-	}
-}
 
 // syncBuffer is a log destination that handlers may write to from several
 // goroutines.
@@ -90,8 +63,8 @@ func TestS3Config(t *testing.T) {
 	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("trailwatch-config")}); err != nil {
 		t.Fatal(err)
 	}
-	uploadTree(t, client, "trailwatch-config", "lambda/", "testdata/bundle")
-	uploadTree(t, client, "trailwatch-config", "trailwatch/", "../../examples/deploy/lambda/bundle")
+	s3test.UploadTree(t, client, "trailwatch-config", "lambda/", "testdata/bundle")
+	s3test.UploadTree(t, client, "trailwatch-config", "trailwatch/", "../../examples/deploy/lambda/bundle")
 
 	t.Run("evaluates and notifies like the bundled configuration", func(t *testing.T) {
 		tmp := t.TempDir()

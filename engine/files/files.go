@@ -155,6 +155,18 @@ func readFile(ctx context.Context, path string, fn func(Record) error, bad func(
 
 var gzipMagic = []byte{0x1f, 0x8b}
 
+// ReadStream reads the records of one input that is not a local path (an
+// object in S3, say) exactly as Walk reads a file: gzipped or not, JSON
+// Lines or a {"Records": [...]} document. name is where it was read, for
+// Record.File and BadInput.Place. It is the one reader of record
+// documents: everything that reads CloudTrail log files goes through it.
+func ReadStream(ctx context.Context, name string, r io.Reader, fn func(Record) error, bad func(*BadInput)) error {
+	if bad == nil {
+		bad = func(*BadInput) {}
+	}
+	return readStream(ctx, name, r, fn, bad)
+}
+
 // readStream reads one input, gzipped or not, choosing between JSON Lines
 // and a single {"Records": [...]} document by its first bytes.
 func readStream(ctx context.Context, name string, r io.Reader, fn func(Record) error, bad func(*BadInput)) error {

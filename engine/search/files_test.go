@@ -113,56 +113,6 @@ func TestFilesPruneS3Layout(t *testing.T) {
 	}
 }
 
-func TestDirPeriod(t *testing.T) {
-	day := func(y, m, d int) time.Time { return time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC) }
-	tests := []struct {
-		path     string
-		from, to time.Time
-		ok       bool
-	}{
-		{"x/AWSLogs/1/CloudTrail/us-east-1/2024", day(2024, 1, 1), day(2025, 1, 1), true},
-		{"x/AWSLogs/1/CloudTrail/us-east-1/2024/02", day(2024, 2, 1), day(2024, 3, 1), true},
-		{"x/AWSLogs/o-1/1/CloudTrail/eu-west-1/2024/12/31", day(2024, 12, 31), day(2025, 1, 1), true},
-		{"x/AWSLogs/1/CloudTrail/us-east-1", time.Time{}, time.Time{}, false},
-		{"x/AWSLogs/1/CloudTrail", time.Time{}, time.Time{}, false},
-		{"x/AWSLogs/1/CloudTrail/us-east-1/2024/13", time.Time{}, time.Time{}, false},
-		{"x/AWSLogs/1/CloudTrail/us-east-1/24", time.Time{}, time.Time{}, false},
-		{"x/logs/2024/05/01", time.Time{}, time.Time{}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			from, to, ok := dirPeriod(tt.path)
-			if ok != tt.ok || !from.Equal(tt.from) || !to.Equal(tt.to) {
-				t.Errorf("got %v %v %v, want %v %v %v", from, to, ok, tt.from, tt.to, tt.ok)
-			}
-		})
-	}
-}
-
-func TestFileDelivery(t *testing.T) {
-	tests := []struct {
-		name string
-		want string
-	}{
-		{"111122223333_CloudTrail_us-east-1_20240501T0805Z_84b28054aead44.json.gz", "2024-05-01T08:05:00Z"},
-		{"111122223333_CloudTrail_ap-southeast-2_20231231T2359Z_abc.json", "2023-12-31T23:59:00Z"},
-		{"events.jsonl", ""},
-		{"111122223333_CloudTrail-Digest_us-east-1_20240501T0805Z.json.gz", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := fileDelivery(tt.name)
-			s := ""
-			if ok {
-				s = got.Format(time.RFC3339)
-			}
-			if s != tt.want {
-				t.Errorf("got %q, want %q", s, tt.want)
-			}
-		})
-	}
-}
-
 func ids(rs []Result) string {
 	var out []string
 	for _, r := range rs {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
@@ -37,6 +38,12 @@ type Options struct {
 	ProgressEvery int
 	// SkipFile, if set, is told about every file pruned by its name.
 	SkipFile func(path string)
+	// S3 reads s3:// paths; nil means a client from the SDK's default
+	// configuration chain.
+	S3 s3files.Client
+	// S3Stats, if set, counts the List calls, objects and bytes of s3://
+	// paths.
+	S3Stats *s3files.Stats
 }
 
 // DefaultProgressEvery is how many records are read between Progress

@@ -10,6 +10,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine"
 	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
@@ -27,7 +28,9 @@ func newReplayCmd(stdio Stdio) *cobra.Command {
 		Long: `replay reads recorded CloudTrail events and prints an alert for every rule match:
 JSON Lines (one record a line), CloudTrail's S3 log files ({"Records":[...]}, plain
 or .json.gz), directory trees in the AWSLogs/<account>/CloudTrail/<region>/... layout,
-and standard input ("-"). An input that is not a CloudTrail record is reported on
+standard input ("-"), and the same in S3: s3://bucket/prefix/ reads every log file
+under the prefix in key order, as a local copy of it would be read, and
+s3://bucket/key one object (AWS credentials from the SDK's standard chain). An input that is not a CloudTrail record is reported on
 stderr with its place, counted and skipped; the rest still runs. Records delivered
 twice (same eventID) raise one alert.
 
@@ -45,6 +48,7 @@ routes and notifiers, from a private outbox with the same retries as the service
 waits until each is delivered or dead-lettered.`,
 		Example: `  trailwatch replay examples/events/
   trailwatch replay --rules builtin:aws --output json AWSLogs/
+  trailwatch replay s3://org-trail-bucket/AWSLogs/o-abc123def4/111122223333/CloudTrail/us-east-1/2024/05/01/
   zcat 2024-05-01.json.gz | trailwatch replay -
   trailwatch replay --config config.yaml --notify incident-2024-05-01/`,
 		Args: cobra.MinimumNArgs(1),
@@ -135,7 +139,8 @@ waits until each is delivered or dead-lettered.`,
 				return nil
 			}
 			par := engine.NewParallel(ev, engine.ParallelOptions{Workers: workers}, emit)
-			err = files.Walk(cmd.Context(), args, files.Options{Stdin: stdio.In}, func(r files.Record) error {
+			var s3stats s3files.Stats
+			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: stdio.In}, Stats: &s3stats}, func(r files.Record) error {
 				data := r.Data
 				r.Data = nil
 				return par.Add(data, replayItem{rec: r})
@@ -149,6 +154,7 @@ waits until each is delivered or dead-lettered.`,
 			if ferr := out.Flush(); err == nil {
 				err = ferr
 			}
+			printS3Stats(stdio, &s3stats)
 			st := ev.Stats()
 			fmt.Fprintf(stdio.Err, "trailwatch: %d records evaluated, %d alerts, %d duplicates dropped, %d inputs skipped, %d rule errors\n",
 				st.Records, emitted, st.Duplicates, badInputs, st.RuleErrors)
@@ -179,6 +185,15 @@ waits until each is delivered or dead-lettered.`,
 	cmd.Flags().BoolVar(&notify, "notify", false, "send the alerts through the configuration's routes and notifiers (needs --config)")
 	cmd.Flags().IntVar(&workers, "workers", 0, "goroutines that decode and evaluate records (0: one per core); the output is the same for any number")
 	return cmd
+}
+
+// printS3Stats says what was read from S3, when anything was.
+func printS3Stats(stdio Stdio, st *s3files.Stats) {
+	if st.ListCalls.Load() == 0 && st.Objects.Load() == 0 {
+		return
+	}
+	fmt.Fprintf(stdio.Err, "trailwatch: read %d objects (%d bytes) from S3 with %d List calls\n",
+		st.Objects.Load(), st.Bytes.Load(), st.ListCalls.Load())
 }
 
 // replayItem is what replay hands through engine.Parallel with each

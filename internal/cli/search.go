@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/engine/search"
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -43,13 +44,15 @@ read-only — and also by any condition in the rule expression language (--where
 All the constraints given must hold.
 
 Sources: the files and directories given as arguments (JSON Lines, CloudTrail's S3
-log files, AWSLogs/ trees, "-" for stdin), and the CloudWatch Logs log groups of
+log files, AWSLogs/ trees, "-" for stdin), the same in S3 (s3://bucket/prefix/,
+s3://bucket/key), and the CloudWatch Logs log groups of
 --log-group or of the configuration's source.cloudwatch (--config). For log groups
 the constraints become a CloudWatch filter pattern, so only candidate records are
 sent; every record is checked again here. In an AWSLogs/ tree, day directories and
 log files whose delivery times (from their names) cannot hold events of the time
 range are skipped unopened; a file is read if it was delivered up to
---delivery-margin after --end.
+--delivery-margin after --end. In S3 those folders are not even listed: under
+each CloudTrail/<region>/ prefix only the day prefixes the range needs are listed.
 
 --user matches userIdentity.userName, the principal or session issuer ARN, the
 principal id, or the last part of the principal ARN (a role session name, "root").
@@ -69,6 +72,7 @@ wrong usage.`,
 		Example: `  trailwatch search --access-key AKIAIOSFODNN7EXAMPLE examples/events/sample-trail.jsonl
   trailwatch search --event-name ConsoleLogin examples/events/AWSLogs/
   trailwatch search --resource-type AWS::EC2::SecurityGroup examples/events/AWSLogs/
+  trailwatch search --event-name ConsoleLogin --since 24h s3://org-trail-bucket/AWSLogs/
   trailwatch search --user ci-bot --show examples/events/sample-trail.jsonl
   trailwatch search --config config.yaml --since 24h --event-source iam --read-only false
   trailwatch search --log-group aws-cloudtrail-logs --region eu-west-1 --start 2024-05-01 --end 2024-05-02 \
@@ -205,7 +209,9 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 	}
 
 	progress := newProgress(stdio.Err, f)
+	var s3stats s3files.Stats
 	opts := search.Options{
+		S3Stats:        &s3stats,
 		Limit:          f.limit,
 		DeliveryMargin: f.deliveryMargin,
 		OnBadInput: func(place string, err error) {
@@ -253,6 +259,7 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 	}); rerr != nil {
 		return rerr
 	}
+	printS3Stats(stdio, &s3stats)
 	st := s.Stats()
 	shown := fmt.Sprintf("%d matching records", st.Matched)
 	if len(results) < st.Matched {

@@ -92,6 +92,25 @@ func ParseURI(s string) (Location, error) {
 	return Location{Bucket: bucket, Key: key}, nil
 }
 
+// ParseFolderURI parses s3://bucket or s3://bucket/prefix, a place that
+// holds objects rather than one object: the prefix (Location.Key) may be
+// empty, end with a slash or not. The bucket name is checked as ParseURI
+// checks it.
+func ParseFolderURI(s string) (Location, error) {
+	rest, ok := strings.CutPrefix(s, Scheme)
+	if !ok {
+		return Location{}, fmt.Errorf("%q is not an s3://bucket/prefix URI: it does not start with %s", s, Scheme)
+	}
+	bucket, key, _ := strings.Cut(rest, "/")
+	if bucket == "" {
+		return Location{}, fmt.Errorf("%q is not an s3://bucket/prefix URI: no bucket", s)
+	}
+	if err := checkBucket(bucket); err != nil {
+		return Location{}, fmt.Errorf("%q is not an s3://bucket/prefix URI: %s", s, err)
+	}
+	return Location{Bucket: bucket, Key: key}, nil
+}
+
 // checkBucket applies S3's rules for bucket names loosely (legacy buckets
 // may hold capitals and underscores): enough to catch a typo or a pasted
 // ARN, not to second-guess S3.

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,8 +19,41 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/trailwatch/trailwatch/internal/s3bundle"
+	"github.com/trailwatch/trailwatch/internal/s3test"
 	"github.com/trailwatch/trailwatch/internal/testservers"
 )
+
+func TestParseFolderURI(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    s3bundle.Location
+		wantErr string
+	}{
+		{in: "s3://trail", want: s3bundle.Location{Bucket: "trail"}},
+		{in: "s3://trail/", want: s3bundle.Location{Bucket: "trail"}},
+		{in: "s3://trail/AWSLogs/", want: s3bundle.Location{Bucket: "trail", Key: "AWSLogs/"}},
+		{in: "s3://trail/AWSLogs", want: s3bundle.Location{Bucket: "trail", Key: "AWSLogs"}},
+		{in: "s3://trail/AWSLogs/1/x.json.gz", want: s3bundle.Location{Bucket: "trail", Key: "AWSLogs/1/x.json.gz"}},
+		{in: "/data/AWSLogs", wantErr: "does not start with s3://"},
+		{in: "s3://", wantErr: "no bucket"},
+		{in: "s3:///AWSLogs/", wantErr: "no bucket"},
+		{in: "s3://arn:aws:s3:::trail/AWSLogs/", wantErr: "lowercase letters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := s3bundle.ParseFolderURI(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseFolderURI(%q) = %v, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParseFolderURI(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
 
 func TestParseURI(t *testing.T) {
 	tests := []struct {
@@ -177,17 +209,6 @@ func tree(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-// countingClient counts ListObjectsV2 calls.
-type countingClient struct {
-	s3bundle.Client
-	lists atomic.Int64
-}
-
-func (c *countingClient) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
-	c.lists.Add(1)
-	return c.Client.ListObjectsV2(ctx, in, optFns...)
-}
-
 // logLines decodes JSON log lines.
 func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 	t.Helper()
@@ -251,7 +272,7 @@ func TestFetch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			var logs bytes.Buffer
-			cc := &countingClient{Client: c}
+			cc := &s3test.CountingClient{Client: c}
 			got, err := s3bundle.Fetch(context.Background(), cc, tt.uri, dir, s3bundle.Options{
 				PageSize: tt.pageSize,
 				Logger:   slog.New(slog.NewJSONHandler(&logs, nil)),
@@ -265,7 +286,7 @@ func TestFetch(t *testing.T) {
 			if files := tree(t, dir); !maps.Equal(files, tt.want) {
 				t.Errorf("copied tree = %q\nwant %q", files, tt.want)
 			}
-			if n := cc.lists.Load(); n < tt.wantLists {
+			if n := cc.Lists.Load(); n < tt.wantLists {
 				t.Errorf("%d ListObjectsV2 calls, want at least %d", n, tt.wantLists)
 			}
 			if strings.Contains(logs.String(), secret) {
