@@ -59,18 +59,42 @@ func (e *compileError) Error() string {
 	return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Msg)
 }
 
+// program is a compiled expression and the lazily decoded event fields it
+// reads (see cloudtrail.Event.Need): run decodes those before it runs.
+type program struct {
+	*vm.Program
+	fields cloudtrail.Fields
+}
+
+// fieldsRead returns the lazy event fields that node reads: any
+// identifier that names one (a variable that happens to share a field's
+// name only costs a decode), and all of them for $env.
+func fieldsRead(node ast.Node) cloudtrail.Fields {
+	var v fieldVisitor
+	ast.Walk(&node, &v)
+	return v.fields
+}
+
+type fieldVisitor struct{ fields cloudtrail.Fields }
+
+func (v *fieldVisitor) Visit(node *ast.Node) {
+	if id, ok := (*node).(*ast.IdentifierNode); ok {
+		v.fields |= cloudtrail.FieldsOf(id.Value)
+	}
+}
+
 // compileCondition compiles a rule condition to a boolean program.
-func compileCondition(src string, extra ...expr.Option) (*vm.Program, error) {
+func compileCondition(src string, extra ...expr.Option) (*program, error) {
 	return compileExpr(src, append([]expr.Option{expr.AsBool()}, extra...)...)
 }
 
 // compileValue compiles an expression whose value is rendered (summary
 // placeholders, dedup keys).
-func compileValue(src string, extra ...expr.Option) (*vm.Program, error) {
+func compileValue(src string, extra ...expr.Option) (*program, error) {
 	return compileExpr(src, extra...)
 }
 
-func compileExpr(src string, extra ...expr.Option) (*vm.Program, error) {
+func compileExpr(src string, extra ...expr.Option) (*program, error) {
 	p, err := expr.Compile(src, exprOptions(extra...)...)
 	if err != nil {
 		if fe, ok := err.(*file.Error); ok {
@@ -78,7 +102,7 @@ func compileExpr(src string, extra ...expr.Option) (*vm.Program, error) {
 		}
 		return nil, &compileError{Line: 1, Column: 1, Msg: err.Error()}
 	}
-	return p, nil
+	return &program{Program: p, fields: fieldsRead(p.Node())}, nil
 }
 
 // CompileCondition compiles a stand-alone condition in the rule expression
@@ -94,7 +118,7 @@ func CompileCondition(src string) (*Condition, error) {
 // Condition is a compiled boolean expression over an Event. It is safe for
 // concurrent use.
 type Condition struct {
-	program *vm.Program
+	program *program
 }
 
 // Eval runs the condition on ev.
@@ -112,9 +136,14 @@ func (c *Condition) Eval(ev *cloudtrail.Event) (bool, error) {
 var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
 
 // run evaluates a compiled program on ev with a pooled VM.
-func run(p *vm.Program, ev *cloudtrail.Event) (any, error) {
+func run(p *program, ev *cloudtrail.Event) (any, error) {
+	if p.fields != 0 {
+		if err := ev.Need(p.fields); err != nil {
+			return nil, err
+		}
+	}
 	m := vmPool.Get().(*vm.VM)
-	out, err := m.Run(p, ev)
+	out, err := m.Run(p.Program, ev)
 	vmPool.Put(m)
 	return out, err
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
@@ -31,7 +30,7 @@ type Dedup struct {
 	// means the lifecycle's global default window.
 	Window time.Duration
 
-	program *vm.Program
+	program *program
 }
 
 // keyFor evaluates the key expression on ev and returns its value as a
@@ -55,7 +54,7 @@ type Threshold struct {
 	Window  time.Duration
 	GroupBy []string // expressions; their values name the group
 
-	programs []*vm.Program
+	programs []*program
 }
 
 // groupFor evaluates the group_by expressions on ev.

@@ -255,9 +255,9 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules)), lists: l.names.lists}
 	for i, r := range l.rules {
 		r.ord = i
-		r.headerOnly = r.program != nil && headerDecidable(r.program.Node())
+		r.headerOnly = r.program != nil && r.program.fields == 0
 		for _, p := range r.except {
-			r.headerOnly = r.headerOnly && headerDecidable(p.Node())
+			r.headerOnly = r.headerOnly && p.fields == 0
 		}
 		s.byID[r.ID] = r
 		if r.Enabled {

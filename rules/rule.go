@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/expr-lang/expr/vm"
-
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
@@ -67,10 +65,10 @@ type Rule struct {
 	// threshold rule alerts once a group of matches reaches a count.
 	Threshold *Threshold
 
-	except       []*vm.Program
+	except       []*program
 	headerOnly   bool // the condition reads only header fields (see cloudtrail.DecodeHeader)
 	ord          int  // position in load order, for deterministic match order
-	program      *vm.Program
+	program      *program
 	summary      *summaryTemplate
 	matcher      func(*cloudtrail.Event) (bool, error) // set for pattern rules
 	patternNames []string                              // eventName values a pattern requires, if any

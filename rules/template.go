@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -21,7 +20,7 @@ type summaryTemplate struct {
 
 type templatePart struct {
 	text    string
-	program *vm.Program
+	program *program
 	src     string
 }
 

@@ -1,43 +1,28 @@
 package rules
 
 import (
-	"reflect"
-
-	"github.com/expr-lang/expr/ast"
-
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
-// MatchHeader is Match for an event that DecodeHeader filled. When complete
-// is false it first decides, from the header alone, whether any candidate
-// rule can match; only then does it decode the whole record into ev (so a
-// caller that gets matches back always holds a fully decoded event). It
-// reports whether ev is now complete.
+// MatchHeader is Match for an event that cloudtrail.DecodeHeader filled:
+// each candidate rule decodes, through cloudtrail.Event.Need, only the
+// lazy fields it reads, so most records are decided without decoding
+// their free-form parts. When a rule matches, ev is made to own its memory
+// (cloudtrail.Event.Own), so the caller may reuse the record's buffer while
+// it keeps ev; the fields that summaries, dedup keys and group_by read are
+// decoded when they are evaluated. It reports whether ev was decoded
+// whole by DecodeHeader (complete is returned as passed), and an error
+// only when the record turned out not to decode at all.
 func (s *Set) MatchHeader(ev *cloudtrail.Event, complete bool, dst []*Rule, onErr func(MatchError)) ([]*Rule, bool, error) {
-	if !complete {
-		need := false
-		s.index.candidates(ev, func(r *Rule) {
-			if need {
-				return
-			}
-			if !r.headerOnly {
-				need = true
-				return
-			}
-			ok, err := r.evalQuiet(ev)
-			if err != nil || ok {
-				// A match, or an error the full evaluation will count.
-				need = true
-			}
-		})
-		if !need {
-			return dst, false, nil
-		}
-		if err := cloudtrail.DecodeEventInto(ev, ev.Raw()); err != nil {
-			return dst, true, err
-		}
+	n := len(dst)
+	dst = s.Match(ev, dst, onErr)
+	if err := ev.Need(0); err != nil {
+		return dst[:n], true, err
 	}
-	return s.Match(ev, dst, onErr), true, nil
+	if len(dst) > n {
+		ev.Own()
+	}
+	return dst, complete, nil
 }
 
 // evalQuiet evaluates the rule without touching its counters.
@@ -59,65 +44,4 @@ func (r *Rule) evalQuiet(ev *cloudtrail.Event) (bool, error) {
 		}
 	}
 	return ok, nil
-}
-
-// eventFields are the expression names of Event's top-level fields.
-var eventFields = func() map[string]bool {
-	m := map[string]bool{}
-	t := reflect.TypeOf(cloudtrail.Event{})
-	for i := 0; i < t.NumField(); i++ {
-		if tag := t.Field(i).Tag.Get("expr"); tag != "" {
-			m[tag] = true
-		}
-	}
-	return m
-}()
-
-// headerDecidable reports whether node reads only fields that the header
-// fills exactly as the full decode does, so the header alone decides it.
-func headerDecidable(node ast.Node) bool {
-	v := &pathVisitor{bases: map[*ast.IdentifierNode]string{}}
-	ast.Walk(&node, v)
-	if v.hasVariables {
-		return false
-	}
-	for _, id := range v.idents {
-		if !eventFields[id.Value] {
-			continue
-		}
-		path := id.Value
-		if prop, ok := v.bases[id]; ok {
-			path += "." + prop
-		}
-		if !cloudtrail.IsHeaderPath(path) {
-			return false
-		}
-	}
-	return true
-}
-
-type pathVisitor struct {
-	idents       []*ast.IdentifierNode
-	bases        map[*ast.IdentifierNode]string
-	hasVariables bool
-}
-
-func (v *pathVisitor) Visit(node *ast.Node) {
-	switch n := (*node).(type) {
-	case *ast.IdentifierNode:
-		v.idents = append(v.idents, n)
-	case *ast.MemberNode:
-		id, ok := n.Node.(*ast.IdentifierNode)
-		if !ok {
-			return
-		}
-		if prop, ok := n.Property.(*ast.StringNode); ok {
-			v.bases[id] = prop.Value
-		} else {
-			// A computed property (userIdentity[x]) reads anything.
-			v.bases[id] = "\x00"
-		}
-	case *ast.VariableDeclaratorNode:
-		v.hasVariables = true
-	}
 }

@@ -14,25 +14,31 @@ import (
 
 // slowVerdict decodes the whole record with encoding/json and evaluates
 // every enabled rule directly, without the index or the header: the
-// reference the fast path must agree with.
+// reference the fast path must agree with. For each match it gives the
+// rule, its summary, its dedup key and its threshold group.
 func slowVerdict(set *Set, raw []byte) (string, error) {
 	ev, err := cloudtrail.DecodeEvent(raw)
 	if err != nil {
 		return "", err
 	}
-	var ids []string
+	var lines []string
 	for _, r := range set.enabled {
 		if ok, _ := r.evalQuiet(ev); ok {
-			ids = append(ids, r.ID)
+			lines = append(lines, matchLine(r, ev))
 		}
 	}
-	sort.Strings(ids)
-	return strings.Join(ids, ","), nil
+	sort.Strings(lines)
+	return strings.Join(lines, "\n"), nil
 }
 
+// fastVerdict is slowVerdict by the two tiers: the header, and the lazy
+// fields that each rule, summary, dedup key and group reads. The record's
+// buffer is overwritten once the rules have matched, as a reader reusing
+// its buffer would: the summaries must not see it.
 func fastVerdict(set *Set, raw []byte) (string, error) {
+	buf := append([]byte(nil), raw...)
 	var ev cloudtrail.Event
-	complete, err := cloudtrail.DecodeHeader(&ev, raw)
+	complete, err := cloudtrail.DecodeHeader(&ev, buf)
 	if err != nil {
 		return "", err
 	}
@@ -40,12 +46,30 @@ func fastVerdict(set *Set, raw []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var ids []string
-	for _, r := range matched {
-		ids = append(ids, r.ID)
+	for i := range buf {
+		buf[i] = '#'
 	}
-	sort.Strings(ids)
-	return strings.Join(ids, ","), nil
+	var lines []string
+	for _, r := range matched {
+		lines = append(lines, matchLine(r, &ev))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n"), nil
+}
+
+// matchLine describes rule r's match on ev: its id, summary, dedup key and
+// threshold group.
+func matchLine(r *Rule, ev *cloudtrail.Event) string {
+	line := r.ID + " | " + r.Summary(ev)
+	if r.Dedup != nil {
+		k, err := r.Dedup.keyFor(ev)
+		line += fmt.Sprintf(" | dedup %q %v", k, err)
+	}
+	if r.Threshold != nil {
+		g, err := r.Threshold.groupFor(ev)
+		line += fmt.Sprintf(" | group %q %v", g, err)
+	}
+	return line
 }
 
 func compareVerdicts(t *testing.T, set *Set, place string, raw []byte) {
@@ -57,7 +81,7 @@ func compareVerdicts(t *testing.T, set *Set, place string, raw []byte) {
 		return
 	}
 	if slow != fast {
-		t.Errorf("%s: full decode matched [%s], two-tier matched [%s]", place, slow, fast)
+		t.Errorf("%s: full decode matched\n%s\ntwo-tier matched\n%s", place, slow, fast)
 	}
 }
 
@@ -125,6 +149,8 @@ func FuzzTwoTier(f *testing.F) {
 	f.Add([]byte(`{"eventVersion":"1.08","eventName":"ConsoleLogin","userIdentity":{"type":"Root"}}`))
 	f.Add([]byte(`{"eventVersion":"1.08","errorCode":"AccessDenied","userIdentity":{"type":"IAMUser","invokedBy":"x"}}`))
 	f.Add([]byte(`{"eventVersion":"1","readOnly":"True","n":[1,{"a":"\u00e9"}]}`))
+	f.Add([]byte(`{"eventVersion":"1.08","eventID":"e","eventName":"AuthorizeSecurityGroupIngress","requestParameters":{"ipPermissions":{"items":[{"fromPort":22,"toPort":22,"ipRanges":{"items":[{"cidrIp":"0.0.0.0/0"}]}}]}}}`))
+	f.Add([]byte(`{"eventVersion":"1.08","eventID":"e","eventName":"ConsoleLogin","userIdentity":{"type":"Root","sessionContext":{"attributes":{"mfaAuthenticated":"false"}}},"responseElements":{"ConsoleLogin":"Failure"},"additionalEventData":{"MFAUsed":"No"}}`))
 	set, err := Load("builtin")
 	if err != nil {
 		f.Fatal(err)
@@ -132,4 +158,51 @@ func FuzzTwoTier(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		compareVerdicts(t, set, "fuzz", data)
 	})
+}
+
+// TestLazyFieldsRead checks which lazy fields a condition decodes: those it
+// names, all of them through $env, and none for a header-only one.
+func TestLazyFieldsRead(t *testing.T) {
+	rec := []byte(`{"eventVersion":"1.08","eventID":"e","eventName":"PutBucketPolicy","userIdentity":{"type":"Root","sessionContext":{"sessionIssuer":{"arn":"x"}}},
+		"requestParameters":{"bucketName":"b"},"responseElements":{"ok":true},"resources":[{"ARN":"arn:aws:s3:::b"}],"additionalEventData":{"a":1}}`)
+	for _, tt := range []struct {
+		cond string
+		want []string // the lazy fields decoded afterwards
+	}{
+		{`eventName == "PutBucketPolicy" && userIdentity.sessionContext.sessionIssuer.arn == "x"`, nil},
+		{`requestParameters.bucketName == "b"`, []string{"requestParameters"}},
+		{`let rp = requestParameters; rp.bucketName == "b" && any(resources, {.ARN != ""})`, []string{"requestParameters", "resources"}},
+		{`$env["responseElements"] != nil`, []string{"requestParameters", "responseElements", "additionalEventData", "resources"}},
+		{`$env.eventName == "PutBucketPolicy"`, []string{"requestParameters", "responseElements", "additionalEventData", "resources"}},
+	} {
+		t.Run(tt.cond, func(t *testing.T) {
+			c, err := CompileCondition(tt.cond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ev cloudtrail.Event
+			if _, err := cloudtrail.DecodeHeader(&ev, rec); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := c.Eval(&ev); !ok || err != nil {
+				t.Fatalf("Eval = %v, %v; want true", ok, err)
+			}
+			var got []string
+			if ev.RequestParameters != nil {
+				got = append(got, "requestParameters")
+			}
+			if ev.ResponseElements != nil {
+				got = append(got, "responseElements")
+			}
+			if ev.AdditionalEventData != nil {
+				got = append(got, "additionalEventData")
+			}
+			if ev.Resources != nil {
+				got = append(got, "resources")
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("decoded %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

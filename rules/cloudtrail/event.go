@@ -60,14 +60,17 @@ type Event struct {
 	InsightDetails               map[string]any `json:"insightDetails" expr:"insightDetails"`
 
 	// raw is the record as read, for filter patterns (which CloudWatch
-	// evaluates on the JSON text, not on a typed record).
-	raw rawRecord
+	// evaluates on the JSON text, not on a typed record) and for the
+	// fields DecodeHeader leaves to Need.
+	raw  rawRecord
+	lazy lazyState
 }
 
 type rawRecord struct {
-	data []byte
-	m    map[string]any
-	err  error
+	data  []byte
+	owned bool // data is ev's own copy (Own)
+	m     map[string]any
+	err   error
 }
 
 // UserIdentity is the record's userIdentity element: who made the call.

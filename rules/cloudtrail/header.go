@@ -1,35 +1,42 @@
 package cloudtrail
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"math/bits"
+	"reflect"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
 )
 
 // The header is the cheap first tier of decoding: one validating pass over
-// the record's JSON that keeps the top-level scalar fields and userIdentity's
-// scalar fields, and skips every other value without building anything.
+// the record's JSON that fills every typed field except the large
+// free-form ones (the maps and the resources list, see lazy.go), whose
+// places it notes, and skips every other value without building anything.
 // Most records in a real trail (Decrypt, GetObject, AssumeRole, ...) match
 // no candidate rule, and for those the header is all that is ever read.
 //
-// The pass allocates nothing for a regular record: a header string that
-// holds no escape is a view of the record's bytes (unsafe.String), not a
-// copy. Such a view is valid only while the record's bytes are unchanged,
-// which is the same lifetime the Event's raw record already has (filter
-// patterns read it); every record that a rule matches is decoded whole by
-// encoding/json before it leaves rules.Set.MatchHeader, which replaces every view
-// with a string of its own, so nothing that outlives the evaluation (an
-// alert, a log line) can hold one.
+// The pass allocates nothing for a regular record: a string that holds no
+// escape is a view of the record's bytes (unsafe.String), not a copy. Such
+// a view is valid only while the record's bytes are unchanged, which is
+// the same lifetime the Event's raw record already has (filter patterns
+// and the lazy fields read it). Event.Own copies the record and moves
+// every view onto the copy; rules.Set.MatchHeader calls it for every event
+// a rule matched, so nothing that outlives the evaluation (an alert, a log
+// line) holds a view of a buffer its reader reuses.
 //
 // Whenever the scanner is unsure that it would fill a field exactly as
-// encoding/json does (a type mismatch, a key that differs from a header
-// key only by case, invalid UTF-8, nesting deeper than encoding/json
-// accepts), it gives up with errIrregular or errSyntax and the caller takes
-// the full decode: falling back is always correct, only slower.
+// encoding/json does (a type mismatch anywhere in a typed part, which
+// would send the whole decode to the lenient path; a key that differs
+// from a field's name only by case; invalid UTF-8; nesting deeper than
+// encoding/json accepts), it gives up with errIrregular or errSyntax and
+// the caller takes the full decode: falling back is always correct, only
+// slower.
 
 // errIrregular means a header field holds a JSON type the typed Event does
 // not (a number where a string belongs, "True" for a bool), or a key that
@@ -46,54 +53,35 @@ var errSyntax = errors.New("invalid JSON")
 // to reject.
 const maxDepth = 10000
 
-// headerTopKeys and headerIdentityKeys are the JSON names the header fills.
-// scanHeader's switches must list the same names.
-var (
-	headerTopKeys = []string{
-		"eventVersion", "eventSource", "eventName", "awsRegion", "sourceIPAddress", "userAgent",
-		"errorCode", "errorMessage", "requestID", "eventID", "eventType", "apiVersion",
-		"recipientAccountId", "sharedEventID", "vpcEndpointId", "vpcEndpointAccountId",
-		"eventCategory", "sessionCredentialFromConsole", "readOnly", "managementEvent", "eventTime",
-	}
-	headerIdentityKeys = []string{
-		"type", "principalId", "arn", "accountId", "accessKeyId", "userName", "invokedBy",
-		"credentialId", "identityProvider",
-	}
-)
-
-// IsHeaderPath reports whether path (an expression path such as
-// "eventName" or "userIdentity.arn") is one that DecodeHeader fills exactly
-// as the full decode would: a rule that reads only such paths can be
-// decided from the header.
-func IsHeaderPath(path string) bool { return headerPaths[path] }
-
-// headerPaths are the expression paths the header fills exactly as the
-// full decode would: a rule that reads only these can be decided from the
-// header.
-var headerPaths = func() map[string]bool {
+// foldedNames returns the lower-cased JSON names of t's fields: the keys
+// that encoding/json would match, case-insensitively, to one of them.
+func foldedNames(t reflect.Type, extra ...string) map[string]bool {
 	m := map[string]bool{}
-	for _, k := range headerTopKeys {
-		m[k] = true
+	for i := 0; i < t.NumField(); i++ {
+		if name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]; name != "" {
+			m[lowerASCII(name)] = true
+		}
 	}
-	for _, k := range headerIdentityKeys {
-		m["userIdentity."+k] = true
+	for _, e := range extra {
+		m[lowerASCII(e)] = true
 	}
 	return m
-}()
+}
 
-// foldedTop and foldedIdentity hold the lower-cased names that
-// encoding/json would match case-insensitively at the top level and in
-// userIdentity (userIdentity itself included at the top level).
-var foldedTop, foldedIdentity = func() (map[string]bool, map[string]bool) {
-	top, id := map[string]bool{"useridentity": true}, map[string]bool{}
-	for _, k := range headerTopKeys {
-		top[lowerASCII(k)] = true
-	}
-	for _, k := range headerIdentityKeys {
-		id[lowerASCII(k)] = true
-	}
-	return top, id
-}()
+// The names each object's keys are checked against: a key that is not one
+// of its object's names exactly, but matches one case-insensitively, sends
+// the record to the full decode (see folds).
+var (
+	foldedTop      = foldedNames(reflect.TypeOf(Event{}), "@timestamp")
+	foldedIdentity = foldedNames(reflect.TypeOf(UserIdentity{}))
+	foldedSession  = foldedNames(reflect.TypeOf(SessionContext{}))
+	foldedIssuer   = foldedNames(reflect.TypeOf(SessionIssuer{}))
+	foldedWebID    = foldedNames(reflect.TypeOf(WebIDFederationData{}))
+	foldedAttrs    = foldedNames(reflect.TypeOf(SessionAttributes{}))
+	foldedBehalf   = foldedNames(reflect.TypeOf(OnBehalfOf{}))
+	foldedTLS      = foldedNames(reflect.TypeOf(TLSDetails{}))
+	foldedResource = foldedNames(reflect.TypeOf(Resource{}))
+)
 
 func lowerASCII(s string) string {
 	b := []byte(s)
@@ -105,13 +93,18 @@ func lowerASCII(s string) string {
 	return string(b)
 }
 
-// scanHeader fills ev's header fields from data (ev must be zero) and
-// validates that data is one JSON object. It returns errSyntax for invalid
-// JSON and errIrregular when a header field needs the lenient decoder; in
-// both cases the caller falls back to the full decode, which reports or
-// coerces exactly as before.
+// scanHeader fills ev from data (ev must be zero), all but the lazy fields,
+// whose places it notes (see lazy.go), and validates that data is one JSON
+// object. It returns errSyntax for invalid JSON and errIrregular when the
+// record needs the lenient decoder or holds a key that encoding/json would
+// match to a field case-insensitively; in both cases the caller falls back
+// to the full decode, which reports or coerces exactly as before.
 func scanHeader(ev *Event, data []byte) error {
 	s := scanner{data: data}
+	return s.scan(ev)
+}
+
+func (s *scanner) scan(ev *Event) error {
 	s.ws()
 	if s.i >= len(s.data) || s.data[s.i] != '{' {
 		return errSyntax
@@ -130,6 +123,14 @@ type scanner struct {
 	data  []byte
 	i     int
 	depth int
+	// inMap is set while skipping the value of a map[string]any field,
+	// where encoding/json converts every number to a float64 and fails
+	// (sending the whole decode to the lenient path) on one out of range.
+	inMap bool
+	// ts is the place of the last "@timestamp" string (end 0: none);
+	// tsOdd is set when a @timestamp value is not a plain string.
+	ts    struct{ start, end int }
+	tsOdd bool
 }
 
 func (s *scanner) ws() {
@@ -146,8 +147,8 @@ func (s *scanner) ws() {
 // member reads `"key":` at s.i (after the opening brace or a comma) and
 // leaves s.i at the value. It returns the key without its quotes (decoded
 // when it holds escapes, which only the rare header-level caller needs) and
-// whether the key has bytes outside ASCII.
-func (s *scanner) member(decode bool) (key []byte, nonASCII bool, err error) {
+// whether the key has bytes outside ASCII or escapes.
+func (s *scanner) member(decode bool) (key []byte, odd bool, err error) {
 	s.ws()
 	start, end, flags, err := s.str()
 	if err != nil {
@@ -205,9 +206,18 @@ func (s *scanner) open(closer byte) (bool, error) {
 	return false, nil
 }
 
-// topObject scans the record's object, filling the top-level header
-// fields.
-func (s *scanner) topObject(ev *Event) error {
+// object scans an object member by member: member handles the value of
+// each key (at s.i) and reports whether it knew the key; an unknown key is
+// skipped, unless it matches one of folded's names case-insensitively.
+// A value that is not an object is irregular, except null, which leaves
+// the destination as it is (as encoding/json does).
+func (s *scanner) object(folded map[string]bool, member func(key []byte, odd bool) (bool, error)) error {
+	if s.i >= len(s.data) {
+		return errSyntax
+	}
+	if s.data[s.i] != '{' {
+		return s.nullOrIrregular()
+	}
 	if empty, err := s.open('}'); empty || err != nil {
 		return err
 	}
@@ -216,6 +226,29 @@ func (s *scanner) topObject(ev *Event) error {
 		if err != nil {
 			return err
 		}
+		known, err := member(key, odd)
+		if err != nil {
+			return err
+		}
+		if !known {
+			if folds(key, odd, folded) {
+				return errIrregular
+			}
+			if err := s.skip(); err != nil {
+				return err
+			}
+		}
+		if end, err := s.next(); end || err != nil {
+			s.depth--
+			return err
+		}
+	}
+}
+
+// topObject scans the record's object.
+func (s *scanner) topObject(ev *Event) error {
+	return s.object(foldedTop, func(key []byte, odd bool) (bool, error) {
+		var err error
 		switch string(key) {
 		case "eventVersion":
 			err = s.stringInto(&ev.EventVersion)
@@ -260,37 +293,38 @@ func (s *scanner) topObject(ev *Event) error {
 		case "eventTime":
 			err = s.timeInto(&ev.EventTime)
 		case "userIdentity":
-			if s.i < len(s.data) && s.data[s.i] == '{' {
-				err = s.identityObject(&ev.UserIdentity)
-			} else {
-				err = s.nullOrIrregular()
-			}
+			err = s.identityObject(&ev.UserIdentity)
+		case "tlsDetails":
+			err = s.tlsObject(&ev.TLSDetails)
+		case "requestParameters":
+			err = s.lazyMap(ev, fieldRequestParameters)
+		case "responseElements":
+			err = s.lazyMap(ev, fieldResponseElements)
+		case "additionalEventData":
+			err = s.lazyMap(ev, fieldAdditionalEventData)
+		case "serviceEventDetails":
+			err = s.lazyMap(ev, fieldServiceEventDetails)
+		case "addendum":
+			err = s.lazyMap(ev, fieldAddendum)
+		case "edgeDeviceDetails":
+			err = s.lazyMap(ev, fieldEdgeDeviceDetails)
+		case "insightDetails":
+			err = s.lazyMap(ev, fieldInsightDetails)
+		case "resources":
+			err = s.lazyResources(ev)
+		case "@timestamp":
+			err = s.timestamp(odd)
 		default:
-			if folds(key, odd, foldedTop) {
-				return errIrregular
-			}
-			err = s.skip()
+			return false, nil
 		}
-		if err != nil {
-			return err
-		}
-		if end, err := s.next(); end || err != nil {
-			s.depth--
-			return err
-		}
-	}
+		return true, err
+	})
 }
 
-// identityObject scans userIdentity's object, filling its header fields.
+// identityObject scans userIdentity's object.
 func (s *scanner) identityObject(u *UserIdentity) error {
-	if empty, err := s.open('}'); empty || err != nil {
-		return err
-	}
-	for {
-		key, odd, err := s.member(true)
-		if err != nil {
-			return err
-		}
+	return s.object(foldedIdentity, func(key []byte, odd bool) (bool, error) {
+		var err error
 		switch string(key) {
 		case "type":
 			err = s.stringInto(&u.Type)
@@ -310,24 +344,217 @@ func (s *scanner) identityObject(u *UserIdentity) error {
 			err = s.stringInto(&u.CredentialID)
 		case "identityProvider":
 			err = s.stringInto(&u.IdentityProvider)
+		case "sessionContext":
+			err = s.sessionObject(&u.SessionContext)
+		case "onBehalfOf":
+			err = s.object(foldedBehalf, func(key []byte, odd bool) (bool, error) {
+				switch string(key) {
+				case "userId":
+					return true, s.stringInto(&u.OnBehalfOf.UserID)
+				case "identityStoreArn":
+					return true, s.stringInto(&u.OnBehalfOf.IdentityStoreARN)
+				}
+				return false, nil
+			})
+		case "inScopeOf":
+			err = s.mapInto(&u.InScopeOf)
 		default:
-			if folds(key, odd, foldedIdentity) {
+			return false, nil
+		}
+		return true, err
+	})
+}
+
+// sessionObject scans userIdentity.sessionContext.
+func (s *scanner) sessionObject(c *SessionContext) error {
+	return s.object(foldedSession, func(key []byte, odd bool) (bool, error) {
+		var err error
+		switch string(key) {
+		case "sessionIssuer":
+			i := &c.SessionIssuer
+			err = s.object(foldedIssuer, func(key []byte, odd bool) (bool, error) {
+				switch string(key) {
+				case "type":
+					return true, s.stringInto(&i.Type)
+				case "principalId":
+					return true, s.stringInto(&i.PrincipalID)
+				case "arn":
+					return true, s.stringInto(&i.ARN)
+				case "accountId":
+					return true, s.stringInto(&i.AccountID)
+				case "userName":
+					return true, s.stringInto(&i.UserName)
+				}
+				return false, nil
+			})
+		case "webIdFederationData":
+			w := &c.WebIDFederationData
+			err = s.object(foldedWebID, func(key []byte, odd bool) (bool, error) {
+				switch string(key) {
+				case "federatedProvider":
+					return true, s.stringInto(&w.FederatedProvider)
+				case "attributes":
+					return true, s.mapInto(&w.Attributes)
+				}
+				return false, nil
+			})
+		case "attributes":
+			a := &c.Attributes
+			err = s.object(foldedAttrs, func(key []byte, odd bool) (bool, error) {
+				switch string(key) {
+				case "creationDate":
+					return true, s.stringInto(&a.CreationDate)
+				case "mfaAuthenticated":
+					return true, s.stringInto(&a.MFAAuthenticated)
+				}
+				return false, nil
+			})
+		case "sourceIdentity":
+			err = s.stringInto(&c.SourceIdentity)
+		case "ec2RoleDelivery":
+			err = s.stringInto(&c.EC2RoleDelivery)
+		case "assumedRoot":
+			err = s.stringInto(&c.AssumedRoot)
+		default:
+			return false, nil
+		}
+		return true, err
+	})
+}
+
+// tlsObject scans tlsDetails.
+func (s *scanner) tlsObject(t *TLSDetails) error {
+	return s.object(foldedTLS, func(key []byte, odd bool) (bool, error) {
+		switch string(key) {
+		case "tlsVersion":
+			return true, s.stringInto(&t.TLSVersion)
+		case "cipherSuite":
+			return true, s.stringInto(&t.CipherSuite)
+		case "clientProvidedHostHeader":
+			return true, s.stringInto(&t.ClientProvidedHostHeader)
+		}
+		return false, nil
+	})
+}
+
+// mapInto decodes a small, rare map (userIdentity.inScopeOf,
+// webIdFederationData.attributes) with encoding/json at once: an object
+// merges into dst, null makes it nil, as in the full decode; another type
+// is irregular.
+func (s *scanner) mapInto(dst *map[string]any) error {
+	start := s.i
+	if err := s.skipMap(); err != nil {
+		return err
+	}
+	if c := s.data[start]; c != '{' && c != 'n' {
+		return errIrregular
+	}
+	if err := json.Unmarshal(s.data[start:s.i], dst); err != nil {
+		return errIrregular
+	}
+	return nil
+}
+
+// lazyMap notes where a map field's value is, for Need. An object or null
+// decodes into a map[string]any whatever it holds; another type is
+// irregular, and so is a field given twice (the full decode would merge
+// the two objects).
+func (s *scanner) lazyMap(ev *Event, f Fields) error {
+	start := s.i
+	if err := s.skipMap(); err != nil {
+		return err
+	}
+	if c := s.data[start]; (c != '{' && c != 'n') || ev.lazy.pending&f != 0 {
+		return errIrregular
+	}
+	ev.setSpan(f, start, s.i)
+	return nil
+}
+
+// lazyResources checks that resources is a list of objects (or null) whose
+// known keys hold strings (or null), so that Need's decode cannot fail, and
+// notes where it is.
+func (s *scanner) lazyResources(ev *Event) error {
+	start := s.i
+	if ev.lazy.pending&fieldResources != 0 {
+		return errIrregular
+	}
+	if s.lit("null") {
+		ev.setSpan(fieldResources, start, s.i)
+		return nil
+	}
+	if s.i >= len(s.data) || s.data[s.i] != '[' {
+		if err := s.skip(); err != nil {
+			return err
+		}
+		return errIrregular
+	}
+	if empty, err := s.open(']'); err != nil {
+		return err
+	} else if !empty {
+		for {
+			s.ws()
+			if s.i < len(s.data) && s.data[s.i] != '{' && s.data[s.i] != 'n' {
+				if err := s.skip(); err != nil {
+					return err
+				}
 				return errIrregular
 			}
-			err = s.skip()
-		}
-		if err != nil {
-			return err
-		}
-		if end, err := s.next(); end || err != nil {
-			s.depth--
-			return err
+			err := s.object(foldedResource, func(key []byte, odd bool) (bool, error) {
+				switch string(key) {
+				case "ARN", "accountId", "type":
+					return true, s.checkString()
+				}
+				return false, nil
+			})
+			if err != nil {
+				return err
+			}
+			s.ws()
+			if s.i >= len(s.data) {
+				return errSyntax
+			}
+			if s.data[s.i] == ']' {
+				s.i++
+				s.depth--
+				break
+			}
+			if s.data[s.i] != ',' {
+				return errSyntax
+			}
+			s.i++
 		}
 	}
+	ev.setSpan(fieldResources, start, s.i)
+	return nil
+}
+
+// timestamp notes a top-level "@timestamp" string, which records shipped
+// through Logstash carry instead of eventTime (see fillTimeFromShipper).
+func (s *scanner) timestamp(escapedKey bool) error {
+	start := s.i
+	if err := s.skip(); err != nil {
+		return err
+	}
+	if s.data[start] == '"' && !escapedKey {
+		s.ts.start, s.ts.end = start, s.i
+	} else {
+		s.tsOdd = true
+	}
+	return nil
+}
+
+// skipMap skips the value of a map[string]any field, checking its numbers
+// as encoding/json converts them (see inMap).
+func (s *scanner) skipMap() error {
+	s.inMap = true
+	err := s.skip()
+	s.inMap = false
+	return err
 }
 
 // folds reports whether encoding/json could match key, which is not one
-// of the header names exactly, to one of them anyway: it compares names
+// of its object's names exactly, to one of them anyway: it compares names
 // case-insensitively, with Unicode folding (K and the Kelvin sign), so a
 // key with bytes outside ASCII or escapes is taken to fold.
 func folds(key []byte, odd bool, folded map[string]bool) bool {
@@ -459,6 +686,22 @@ func (s *scanner) stringInto(dst *string) error {
 		}
 		*dst = unsafe.String(&content[0], len(content))
 		return nil
+	}
+	if s.lit("null") {
+		return nil
+	}
+	if err := s.skip(); err != nil {
+		return err
+	}
+	return errIrregular
+}
+
+// checkString checks that the value is a string or null, as a string
+// field needs; another type is irregular.
+func (s *scanner) checkString() error {
+	if s.i < len(s.data) && s.data[s.i] == '"' {
+		_, _, _, err := s.str()
+		return err
 	}
 	if s.lit("null") {
 		return nil
@@ -640,8 +883,32 @@ func (s *scanner) skip() error {
 	return errSyntax
 }
 
-// number validates a JSON number (RFC 8259 grammar).
+// number validates a JSON number (RFC 8259 grammar). Inside a map (inMap)
+// a number that strconv.ParseFloat rejects as out of range is irregular,
+// as it is to encoding/json.
 func (s *scanner) number() error {
+	start := s.i
+	if err := s.numberSyntax(); err != nil {
+		return err
+	}
+	if s.inMap && !floatInRange(s.data[start:s.i]) {
+		return errIrregular
+	}
+	return nil
+}
+
+// floatInRange reports whether n, a valid JSON number, parses as a float64
+// without a range error. Plain integers and decimals shorter than 300
+// bytes always do; only those need no parse.
+func floatInRange(n []byte) bool {
+	if len(n) < 300 && bytes.IndexAny(n, "eE") < 0 {
+		return true
+	}
+	_, err := strconv.ParseFloat(string(n), 64)
+	return err == nil
+}
+
+func (s *scanner) numberSyntax() error {
 	if s.data[s.i] == '-' {
 		s.i++
 	}
@@ -678,26 +945,38 @@ func (s *scanner) digits() int {
 }
 
 // DecodeHeader is the first, cheap tier of decoding: it validates raw as one
-// JSON object and fills only ev's scalar fields (top-level and
-// userIdentity's). It returns complete=true when it had to fall back to the
-// full decode (a type mismatch in a header field needs the lenient decoder).
-// It returns an error, as DecodeEvent does, when raw is not a CloudTrail
-// record. Pass ev to rules.Set.MatchHeader, which completes the decode only when a
-// rule needs more than the header.
+// JSON object and fills every field of ev but the large free-form ones
+// (requestParameters, responseElements, resources, ... see lazy.go), which
+// Need decodes when an expression reads them. It returns complete=true when
+// it had to fall back to the whole decode (the record needs the lenient
+// decoder, or is not valid JSON). It returns an error, as DecodeEvent does,
+// when raw is not a CloudTrail record. Strings in ev may be views of raw's
+// bytes: call Own before ev outlives raw.
 func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
 	*ev = Event{}
 	data := trimSpace(raw)
 	ev.raw.data = data
-	if err := scanHeader(ev, data); err != nil {
-		// Invalid JSON or an irregular header: the full decoder reports or
+	s := scanner{data: data}
+	if err := s.scan(ev); err != nil {
+		// Invalid JSON or an irregular record: the full decoder reports or
 		// coerces it exactly as it always does.
 		return true, DecodeEventInto(ev, raw)
 	}
 	if ev.EventVersion == "" && ev.EventID == "" {
-		return false, DecodeEventInto(ev, raw)
+		return true, DecodeEventInto(ev, raw)
 	}
 	if ev.EventTime.IsZero() {
-		fillTimeFromShipper(ev, data)
+		switch {
+		case s.tsOdd:
+			fillTimeFromShipper(ev, data)
+		case s.ts.end > 0:
+			var ts string
+			if json.Unmarshal(data[s.ts.start:s.ts.end], &ts) == nil {
+				if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+					ev.EventTime = t
+				}
+			}
+		}
 	}
 	return false, nil
 }

@@ -12,37 +12,66 @@ import (
 	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
-// headerDiff returns, for a record the header scan took (no fallback),
-// every header field whose value differs from encoding/json's full decode,
-// compared with reflect.DeepEqual (so a time.Time must match in location
-// too).
+// headerDiff decodes raw both ways, DecodeHeader (then Own, with raw
+// overwritten, then Complete) and DecodeEvent, the encoding/json reference,
+// and returns every difference: in the outcome, in any field the header
+// fills (before Need), in a lazy field that is not left zero before Need,
+// and in the whole Event after Complete, compared with reflect.DeepEqual
+// (so a time.Time must match in location too). scanned reports whether
+// the header scan took the record (no fall back to the whole decode).
 func headerDiff(raw []byte) (diffs []string, scanned bool, err error) {
+	buf := append([]byte(nil), raw...)
 	var fast Event
-	if scanHeader(&fast, trimSpace(raw)) != nil {
-		return nil, false, nil
+	complete, ferr := DecodeHeader(&fast, buf)
+	full, serr := DecodeEvent(raw)
+	if (ferr != nil) != (serr != nil) {
+		return nil, !complete, fmt.Errorf("DecodeHeader error %v, DecodeEvent error %v", ferr, serr)
 	}
-	var full Event
-	if err := json.Unmarshal(raw, &full); err != nil {
-		return nil, true, fmt.Errorf("the header scan accepted what encoding/json rejects: %w", err)
+	if serr != nil {
+		return nil, !complete, nil
 	}
-	compare := func(prefix string, a, b reflect.Value, keys []string) {
-		want := map[string]bool{}
-		for _, k := range keys {
-			want[k] = true
+	// Before Need: the header's fields as the full decode's, the lazy ones
+	// zero.
+	lazy := map[string]bool{}
+	for _, n := range lazyNames {
+		lazy[n] = true
+	}
+	fv, rv := reflect.ValueOf(fast), reflect.ValueOf(*full)
+	for i := 0; i < fv.NumField(); i++ {
+		f := fv.Type().Field(i)
+		if !f.IsExported() {
+			continue
 		}
-		for i := 0; i < a.NumField(); i++ {
-			name := a.Type().Field(i).Tag.Get("json")
-			if !want[name] {
-				continue
+		name := f.Tag.Get("json")
+		got, want := fv.Field(i).Interface(), rv.Field(i).Interface()
+		if complete || !lazy[name] {
+			if !reflect.DeepEqual(got, want) {
+				diffs = append(diffs, fmt.Sprintf("%s: header %#v, encoding/json %#v", name, got, want))
 			}
-			if got, exp := a.Field(i).Interface(), b.Field(i).Interface(); !reflect.DeepEqual(got, exp) {
-				diffs = append(diffs, fmt.Sprintf("%s%s: header %#v, encoding/json %#v", prefix, name, got, exp))
-			}
+		} else if !fv.Field(i).IsZero() {
+			diffs = append(diffs, fmt.Sprintf("%s: %#v before Need, want it left zero", name, got))
 		}
 	}
-	compare("", reflect.ValueOf(fast), reflect.ValueOf(full), headerTopKeys)
-	compare("userIdentity.", reflect.ValueOf(fast.UserIdentity), reflect.ValueOf(full.UserIdentity), headerIdentityKeys)
-	return diffs, true, nil
+	// After Own the caller's buffer may change; after Complete the event
+	// is the whole decode's.
+	fast.Own()
+	for i := range buf {
+		buf[i] = 'x'
+	}
+	if err := fast.Complete(); err != nil {
+		return diffs, !complete, fmt.Errorf("Complete: %v", err)
+	}
+	if got, want := exportedFields(&fast), exportedFields(full); !reflect.DeepEqual(got, want) {
+		diffs = append(diffs, fmt.Sprintf("after Complete:\n header %#v\n encoding/json %#v", got, want))
+	}
+	return diffs, !complete, nil
+}
+
+// exportedFields is ev without its unexported state.
+func exportedFields(ev *Event) Event {
+	e := *ev
+	e.raw, e.lazy = rawRecord{}, lazyState{}
+	return e
 }
 
 func checkHeader(t *testing.T, place string, raw []byte) {
@@ -96,6 +125,40 @@ func TestHeaderEdgeCases(t *testing.T) {
 		{"number for a string", `{"eventVersion":"1.08","errorCode":5}`, true},
 		{"day out of range", `{"eventVersion":"1.08","eventTime":"2023-02-29T00:00:00Z"}`, true},
 		{"too deep", `{"eventVersion":"1.08","x":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`, true},
+		// Lazy fields: noted by the scan, decoded by Need.
+		{"lazy maps", `{"eventVersion":"1.08","requestParameters":{"a":[1,2.5,{"b":null}],"c":"\u00e9"},"responseElements":null,"additionalEventData":{},"serviceEventDetails":{"x":true},"addendum":{"y":1},"edgeDeviceDetails":{"z":"w"},"insightDetails":{"q":[]}}`, false},
+		{"resources", `{"eventVersion":"1.08","resources":[{"ARN":"a","accountId":"1","type":"t"},null,{"other":5}]}`, false},
+		{"resources null", `{"eventVersion":"1.08","resources":null}`, false},
+		{"resources empty", `{"eventVersion":"1.08","resources":[]}`, false},
+		{"resources not a list", `{"eventVersion":"1.08","resources":{"ARN":"a"}}`, true},
+		{"resource with a number", `{"eventVersion":"1.08","resources":[{"ARN":5}]}`, true},
+		{"resource element a string", `{"eventVersion":"1.08","resources":["a"]}`, true},
+		{"resource key in another case", `{"eventVersion":"1.08","resources":[{"arn":"a"}]}`, true},
+		{"map as a string", `{"eventVersion":"1.08","requestParameters":"{\"a\":1}"}`, true},
+		{"map twice", `{"eventVersion":"1.08","requestParameters":{"a":1},"requestParameters":{"b":2}}`, true},
+		{"map in another case", `{"eventVersion":"1.08","RequestParameters":{"a":1}}`, true},
+		{"number out of range in a map", `{"eventVersion":"1.08","eventID":"e","requestParameters":{"a":1e400}}`, true},
+		{"long integer in a map", `{"eventVersion":"1.08","requestParameters":{"a":` + strings.Repeat("9", 310) + `}}`, true},
+		{"number out of range elsewhere", `{"eventVersion":"1.08","x":{"a":1e400}}`, false},
+		{"small exponent in a map", `{"eventVersion":"1.08","requestParameters":{"a":1e300,"b":-2E-5}}`, false},
+		// The rest of userIdentity and tlsDetails are scanned whole.
+		{"session context", `{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"p","arn":"a","accountId":"1","userName":"u"},"webIdFederationData":{"federatedProvider":"f","attributes":{"k":"v"}},"attributes":{"creationDate":"d","mfaAuthenticated":"false"},"sourceIdentity":"s","ec2RoleDelivery":"2.0","assumedRoot":"true"},"onBehalfOf":{"userId":"u","identityStoreArn":"i"},"inScopeOf":{"a":1}},"tlsDetails":{"tlsVersion":"TLSv1.2","cipherSuite":"c","clientProvidedHostHeader":"h"}}`, false},
+		{"session context twice merges", `{"eventVersion":"1.08","userIdentity":{"sessionContext":{"sourceIdentity":"a"},"sessionContext":{"attributes":{"mfaAuthenticated":"true"}}}}`, false},
+		{"inScopeOf twice merges", `{"eventVersion":"1.08","userIdentity":{"inScopeOf":{"a":1},"inScopeOf":{"b":2}}}`, false},
+		{"inScopeOf null", `{"eventVersion":"1.08","userIdentity":{"inScopeOf":{"a":1},"inScopeOf":null}}`, false},
+		{"mfaAuthenticated as a bool", `{"eventVersion":"1.08","userIdentity":{"sessionContext":{"attributes":{"mfaAuthenticated":false}}}}`, true},
+		{"sessionContext as a string", `{"eventVersion":"1.08","userIdentity":{"sessionContext":"x"}}`, true},
+		{"issuer key in another case", `{"eventVersion":"1.08","userIdentity":{"sessionContext":{"sessionIssuer":{"ARN":"a"}}}}`, true},
+		{"tlsDetails null", `{"eventVersion":"1.08","tlsDetails":null}`, false},
+		{"tlsDetails a list", `{"eventVersion":"1.08","tlsDetails":[]}`, true},
+		// Records shipped through Logstash.
+		{"@timestamp", `{"eventVersion":"1.08","@timestamp":"2024-05-01T08:00:00.123Z"}`, false},
+		{"@timestamp escaped", `{"eventVersion":"1.08","@timestamp":"2024-05-01T08:00:00\u002E5Z"}`, false},
+		{"@timestamp key escaped", `{"eventVersion":"1.08","\u0040timestamp":"2024-05-01T08:00:00Z"}`, false},
+		{"@timestamp a number", `{"eventVersion":"1.08","@timestamp":5,"@timestamp":"2024-05-01T08:00:00Z"}`, false},
+		{"@timestamp with eventTime", `{"eventVersion":"1.08","eventTime":"2024-05-01T08:00:00Z","@timestamp":"2025-01-01T00:00:00Z"}`, false},
+		{"@timestamp in another case", `{"eventVersion":"1.08","@Timestamp":"2024-05-01T08:00:00Z"}`, true},
+		{"no eventVersion nor eventID", `{"eventName":"x","requestParameters":{"a":1}}`, true},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +219,9 @@ func FuzzHeader(f *testing.F) {
 		`{"eventVersion":"1.08","readOnly":true,"readOnly":null,"eventName":"a\u00e9\"b"}`,
 		"{\"eventVersion\":\"1\",\"userAgent\":\"\xc3\x28 abcdefgh\"}",
 		`{"eventVersion":"1","eventTime":"2024-05-01T08:00:00.5-07:00","x":[1,{"a":[]}]}`,
+		`{"eventVersion":"1.08","eventID":"e","requestParameters":{"a":[1,2.5e3,{"b":null}],"c":"\u00e9"},"responseElements":null,"resources":[{"ARN":"a","type":"t"},null],"tlsDetails":{"tlsVersion":"TLSv1.3"}}`,
+		`{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"arn":"a","userName":"u"},"webIdFederationData":{"attributes":{"k":1}},"attributes":{"mfaAuthenticated":"true"}},"onBehalfOf":{"userId":"u"},"inScopeOf":{"x":[]}}}`,
+		`{"eventVersion":"1.08","@timestamp":"2024-05-01T08:00:00.5Z","additionalEventData":{"n":1e999},"addendum":{},"insightDetails":{"i":{}}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -1,0 +1,193 @@
+package cloudtrail
+
+import (
+	"encoding/json"
+	"math/bits"
+	"unsafe"
+)
+
+// Lazy decoding. DecodeHeader fills every typed field of the record except
+// the large free-form parts: the maps (requestParameters,
+// responseElements, additionalEventData, serviceEventDetails, addendum,
+// edgeDeviceDetails, insightDetails) and the resources list. Of those it
+// only checks that each has a type the full decode accepts and notes where
+// its value is; Need decodes the ones an expression reads, when it reads
+// them. Rules compile with the set of fields they read (FieldsOf), so a
+// record that a rule matches costs the decode of what that rule, its
+// summary and its dedup key read, and nothing else.
+//
+// A field decoded lazily is decoded by encoding/json from its own bytes,
+// which gives exactly what decoding the whole record gives: the header
+// scan has already checked that nothing in the record would send the whole
+// decode to the lenient path (any type mismatch falls back to it), that no
+// key of the record matches one of these fields case-insensitively, and
+// that none of them appears twice.
+
+// Fields is a set of the Event fields that DecodeHeader leaves for Need.
+type Fields uint16
+
+const (
+	fieldRequestParameters Fields = 1 << iota
+	fieldResponseElements
+	fieldAdditionalEventData
+	fieldServiceEventDetails
+	fieldAddendum
+	fieldEdgeDeviceDetails
+	fieldInsightDetails
+	fieldResources
+
+	// AllFields is every field that Need can decode.
+	AllFields = 1<<iota - 1
+
+	numLazy = iota
+)
+
+// lazyNames are the JSON (and expression) names of the lazy fields, in
+// bit order.
+var lazyNames = [numLazy]string{
+	"requestParameters", "responseElements", "additionalEventData", "serviceEventDetails",
+	"addendum", "edgeDeviceDetails", "insightDetails", "resources",
+}
+
+// FieldsOf returns the lazy field that the top-level expression name
+// denotes (requestParameters, resources, ...), or 0 for a name that
+// DecodeHeader fills or that is not a field. The name "$env" (expr's whole
+// environment) is every field.
+func FieldsOf(name string) Fields {
+	if name == "$env" {
+		return AllFields
+	}
+	for i, n := range lazyNames {
+		if n == name {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// lazyState is where a header-decoded Event's lazy fields are in its
+// record, and which of them are still to decode.
+type lazyState struct {
+	pending Fields
+	spans   [numLazy]struct{ start, end int32 }
+	err     error
+}
+
+func (ev *Event) setSpan(f Fields, start, end int) {
+	i := bits.TrailingZeros16(uint16(f))
+	ev.lazy.spans[i].start, ev.lazy.spans[i].end = int32(start), int32(end)
+	ev.lazy.pending |= f
+}
+
+// Need decodes those of fields that are not decoded yet. Reading an Event
+// from DecodeEvent needs no call; one from DecodeHeader holds the zero
+// value in a lazy field until Need decodes it (rule expressions, summaries,
+// dedup keys and conditions call it for what they read). It returns an
+// error only if the record cannot be decoded at all, which DecodeHeader
+// would already have reported. An Event is not safe for concurrent use
+// while Need may decode.
+func (ev *Event) Need(fields Fields) error {
+	todo := ev.lazy.pending & fields
+	if todo == 0 {
+		return ev.lazy.err
+	}
+	for todo != 0 {
+		i := bits.TrailingZeros16(uint16(todo))
+		f := Fields(1) << i
+		todo &^= f
+		sp := ev.lazy.spans[i]
+		if err := ev.decodeLazy(f, ev.raw.data[sp.start:sp.end]); err != nil {
+			// Not expected after the header scan's checks; the whole
+			// decode decides, exactly as DecodeEvent would.
+			if err := DecodeEventInto(ev, ev.raw.data); err != nil {
+				ev.lazy.err = err
+			}
+			return ev.lazy.err
+		}
+		ev.lazy.pending &^= f
+	}
+	return nil
+}
+
+// Complete decodes every field DecodeHeader left for later: ev is then
+// what DecodeEvent would give.
+func (ev *Event) Complete() error { return ev.Need(AllFields) }
+
+func (ev *Event) decodeLazy(f Fields, data []byte) error {
+	switch f {
+	case fieldRequestParameters:
+		return json.Unmarshal(data, &ev.RequestParameters)
+	case fieldResponseElements:
+		return json.Unmarshal(data, &ev.ResponseElements)
+	case fieldAdditionalEventData:
+		return json.Unmarshal(data, &ev.AdditionalEventData)
+	case fieldServiceEventDetails:
+		return json.Unmarshal(data, &ev.ServiceEventDetails)
+	case fieldAddendum:
+		return json.Unmarshal(data, &ev.Addendum)
+	case fieldEdgeDeviceDetails:
+		return json.Unmarshal(data, &ev.EdgeDeviceDetails)
+	case fieldInsightDetails:
+		return json.Unmarshal(data, &ev.InsightDetails)
+	case fieldResources:
+		return json.Unmarshal(data, &ev.Resources)
+	}
+	return nil
+}
+
+// Own makes ev independent of the buffer it was decoded from: DecodeHeader
+// leaves strings that are views of the record's bytes (see header.go), and
+// Need decodes from those bytes later. Own copies the record once and
+// points every view at the copy, so the caller may reuse its buffer. Call
+// it before an Event (or a string read from it) outlives the caller's
+// buffer; rules.Set.MatchHeader does for every event a rule matched.
+func (ev *Event) Own() {
+	if ev.raw.owned || len(ev.raw.data) == 0 {
+		return
+	}
+	old := ev.raw.data
+	data := make([]byte, len(old))
+	copy(data, old)
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(old)))
+	hi := lo + uintptr(len(old))
+	ev.eachString(func(s *string) {
+		if len(*s) == 0 {
+			return
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(*s)))
+		if p >= lo && p < hi {
+			*s = unsafe.String(&data[p-lo], len(*s))
+		}
+	})
+	ev.raw.data = data
+	ev.raw.owned = true
+}
+
+// eachString calls fn with every string field that DecodeHeader fills.
+func (ev *Event) eachString(fn func(*string)) {
+	for _, s := range [...]*string{
+		&ev.EventVersion, &ev.EventSource, &ev.EventName, &ev.AWSRegion, &ev.SourceIPAddress,
+		&ev.UserAgent, &ev.ErrorCode, &ev.ErrorMessage, &ev.RequestID, &ev.EventID, &ev.EventType,
+		&ev.APIVersion, &ev.RecipientAccountID, &ev.SharedEventID, &ev.VPCEndpointID,
+		&ev.VPCEndpointAccountID, &ev.EventCategory, &ev.SessionCredentialFromConsole,
+		&ev.TLSDetails.TLSVersion, &ev.TLSDetails.CipherSuite, &ev.TLSDetails.ClientProvidedHostHeader,
+	} {
+		fn(s)
+	}
+	u := &ev.UserIdentity
+	for _, s := range [...]*string{
+		&u.Type, &u.PrincipalID, &u.ARN, &u.AccountID, &u.AccessKeyID, &u.UserName, &u.InvokedBy,
+		&u.CredentialID, &u.IdentityProvider, &u.OnBehalfOf.UserID, &u.OnBehalfOf.IdentityStoreARN,
+	} {
+		fn(s)
+	}
+	c := &u.SessionContext
+	for _, s := range [...]*string{
+		&c.SessionIssuer.Type, &c.SessionIssuer.PrincipalID, &c.SessionIssuer.ARN,
+		&c.SessionIssuer.AccountID, &c.SessionIssuer.UserName, &c.WebIDFederationData.FederatedProvider,
+		&c.Attributes.CreationDate, &c.Attributes.MFAAuthenticated, &c.SourceIdentity,
+		&c.EC2RoleDelivery, &c.AssumedRoot,
+	} {
+		fn(s)
+	}
+}
