@@ -266,15 +266,22 @@ func Open(ctx context.Context, client Client, obj Object) (*Body, error) {
 	return &Body{ctx: ctx, client: client, obj: obj, rc: out.Body}, nil
 }
 
+// Errors of Open for an object that is not there: reading it again
+// cannot help.
+var (
+	ErrNoSuchObject = errors.New("no such object")
+	ErrNoSuchBucket = errors.New("no such bucket")
+)
+
 // getError names what went wrong with a GET.
 func getError(err error) error {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
 		case "NoSuchKey":
-			return errors.New("no such object (deleted since it was listed or announced?)")
+			return fmt.Errorf("%w (deleted since it was listed or announced?)", ErrNoSuchObject)
 		case "NoSuchBucket":
-			return errors.New("no such bucket")
+			return ErrNoSuchBucket
 		case "PreconditionFailed":
 			return errors.New("the object changed while it was read")
 		}

@@ -288,6 +288,16 @@ func (r *Rig) Receive(q *Queue, visibility time.Duration) []sqstypes.Message {
 	return out.Messages
 }
 
+// Delete deletes received messages from q.
+func (r *Rig) Delete(q *Queue, msgs []sqstypes.Message) {
+	r.t.Helper()
+	for _, m := range msgs {
+		if _, err := r.SQS.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(q.URL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+			r.t.Fatalf("delete from %s: %v", q.Name, err)
+		}
+	}
+}
+
 // Depth returns the messages q holds, visible and in flight.
 func (r *Rig) Depth(q *Queue) (visible, inFlight int) {
 	r.t.Helper()

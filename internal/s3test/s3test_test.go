@@ -37,7 +37,7 @@ func TestMotoEmulates(t *testing.T) {
 		if len(msgs) != 1 || !strings.Contains(aws.ToString(msgs[0].Body), `"s3:TestEvent"`) {
 			t.Fatalf("messages = %v, want one s3:TestEvent", bodies(msgs))
 		}
-		deleteAll(t, r, q, msgs)
+		r.Delete(q, msgs)
 	})
 
 	t.Run("S3 to SQS for keys under the prefix, key URL-encoded", func(t *testing.T) {
@@ -65,7 +65,7 @@ func TestMotoEmulates(t *testing.T) {
 		if len(ev.Records) != 1 || ev.Records[0].S3.Bucket.Name != "trail" || ev.Records[0].S3.Object.Key != "AWSLogs%2F1%2Fa+b.json.gz" || ev.Records[0].S3.Object.Size != 3 {
 			t.Errorf("message = %s", aws.ToString(msgs[0].Body))
 		}
-		deleteAll(t, r, q, msgs)
+		r.Delete(q, msgs)
 	})
 
 	t.Run("S3 to SNS to SQS, wrapped unless raw", func(t *testing.T) {
@@ -107,7 +107,7 @@ func TestMotoEmulates(t *testing.T) {
 		if len(out.Messages) != 0 {
 			t.Errorf("received %v while its visibility was extended", bodies(out.Messages))
 		}
-		deleteAll(t, r, q, msgs)
+		r.Delete(q, msgs)
 	})
 
 	t.Run("redrive after maxReceiveCount", func(t *testing.T) {
@@ -141,13 +141,4 @@ func bodies(msgs []sqstypes.Message) []string {
 		out = append(out, aws.ToString(m.Body))
 	}
 	return out
-}
-
-func deleteAll(t *testing.T, r *Rig, q *Queue, msgs []sqstypes.Message) {
-	t.Helper()
-	for _, m := range msgs {
-		if _, err := r.SQS.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(q.URL), ReceiptHandle: m.ReceiptHandle}); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

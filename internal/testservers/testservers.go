@@ -170,6 +170,10 @@ type Moto struct {
 	// Endpoint is the base URL to give the AWS SDK (BaseEndpoint or
 	// AWS_ENDPOINT_URL), e.g. http://127.0.0.1:41234.
 	Endpoint string
+	// Direct is moto itself, without the proxy that serialises requests
+	// (see serialProxy): for benchmarks of concurrent reads, where no
+	// conditional write can race.
+	Direct string
 }
 
 // StartMoto starts moto_server on a free loopback port and returns once it
@@ -183,7 +187,7 @@ func StartMoto(t testing.TB) *Moto {
 	s := start(t, "moto_server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	direct := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHTTP(t, s, "moto_server", direct+"/moto-api/")
-	return &Moto{Endpoint: serialProxy(t, direct)}
+	return &Moto{Endpoint: serialProxy(t, direct), Direct: direct}
 }
 
 // serialProxy fronts moto with a reverse proxy that forwards one request
