@@ -2,20 +2,17 @@ package s3files_test
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/awslogs"
 	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/s3files"
+	"github.com/trailwatch/trailwatch/internal/faultproxy"
 	"github.com/trailwatch/trailwatch/internal/s3bundle"
 	"github.com/trailwatch/trailwatch/internal/s3test"
 )
@@ -111,15 +108,6 @@ func TestWalkReadsAsLocal(t *testing.T) {
 	})
 }
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
 func first(s []string) string {
 	if len(s) == 0 {
 		return ""
@@ -211,81 +199,32 @@ func TestWalkProblems(t *testing.T) {
 	}
 }
 
-// cutter is a proxy in front of moto that cuts the connection of the
-// first GET of each object after half its body.
-type cutter struct {
-	rp   *httputil.ReverseProxy
-	mu   sync.Mutex
-	cut  map[string]bool
-	cuts int
-}
-
-func (c *cutter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	first := r.Method == http.MethodGet && !r.URL.Query().Has("list-type") && r.Header.Get("Range") == "" && !c.cut[r.URL.Path]
-	if first {
-		c.cut[r.URL.Path] = true
-		c.cuts++
-	}
-	c.mu.Unlock()
-	if first {
-		w = &cutWriter{ResponseWriter: w}
-	}
-	c.rp.ServeHTTP(w, r)
-}
-
-// cutWriter aborts the response once half of its announced length went.
-type cutWriter struct {
-	http.ResponseWriter
-	n int
-}
-
-func (w *cutWriter) Write(p []byte) (int, error) {
-	half := 0
-	if l := w.Header().Get("Content-Length"); l != "" {
-		var total int
-		for _, c := range l {
-			total = total*10 + int(c-'0')
-		}
-		half = total / 2
-	}
-	if w.n+len(p) > half {
-		p = p[:half-w.n]
-		w.ResponseWriter.Write(p)
-		w.ResponseWriter.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler)
-	}
-	w.n += len(p)
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *cutWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
-
 // TestWalkResumesACutConnection cuts every object's first transfer
 // halfway: each is asked for again from where it stopped, and every
 // record arrives once.
 func TestWalkResumesACutConnection(t *testing.T) {
 	f := newFixture(t, s3test.TrailOptions{Records: 200, End: time.Date(2024, 5, 2, 0, 0, 0, 0, time.UTC)})
-	target, err := url.Parse(f.rig.Moto.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{rp: httputil.NewSingleHostReverseProxy(target), cut: map[string]bool{}}
-	srv := &http.Server{Handler: c}
-	ln := listen(t)
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	t.Setenv("AWS_ENDPOINT_URL", "http://"+ln.Addr().String())
+	cut := map[string]bool{}
+	proxy := faultproxy.Start(t, f.rig.Moto.Endpoint, func(r *http.Request, _ []byte, _ int) faultproxy.Fault {
+		// The first whole-object GET of each object: not the listings,
+		// not the resumed (ranged) transfers.
+		if r.Method != http.MethodGet || r.URL.Query().Has("list-type") || r.Header.Get("Range") != "" || cut[r.URL.Path] {
+			return faultproxy.Forward
+		}
+		cut[r.URL.Path] = true
+		return faultproxy.CutAfter(100)
+	})
+	t.Setenv("AWS_ENDPOINT_URL", proxy.URL)
 	client, err := s3bundle.NewClient(context.Background(), s3bundle.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	local := walk(t, f.dir+"/", []string{f.dir}, s3files.Options{})
 	got := walk(t, "s3://trail/", []string{"s3://trail/"}, s3files.Options{Client: client, BufferSize: 256})
-	if c.cuts == 0 {
-		t.Fatal("no transfer was cut")
+	if n := proxy.Count(faultproxy.CutResponse); n != len(f.files)+6 {
+		t.Errorf("%d transfers cut, want one per object (%d)", n, len(f.files)+6)
 	}
 	if !slices.Equal(got.records, local.records) || len(got.bad) != len(local.bad) {
-		t.Errorf("after %d cut transfers: %d records and problems %q, want %d and %q", c.cuts, len(got.records), got.bad, len(local.records), local.bad)
+		t.Errorf("after cut transfers: %d records and problems %q, want %d and %q", len(got.records), got.bad, len(local.records), local.bad)
 	}
 }

@@ -2,8 +2,9 @@
 // sits on a loopback port in front of a real server (moto, Mailpit's API, a
 // webhook receiver) and, request by request, either forwards the request or
 // injects a fault: an error response such as AWS throttling or an HTTP 500,
-// a connection dropped before the request is forwarded, or a connection
-// dropped after the upstream server has already acted on the request.
+// a connection dropped before the request is forwarded, a connection
+// dropped after the upstream server has already acted on the request, or a
+// response body cut or stalled part way.
 //
 // The decision is made by a Policy, a plain function of the request and its
 // sequence number, so tests can script faults deterministically.
@@ -38,6 +39,14 @@ const (
 	// DropResponse forwards the request, lets the upstream act on it, and
 	// then closes the client connection instead of relaying the response.
 	DropResponse
+	// CutResponse forwards the request and relays the response's status,
+	// headers and first Fault.After bytes of body, then closes the
+	// connection: a transfer that fails part way.
+	CutResponse
+	// StallResponse relays the status, headers and first Fault.After bytes
+	// of body, then sends nothing more until the client goes away (or the
+	// proxy closes): a transfer that hangs part way.
+	StallResponse
 )
 
 // String names the kind for logs and test failures.
@@ -51,6 +60,10 @@ func (k Kind) String() string {
 		return "drop-request"
 	case DropResponse:
 		return "drop-response"
+	case CutResponse:
+		return "cut-response"
+	case StallResponse:
+		return "stall-response"
 	}
 	return "unknown"
 }
@@ -61,6 +74,9 @@ type Fault struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// After is how many bytes of the body CutResponse and StallResponse
+	// relay first.
+	After int
 }
 
 // Forward is the Fault that passes a request through untouched.
@@ -95,6 +111,14 @@ func Drop() Fault { return Fault{Kind: DropRequest} }
 // DropAfter forwards the request and closes the connection instead of
 // relaying the response.
 func DropAfter() Fault { return Fault{Kind: DropResponse} }
+
+// CutAfter relays the response up to n bytes of its body, then closes the
+// connection.
+func CutAfter(n int) Fault { return Fault{Kind: CutResponse, After: n} }
+
+// StallAfter relays the response up to n bytes of its body, then holds the
+// connection without sending more until the client gives up.
+func StallAfter(n int) Fault { return Fault{Kind: StallResponse, After: n} }
 
 // Policy decides the fault for one request. n counts the requests the
 // policy has been asked about, from 0. body is the request body, already
@@ -215,8 +239,43 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.Rever
 		rec := httptest.NewRecorder()
 		rp.ServeHTTP(rec, r)
 		hijackClose(w)
+	case CutResponse, StallResponse:
+		rp.ServeHTTP(&partialWriter{ResponseWriter: w, left: f.After, stall: f.Kind == StallResponse, done: r.Context().Done()}, r)
 	default:
 		rp.ServeHTTP(w, r)
+	}
+}
+
+// partialWriter relays the first left bytes of a response body, then
+// aborts the response (cut) or waits until done (stall).
+type partialWriter struct {
+	http.ResponseWriter
+	left  int
+	stall bool
+	done  <-chan struct{}
+}
+
+func (w *partialWriter) Write(p []byte) (int, error) {
+	if len(p) <= w.left {
+		w.left -= len(p)
+		return w.ResponseWriter.Write(p)
+	}
+	if w.left > 0 {
+		_, _ = w.ResponseWriter.Write(p[:w.left])
+		w.left = 0
+	}
+	w.Flush()
+	if w.stall {
+		<-w.done
+	}
+	// Abort the response: the server closes the connection mid-body.
+	panic(http.ErrAbortHandler)
+}
+
+// Flush sends what was written so far.
+func (w *partialWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -14,14 +14,13 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/internal/cfn"
 	"github.com/trailwatch/trailwatch/internal/config"
+	"github.com/trailwatch/trailwatch/internal/mdcheck"
 )
 
 // instanceActions is what InstancePolicy must grant, by the template
@@ -52,160 +52,18 @@ var example = map[string]string{
 }
 
 // ------------------------------------------------------------ template
-// pseudoParameters are the names !Ref and !Sub may use besides the
-// template's parameters and resources.
-var pseudoParameters = map[string]bool{
-	"AWS::AccountId": true, "AWS::NotificationARNs": true, "AWS::NoValue": true, "AWS::Partition": true,
-	"AWS::Region": true, "AWS::StackId": true, "AWS::StackName": true, "AWS::URLSuffix": true,
-}
-
-// subVar matches a ${Name} or ${Resource.Attribute} of an Fn::Sub string;
-// ${!Literal} stays as written.
-var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
-
-// subVars returns the names an Fn::Sub string refers to.
-func subVars(s string) []string {
-	var out []string
-	for _, m := range subVar.FindAllStringSubmatch(s, -1) {
-		if !strings.HasPrefix(m[1], "!") {
-			out = append(out, m[1])
-		}
-	}
-	return out
-}
-
-// reference is one use of a name: a Ref, a GetAtt, a variable of a Sub or
-// the condition of an If.
-type reference struct {
-	kind, name, where string
-}
-
-// references walks v and returns every name it refers to.
-func references(v any, where string) []reference {
-	var out []reference
-	switch x := v.(type) {
-	case []any:
-		for i, e := range x {
-			out = append(out, references(e, fmt.Sprintf("%s[%d]", where, i))...)
-		}
-	case map[string]any:
-		if ref, ok := intrinsicRefs(x, where); ok {
-			return ref
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			out = append(out, references(x[k], where+"."+k)...)
-		}
-	}
-	return out
-}
-
-// intrinsicRefs returns the names an intrinsic function (a map of one
-// key) refers to, those of its arguments included; ok is false when m is
-// not one of the intrinsics that refer to names.
-func intrinsicRefs(m map[string]any, where string) (out []reference, ok bool) {
-	if len(m) != 1 {
-		return nil, false
-	}
-	for fn, arg := range m {
-		switch fn {
-		case "Ref":
-			return []reference{{"Ref", fmt.Sprint(arg), where}}, true
-		case "Fn::GetAtt":
-			if l, isList := arg.([]any); isList && len(l) == 2 {
-				return []reference{{"GetAtt", fmt.Sprint(l[0]), where}}, true
-			}
-			return []reference{{"GetAtt", fmt.Sprint(arg), where}}, true
-		case "Fn::Sub":
-			s, local := arg, map[string]any{}
-			if l, isList := arg.([]any); isList && len(l) == 2 {
-				s = l[0]
-				local, _ = l[1].(map[string]any)
-				out = references(l[1], where+".Fn::Sub")
-			}
-			for _, name := range subVars(fmt.Sprint(s)) {
-				if _, isLocal := local[name]; isLocal {
-					continue
-				}
-				if res, _, isAttr := strings.Cut(name, "."); isAttr {
-					out = append(out, reference{"GetAtt", res, where})
-				} else {
-					out = append(out, reference{"Ref", name, where})
-				}
-			}
-			return out, true
-		case "Fn::If":
-			l, isList := arg.([]any)
-			if !isList || len(l) != 3 {
-				return []reference{{"Condition", fmt.Sprint(arg), where}}, true
-			}
-			out = append(out, reference{"Condition", fmt.Sprint(l[0]), where})
-			return append(out, references(l[1:], where+".Fn::If")...), true
-		}
-	}
-	return nil, false
-}
-
-// resolve returns the value a name of a Sub takes in the example: an
-// example value, else the parameter's default.
-func resolve(tpl map[string]any, name string, params map[string]string) (string, bool) {
-	if v, ok := params[name]; ok {
-		return v, true
-	}
-	if v, ok := example[name]; ok {
-		return v, true
-	}
-	if def := cfn.Get(tpl, "Parameters", name, "Default"); def != nil {
-		return fmt.Sprint(def), true
-	}
-	return "", false
-}
 
 // render evaluates an Fn::Sub of a plain string as CloudFormation would
 // with the example's names, params overriding parameter defaults.
 func render(t *testing.T, tpl map[string]any, sub any, params map[string]string) string {
 	t.Helper()
-	s, ok := cfn.Get(sub, "Fn::Sub").(string)
-	if !ok {
-		t.Fatalf("%v is not an !Sub of a string", sub)
-	}
-	return subVar.ReplaceAllStringFunc(s, func(m string) string {
-		name := m[2 : len(m)-1]
-		if strings.HasPrefix(name, "!") {
-			return "${" + name[1:] + "}"
-		}
-		v, ok := resolve(tpl, name, params)
-		if !ok {
-			t.Errorf("no example value for ${%s}: add it to example", name)
-		}
-		return v
-	})
-}
-
-// statements returns the policy statements of a policy resource's
-// document (Properties.PolicyDocument).
-func statements(res any) []map[string]any {
-	var out []map[string]any
-	l, _ := cfn.Get(res, "Properties", "PolicyDocument", "Statement").([]any)
-	for _, st := range l {
-		m, _ := st.(map[string]any)
-		out = append(out, m)
+	values := maps.Clone(example)
+	maps.Copy(values, params)
+	out, err := cfn.Render(tpl, sub, values)
+	if err != nil {
+		t.Fatalf("%v: add it to example", err)
 	}
 	return out
-}
-
-// arnOf returns the resource whose Arn attribute v is (!GetAtt X.Arn), or
-// "" if v is anything else.
-func arnOf(v any) string {
-	l, _ := cfn.Get(v, "Fn::GetAtt").([]any)
-	if len(l) != 2 || l[1] != "Arn" {
-		return ""
-	}
-	return fmt.Sprint(l[0])
 }
 
 func TestTemplate(t *testing.T) {
@@ -215,48 +73,7 @@ func TestTemplate(t *testing.T) {
 	conds, _ := tpl["Conditions"].(map[string]any)
 
 	t.Run("every reference resolves and every parameter and condition is used", func(t *testing.T) {
-		var refs []reference
-		for _, section := range []string{"Conditions", "Resources", "Outputs"} {
-			refs = append(refs, references(tpl[section], section)...)
-		}
-		used := map[string]bool{}
-		for _, r := range refs {
-			used[r.name] = true
-			_, isParam := params[r.name]
-			_, isRes := res[r.name]
-			_, isCond := conds[r.name]
-			switch {
-			case r.kind == "Ref" && !isParam && !isRes && !pseudoParameters[r.name]:
-				t.Errorf("%s: Ref %s is no parameter, resource or pseudo parameter", r.where, r.name)
-			case r.kind == "GetAtt" && !isRes:
-				t.Errorf("%s: GetAtt of %s, which is no resource", r.where, r.name)
-			case r.kind == "Condition" && !isCond:
-				t.Errorf("%s: condition %s is not defined", r.where, r.name)
-			}
-		}
-		for name, r := range res {
-			for _, dep := range cfn.Strings(cfn.Get(r, "DependsOn")) {
-				if _, ok := res[dep]; !ok {
-					t.Errorf("Resources.%s: DependsOn %s, which is no resource", name, dep)
-				}
-			}
-			if c := cfn.Get(r, "Condition"); c != nil {
-				used[fmt.Sprint(c)] = true
-				if _, ok := conds[fmt.Sprint(c)]; !ok {
-					t.Errorf("Resources.%s: condition %v is not defined", name, c)
-				}
-			}
-		}
-		for name := range params {
-			if !used[name] {
-				t.Errorf("parameter %s is never used", name)
-			}
-		}
-		for name := range conds {
-			if !used[name] {
-				t.Errorf("condition %s is never used", name)
-			}
-		}
+		cfn.CheckReferences(t, tpl)
 	})
 
 	t.Run("the stream is encrypted with the AWS managed key", func(t *testing.T) {
@@ -357,9 +174,9 @@ func TestTemplate(t *testing.T) {
 			if !slices.Contains(roles, "map[Ref:SubscriptionRole]") {
 				continue
 			}
-			for _, st := range statements(r) {
+			for _, st := range cfn.Statements(r) {
 				for _, a := range cfn.Strings(st["Action"]) {
-					granted = append(granted, fmt.Sprintf("%s: %s %s on %s", name, st["Effect"], a, arnOf(st["Resource"])))
+					granted = append(granted, fmt.Sprintf("%s: %s %s on %s", name, st["Effect"], a, cfn.ArnOf(st["Resource"])))
 				}
 			}
 		}
@@ -404,7 +221,7 @@ func TestTemplate(t *testing.T) {
 			t.Errorf("Version = %v, want 2012-10-17", got)
 		}
 		got := map[string][]string{}
-		for _, st := range statements(pol) {
+		for _, st := range cfn.Statements(pol) {
 			for k := range st {
 				if !slices.Contains([]string{"Sid", "Effect", "Action", "Resource"}, k) {
 					t.Errorf("statement %v: %s has no place here", st["Sid"], k)
@@ -413,7 +230,7 @@ func TestTemplate(t *testing.T) {
 			if st["Effect"] != "Allow" {
 				t.Errorf("statement %v: Effect = %v, want Allow", st["Sid"], st["Effect"])
 			}
-			on := arnOf(st["Resource"])
+			on := cfn.ArnOf(st["Resource"])
 			if on == "" {
 				t.Errorf("statement %v: Resource = %v, want one !GetAtt X.Arn of this stack", st["Sid"], st["Resource"])
 				continue
@@ -655,35 +472,12 @@ func readme(t *testing.T) string {
 	return string(data)
 }
 
-// codeBlocks returns the README's fenced blocks of one language.
-func codeBlocks(text, lang string) []string {
-	re := regexp.MustCompile("(?ms)^```" + regexp.QuoteMeta(lang) + "\n(.*?)^```")
-	var out []string
-	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		out = append(out, m[1])
-	}
-	return out
-}
-
 func TestREADME(t *testing.T) {
 	text := readme(t)
 	tpl := loadTemplate(t)
 	params, _ := tpl["Parameters"].(map[string]any)
 
-	t.Run("it names every file", func(t *testing.T) {
-		err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || path == "README.md" {
-				return err
-			}
-			if !strings.Contains(text, "`"+filepath.ToSlash(path)+"`") {
-				t.Errorf("README.md does not mention `%s`", path)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	})
+	t.Run("it names every file", func(t *testing.T) { mdcheck.CheckNamesEveryFile(t, "README.md", text) })
 
 	t.Run("it names every resource, parameter and output", func(t *testing.T) {
 		for _, section := range []string{"Resources", "Parameters", "Outputs"} {
@@ -698,7 +492,7 @@ func TestREADME(t *testing.T) {
 
 	t.Run("its configuration is the stack's output plus the rest, and loads", func(t *testing.T) {
 		var cfgText string
-		for _, b := range codeBlocks(text, "yaml") {
+		for _, b := range mdcheck.CodeBlocks(text, "yaml") {
 			if strings.Contains(b, "source:") {
 				cfgText = b
 			}
@@ -728,7 +522,7 @@ func TestREADME(t *testing.T) {
 	t.Run("its commands pass parameters the template has, with values it accepts", func(t *testing.T) {
 		override := regexp.MustCompile(`^([A-Z][a-z][A-Za-z0-9]*)=(\S+)$`)
 		seen := 0
-		for _, b := range codeBlocks(text, "sh") {
+		for _, b := range mdcheck.CodeBlocks(text, "sh") {
 			if !strings.Contains(b, "aws cloudformation deploy") {
 				continue
 			}
@@ -746,7 +540,7 @@ func TestREADME(t *testing.T) {
 					t.Errorf("the README passes %s, which is no parameter of template.yaml", m[1])
 					continue
 				}
-				if err := accepts(p, m[2]); err != nil {
+				if err := cfn.Accepts(p, m[2]); err != nil {
 					t.Errorf("the README passes %s=%s: %v", m[1], m[2], err)
 				}
 			}
@@ -766,73 +560,7 @@ func TestREADME(t *testing.T) {
 		}
 	})
 
-	t.Run("its links lead to files and headings that exist", func(t *testing.T) {
-		link := regexp.MustCompile(`\]\(([^)\s#]+)(#[^)\s]*)?\)`)
-		for _, m := range link.FindAllStringSubmatch(text, -1) {
-			target, anchor := m[1], strings.TrimPrefix(m[2], "#")
-			if strings.Contains(target, "://") {
-				continue
-			}
-			data, err := os.ReadFile(target)
-			if err != nil {
-				t.Errorf("link to %s: %v", target, err)
-				continue
-			}
-			if anchor != "" && !slices.Contains(headingAnchors(string(data)), anchor) {
-				t.Errorf("link to %s#%s: no such heading", target, anchor)
-			}
-		}
-	})
-}
-
-// accepts reports why CloudFormation would refuse v for parameter p.
-func accepts(p any, v string) error {
-	if allowed := cfn.Strings(cfn.Get(p, "AllowedValues")); allowed != nil && !slices.Contains(allowed, v) {
-		return fmt.Errorf("not one of %q", allowed)
-	}
-	if pat, ok := cfn.Get(p, "AllowedPattern").(string); ok && !regexp.MustCompile("^(?:"+pat+")$").MatchString(v) {
-		return fmt.Errorf("does not match %s", pat)
-	}
-	if cfn.Get(p, "Type") == "Number" {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return fmt.Errorf("not a number")
-		}
-		if lo, ok := cfn.Get(p, "MinValue").(int); ok && n < float64(lo) {
-			return fmt.Errorf("below %d", lo)
-		}
-		if hi, ok := cfn.Get(p, "MaxValue").(int); ok && n > float64(hi) {
-			return fmt.Errorf("above %d", hi)
-		}
-	}
-	return nil
-}
-
-// headingAnchors returns the anchors GitHub gives a Markdown file's
-// headings: lower case, punctuation dropped, spaces as hyphens.
-func headingAnchors(md string) []string {
-	var out []string
-	inCode := false
-	for _, line := range strings.Split(md, "\n") {
-		if strings.HasPrefix(line, "```") {
-			inCode = !inCode
-		}
-		if inCode || !strings.HasPrefix(line, "#") {
-			continue
-		}
-		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
-		var b strings.Builder
-		for _, r := range strings.ToLower(title) {
-			switch {
-			case r == ' ':
-				b.WriteRune('-')
-			case r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('0' <= r && r <= '9'):
-				b.WriteRune(r)
-			}
-		}
-		out = append(out, b.String())
-	}
-	return out
+	t.Run("its links lead to files and headings that exist", func(t *testing.T) { mdcheck.CheckLinks(t, text) })
 }
 
 func loadTemplate(t *testing.T) map[string]any {
