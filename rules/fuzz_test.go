@@ -40,8 +40,9 @@ func FuzzDecodeEvent(f *testing.F) {
 // rules or an ErrorList, never panic.
 func FuzzLoadRules(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.yaml")
-	builtin, _ := filepath.Glob("builtin/*/*.yaml")
-	for _, p := range append(seeds, builtin...) {
+	builtin, _ := filepath.Glob("builtin/*/*.y*ml")
+	sigmaRules, _ := filepath.Glob("testdata/sigma/*.yml")
+	for _, p := range append(append(seeds, builtin...), sigmaRules...) {
 		if data, err := os.ReadFile(p); err == nil {
 			f.Add(data)
 		}

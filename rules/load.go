@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
+	"github.com/trailwatch/trailwatch/rules/sigma"
 )
 
 // Error is one problem in a rule file, reported as
@@ -290,6 +291,10 @@ func (l *loader) file(f File) {
 		return
 	}
 	root := doc.Content[0]
+	if sigma.IsRule(root) {
+		l.sigmaFile(f, root, dec)
+		return
+	}
 	if root.Kind != yaml.MappingNode {
 		l.errorf(f.Name, root, "", "a rule file must be a mapping with a top-level `rules:` list")
 		return
