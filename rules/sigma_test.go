@@ -355,10 +355,10 @@ func isDir(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-// sigmaHQRecords reads testdata/sigmahq-records.yaml: records written for
+// sigmaHQRecords reads sigma/testdata/sigmahq-records.yaml: records written for
 // trailwatch, by SigmaHQ rule id, filled with neutral defaults.
 func sigmaHQRecords(t *testing.T) map[string][][]byte {
-	data, err := os.ReadFile("testdata/sigmahq-records.yaml")
+	data, err := os.ReadFile("sigma/testdata/sigmahq-records.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestSigmaHQRules(t *testing.T) {
 		seen[hdr.ID] = true
 		recs := records[hdr.ID]
 		if len(recs) == 0 {
-			t.Errorf("%s (id %s) has no records in testdata/sigmahq-records.yaml: write one", filepath.Base(f), hdr.ID)
+			t.Errorf("%s (id %s) has no records in rules/sigma/testdata/sigmahq-records.yaml: write one", filepath.Base(f), hdr.ID)
 		}
 		set, err := LoadFiles([]File{{Name: filepath.Base(f), Data: data}})
 		if err != nil {
@@ -445,7 +445,7 @@ func TestSigmaHQRules(t *testing.T) {
 	}
 	for id := range records {
 		if !seen[id] {
-			t.Errorf("testdata/sigmahq-records.yaml has records for %s, which is not a rule in %s", id, dir)
+			t.Errorf("rules/sigma/testdata/sigmahq-records.yaml has records for %s, which is not a rule in %s", id, dir)
 		}
 	}
 	t.Logf("SigmaHQ CloudTrail rules in %s: %d, loaded unchanged: %d, fire on their records: %d", dir, len(files), loaded, fired)
