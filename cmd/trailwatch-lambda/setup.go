@@ -108,11 +108,8 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 		if err != nil {
 			return nil, err
 		}
-		opts := dynamostate.Options{Lease: lease, TTL: ttl}
-		if ledger, err = dynamostate.New(client, table, opts); err != nil {
-			return nil, err
-		}
-		shared, err := dynamostate.NewLifecycleStore(client, table, opts)
+		var shared *dynamostate.LifecycleStore
+		ledger, shared, err = dynamostate.Open(client, table, dynamostate.Options{Lease: lease, TTL: ttl, Logger: logger})
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,11 @@
 //     delivered. On a failed send, Release deletes the claim instead so a
 //     retry can take it at once.
 //
+// A call that fails for a reason that passes (throttling, a 5xx answer, a
+// dropped connection) is tried again in place, after a bounded, jittered
+// wait, until it succeeds or its context ends (retry.go); a failure that
+// cannot pass (a missing table, a refused permission) is returned at once.
+//
 // A claim whose holder died mid-send (a Lambda timeout, a crash) may be
 // retaken once its lease has run out. The alert may then reach the
 // notifier twice (the first send may have gone through before the crash):
@@ -34,6 +39,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -41,6 +47,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Attribute names of a delivery item.
@@ -90,6 +97,18 @@ type Options struct {
 	TTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Logger receives the start and end of a time the table does not
+	// answer; nil discards.
+	Logger *slog.Logger
+	// Registerer, if set, receives trailwatch_shared_state_retries_total.
+	Registerer prometheus.Registerer
+	// After waits, like time.After (the default), between two tries of a
+	// call that failed for a reason that passes.
+	After func(time.Duration) <-chan time.Time
+	// Rand returns a uniform number in [0, 1) to spread those waits;
+	// nil means math/rand/v2.Float64.
+	Rand func() float64
 }
 
 // Store is the delivery ledger in one DynamoDB table. It is safe for
@@ -98,6 +117,7 @@ type Store struct {
 	api   API
 	table string
 	opts  Options
+	retry *retrier
 }
 
 // New returns a Store on table through api.
@@ -120,7 +140,11 @@ func New(api API, table string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{api: api, table: table, opts: opts}, nil
+	r, err := newRetrier(table, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open delivery store: %w", err)
+	}
+	return &Store{api: api, table: table, opts: opts, retry: r}, nil
 }
 
 // NewClient returns a DynamoDB client from the SDK's default configuration
@@ -196,40 +220,47 @@ func n(v int64) types.AttributeValue {
 func (st *Store) Claim(ctx context.Context, key, notifier, ruleID string) (Claim, error) {
 	c := Claim{Key: key, Notifier: notifier}
 	id := deliveryID(key, notifier)
+	// One token for every try: a put that DynamoDB applied but whose
+	// answer was lost is found again as this caller's own claim.
+	tok, err := newToken()
+	if err != nil {
+		return c, fmt.Errorf("claim delivery: %w", err)
+	}
 	// A second attempt covers a claim released between our failed put and
 	// our read.
 	for attempt := 0; attempt < 3; attempt++ {
-		now := st.opts.Now()
-		tok, err := newToken()
-		if err != nil {
-			return c, fmt.Errorf("claim delivery: %w", err)
-		}
-		until := now.Add(st.opts.Lease)
-		_, err = st.api.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(st.table),
-			Item: map[string]types.AttributeValue{
-				AttrKey:      s(id),
-				attrState:    s(stateClaimed),
-				attrOwner:    s(tok),
-				attrLease:    n(until.UnixMilli()),
-				attrNotifier: s(notifier),
-				attrAlertKey: s(key),
-				attrRule:     s(ruleID),
-				attrUpdated:  s(now.UTC().Format(time.RFC3339Nano)),
-				AttrTTL:      n(now.Add(st.opts.TTL).Unix()),
-			},
-			// Absent, past its TTL (not yet swept), or a claim whose
-			// lease ran out: ours to take.
-			ConditionExpression: aws.String("attribute_not_exists(#pk) OR #ttl < :nowsec OR (#state = :claimed AND #lease < :nowms)"),
-			ExpressionAttributeNames: map[string]string{
-				"#pk": AttrKey, "#ttl": AttrTTL, "#state": attrState, "#lease": attrLease,
-			},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":nowsec":  n(now.Unix()),
-				":nowms":   n(now.UnixMilli()),
-				":claimed": s(stateClaimed),
-			},
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		var until time.Time
+		err := st.retry.do(ctx, opClaim, func() error {
+			// The lease counts from this try, not from the first.
+			now := st.opts.Now()
+			until = now.Add(st.opts.Lease)
+			_, err := st.api.PutItem(ctx, &dynamodb.PutItemInput{
+				TableName: aws.String(st.table),
+				Item: map[string]types.AttributeValue{
+					AttrKey:      s(id),
+					attrState:    s(stateClaimed),
+					attrOwner:    s(tok),
+					attrLease:    n(until.UnixMilli()),
+					attrNotifier: s(notifier),
+					attrAlertKey: s(key),
+					attrRule:     s(ruleID),
+					attrUpdated:  s(now.UTC().Format(time.RFC3339Nano)),
+					AttrTTL:      n(now.Add(st.opts.TTL).Unix()),
+				},
+				// Absent, past its TTL (not yet swept), or a claim whose
+				// lease ran out: ours to take.
+				ConditionExpression: aws.String("attribute_not_exists(#pk) OR #ttl < :nowsec OR (#state = :claimed AND #lease < :nowms)"),
+				ExpressionAttributeNames: map[string]string{
+					"#pk": AttrKey, "#ttl": AttrTTL, "#state": attrState, "#lease": attrLease,
+				},
+				ExpressionAttributeValues: map[string]types.AttributeValue{
+					":nowsec":  n(now.Unix()),
+					":nowms":   n(now.UnixMilli()),
+					":claimed": s(stateClaimed),
+				},
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			})
+			return err
 		})
 		if err == nil {
 			c.Status, c.Until, c.token = Claimed, until, tok
@@ -241,15 +272,9 @@ func (st *Store) Claim(ctx context.Context, key, notifier, ruleID string) (Claim
 		}
 		item := ccf.Item
 		if item == nil {
-			out, err := st.api.GetItem(ctx, &dynamodb.GetItemInput{
-				TableName:      aws.String(st.table),
-				Key:            map[string]types.AttributeValue{AttrKey: s(id)},
-				ConsistentRead: aws.Bool(true),
-			})
-			if err != nil {
+			if item, err = st.get(ctx, id); err != nil {
 				return c, fmt.Errorf("claim delivery to %q: get item: %w", notifier, err)
 			}
-			item = out.Item
 		}
 		if item == nil {
 			continue
@@ -259,6 +284,11 @@ func (st *Store) Claim(ctx context.Context, key, notifier, ruleID string) (Claim
 			c.Status = AlreadyDelivered
 			return c, nil
 		case stateClaimed:
+			if str(item[attrOwner]) == tok {
+				// Our own put, applied by an earlier try.
+				c.Status, c.Until, c.token = Claimed, time.UnixMilli(num(item[attrLease])), tok
+				return c, nil
+			}
 			c.Status = Busy
 			c.Until = time.UnixMilli(num(item[attrLease]))
 			return c, nil
@@ -269,32 +299,67 @@ func (st *Store) Claim(ctx context.Context, key, notifier, ruleID string) (Claim
 	return c, fmt.Errorf("claim delivery to %q: record kept changing under us", notifier)
 }
 
+// get reads a delivery record with a strongly consistent read; nil when
+// there is none.
+func (st *Store) get(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
+	var out *dynamodb.GetItemOutput
+	err := st.retry.do(ctx, opRead, func() error {
+		var err error
+		out, err = st.api.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:      aws.String(st.table),
+			Key:            map[string]types.AttributeValue{AttrKey: s(id)},
+			ConsistentRead: aws.Bool(true),
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.Item, nil
+}
+
 // Delivered marks a claimed delivery done. It returns ErrLeaseLost when
-// the claim is no longer the caller's.
+// the claim is no longer the caller's. A failure that passes is tried
+// again for at most the lease (after it, another process may have
+// retaken the claim anyway).
 func (st *Store) Delivered(ctx context.Context, c Claim) error {
 	if c.Status != Claimed || c.token == "" {
 		return errors.New("mark delivered: not a held claim")
 	}
-	now := st.opts.Now()
-	_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(st.table),
-		Key:                 map[string]types.AttributeValue{AttrKey: s(deliveryID(c.Key, c.Notifier))},
-		UpdateExpression:    aws.String("SET #state = :delivered, #ttl = :ttl, #updated = :updated REMOVE #lease"),
-		ConditionExpression: aws.String("#owner = :token AND #state = :claimed"),
-		ExpressionAttributeNames: map[string]string{
-			"#state": attrState, "#ttl": AttrTTL, "#updated": attrUpdated, "#lease": attrLease, "#owner": attrOwner,
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":delivered": s(stateDelivered),
-			":claimed":   s(stateClaimed),
-			":ttl":       n(now.Add(st.opts.TTL).Unix()),
-			":updated":   s(now.UTC().Format(time.RFC3339Nano)),
-			":token":     s(c.token),
-		},
+	ctx, cancel := context.WithTimeout(ctx, st.opts.Lease)
+	defer cancel()
+	id := deliveryID(c.Key, c.Notifier)
+	err := st.retry.do(ctx, opDelivered, func() error {
+		now := st.opts.Now()
+		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:           aws.String(st.table),
+			Key:                 map[string]types.AttributeValue{AttrKey: s(id)},
+			UpdateExpression:    aws.String("SET #state = :delivered, #ttl = :ttl, #updated = :updated REMOVE #lease"),
+			ConditionExpression: aws.String("#owner = :token AND #state = :claimed"),
+			ExpressionAttributeNames: map[string]string{
+				"#state": attrState, "#ttl": AttrTTL, "#updated": attrUpdated, "#lease": attrLease, "#owner": attrOwner,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":delivered": s(stateDelivered),
+				":claimed":   s(stateClaimed),
+				":ttl":       n(now.Add(st.opts.TTL).Unix()),
+				":updated":   s(now.UTC().Format(time.RFC3339Nano)),
+				":token":     s(c.token),
+			},
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		})
+		return err
 	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
+		item := ccf.Item
+		if item == nil {
+			item, _ = st.get(ctx, id)
+		}
+		if str(item[attrOwner]) == c.token && str(item[attrState]) == stateDelivered {
+			return nil // an earlier try did it; its answer was lost
+		}
 		return fmt.Errorf("mark delivered to %q: %w", c.Notifier, ErrLeaseLost)
 	case err != nil:
 		return fmt.Errorf("mark delivered to %q: update item: %w", c.Notifier, err)
@@ -304,22 +369,28 @@ func (st *Store) Delivered(ctx context.Context, c Claim) error {
 
 // Release gives a claim up after a failed send, so that a retry may take
 // it without waiting for the lease. Releasing a claim that is no longer
-// the caller's does nothing.
+// the caller's does nothing. A failure that passes is tried again for at
+// most the lease, after which the claim lapses by itself.
 func (st *Store) Release(ctx context.Context, c Claim) error {
 	if c.Status != Claimed || c.token == "" {
 		return nil
 	}
-	_, err := st.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:           aws.String(st.table),
-		Key:                 map[string]types.AttributeValue{AttrKey: s(deliveryID(c.Key, c.Notifier))},
-		ConditionExpression: aws.String("#owner = :token AND #state = :claimed"),
-		ExpressionAttributeNames: map[string]string{
-			"#owner": attrOwner, "#state": attrState,
-		},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":token":   s(c.token),
-			":claimed": s(stateClaimed),
-		},
+	ctx, cancel := context.WithTimeout(ctx, st.opts.Lease)
+	defer cancel()
+	err := st.retry.do(ctx, opRelease, func() error {
+		_, err := st.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName:           aws.String(st.table),
+			Key:                 map[string]types.AttributeValue{AttrKey: s(deliveryID(c.Key, c.Notifier))},
+			ConditionExpression: aws.String("#owner = :token AND #state = :claimed"),
+			ExpressionAttributeNames: map[string]string{
+				"#owner": attrOwner, "#state": attrState,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":token":   s(c.token),
+				":claimed": s(stateClaimed),
+			},
+		})
+		return err
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &ccf) {

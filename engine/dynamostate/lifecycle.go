@@ -49,6 +49,7 @@ type LifecycleStore struct {
 	table string
 	ttl   time.Duration
 	now   func() time.Time
+	retry *retrier
 }
 
 var (
@@ -56,8 +57,9 @@ var (
 	_ lifecycle.SilenceStore = (*LifecycleStore)(nil)
 )
 
-// NewLifecycleStore returns a LifecycleStore on table. Only Options.TTL
-// and Options.Now are used.
+// NewLifecycleStore returns a LifecycleStore on table. Options.Lease is
+// not used. A call that fails for a reason that passes is tried again in
+// place (see Store).
 func NewLifecycleStore(api LifecycleAPI, table string, opts Options) (*LifecycleStore, error) {
 	if table == "" {
 		return nil, errors.New("open lifecycle store: table name is empty")
@@ -71,7 +73,35 @@ func NewLifecycleStore(api LifecycleAPI, table string, opts Options) (*Lifecycle
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &LifecycleStore{api: api, table: table, ttl: opts.TTL, now: opts.Now}, nil
+	r, err := newRetrier(table, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open lifecycle store: %w", err)
+	}
+	return &LifecycleStore{api: api, table: table, ttl: opts.TTL, now: opts.Now, retry: r}, nil
+}
+
+// Client is the part of the DynamoDB client Open uses; *dynamodb.Client
+// has it.
+type Client interface {
+	API
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Open returns the delivery ledger and the lifecycle store on table
+// through client, sharing one retry policy (its log lines and metric).
+// It does not call DynamoDB: a process that must not start without the
+// table calls LifecycleStore.Check.
+func Open(client Client, table string, opts Options) (*Store, *LifecycleStore, error) {
+	store, err := New(client, table, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	shared, err := NewLifecycleStore(client, table, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	shared.retry = store.retry
+	return store, shared, nil
 }
 
 // hashed keeps item keys short and free of whatever a dedup key
@@ -82,15 +112,36 @@ func hashed(prefix, key string) string {
 }
 
 func (ls *LifecycleStore) get(ctx context.Context, pk string) (map[string]types.AttributeValue, error) {
-	out, err := ls.api.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(ls.table),
-		Key:            map[string]types.AttributeValue{AttrKey: s(pk)},
-		ConsistentRead: aws.Bool(true),
+	var out *dynamodb.GetItemOutput
+	err := ls.retry.do(ctx, opRead, func() error {
+		var err error
+		out, err = ls.api.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:      aws.String(ls.table),
+			Key:            map[string]types.AttributeValue{AttrKey: s(pk)},
+			ConsistentRead: aws.Bool(true),
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out.Item, nil
+}
+
+// Check verifies that the table exists and can be read with the
+// configured credentials: one strongly consistent read of the silences
+// item, tried once (a start-up check fails fast rather than waiting for a
+// table that is not there).
+func (ls *LifecycleStore) Check(ctx context.Context) error {
+	_, err := ls.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(ls.table),
+		Key:            map[string]types.AttributeValue{AttrKey: s(silencesKey)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return fmt.Errorf("check shared state table %q: %w", ls.table, err)
+	}
+	return nil
 }
 
 // Decision implements lifecycle.Shared.
@@ -153,7 +204,15 @@ func (ls *LifecycleStore) Apply(ctx context.Context, idem string, decision []byt
 			ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: vals,
 		}})
 	}
-	_, err := ls.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	// The same input on every try: the SDK gives it one ClientRequestToken,
+	// so DynamoDB applies a transaction whose answer was lost only once
+	// (and a store that ignores the token finds the decision recorded: a
+	// conflict, after which the lifecycle reads it back).
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: items}
+	err := ls.retry.do(ctx, opApply, func() error {
+		_, err := ls.api.TransactWriteItems(ctx, in)
+		return err
+	})
 	if err == nil {
 		return nil
 	}
@@ -168,15 +227,17 @@ func (ls *LifecycleStore) Apply(ctx context.Context, idem string, decision []byt
 	return fmt.Errorf("apply alert decision to %s: %w", ls.table, err)
 }
 
-// conflictOnly reports whether a transaction was cancelled only because a
-// condition failed or another transaction held an item: the caller reads
-// again and decides again. Any other reason (throttling, validation) is a
-// failure of its own.
+// conflictOnly reports whether a transaction was cancelled because a
+// condition failed or another transaction held an item (whether or not
+// other items were throttled): the caller reads again and decides again.
+// Any other reason (validation, a size limit) is a failure of its own; a
+// transaction cancelled only by throttling is tried again as it is (see
+// transient).
 func conflictOnly(reasons []types.CancellationReason) bool {
 	seen := false
 	for _, r := range reasons {
 		switch code := aws.ToString(r.Code); {
-		case code == "" || strings.EqualFold(code, "None"):
+		case code == "" || strings.EqualFold(code, "None") || throttleReason(code):
 		case code == "ConditionalCheckFailed" || code == "TransactionConflict":
 			seen = true
 		default:
@@ -206,17 +267,24 @@ func (ls *LifecycleStore) PutSilenceList(ctx context.Context, data []byte, versi
 			AttrKey: s(silencesKey), attrKind: s("silences"), attrData: s(string(data)),
 			attrVersion: n(version + 1), attrUpdated: s(ls.now().UTC().Format(time.RFC3339Nano)),
 		},
-		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#pk": AttrKey},
+		ConditionExpression:                 aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames:            map[string]string{"#pk": AttrKey},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 	if version > 0 {
 		in.ConditionExpression = aws.String("#ver = :ver")
 		in.ExpressionAttributeNames = map[string]string{"#ver": attrVersion}
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{":ver": n(version)}
 	}
-	_, err := ls.api.PutItem(ctx, in)
+	err := ls.retry.do(ctx, opPutSilences, func() error {
+		_, err := ls.api.PutItem(ctx, in)
+		return err
+	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
+		if it := ccf.Item; it != nil && num(it[attrVersion]) == version+1 && str(it[attrData]) == string(data) {
+			return nil // an earlier try wrote it; its answer was lost
+		}
 		return fmt.Errorf("put silences: %w", lifecycle.ErrConflict)
 	}
 	if err != nil {

@@ -339,7 +339,10 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		if ss.Region == "" && cfg.Source.Kinesis != nil {
 			ss.Region = cfg.Source.Kinesis.Region
 		}
-		if shared, err = withLedger(ctx, &ss, targets, logger); err != nil {
+		if shared, err = withLedger(ctx, &ss, targets, logger, reg); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
@@ -495,20 +498,20 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 // withLedger wraps every notifier with the shared delivery ledger, so that
 // an alert several processes hold reaches each notifier once, and returns
 // the shared store of dedup windows, thresholds and silences in the same
-// table.
-func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]notifiers.Notifier, logger *slog.Logger) (*dynamostate.LifecycleStore, error) {
+// table, once the table has answered.
+func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]notifiers.Notifier, logger *slog.Logger, reg prometheus.Registerer) (*dynamostate.LifecycleStore, error) {
 	client, err := dynamostate.NewClient(ctx, ss.Region)
 	if err != nil {
 		return nil, err
 	}
-	opts := dynamostate.Options{Lease: ss.Lease, TTL: ss.TTL}
-	store, err := dynamostate.New(client, ss.DynamoDBTable, opts)
+	opts := dynamostate.Options{Lease: ss.Lease, TTL: ss.TTL, Logger: logger, Registerer: reg}
+	store, shared, err := dynamostate.Open(client, ss.DynamoDBTable, opts)
 	if err != nil {
 		return nil, err
 	}
-	shared, err := dynamostate.NewLifecycleStore(client, ss.DynamoDBTable, opts)
-	if err != nil {
-		return nil, err
+	// Refused here, not at the first alert: a missing table cannot clear.
+	if err := shared.Check(ctx); err != nil {
+		return nil, exitCode(1, err.Error())
 	}
 	for name, n := range targets {
 		targets[name] = dynamostate.NewNotifier(name, n, store, dynamostate.NotifierOptions{Logger: logger})
