@@ -37,25 +37,21 @@ type NotifierOptions struct {
 	// Logger receives claims that could not be released or recorded; nil
 	// discards.
 	Logger *slog.Logger
-	// Now is the clock Notify measures another holder's lease with; nil
-	// means time.Now. It must be the Store's.
-	Now func() time.Time
 }
 
-// busyMargin is added to another holder's lease when Notify says when to
-// try again, so that the next try finds the lease run out.
-const busyMargin = 250 * time.Millisecond
-
 // busyError is Notify's error when another process holds the delivery.
-type busyError struct{ msg string }
+type busyError struct {
+	msg   string
+	until time.Time
+}
 
 func (e *busyError) Error() string { return e.msg }
 func (e *busyError) Unwrap() error { return ErrBusy }
 
-// Deferred tells the outbox that the delivery itself is held elsewhere,
-// not that the notifier failed: the alerts behind it need not wait (see
-// engine/outbox).
-func (e *busyError) Deferred() bool { return true }
+// HeldUntil says when the other process's claim runs out: an outbox tries
+// the alert again by then, and delivers the alerts behind it meanwhile
+// (see engine/outbox).
+func (e *busyError) HeldUntil() time.Time { return e.until }
 
 // Notifier records each delivery of the notifier it wraps in the shared
 // ledger, so that several processes holding the same alert (each in its
@@ -63,10 +59,9 @@ func (e *busyError) Deferred() bool { return true }
 // of a Kinesis shard, one after the other) send it once. Notify claims the
 // delivery first: an alert already delivered is not sent again (Notify
 // returns nil), one another process is sending fails with a retryable
-// error wrapping ErrBusy that says to try again once that process's lease
-// has run out (a notifiers.RetryAfterError) and that the notifier itself
-// did not fail (an outbox steps past it); after a successful send it is
-// marked delivered,
+// error wrapping ErrBusy that says until when that process holds it
+// (HeldUntil, which an outbox uses to step past the alert and come back);
+// after a successful send it is marked delivered,
 // and after a failed send the claim is released so a retry can take it at
 // once.
 type Notifier struct {
@@ -75,7 +70,6 @@ type Notifier struct {
 	ledger Ledger
 	key    func(a *notifiers.Alert) string
 	log    *slog.Logger
-	now    func() time.Time
 }
 
 var _ notifiers.Notifier = (*Notifier)(nil)
@@ -90,10 +84,7 @@ func NewNotifier(name string, next notifiers.Notifier, ledger Ledger, opts Notif
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &Notifier{name: name, next: next, ledger: ledger, key: opts.Key, log: opts.Logger, now: opts.Now}
+	return &Notifier{name: name, next: next, ledger: ledger, key: opts.Key, log: opts.Logger}
 }
 
 // DeliveryKey is the ledger key of an alert: its dedup key and the
@@ -120,9 +111,8 @@ func (n *Notifier) Notify(ctx context.Context, a notifiers.Alert) error {
 	case AlreadyDelivered:
 		return nil
 	case Busy:
-		err := &busyError{fmt.Sprintf("notify %q: rule %q event %q: %v (lease until %s)", n.name, a.RuleID, a.EventID, ErrBusy,
+		return &busyError{until: claim.Until, msg: fmt.Sprintf("notify %q: rule %q event %q: %v (lease until %s)", n.name, a.RuleID, a.EventID, ErrBusy,
 			claim.Until.UTC().Format("2006-01-02T15:04:05.000Z"))}
-		return &notifiers.RetryAfterError{Err: err, After: max(claim.Until.Sub(n.now()), 0) + busyMargin}
 	}
 	if err := n.next.Notify(ctx, a); err != nil {
 		// The context may be what failed; releasing must still work.

@@ -139,11 +139,11 @@ func retriesFailuresThatPass(t *testing.T, moto *testservers.Moto) {
 	// Each batch is decided by process a, then read again by process b (a
 	// takeover): both must get the same alerts, and each alert is sent
 	// through both processes' notifiers.
-	play := func(t *testing.T, store *dynamostate.Store, ls *dynamostate.LifecycleStore, rec *recorder, now func() time.Time) []string {
+	play := func(t *testing.T, store *dynamostate.Store, ls *dynamostate.LifecycleStore, rec *recorder) []string {
 		t.Helper()
 		a, b := newProc(t, set, ls), newProc(t, set, ls)
-		na := dynamostate.NewNotifier("ops", rec, store, dynamostate.NotifierOptions{Now: now})
-		nb := dynamostate.NewNotifier("ops", rec, store, dynamostate.NotifierOptions{Now: now})
+		na := dynamostate.NewNotifier("ops", rec, store, dynamostate.NotifierOptions{})
+		nb := dynamostate.NewNotifier("ops", rec, store, dynamostate.NotifierOptions{})
 		var got []string
 		for _, batch := range batches {
 			outs := a.mustRun(batch...)
@@ -177,7 +177,7 @@ func retriesFailuresThatPass(t *testing.T, moto *testservers.Moto) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return play(t, store, ls, &recorder{}, clock.Now)
+		return play(t, store, ls, &recorder{})
 	}()
 	if len(baseline) < 3 {
 		t.Fatalf("the batches give %d alerts; the test needs several", len(baseline))
@@ -208,7 +208,7 @@ func retriesFailuresThatPass(t *testing.T, moto *testservers.Moto) {
 			}
 			proxy.SetPolicy(tt.policy)
 			rec := &recorder{}
-			got := play(t, store, ls, rec, clock.Now)
+			got := play(t, store, ls, rec)
 			proxy.SetPolicy(nil)
 
 			faults := proxy.Count(faultproxy.Respond) + proxy.Count(faultproxy.DropRequest) + proxy.Count(faultproxy.DropResponse)

@@ -135,8 +135,35 @@ func (o *Outbox) purgeLoop(ctx context.Context) {
 	}
 }
 
-// drain is one notifier's loop: deliver the head, or wait for it to be due,
-// or wait for Enqueue.
+// heldElsewhere is implemented by a notifier's error that says another
+// process holds the alert's delivery until a time (it is sending it now,
+// or died holding it): engine/dynamostate's busy deliveries. Such an
+// entry is tried again by then, sooner while its backoff is shorter (a
+// live sender finishes in moments), and meanwhile the drainer steps past
+// it to the entries behind it, so that one stuck claim delays only its
+// own alert.
+type heldElsewhere interface {
+	HeldUntil() time.Time
+}
+
+// heldUntil returns when the holder's claim runs out, if err says the
+// delivery is held elsewhere.
+func heldUntil(err error) (time.Time, bool) {
+	var h heldElsewhere
+	if errors.As(err, &h) {
+		return h.HeldUntil(), true
+	}
+	return time.Time{}, false
+}
+
+// heldMargin is added to a holder's claim so that the next attempt finds
+// it run out.
+const heldMargin = 250 * time.Millisecond
+
+// drain is one notifier's loop: deliver the first entry that is due, or
+// wait for it, or wait for Enqueue. Entries are delivered in order, except
+// that entries held elsewhere (see heldElsewhere) are stepped over until
+// they are due again.
 func (o *Outbox) drain(ctx context.Context, d *drainer) {
 	wake := o.wakeChan(d.name)
 	// pause waits after a storage error, so that a full disk does not turn
@@ -152,7 +179,8 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 		}
 	}
 	for ctx.Err() == nil {
-		seq, rec, err := o.head(d.name)
+		now := o.opts.Now()
+		seq, rec, heldDue, err := o.next(d.name, now)
 		if err != nil {
 			o.log.Error("read outbox queue", "notifier", d.name, "err", err)
 			if !pause() {
@@ -160,7 +188,7 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 			}
 			continue
 		}
-		if rec == nil {
+		if rec == nil && heldDue.IsZero() {
 			d.set(statusIdle, time.Time{})
 			select {
 			case <-ctx.Done():
@@ -169,14 +197,32 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 			}
 			continue
 		}
-		now := o.opts.Now()
-		if rec.NextAttempt.After(now) {
-			// Enqueue only appends behind the head, so there is no need to
-			// listen to wake here; a signal left in it costs one re-read.
+		if rec == nil {
+			// Only entries held elsewhere, none due: wait for the first of
+			// them, or for a new entry, which may go at once.
 			// The timer exists before the status says so, so that whoever
 			// reads the status and moves a fake clock cannot miss it.
-			timer := o.after(rec.NextAttempt.Sub(now))
-			d.set(statusWaiting, rec.NextAttempt)
+			timer := o.after(heldDue.Sub(now))
+			d.set(statusWaiting, heldDue)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer:
+			case <-wake:
+			}
+			continue
+		}
+		if rec.NextAttempt.After(now) {
+			// The entries behind this one wait for it (first in, first
+			// out); an entry held elsewhere before it may come due first.
+			// Enqueue only appends behind it, so there is no need to
+			// listen to wake here; a signal left in it costs one re-read.
+			due := rec.NextAttempt
+			if !heldDue.IsZero() && heldDue.Before(due) {
+				due = heldDue
+			}
+			timer := o.after(due.Sub(now))
+			d.set(statusWaiting, due)
 			select {
 			case <-ctx.Done():
 				return
@@ -204,26 +250,34 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 	}
 }
 
-// head returns the first pending entry of notifier, or a nil record.
-func (o *Outbox) head(notifier string) (uint64, *record, error) {
-	var (
-		seq uint64
-		rec *record
-	)
-	err := o.db.View(func(tx *bolt.Tx) error {
+// next returns the first pending entry of notifier that is not held
+// elsewhere until after now (a nil record when there is none), and the
+// earliest time one of the held entries it stepped over is due (zero when
+// none).
+func (o *Outbox) next(notifier string, now time.Time) (seq uint64, rec *record, heldDue time.Time, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
 		nb, err := notifierBucket(tx, notifier, false)
 		if err != nil || nb == nil {
 			return err
 		}
-		k, _ := nb.Bucket(bPending).Cursor().First()
-		if k == nil {
+		c := nb.Bucket(bPending).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			r, err := getRecord(nb, seqOf(k))
+			if err != nil {
+				return err
+			}
+			if r.Held && r.NextAttempt.After(now) {
+				if heldDue.IsZero() || r.NextAttempt.Before(heldDue) {
+					heldDue = r.NextAttempt
+				}
+				continue
+			}
+			seq, rec = seqOf(k), r
 			return nil
 		}
-		seq = seqOf(k)
-		rec, err = getRecord(nb, seq)
-		return err
+		return nil
 	})
-	return seq, rec, err
+	return seq, rec, heldDue, err
 }
 
 // attempt calls Notify once under AttemptTimeout.
@@ -265,6 +319,7 @@ func (o *Outbox) settle(notifier string, seq uint64, rec *record, alert notifier
 	now := o.opts.Now()
 	r := *rec
 	r.Attempts++
+	r.Held = false
 	outcome := outcomeSent
 	var wait time.Duration
 	switch {
@@ -286,6 +341,11 @@ func (o *Outbox) settle(notifier string, seq uint64, rec *record, alert notifier
 		} else {
 			hinted = false
 			wait = o.backoff(r.Attempts, r.Backoff)
+		}
+		if until, ok := heldUntil(sendErr); ok {
+			// By the time the holder's claim runs out at the latest.
+			wait = min(wait, max(until.Sub(now), 0)+heldMargin)
+			r.Held = true
 		}
 		if o.opts.MaxAge > 0 {
 			deadline := r.ageFrom().Add(o.opts.MaxAge)
@@ -353,6 +413,10 @@ func (o *Outbox) settle(notifier string, seq uint64, rec *record, alert notifier
 		log.Warn("alert dead-lettered; list with `trailwatch outbox --dead`", "err", r.LastError)
 		o.addDepth(notifier, -1)
 	case outcomeRetry:
+		if r.Held {
+			log.Info("another process holds this alert's delivery; the alerts behind it go first", "retry_in", wait, "err", r.LastError)
+			break
+		}
 		log.Info("alert delivery failed; will retry", "retry_in", wait, "err", r.LastError)
 	}
 	return nil

@@ -20,7 +20,10 @@
 // A notifier that is slow, rate-limited or down delays only its own queue:
 // each notifier has its own drain goroutine and its own backoff. Within one
 // notifier, delivery is first in, first out: the head entry is retried until
-// it is delivered or dead-lettered, and the entries behind it wait.
+// it is delivered or dead-lettered, and the entries behind it wait. The one
+// exception is an entry whose delivery another process holds (its notifier
+// says so, see drain.go): it is stepped over, and tried again by the time
+// that process's claim runs out, so one stuck claim delays only its alert.
 //
 // # Locking
 //

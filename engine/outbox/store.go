@@ -50,6 +50,11 @@ type record struct {
 	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
 	DeadAt      time.Time       `json:"dead_at,omitzero"`
 	Alert       json.RawMessage `json:"alert"`
+
+	// Held says the last attempt found the delivery held by another
+	// process (see drain.go): the drainer steps past the entry until
+	// NextAttempt instead of holding the queue behind it.
+	Held bool `json:"held,omitempty"`
 }
 
 func (r *record) entry(seq uint64) (Entry, error) {
