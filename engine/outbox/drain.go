@@ -58,6 +58,8 @@ func (d *drainer) get() (drainStatus, time.Time) {
 // therefore honour their context.
 //
 // Entries for a notifier absent from targets stay pending; Run logs them.
+// With a Registerer, trailwatch_outbox_depth is exported for every target
+// from the start, 0 when nothing is pending.
 func (o *Outbox) Run(ctx context.Context, targets map[string]notifiers.Notifier) error {
 	if o.opts.ReadOnly {
 		return errors.New("run outbox: opened read-only")
@@ -77,6 +79,12 @@ func (o *Outbox) Run(ctx context.Context, targets map[string]notifiers.Notifier)
 	o.drains = make(map[string]*drainer, len(targets))
 	for name, n := range targets {
 		o.drains[name] = &drainer{name: name, n: n}
+		if o.metrics != nil {
+			// Every configured notifier has a depth from the start, zero
+			// included, so that an alert on it has a series to watch.
+			// Set under mu, so that a concurrent Enqueue's value wins.
+			o.metrics.depth.WithLabelValues(name).Set(float64(o.depth[name]))
+		}
 	}
 	var orphans []string
 	for name, depth := range o.depth {

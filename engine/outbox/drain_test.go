@@ -177,3 +177,31 @@ func TestDeadProcessClaimDelaysOnlyItsAlert(t *testing.T) {
 		t.Errorf("sent %v, want each of x, y, z once", got)
 	}
 }
+
+// TestDepthExportedAtStart: every notifier Run delivers to has its depth
+// from the start, 0 included, before anything was enqueued for it.
+func TestDepthExportedAtStart(t *testing.T) {
+	e := newEnv(t)
+	o := e.open()
+	mustEnqueue(t, o, 2, items("email", "a", "b")...)
+	stuck := &fakeNotifier{outcome: func(ctx context.Context, _ int, _ notifiers.Alert) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	run(t, o, map[string]notifiers.Notifier{"email": stuck, "slack": &fakeNotifier{}})
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "trailwatch_outbox_depth" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if want := map[string]float64{"email": 2, "slack": 0}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("trailwatch_outbox_depth = %v, want %v", got, want)
+	}
+}
