@@ -299,15 +299,21 @@ func (st *Store) Claim(ctx context.Context, key, notifier, ruleID string) (Claim
 	return c, fmt.Errorf("claim delivery to %q: record kept changing under us", notifier)
 }
 
-// get reads a delivery record with a strongly consistent read; nil when
-// there is none.
-func (st *Store) get(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
+// getter is the read both stores make.
+type getter interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+}
+
+// getItem reads the item pk of table with a strongly consistent read,
+// tried again while it fails for a reason that passes; nil when there is
+// none.
+func getItem(ctx context.Context, r *retrier, api getter, table, pk string) (map[string]types.AttributeValue, error) {
 	var out *dynamodb.GetItemOutput
-	err := st.retry.do(ctx, opRead, func() error {
+	err := r.do(ctx, opRead, func() error {
 		var err error
-		out, err = st.api.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName:      aws.String(st.table),
-			Key:            map[string]types.AttributeValue{AttrKey: s(id)},
+		out, err = api.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:      aws.String(table),
+			Key:            map[string]types.AttributeValue{AttrKey: s(pk)},
 			ConsistentRead: aws.Bool(true),
 		})
 		return err
@@ -316,6 +322,11 @@ func (st *Store) get(ctx context.Context, id string) (map[string]types.Attribute
 		return nil, err
 	}
 	return out.Item, nil
+}
+
+// get reads a delivery record; nil when there is none.
+func (st *Store) get(ctx context.Context, id string) (map[string]types.AttributeValue, error) {
+	return getItem(ctx, st.retry, st.api, st.table, id)
 }
 
 // Delivered marks a claimed delivery done. It returns ErrLeaseLost when

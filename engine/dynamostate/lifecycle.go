@@ -112,20 +112,7 @@ func hashed(prefix, key string) string {
 }
 
 func (ls *LifecycleStore) get(ctx context.Context, pk string) (map[string]types.AttributeValue, error) {
-	var out *dynamodb.GetItemOutput
-	err := ls.retry.do(ctx, opRead, func() error {
-		var err error
-		out, err = ls.api.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName:      aws.String(ls.table),
-			Key:            map[string]types.AttributeValue{AttrKey: s(pk)},
-			ConsistentRead: aws.Bool(true),
-		})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out.Item, nil
+	return getItem(ctx, ls.retry, ls.api, ls.table, pk)
 }
 
 // Check verifies that the table exists and can be read with the

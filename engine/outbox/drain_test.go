@@ -21,6 +21,26 @@ func (e heldErr) Error() string {
 }
 func (e heldErr) HeldUntil() time.Time { return e.until }
 
+// stepUntilSent moves the clock to each time notifier's drainer waits
+// for, until n has sent key.
+func (e *env) stepUntilSent(o *Outbox, notifier string, n *fakeNotifier, key string) {
+	e.t.Helper()
+	for step := 0; !slices.Contains(n.Sent(), key); step++ {
+		if step > 200 {
+			e.t.Fatalf("%s not delivered after %d clock steps; now %s", key, step, e.clock.Now())
+		}
+		var until time.Time
+		waitFor(e.t, "the drainer to wait", func() bool {
+			s, u, ok := quiet(o, notifier, e.clock.Now())
+			until = u
+			return ok && s == statusWaiting || slices.Contains(n.Sent(), key)
+		})
+		if !until.IsZero() {
+			e.clock.Set(until)
+		}
+	}
+}
+
 // TestHeldDeliveryDelaysOnlyItself: the head of a queue is held by
 // another process (it died mid-send; its claim runs for a minute). The
 // alerts behind it, and one enqueued meanwhile, are delivered at once; the
@@ -67,20 +87,7 @@ func TestHeldDeliveryDelaysOnlyItself(t *testing.T) {
 	waitFor(t, "an alert enqueued before a restart", func() bool { return slices.Contains(n.Sent(), "v") })
 
 	// Now let the clock run until x goes out.
-	for step := 0; !slices.Contains(n.Sent(), "x"); step++ {
-		if step > 200 {
-			t.Fatalf("x not delivered after %d clock steps; now %s", step, e.clock.Now())
-		}
-		var until time.Time
-		waitFor(t, "the drainer to wait", func() bool {
-			s, u, ok := quiet(o, "slack", e.clock.Now())
-			until = u
-			return ok && s == statusWaiting || slices.Contains(n.Sent(), "x")
-		})
-		if !until.IsZero() {
-			e.clock.Set(until)
-		}
-	}
+	e.stepUntilSent(o, "slack", n, "x")
 	waitFor(t, "x recorded as delivered", func() bool { return o.Depth("slack") == 0 })
 	for _, en := range list(t, o, Delivered) {
 		delays[en.Key] = en.DeliveredAt.Sub(en.EnqueuedAt)
@@ -147,20 +154,7 @@ func TestDeadProcessClaimDelaysOnlyItsAlert(t *testing.T) {
 	run(t, o, map[string]notifiers.Notifier{"slack": dynamostate.NewNotifier("slack", sent, ledger, dynamostate.NotifierOptions{})})
 
 	waitFor(t, "the alerts behind the held one", func() bool { return len(sent.Sent()) == 2 && o.Depth("slack") == 1 })
-	for step := 0; !slices.Contains(sent.Sent(), "x"); step++ {
-		if step > 100 {
-			t.Fatalf("x not delivered after %d clock steps; now %s", step, e.clock.Now())
-		}
-		var until time.Time
-		waitFor(t, "the drainer to wait", func() bool {
-			s, u, ok := quiet(o, "slack", e.clock.Now())
-			until = u
-			return ok && s == statusWaiting || slices.Contains(sent.Sent(), "x")
-		})
-		if !until.IsZero() {
-			e.clock.Set(until)
-		}
-	}
+	e.stepUntilSent(o, "slack", sent, "x")
 	waitFor(t, "x recorded as delivered", func() bool { return o.Depth("slack") == 0 })
 	delays := map[string]time.Duration{}
 	for _, en := range list(t, o, Delivered) {

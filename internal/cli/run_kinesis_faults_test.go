@@ -100,14 +100,7 @@ func TestRunKinesisSharedStateFaults(t *testing.T) {
 		proxy.SetPolicy(nil)
 	}
 	waitFor(t, &logs, "every alert", func() bool { return len(rv.got()) >= len(want) })
-	waitFor(t, &logs, "both outboxes to be empty", func() bool {
-		for _, e := range []*runEnv{a, b} {
-			if v, ok := e.scrape()[`trailwatch_outbox_depth{notifier="out"}`]; !ok || v != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitOutboxesEmpty(t, &logs, a, b)
 	slices.Sort(want)
 	if got := rv.got(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("alerts through DynamoDB faults:\n%s\nwant each once of:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
