@@ -213,6 +213,24 @@ type Options struct {
 	// tunables, from the configuration file). Naming a list no rule file
 	// defines is an error, so a typo cannot silently tune nothing.
 	Lists map[string][]any
+	// ListPos places each of Lists in the configuration file, for that
+	// error; a list without a place is reported at config:1:1.
+	ListPos map[string]Position
+	// Overrides enable, disable or re-grade rules without copying them
+	// (the configuration's rule_overrides), applied in order so a later
+	// one wins. An override whose patterns match no loaded rule is an
+	// error at its Pos, so a misspelt id cannot silently change nothing.
+	Overrides []Override
+}
+
+// Override changes the rules whose ids match any of Rules (`*` and `?`
+// wildcards): Enabled, when set, enables or disables them; Severity, when
+// set, replaces their severity.
+type Override struct {
+	Rules    []string
+	Enabled  *bool
+	Severity string
+	Pos      Position
 }
 
 // LoadFiles loads and compiles rules from already-read files.
@@ -239,7 +257,11 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 	}
 	for name, values := range opts.Lists {
 		if _, ok := l.names.lists[name]; !ok {
-			l.errs = append(l.errs, &Error{Pos: Position{File: "config", Line: 1, Column: 1},
+			pos, ok := opts.ListPos[name]
+			if !ok {
+				pos = Position{File: "config", Line: 1, Column: 1}
+			}
+			l.errs = append(l.errs, &Error{Pos: pos,
 				Msg: fmt.Sprintf("lists: %q overrides no list the rules define (have %s)", name, strings.Join(l.names.listNames(), ", "))})
 			continue
 		}
@@ -249,6 +271,7 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 	for _, p := range l.pending {
 		l.rule(p.f, p.n)
 	}
+	l.override(opts.Overrides)
 	if len(l.errs) > 0 {
 		l.errs.Sort()
 		return nil, l.errs
@@ -267,6 +290,34 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 	}
 	s.index = buildIndex(s.enabled)
 	return s, nil
+}
+
+// override applies the configuration's overrides to the loaded rules.
+func (l *loader) override(overrides []Override) {
+	for _, o := range overrides {
+		if o.Severity != "" && SeverityRank(o.Severity) < 0 {
+			l.errs = append(l.errs, &Error{Pos: o.Pos, Msg: fmt.Sprintf("rule_overrides: severity %q is not one of %s", o.Severity, strings.Join(Severities, ", "))})
+			continue
+		}
+		for _, pat := range o.Rules {
+			n := 0
+			for _, r := range l.rules {
+				if ok, err := path.Match(pat, r.ID); !(err == nil && ok) && pat != r.ID {
+					continue
+				}
+				n++
+				if o.Enabled != nil {
+					r.Enabled = *o.Enabled
+				}
+				if o.Severity != "" {
+					r.Severity = o.Severity
+				}
+			}
+			if n == 0 {
+				l.errs = append(l.errs, &Error{Pos: o.Pos, Msg: fmt.Sprintf("rule_overrides: %q matches no loaded rule", pat)})
+			}
+		}
+	}
 }
 
 func (l *loader) errorf(file string, n *yaml.Node, ruleID, format string, args ...any) {
