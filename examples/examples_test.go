@@ -31,7 +31,7 @@ func TestExampleConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("example configuration does not load:\n%v", err)
 			}
-			set, err := rules.LoadWith(rules.Options{Lists: cfg.Lists}, cfg.RulePaths()...)
+			set, err := rules.LoadWith(cfg.RulesOptions(), cfg.RulePaths()...)
 			if err != nil {
 				t.Fatalf("its rules do not load:\n%v", err)
 			}

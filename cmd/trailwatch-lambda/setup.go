@@ -79,7 +79,7 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 	if err != nil {
 		return nil, err
 	}
-	set, err := rules.LoadWith(rules.Options{Lists: cfg.Lists}, cfg.RulePaths()...)
+	set, err := rules.LoadWith(cfg.RulesOptions(), cfg.RulePaths()...)
 	if err != nil {
 		return nil, fmt.Errorf("load rules: %w", err)
 	}

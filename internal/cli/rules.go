@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -15,27 +14,6 @@ import (
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
-
-// loadRules loads rules and, on failure, prints every problem to w and
-// returns an exit error.
-func loadRules(w io.Writer, paths []string) (*rules.Set, error) {
-	return loadRulesWith(w, rules.Options{}, paths)
-}
-
-func loadRulesWith(w io.Writer, opts rules.Options, paths []string) (*rules.Set, error) {
-	set, err := rules.LoadWith(opts, paths...)
-	if err == nil {
-		return set, nil
-	}
-	var list rules.ErrorList
-	if errors.As(err, &list) {
-		for _, e := range list {
-			fmt.Fprintln(w, e.Error())
-		}
-		return nil, exitCode(1, fmt.Sprintf("%d problem(s) in the rules; nothing was run", len(list)))
-	}
-	return nil, exitCode(1, err.Error())
-}
 
 func rulesFlag(cmd *cobra.Command, dst *[]string) {
 	cmd.Flags().StringArrayVar(dst, "rules", nil,

@@ -34,53 +34,6 @@ import (
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
-// loadConfig loads a configuration file and prints its problems.
-func loadConfig(stdio Stdio, path string) (*config.Config, error) {
-	cfg, err := config.Load(path)
-	if err == nil {
-		return cfg, nil
-	}
-	var list config.ErrorList
-	if errors.As(err, &list) {
-		for _, e := range list {
-			fmt.Fprintln(stdio.Err, e.Error())
-		}
-		return nil, exitCode(1, fmt.Sprintf("%d problem(s) in %s", len(list), path))
-	}
-	return nil, exitCode(1, err.Error())
-}
-
-// loadConfigAndRules loads the configuration (if path is set) and the
-// rules (--rules wins over the config's `rules`), and checks that every
-// notifier a rule names exists.
-func loadConfigAndRules(stdio Stdio, cfgPath string, rulePaths []string) (*config.Config, *rules.Set, error) {
-	var cfg *config.Config
-	if cfgPath != "" {
-		var err error
-		if cfg, err = loadConfig(stdio, cfgPath); err != nil {
-			return nil, nil, err
-		}
-		if len(rulePaths) == 0 {
-			rulePaths = cfg.RulePaths()
-		}
-	}
-	var opts rules.Options
-	if cfg != nil {
-		opts.Lists = cfg.Lists
-	}
-	set, err := loadRulesWith(stdio.Err, opts, rulePaths)
-	if err != nil {
-		return nil, nil, err
-	}
-	if cfg != nil {
-		if err := cfg.CheckRuleNotifiers(set); err != nil {
-			fmt.Fprintln(stdio.Err, err.Error())
-			return nil, nil, exitCode(1, "rules name notifiers the configuration does not define")
-		}
-	}
-	return cfg, set, nil
-}
-
 // cloudwatchSource adapts the CloudWatch Logs source to engine.Source and
 // engine.GroupSource.
 type cloudwatchSource struct{ src *cloudwatch.Source }
@@ -680,7 +633,7 @@ func (r *runner) doReload() error {
 	// Watch what the next reload will read, even if these rules fail: a
 	// rule directory the configuration names may not exist yet.
 	r.watchPaths = paths
-	set, err := rules.LoadWith(rules.Options{Lists: cfg.Lists}, paths...)
+	set, err := rules.LoadWith(cfg.RulesOptions(), paths...)
 	if err != nil {
 		return logProblems(log, "rules", err)
 	}

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/trailwatch/trailwatch/internal/config"
 )
 
 // defaultWatchDebounce is reload.debounce when the configuration leaves
-// it out: longer than an editor's save or a checkout, short enough to
-// feel immediate.
-const defaultWatchDebounce = time.Second
+// it out (config.DefaultReloadDebounce, where the documentation reads it).
+const defaultWatchDebounce = config.DefaultReloadDebounce
 
 // fileWatch watches what a reload reads, with fsnotify (inotify, kqueue,
 // ReadDirectoryChangesW): a change is seen at once and costs nothing

@@ -59,7 +59,7 @@ func TestParseGood(t *testing.T) {
 	if len(cfg.Notifiers) != 2 || cfg.Notifiers[0].Type != "email" {
 		t.Fatalf("notifiers = %+v", cfg.Notifiers)
 	}
-	if got := strings.Join(cfg.RulePaths(), ","); got != "builtin,dir/team-rules/" {
+	if got := strings.Join(cfg.RulePaths(), ","); got != "builtin,dir/team-rules" {
 		t.Errorf("rule paths = %s", got)
 	}
 	if cfg.Lists["allowed_regions"][0] != "eu-west-1" {
@@ -122,8 +122,9 @@ routes:
 		`c.yaml:14:5: unknown key "passwrd"`,
 		`c.yaml:15:11: notifier "mail" is defined twice`,
 		`c.yaml:19:11: notifier "hook": unknown type "carrier-pigeon"`,
-		`route: severity "urgent" is not one of`,
-		`route: unknown notifier "pager"`,
+		`c.yaml:21:16: routes[0]: severity "urgent" is not one of`,
+		`c.yaml:22:14: routes[0]: unknown notifier "pager" (defined: mail, hook)`,
+		`c.yaml:11:16: notifier "mail": smtp_port: want a whole number`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing problem %q in:\n%s", want, text)
@@ -198,7 +199,7 @@ notifiers:
     path: a
     rate_limit: {max: 20, pre: 1m}
 `), env(nil))
-	if err == nil || !strings.Contains(err.Error(), `unknown key "pre" in rate_limit`) {
+	if err == nil || !strings.Contains(err.Error(), `c.yaml:5:27: unknown key "pre" in notifier "out": rate_limit`) {
 		t.Errorf("rate_limit typo: %v", err)
 	}
 }
