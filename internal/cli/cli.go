@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -62,6 +65,37 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 	return 1
 }
 
+// Exec runs trailwatch as the process: args (without the program name) on
+// the standard streams, SIGINT and SIGTERM ending the command (run
+// persists its work first; replay and search print what they found and
+// exit 130), and SIGHUP reloading `run`. It returns the exit code.
+// cmd/trailwatch's main is os.Exit(cli.Exec(os.Args[1:])), and the tests
+// run their own binary through it, so that they run the real program.
+func Exec(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	// `run` subscribes when it starts: SIGHUP then reloads its
+	// configuration and rules instead of ending the process. The other
+	// commands leave SIGHUP alone.
+	ctx = WithReload(ctx, func() <-chan struct{} {
+		signal.Notify(hup, syscall.SIGHUP)
+		reload := make(chan struct{}, 1)
+		go func() {
+			for range hup {
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending: one is enough
+				}
+			}
+		}()
+		return reload
+	})
+	code := Main(ctx, args, Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	signal.Stop(hup)
+	stop()
+	return code
+}
+
 type usageError struct{ error }
 
 // isUsageError recognises cobra's own flag and argument errors.
@@ -105,6 +139,7 @@ Rules live in git with their own tests: ` + "`trailwatch test`" + ` runs them in
 		newValidateCmd(stdio),
 		newVersionCmd(stdio),
 		newSilenceCmd(stdio),
+		newRulesCmd(stdio),
 	)
 	return root
 }

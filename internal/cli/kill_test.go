@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,8 +12,9 @@ import (
 )
 
 // TestMain lets a test run this test binary as `trailwatch` itself
-// (TRAILWATCH_TEST_MAIN=1, arguments after "--"), so that a real process
-// can be killed with SIGKILL.
+// (TRAILWATCH_TEST_MAIN=1, arguments after "--"), through Exec as
+// cmd/trailwatch does, so that a real process can be killed with SIGKILL,
+// interrupted, and given real standard streams.
 func TestMain(m *testing.M) {
 	if os.Getenv("TRAILWATCH_TEST_MAIN") == "1" {
 		args := os.Args[1:]
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 				break
 			}
 		}
-		os.Exit(Main(context.Background(), args, Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+		os.Exit(Exec(args))
 	}
 	os.Exit(m.Run())
 }

@@ -77,6 +77,7 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 	}
 
 	var rule, match, comment string
+	var rulePaths []string
 	var dur, lookback time.Duration
 	add := &cobra.Command{
 		Use:   "add --rule ID [--match EXPR] --for DURATION --comment TEXT",
@@ -95,6 +96,11 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 			}
 			if comment == "" {
 				return usageError{errors.New("--comment is required: say why, so the next person knows")}
+			}
+			if rule != "" {
+				if err := checkRuleExists(stdio, cfgPath, rulePaths, rule); err != nil {
+					return err
+				}
 			}
 			now := silenceNow().UTC()
 			by := ""
@@ -119,7 +125,8 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 			return nil
 		},
 	}
-	add.Flags().StringVar(&rule, "rule", "", "rule id to silence (empty: every rule; then --match is required)")
+	add.Flags().StringVar(&rule, "rule", "", "rule id to silence (empty: every rule; then --match is required); it must be a loaded rule's")
+	add.Flags().StringArrayVar(&rulePaths, "rules", nil, "the rules --rule must be one of (default: the config's rules, or every built-in pack)")
 	add.Flags().StringVar(&match, "match", "", "only events for which this rule-language condition holds")
 	add.Flags().DurationVar(&dur, "for", 0, "how long the silence lasts, e.g. 4h")
 	add.Flags().StringVar(&comment, "comment", "", "why (required)")
@@ -198,6 +205,23 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 	}
 	cmd.AddCommand(add, list, expire)
 	return cmd
+}
+
+// checkRuleExists refuses a silence for a rule id that no loaded rule
+// has: a typo would otherwise silence nothing, and say nothing.
+func checkRuleExists(stdio Stdio, cfgPath string, rulePaths []string, id string) error {
+	_, set, err := loadConfigAndRules(stdio, cfgPath, rulePaths)
+	if err != nil {
+		return err
+	}
+	if set.Rule(id) != nil {
+		return nil
+	}
+	msg := fmt.Sprintf("--rule %s: no loaded rule has this id", id)
+	if near := nearestRuleID(set, id); near != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	return exitCode(1, msg+"; `trailwatch rules list` lists them")
 }
 
 func describeSilence(s lifecycle.Silence) string {

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/outbox"
+)
+
+// writeTree writes files (path → content) under dir.
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const ownRuleYAML = `rules:
+  - id: own-rule
+    title: Own rule
+    severity: low
+    when: eventName == "X"
+`
+
+// TestConfigPathsFromAnyDirectory is issue 15's item 2, through the real
+// binary: silence and outbox given the service's --config from another
+// directory use the service's state_dir (relative to the configuration
+// file), as the running service does.
+func TestConfigPathsFromAnyDirectory(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{
+		"live/config.yaml": `state_dir: state
+rules: [rules/]
+notifiers:
+  - name: out
+    type: file
+    path: alerts.jsonl
+routes:
+  - notify: [out]
+`,
+		"live/rules/own.yaml": ownRuleYAML,
+		"elsewhere/.keep":     "",
+	})
+	live := filepath.Join(root, "live")
+	// The outbox a service running in live/ would have made.
+	ob, err := outbox.Open(filepath.Join(live, "state", outbox.FileName), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob.Close()
+
+	code, out, errs := proc{Dir: root}.run(t, "silence", "add", "--config", "live/config.yaml", "--rule", "own-rule", "--for", "1h", "--comment", "test")
+	if code != 0 {
+		t.Fatalf("silence add from the parent directory: exit %d\n%s", code, errs)
+	}
+	id := strings.TrimSpace(out)
+	silences, err := lifecycle.LoadSilences(filepath.Join(live, "state"))
+	if err != nil || len(silences) != 1 || silences[0].ID != id {
+		t.Fatalf("the silence is not in live/state, where the service reads it: %v %+v", err, silences)
+	}
+	code, out, errs = proc{Dir: filepath.Join(root, "elsewhere")}.run(t, "silence", "list", "--config", "../live/config.yaml")
+	if code != 0 || !strings.Contains(out, id) {
+		t.Errorf("silence list from a sibling directory: exit %d, silence %s not listed\n%s%s", code, id, out, errs)
+	}
+	for _, dir := range []string{root, filepath.Join(root, "elsewhere")} {
+		cfg, _ := filepath.Rel(dir, filepath.Join(live, "config.yaml"))
+		if code, out, errs := (proc{Dir: dir}).run(t, "outbox", "--config", cfg); code != 0 || !strings.Contains(out, "0 entries") {
+			t.Errorf("outbox --config %s from %s: exit %d\n%s%s", cfg, dir, code, out, errs)
+		}
+	}
+}
+
+// TestSilenceAddRefusesUnknownRule is part of issue 15's item 5: a silence
+// for a rule id no loaded rule has would silence nothing; it is refused
+// with the nearest id.
+func TestSilenceAddRefusesUnknownRule(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := proc{}.run(t, "silence", "add", "--state-dir", dir, "--rule", "aws-rot-console-login", "--for", "1h", "--comment", "x")
+	if code != 1 || !strings.Contains(errs, "--rule aws-rot-console-login: no loaded rule has this id (did you mean aws-root-console-login?)") {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+	if s, _ := lifecycle.LoadSilences(dir); len(s) != 0 {
+		t.Errorf("a silence was written: %+v", s)
+	}
+	// A team's own rule is known through --rules (or the config's rules).
+	writeTree(t, dir, map[string]string{"rules/own.yaml": ownRuleYAML})
+	if code, _, errs := (proc{}).run(t, "silence", "add", "--state-dir", dir, "--rules", filepath.Join(dir, "rules"), "--rule", "own-rule", "--for", "1h", "--comment", "x"); code != 0 {
+		t.Errorf("silence add for a rule of --rules: exit %d\n%s", code, errs)
+	}
+}
+
+// TestRulesListAndOverrides is issue 15's item 4: a disabled built-in rule
+// is enabled and re-graded from the configuration, without copying it;
+// `rules list` shows the result, and replay raises its alert.
+func TestRulesListAndOverrides(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"config.yaml": `rules: [builtin]
+lists:
+  allowed_regions: [eu-west-1]
+rule_overrides:
+  - rules: [aws-instance-launched-outside-regions]
+    enabled: true
+    severity: critical
+  - rules: ["aws-key-pair-*"]
+    enabled: false
+notifiers:
+  - name: out
+    type: file
+    path: "-"
+`,
+		"run.jsonl": `{"eventVersion":"1.09","eventID":"ev-1","eventTime":"2024-07-12T09:50:00Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"ap-southeast-3","sourceIPAddress":"203.0.113.91","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::444455556666:user/dev","accountId":"444455556666"},"requestParameters":{"instanceType":"p3.16xlarge"},"recipientAccountId":"444455556666"}` + "\n",
+	})
+	cfg := filepath.Join(dir, "config.yaml")
+	list := func(args ...string) map[string]ruleInfo {
+		t.Helper()
+		code, out, errs := proc{}.run(t, append([]string{"rules", "list", "--output", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("rules list %v: exit %d\n%s", args, code, errs)
+		}
+		var infos []ruleInfo
+		if err := json.Unmarshal([]byte(out), &infos); err != nil {
+			t.Fatalf("rules list --output json: %v\n%s", err, out)
+		}
+		m := map[string]ruleInfo{}
+		for _, r := range infos {
+			m[r.ID] = r
+		}
+		return m
+	}
+	def := list()
+	if r := def["aws-instance-launched-outside-regions"]; r.Enabled || r.Severity != "high" || r.Pack != "builtin:aws" || len(r.Tags) == 0 || r.Title == "" {
+		t.Errorf("without a configuration: %+v, want the shipped rule, disabled", r)
+	}
+	tuned := list("--config", cfg)
+	if r := tuned["aws-instance-launched-outside-regions"]; !r.Enabled || r.Severity != "critical" {
+		t.Errorf("with rule_overrides: %+v, want enabled and critical", r)
+	}
+	if r := tuned["aws-key-pair-deleted"]; r.Enabled {
+		t.Errorf("aws-key-pair-deleted is still enabled: %+v", r)
+	}
+	code, out, errs := proc{}.run(t, "replay", "--config", cfg, "--output", "json", filepath.Join(dir, "run.jsonl"))
+	if code != 0 || !strings.Contains(out, `"rule_id":"aws-instance-launched-outside-regions"`) || !strings.Contains(out, `"severity":"critical"`) {
+		t.Errorf("replay with the enabled rule: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = proc{}.run(t, "rules", "list")
+	if code != 0 || !strings.HasPrefix(out, "ID") || !strings.Contains(out, "aws-instance-launched-outside-regions") {
+		t.Errorf("rules list table: exit %d\n%s", code, out)
+	}
+}
