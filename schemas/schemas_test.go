@@ -1,0 +1,241 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
+
+	"github.com/trailwatch/trailwatch/rules"
+)
+
+// compile compiles one of this package's schemas.
+func compile(t *testing.T, name string, data []byte) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(name, doc); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	s, err := c.Compile(name)
+	if err != nil {
+		t.Fatalf("%s does not compile: %v", name, err)
+	}
+	return s
+}
+
+// yamlInstance reads a YAML document as the JSON value a schema checks.
+func yamlInstance(data []byte) (any, error) {
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(jsonable(v))
+	if err != nil {
+		return nil, err
+	}
+	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
+}
+
+// jsonable converts what yaml.v3 decodes (timestamps, map[any]any in
+// merges) to what JSON holds.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+	case map[any]any:
+		out := map[string]any{}
+		for k, e := range x {
+			out[fmt.Sprint(k)] = jsonable(e)
+		}
+		return out
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// glob returns the files under root whose slash path matches re.
+func glob(t *testing.T, root string, re *regexp.Regexp) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && re.MatchString(filepath.ToSlash(p)) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var (
+	// Configuration files: examples/*.yaml and any config*.yaml below.
+	configFiles = regexp.MustCompile(`^\.\./examples/([^/]+\.ya?ml|.*/config[^/]*\.ya?ml)$`)
+	// Rule files: anything under a rules/ directory of the examples, and
+	// the built-in packs.
+	ruleFiles = regexp.MustCompile(`^\.\./(examples/(.*/)?rules/.*|rules/builtin/.*)\.ya?ml$`)
+)
+
+// TestExamplesAndPacksMatchTheSchemas validates every example
+// configuration, every example rule file and every built-in pack against
+// the schemas, so the schemas accept what trailwatch accepts.
+func TestExamplesAndPacksMatchTheSchemas(t *testing.T) {
+	cfgSchema := compile(t, "config.schema.json", Config)
+	ruleSchema := compile(t, "rules.schema.json", Rules)
+	configs := glob(t, "../examples", configFiles)
+	ruleSet := append(glob(t, "../examples", ruleFiles), glob(t, "../rules/builtin", ruleFiles)...)
+	if len(configs) < 2 || len(ruleSet) < 5 {
+		t.Fatalf("found %d configurations and %d rule files; the globs are wrong", len(configs), len(ruleSet))
+	}
+	check := func(s *jsonschema.Schema, files []string) {
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inst, err := yamlInstance(data)
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				continue
+			}
+			if err := s.Validate(inst); err != nil {
+				t.Errorf("%s does not match %s:\n%v", f, s.Location, err)
+			}
+		}
+	}
+	check(cfgSchema, configs)
+	check(ruleSchema, ruleSet)
+}
+
+// TestSchemasRefuseMistakes checks that the schemas are not so loose that
+// they accept anything: each document has one mistake an editor should
+// underline.
+func TestSchemasRefuseMistakes(t *testing.T) {
+	cfgSchema := compile(t, "config.schema.json", Config)
+	ruleSchema := compile(t, "rules.schema.json", Rules)
+	for _, tt := range []struct {
+		name   string
+		schema *jsonschema.Schema
+		doc    string
+	}{
+		{"unknown top-level key", cfgSchema, "state_dirr: /x\n"},
+		{"unknown source key", cfgSchema, "source: {cloudwatch: {log_groups: [g], poll_intervall: 5s}}\n"},
+		{"not a duration", cfgSchema, "quiet_after: soon\n"},
+		{"SES is a transport, not a key", cfgSchema, "notifiers: [{name: m, type: email, ses: true, from: a@b.c, to: [d@e.f]}]\n"},
+		{"a key of another notifier type", cfgSchema, "notifiers: [{name: s, type: slack, url: https://x}]\n"},
+		{"unknown notifier type", cfgSchema, "notifiers: [{name: p, type: carrier-pigeon}]\n"},
+		{"notifier without a name", cfgSchema, "notifiers: [{type: file, path: x}]\n"},
+		{"route severity", cfgSchema, "routes: [{min_severity: urgent, notify: [x]}]\n"},
+		{"rule severity", ruleSchema, "rules: [{id: a, title: A, severity: urgent, when: 'true'}]\n"},
+		{"rule without a condition", ruleSchema, "rules: [{id: a, title: A, severity: low}]\n"},
+		{"unknown rule key", ruleSchema, "rules: [{id: a, title: A, severity: low, when: 'true', enable: false}]\n"},
+		{"bad expect", ruleSchema, "rules: [{id: a, title: A, severity: low, when: 'true', tests: [{name: t, expect: yes, event: {}}]}]\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inst, err := yamlInstance([]byte(tt.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.schema.Validate(inst); err == nil {
+				t.Errorf("the schema accepts %q", tt.doc)
+			}
+		})
+	}
+	inst, err := yamlInstance([]byte("quiet_after: ${QUIET:-30m}\nlisten: ${LISTEN}\nlifecycle:\n  max_keys: ${MAX_KEYS}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfgSchema.Validate(inst); err != nil {
+		t.Errorf("the schema refuses ${ENV} values: %v", err)
+	}
+}
+
+// acceptedKeys asks the rule loader which keys it accepts where doc's
+// bogus key "zzz" is: its error lists them.
+func acceptedKeys(t *testing.T, doc string) []string {
+	t.Helper()
+	_, err := rules.LoadFiles([]rules.File{{Name: "probe.yaml", Data: []byte(doc)}})
+	var list rules.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("the loader accepted a bogus key: %v", err)
+	}
+	for _, e := range list {
+		if strings.Contains(e.Msg, `"zzz"`) {
+			m := regexp.MustCompile(`expected (?:one of )?([a-z_, ]+)\)?$`).FindStringSubmatch(e.Msg)
+			if m == nil {
+				t.Fatalf("cannot read the accepted keys from %q", e.Msg)
+			}
+			keys := strings.Split(m[1], ", ")
+			sort.Strings(keys)
+			return keys
+		}
+	}
+	t.Fatalf("no error about the bogus key in:\n%v", err)
+	return nil
+}
+
+// TestRuleSchemaKnowsEveryKey compares the rule schema's keys with the
+// keys the rule loader accepts, both ways, at every level.
+func TestRuleSchemaKnowsEveryKey(t *testing.T) {
+	var schema map[string]any
+	if err := json.Unmarshal(Rules, &schema); err != nil {
+		t.Fatal(err)
+	}
+	props := func(path ...string) []string {
+		var n any = schema
+		for _, p := range path {
+			n = n.(map[string]any)[p]
+		}
+		var keys []string
+		for k := range n.(map[string]any)["properties"].(map[string]any) {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return keys
+	}
+	const rule = "rules:\n  - id: a\n    title: A\n    severity: low\n    when: eventName == \"X\"\n"
+	for _, c := range []struct {
+		where  string
+		probe  string
+		schema []string
+	}{
+		{"the top level of a rule file", "zzz: 1\n", props()},
+		{"a rule", rule + "    zzz: 1\n", props("definitions", "rule")},
+		{"a rule's test", rule + "    tests:\n      - {name: t, expect: match, event: {eventName: X}, zzz: 1}\n", props("definitions", "test")},
+		{"dedup", rule + "    dedup: {zzz: 1}\n", props("definitions", "rule", "properties", "dedup")},
+		{"threshold", rule + "    threshold: {count: 1, window: 1m, zzz: 1}\n", props("definitions", "rule", "properties", "threshold")},
+		{"an expected alert", rule + "    tests:\n      - {name: t, events: [{eventName: X}], expect: {alerts: [{zzz: 1}]}}\n", props("definitions", "expected_alert")},
+	} {
+		got := acceptedKeys(t, c.probe)
+		if strings.Join(got, ",") != strings.Join(c.schema, ",") {
+			t.Errorf("in %s the rule loader accepts %v but schemas/rules.schema.json has %v: make the schema's properties match (with a description and type for each new key)", c.where, got, c.schema)
+		}
+	}
+}
