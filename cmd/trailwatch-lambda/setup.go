@@ -19,10 +19,6 @@ import (
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
-// leaseMargin is how much longer than one send a claim must hold, so no
-// other process retakes a delivery while its send is still running.
-const leaseMargin = 10 * time.Second
-
 // newLogger returns a JSON logger (CloudWatch Logs parses it) at level.
 func newLogger(level string) (*slog.Logger, error) {
 	var lv slog.Level
@@ -71,8 +67,8 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 	if err != nil {
 		return nil, err
 	}
-	if lease < sendTimeout+leaseMargin {
-		return nil, fmt.Errorf("TRAILWATCH_LEASE (%s) must exceed TRAILWATCH_SEND_TIMEOUT (%s) by at least %s", lease, sendTimeout, leaseMargin)
+	if lease < dynamostate.MinLease(sendTimeout) {
+		return nil, fmt.Errorf("TRAILWATCH_LEASE (%s) must exceed TRAILWATCH_SEND_TIMEOUT (%s) by at least %s", lease, sendTimeout, dynamostate.LeaseMargin)
 	}
 
 	cfg, err := config.Load(cfgPath)

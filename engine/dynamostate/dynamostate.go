@@ -77,6 +77,18 @@ const (
 	DefaultTTL   = 7 * 24 * time.Hour
 )
 
+// LeaseMargin is how much longer than the longest send a claim's lease
+// must be: after the send, the sender still marks the delivery done, and
+// the processes compare the lease with their own clocks. A shorter lease
+// may run out while a slow notifier is still sending, and another process
+// then retakes the claim and sends the alert again.
+const LeaseMargin = 10 * time.Second
+
+// MinLease is the shortest lease that covers a send bounded by
+// sendTimeout (sendTimeout plus LeaseMargin). Every process that claims
+// deliveries refuses a shorter one at start.
+func MinLease(sendTimeout time.Duration) time.Duration { return sendTimeout + LeaseMargin }
+
 // API is the part of the DynamoDB client the store uses.
 type API interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
