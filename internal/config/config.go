@@ -52,6 +52,8 @@ type Config struct {
 	// instances on one Kinesis stream), so none sends an alert another
 	// already delivered.
 	SharedState *SharedState `yaml:"shared_state"`
+	// Outbox sets how run delivers from its outbox (the send timeout).
+	Outbox Outbox `yaml:"outbox"`
 	// Reload sets how `run` reloads the configuration and rules besides
 	// SIGHUP.
 	Reload Reload `yaml:"reload"`
@@ -98,7 +100,8 @@ type SharedState struct {
 	// region if set, else the SDK's default chain.
 	Region string `yaml:"region"`
 	// Lease is how long a claimed delivery holds before another process
-	// may retake it (0: 60s). It must exceed the longest notification.
+	// may retake it (0: 60s). It must exceed outbox.send_timeout by
+	// dynamostate.LeaseMargin (10s).
 	Lease time.Duration `yaml:"lease"`
 	// TTL is how long a delivery record is kept (0: 7 days).
 	TTL time.Duration `yaml:"ttl"`

@@ -591,6 +591,7 @@ func (p *parser) check(root *yaml.Node, cfg *Config) {
 			p.errorf(keyNode(root, "shared_state", "dynamodb_table"), "shared_state: dynamodb_table must not be the lease table of source.kinesis")
 		}
 	}
+	p.checkDelivery(root, cfg)
 	p.checkRoutes(root, cfg)
 	p.checkRuleSettings(root, cfg)
 }
