@@ -275,7 +275,8 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		r.watchPaths = cfg.RulePaths()
 	}
 
-	ob, err := outbox.Open(filepath.Join(cfg.StateDir, outbox.FileName), outbox.Options{Logger: logger, Registerer: reg})
+	ob, err := outbox.Open(filepath.Join(cfg.StateDir, outbox.FileName), outbox.Options{Logger: logger, Registerer: reg,
+		AttemptTimeout: cfg.Outbox.SendTimeout})
 	if err != nil {
 		return err
 	}

@@ -82,8 +82,9 @@ func TestRunKinesisKill9(t *testing.T) {
 		return fmt.Sprintf("  - name: out\n    type: webhook\n    url: %s/%s\n", srv.URL, name)
 	}
 	// A claim of the dead process holds this long before another may
-	// send the delivery.
-	rig.sharedState = "\n  lease: 4s"
+	// send the delivery: the shortest lease a 1s send allows.
+	rig.sharedState = "\n  lease: 11s"
+	rig.extra = "outbox:\n  send_timeout: 1s\n"
 	a, b := rig.instance("a", ""), rig.instance("b", "")
 	a.writeFile(rig.rulesPath, runRootLoginRule)
 	var logs syncBuffer

@@ -33,6 +33,8 @@ type kinesisRig struct {
 	notifier func(name string) string
 	// sharedState is added to the shared_state block (e.g. a lease).
 	sharedState string
+	// extra is added at the top level (e.g. an outbox block).
+	extra string
 }
 
 func newKinesisRig(t *testing.T) *kinesisRig {
@@ -93,8 +95,8 @@ shared_state:
 state_dir: %s
 listen: %s
 rules: [rules.yaml]
-notifiers:
-%s`, r.stream, r.leases, worker, r.ledger, r.sharedState, filepath.Join(r.dir, name+"-state"), e.listen, notifier))
+%snotifiers:
+%s`, r.stream, r.leases, worker, r.ledger, r.sharedState, filepath.Join(r.dir, name+"-state"), e.listen, r.extra, notifier))
 	return e
 }
 
