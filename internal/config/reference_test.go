@@ -5,6 +5,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/notifiers/email"
 	"github.com/trailwatch/trailwatch/notifiers/pagerduty"
 	"github.com/trailwatch/trailwatch/rules"
@@ -93,6 +94,10 @@ var reference = map[string]keyDoc{
 	"reload": {
 		Doc:     "How `run` reloads rules, lists and routes besides SIGHUP.",
 		Example: "{watch: true}",
+	},
+	"outbox": {
+		Doc:     "How `run` delivers from its durable outbox.",
+		Example: "{send_timeout: 20s}",
 	},
 
 	// source.cloudwatch
@@ -185,7 +190,7 @@ var reference = map[string]keyDoc{
 		Example:     "eu-west-1",
 	},
 	"shared_state.lease": {
-		Doc:     "How long a claimed delivery holds before another process may retake it; longer than the slowest notification.",
+		Doc:     "How long a claimed delivery holds before another process may retake it. It must exceed `outbox.send_timeout` by at least 10s (refused otherwise), so that a claim outlasts its send. Not `source.kinesis.lease_duration`, which is about shards; see docs/scale-out.md.",
 		Default: dynamostate.DefaultLease,
 		Example: "90s",
 	},
@@ -193,6 +198,13 @@ var reference = map[string]keyDoc{
 		Doc:     "How long delivery records are kept.",
 		Default: dynamostate.DefaultTTL,
 		Example: "72h",
+	},
+
+	// outbox
+	"outbox.send_timeout": {
+		Doc:     "Bounds one notification attempt; a notifier that takes longer is tried again later. With `shared_state`, `shared_state.lease` must exceed it by at least 10s.",
+		Default: outbox.DefaultAttemptTimeout,
+		Example: "20s",
 	},
 
 	// reload
