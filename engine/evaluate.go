@@ -128,7 +128,8 @@ func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst [
 	if err != nil || len(matched) == 0 {
 		return dst, err
 	}
-	compact := compactJSON(raw)
+	// MatchHeader made ev own its record: the alerts can share its bytes.
+	compact := compactJSON(ev.Raw())
 	for _, r := range matched {
 		dst = append(dst, NewAlert(r, ev, compact))
 	}
@@ -142,11 +143,16 @@ func (e *Evaluator) handleRuleError(me rules.MatchError) {
 	}
 }
 
-// compactJSON returns a compact copy of raw, a record that decoded without
-// a syntax error: the same bytes as json.Compact, in one pass that copies
-// whole strings at a time (json.Compact validates again, byte by byte).
+// compactJSON returns raw without the white space outside its strings: raw
+// itself when it has none (a JSON Lines record usually), else a compact
+// copy, the same bytes as json.Compact gives, made in one pass that copies
+// whole strings at a time (json.Compact validates again, byte by byte). raw
+// must be a record that decoded without a syntax error, and must not change
+// while the result is in use (match passes the event's own copy, see
+// cloudtrail.Event.Own).
 func compactJSON(raw []byte) json.RawMessage {
-	out := make([]byte, 0, len(raw))
+	var out []byte // nil until the first white space to drop
+	copied := 0    // raw[:copied] is in out
 	for i := 0; i < len(raw); {
 		// Outside strings: drop whitespace up to the next quote.
 		j := bytes.IndexByte(raw[i:], '"')
@@ -154,15 +160,19 @@ func compactJSON(raw []byte) json.RawMessage {
 		if j >= 0 {
 			end = i + j
 		}
-		for _, c := range raw[i:end] {
-			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-				out = append(out, c)
+		for p := i; p < end; p++ {
+			if c := raw[p]; c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+				if out == nil {
+					out = make([]byte, 0, len(raw))
+				}
+				out = append(out, raw[copied:p]...)
+				copied = p + 1
 			}
 		}
 		if j < 0 {
 			break
 		}
-		// A string: copy it through its closing quote, the first one
+		// A string: skip it through its closing quote, the first one
 		// not escaped by an odd run of backslashes.
 		k := end + 1
 		for {
@@ -180,10 +190,12 @@ func compactJSON(raw []byte) json.RawMessage {
 				break
 			}
 		}
-		out = append(out, raw[end:k]...)
 		i = k
 	}
-	return json.RawMessage(out)
+	if out == nil {
+		return json.RawMessage(raw)
+	}
+	return json.RawMessage(append(out, raw[copied:]...))
 }
 
 func compactJSONStrict(raw []byte) json.RawMessage {

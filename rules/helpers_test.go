@@ -372,3 +372,24 @@ func TestEveryHelperCompiles(t *testing.T) {
 		}
 	}
 }
+
+// TestOneLine checks the summary folding against its definition,
+// strings.Join(strings.Fields(s), " ").
+func TestOneLine(t *testing.T) {
+	for _, s := range []string{"", " ", "a", "a b", " a", "a ", "a  b", "a\nb", "a\tb", "a\u00a0b", "a\u0085", "\u2028a", "é b", "a\xffb", "\xff ", "a \n b", "abc def ghi"} {
+		if got, want := oneLine(s), strings.Join(strings.Fields(s), " "); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// FuzzOneLine checks the summary folding against its definition on
+// arbitrary strings.
+func FuzzOneLine(f *testing.F) {
+	f.Add("a  b\n c\u00a0")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := oneLine(s), strings.Join(strings.Fields(s), " "); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", s, got, want)
+		}
+	})
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 
@@ -101,7 +103,40 @@ func (t *summaryTemplate) Render(ev *cloudtrail.Event) (string, error) {
 		b.WriteString(formatValue(v))
 	}
 	// A summary is one line: fold any newline an event field carried.
-	return strings.Join(strings.Fields(strings.ReplaceAll(b.String(), "\n", " ")), " "), firstErr
+	return oneLine(b.String()), firstErr
+}
+
+// oneLine is strings.Join(strings.Fields(s), " "): s with every run of
+// white space (newlines included) folded into one space and none at either
+// end. It returns s itself, without allocating, when there is nothing to
+// fold, which is the usual case.
+func oneLine(s string) string {
+	space := true // a space here would be leading or doubled
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ':
+			if space {
+				return strings.Join(strings.Fields(s), " ")
+			}
+			space = true
+		case c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
+			return strings.Join(strings.Fields(s), " ")
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if unicode.IsSpace(r) {
+				return strings.Join(strings.Fields(s), " ")
+			}
+			i += n - 1
+			space = false
+		default:
+			space = false
+		}
+	}
+	if space && s != "" {
+		return strings.Join(strings.Fields(s), " ")
+	}
+	return s
 }
 
 func formatValue(v any) string {

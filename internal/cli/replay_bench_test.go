@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/internal/cputime"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -73,7 +73,7 @@ func BenchmarkReplayJSON(b *testing.B) {
 			var errs strings.Builder
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0 := cputime.Process()
 			for i := 0; i < b.N; i++ {
 				errs.Reset()
 				code := Main(context.Background(), []string{"replay", "--output", "json", in.file}, Stdio{In: strings.NewReader(""), Out: io.Discard, Err: &errs})
@@ -82,19 +82,7 @@ func BenchmarkReplayJSON(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			reportReplay(b, in.n*b.N, processCPU()-cpu0)
+			cputime.Report(b, in.n*b.N, cpu0)
 		})
-	}
-}
-
-// reportReplay reports throughput for n records: by the wall clock
-// (records/s, ns/record) and by the CPU time the process used
-// (records/cpu-s), which is what one core would do if nothing else ran on
-// it (with -cpu 1 the process runs on one core at a time).
-func reportReplay(b *testing.B, n int, cpu time.Duration) {
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
-	if cpu > 0 {
-		b.ReportMetric(float64(n)/cpu.Seconds(), "records/cpu-s")
 	}
 }

@@ -16,8 +16,9 @@ import (
 // record that a rule matches costs the decode of what that rule, its
 // summary and its dedup key read, and nothing else.
 //
-// A field decoded lazily is decoded by encoding/json from its own bytes,
-// which gives exactly what decoding the whole record gives: the header
+// A field decoded lazily is decoded from its own bytes (maps by
+// decodeAny, resources by encoding/json), which gives exactly what
+// encoding/json's decode of the whole record gives: the header
 // scan has already checked that nothing in the record would send the whole
 // decode to the lenient path (any type mismatch falls back to it), that no
 // key of the record matches one of these fields case-insensitively, and
@@ -116,19 +117,19 @@ func (ev *Event) Complete() error { return ev.Need(AllFields) }
 func (ev *Event) decodeLazy(f Fields, data []byte) error {
 	switch f {
 	case fieldRequestParameters:
-		return json.Unmarshal(data, &ev.RequestParameters)
+		return decodeMapInto(&ev.RequestParameters, data)
 	case fieldResponseElements:
-		return json.Unmarshal(data, &ev.ResponseElements)
+		return decodeMapInto(&ev.ResponseElements, data)
 	case fieldAdditionalEventData:
-		return json.Unmarshal(data, &ev.AdditionalEventData)
+		return decodeMapInto(&ev.AdditionalEventData, data)
 	case fieldServiceEventDetails:
-		return json.Unmarshal(data, &ev.ServiceEventDetails)
+		return decodeMapInto(&ev.ServiceEventDetails, data)
 	case fieldAddendum:
-		return json.Unmarshal(data, &ev.Addendum)
+		return decodeMapInto(&ev.Addendum, data)
 	case fieldEdgeDeviceDetails:
-		return json.Unmarshal(data, &ev.EdgeDeviceDetails)
+		return decodeMapInto(&ev.EdgeDeviceDetails, data)
 	case fieldInsightDetails:
-		return json.Unmarshal(data, &ev.InsightDetails)
+		return decodeMapInto(&ev.InsightDetails, data)
 	case fieldResources:
 		return json.Unmarshal(data, &ev.Resources)
 	}
