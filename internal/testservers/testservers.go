@@ -8,7 +8,9 @@ package testservers
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -200,6 +203,10 @@ func StartMoto(t testing.TB) *Moto {
 // release the lock early: the request goes on to moto, which applies it
 // anyway, and the next request waits for that. Otherwise a cancelled write
 // and the next one would race inside moto, as they never could in DynamoDB.
+//
+// An SQS long poll (ReceiveMessage with WaitTimeSeconds) is answered by
+// short polls, each serialised, with the lock free between them (see
+// longPoll): held for the whole wait, it would stall every other request.
 func serialProxy(t testing.TB, target string) string {
 	t.Helper()
 	u, err := url.Parse(target)
@@ -209,6 +216,9 @@ func serialProxy(t testing.TB, target string) string {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Target") == "AmazonSQS.ReceiveMessage" && longPoll(w, r, rp, &mu) {
+			return
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		// plainWriter hides http.CloseNotifier, through which the proxy
@@ -217,6 +227,51 @@ func serialProxy(t testing.TB, target string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// longPoll answers an SQS ReceiveMessage as SQS does, returning as soon as
+// messages are there or its WaitTimeSeconds ran out, by asking moto again
+// every 50ms without waiting (each ask under mu). It reports false, having
+// answered nothing, for a request it cannot read: the caller forwards it
+// as it is.
+func longPoll(w http.ResponseWriter, r *http.Request, rp *httputil.ReverseProxy, mu *sync.Mutex) bool {
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var in map[string]any
+	if err != nil || json.Unmarshal(body, &in) != nil {
+		return false
+	}
+	wait, _ := in["WaitTimeSeconds"].(float64)
+	in["WaitTimeSeconds"] = 0
+	short, err := json.Marshal(in)
+	if err != nil {
+		return false
+	}
+	deadline := time.Now().Add(time.Duration(wait * float64(time.Second)))
+	for {
+		req := r.Clone(context.WithoutCancel(r.Context()))
+		req.Body = io.NopCloser(bytes.NewReader(short))
+		req.ContentLength = int64(len(short))
+		req.Header.Set("Content-Length", strconv.Itoa(len(short)))
+		rec := httptest.NewRecorder()
+		mu.Lock()
+		rp.ServeHTTP(rec, req)
+		mu.Unlock()
+		var out struct{ Messages []json.RawMessage }
+		_ = json.Unmarshal(rec.Body.Bytes(), &out)
+		if rec.Code != http.StatusOK || len(out.Messages) > 0 || !time.Now().Before(deadline) || r.Context().Err() != nil {
+			for k, vs := range rec.Header() {
+				w.Header()[k] = vs
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return true
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // plainWriter is an http.ResponseWriter with nothing else: no
