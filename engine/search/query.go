@@ -3,6 +3,7 @@ package search
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -27,6 +28,13 @@ type Query struct {
 	// User is a user name, a principal or session issuer ARN, a principal
 	// id or a role session name; see MatchUser.
 	User string
+	// Principal is the caller's ARN (userIdentity.arn), the role an
+	// assumed-role session came from (the session issuer's ARN), or a
+	// principal id, exactly.
+	Principal string
+	// SourceIP is sourceIPAddress exactly (an address, or a service host
+	// name such as ec2.amazonaws.com), or a CIDR block holding it.
+	SourceIP string
 	// ResourceType is a type from resources[].type or ResourceMappings.
 	ResourceType string
 	// ResourceName is a resource's ARN, the last part of its ARN, or a name
@@ -81,6 +89,8 @@ func (q *Query) Match(ev *cloudtrail.Event) (bool, error) {
 		q.AccessKey != "" && u.AccessKeyID != q.AccessKey,
 		q.ReadOnly != nil && ev.ReadOnly != *q.ReadOnly,
 		q.User != "" && !MatchUser(ev, q.User),
+		q.Principal != "" && !matchPrincipal(ev, q.Principal),
+		q.SourceIP != "" && !MatchSourceIP(ev.SourceIPAddress, q.SourceIP),
 		q.ResourceType != "" && !matchResourceType(ev, q.ResourceType),
 		q.ResourceName != "" && !matchResourceName(ev, q.ResourceName):
 		return false, nil
@@ -109,6 +119,25 @@ func MatchUser(ev *cloudtrail.Event, user string) bool {
 		return true
 	}
 	return false
+}
+
+func matchPrincipal(ev *cloudtrail.Event, principal string) bool {
+	u := &ev.UserIdentity
+	return principal == u.ARN || principal == u.SessionContext.SessionIssuer.ARN || principal == u.PrincipalID
+}
+
+// MatchSourceIP reports whether a record's sourceIPAddress is want: the
+// same string, or, when want is a CIDR block, an address inside it.
+func MatchSourceIP(sourceIP, want string) bool {
+	if sourceIP == want {
+		return true
+	}
+	pfx, err := netip.ParsePrefix(want)
+	if err != nil {
+		return false
+	}
+	addr, err := netip.ParseAddr(sourceIP)
+	return err == nil && pfx.Contains(addr.Unmap())
 }
 
 func matchResourceType(ev *cloudtrail.Event, typ string) bool {
@@ -151,7 +180,11 @@ func matchResourceName(ev *cloudtrail.Event, name string) bool {
 // verbatim (when it holds no escape sequences), for a cheap first test.
 func (q *Query) literals() [][]byte {
 	var out [][]byte
-	for _, s := range []string{q.EventID, q.AccessKey, q.EventName, NormalizeEventSource(q.EventSource), q.User} {
+	ip := q.SourceIP
+	if _, err := netip.ParsePrefix(ip); err == nil {
+		ip = "" // a block: no literal every match holds
+	}
+	for _, s := range []string{q.EventID, q.AccessKey, q.EventName, NormalizeEventSource(q.EventSource), q.User, q.Principal, ip} {
 		if s != "" {
 			out = append(out, []byte(s))
 		}
@@ -236,6 +269,18 @@ func (q *Query) patternGroups() [][]pattern.Clause {
 			eq("userIdentity.sessionContext.sessionIssuer.arn", v),
 		})
 	}
+	if q.Principal != "" {
+		groups = append(groups, []pattern.Clause{
+			eq("userIdentity.arn", q.Principal),
+			eq("userIdentity.sessionContext.sessionIssuer.arn", q.Principal),
+			eq("userIdentity.principalId", q.Principal),
+		})
+	}
+	if q.SourceIP != "" {
+		if _, err := netip.ParsePrefix(q.SourceIP); err != nil {
+			groups = append(groups, []pattern.Clause{eq("sourceIPAddress", q.SourceIP)})
+		}
+	}
 	if q.ResourceName != "" {
 		g := []pattern.Clause{eq("resources[*].ARN", "*"+q.ResourceName)}
 		var fields []string
@@ -317,6 +362,8 @@ func (q *Query) String() string {
 	add("event-name", q.EventName)
 	add("event-source", q.EventSource)
 	add("user", q.User)
+	add("principal", q.Principal)
+	add("source-ip", q.SourceIP)
 	add("resource-type", q.ResourceType)
 	add("resource-name", q.ResourceName)
 	if q.ReadOnly != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/rules"
@@ -87,4 +88,21 @@ func loadConfigAndRules(stdio Stdio, cfgPath string, rulePaths []string) (*confi
 		return nil, nil, exitCode(1, fmt.Sprintf("%d problem(s) in the rules; nothing was run", ruleProblems))
 	}
 	return cfg, set, nil
+}
+
+// systemConfig is where examples/deploy installs the configuration.
+var systemConfig = "/etc/trailwatch/config.yaml"
+
+// defaultConfig is the configuration of the commands that cannot work
+// without one (run, silence, outbox, notify-test, and search given no
+// other source) when --config is not given: $TRAILWATCH_CONFIG, else
+// /etc/trailwatch/config.yaml when it exists, else "".
+func defaultConfig() string {
+	if p := os.Getenv("TRAILWATCH_CONFIG"); p != "" {
+		return p
+	}
+	if _, err := os.Stat(systemConfig); err == nil {
+		return systemConfig
+	}
+	return ""
 }

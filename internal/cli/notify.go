@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
@@ -61,6 +58,9 @@ is one a retry could fix. Secrets never appear in its output.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, names []string) error {
 			if cfgPath == "" {
+				cfgPath = defaultConfig()
+			}
+			if cfgPath == "" {
 				return usageError{errors.New("notify-test needs --config FILE")}
 			}
 			cfg, err := loadConfig(stdio, cfgPath)
@@ -107,84 +107,6 @@ is one a retry could fix. Secrets never appear in its output.`,
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
-	return cmd
-}
-
-func newOutboxCmd(stdio Stdio) *cobra.Command {
-	var cfgPath, stateDir, state string
-	var jsonOut bool
-	var requeue []string
-	cmd := &cobra.Command{
-		Use:   "outbox [--dead|--pending] (--config FILE | --state-dir DIR)",
-		Short: "List the alert outbox (pending and dead-lettered deliveries) and requeue dead letters",
-		Long: `outbox lists what the durable alert outbox in state_dir holds: alerts still waiting for
-delivery to a notifier (with their attempts, next attempt and last error) and dead letters
-(alerts a notifier refused for good, e.g. 4xx). --requeue KEY/NOTIFIER moves a dead letter
-back to pending. The outbox is locked while trailwatch run is running: stop the service
-(or wait) to list or requeue.`,
-		Example: `  trailwatch outbox --config /etc/trailwatch/config.yaml --state dead
-  trailwatch outbox --state-dir /var/lib/trailwatch --requeue 3f2a.../secfeed`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgPath != "" {
-				cfg, err := loadConfig(stdio, cfgPath)
-				if err != nil {
-					return err
-				}
-				stateDir = cfg.StateDir
-			}
-			if stateDir == "" {
-				return usageError{errors.New("outbox needs --config FILE or --state-dir DIR")}
-			}
-			filter, err := outbox.ParseState(state)
-			if err != nil {
-				return usageError{fmt.Errorf("--state: %w", err)}
-			}
-			ob, err := outbox.Open(filepath.Join(stateDir, outbox.FileName), outbox.Options{ReadOnly: len(requeue) == 0})
-			if err != nil {
-				return exitCode(1, err.Error())
-			}
-			defer ob.Close()
-			for _, kn := range requeue {
-				i := strings.LastIndexByte(kn, '/')
-				if i <= 0 {
-					return usageError{fmt.Errorf("--requeue takes KEY/NOTIFIER, not %q", kn)}
-				}
-				if err := ob.Requeue(kn[:i], kn[i+1:]); err != nil {
-					return exitCode(1, err.Error())
-				}
-				fmt.Fprintf(stdio.Out, "requeued %s\n", kn)
-			}
-			if len(requeue) > 0 {
-				return nil
-			}
-			entries, err := ob.List(filter)
-			if err != nil {
-				return exitCode(1, err.Error())
-			}
-			if jsonOut {
-				for i := range entries {
-					b, _ := json.Marshal(&entries[i])
-					fmt.Fprintln(stdio.Out, string(b))
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "STATE\tNOTIFIER\tRULE\tEVENT TIME\tATTEMPTS\tKEY\tLAST ERROR")
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.State, e.Notifier, e.Alert.RuleID,
-					e.Alert.EventTime.UTC().Format(time.RFC3339), e.Attempts, e.Key, terminalSafe(truncate(e.LastError, 120)))
-			}
-			tw.Flush()
-			fmt.Fprintf(stdio.Out, "%d entries\n", len(entries))
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (its state_dir is used)")
-	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory holding outbox.db")
-	cmd.Flags().StringVar(&state, "state", "pending", "which entries: pending, dead, delivered or all")
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "one JSON object per entry")
-	cmd.Flags().StringArrayVar(&requeue, "requeue", nil, "move a dead letter back to pending (KEY/NOTIFIER); repeatable")
 	return cmd
 }
 

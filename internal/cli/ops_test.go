@@ -1,14 +1,18 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/notifiers"
 )
 
 // writeTree writes files (path → content) under dir.
@@ -156,5 +160,80 @@ notifiers:
 	code, out, _ = proc{}.run(t, "rules", "list")
 	if code != 0 || !strings.HasPrefix(out, "ID") || !strings.Contains(out, "aws-instance-launched-outside-regions") {
 		t.Errorf("rules list table: exit %d\n%s", code, out)
+	}
+}
+
+// refuser refuses every alert for good: the outbox dead-letters them.
+type refuser struct{}
+
+func (refuser) Notify(context.Context, notifiers.Alert) error {
+	return notifiers.Permanent(errors.New("410 gone"))
+}
+
+// TestOutboxDeadAndBulkRequeue is part of issue 15's item 5, through the
+// real binary: `outbox --dead` (named by the service's log) lists dead
+// letters, `--requeue NOTIFIER` moves all of a notifier's back, and the
+// configuration comes from $TRAILWATCH_CONFIG when --config is not given.
+func TestOutboxDeadAndBulkRequeue(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"config.yaml": "state_dir: state\nnotifiers:\n  - {name: hook, type: file, path: out.jsonl}\n  - {name: mail, type: file, path: mail.jsonl}\n"})
+	ob, err := outbox.Open(filepath.Join(dir, "state", outbox.FileName), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testAlert(time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := ob.Enqueue(ctx, outbox.Item{Key: "k1", Notifier: "hook", Alert: a}, outbox.Item{Key: "k2", Notifier: "hook", Alert: a}, outbox.Item{Key: "k1", Notifier: "mail", Alert: a}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ob.Run(ctx, map[string]notifiers.Notifier{"hook": refuser{}, "mail": refuser{}}) }()
+	var logs syncBuffer
+	waitFor(t, &logs, "the refused alerts to be dead-lettered", func() bool {
+		dead, err := ob.List(outbox.Dead)
+		return err == nil && len(dead) == 3
+	})
+	cancel()
+	<-done
+	ob.Close()
+
+	env := proc{Env: []string{"TRAILWATCH_CONFIG=" + filepath.Join(dir, "config.yaml")}}
+	code, out, errs := env.run(t, "outbox", "--dead")
+	if code != 0 || !strings.Contains(out, "3 entries") {
+		t.Fatalf("outbox --dead: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = env.run(t, "outbox", "--requeue", "hook")
+	if code != 0 || !strings.Contains(out, "requeued 2 dead letters of hook") {
+		t.Fatalf("outbox --requeue hook: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := env.run(t, "outbox", "--pending"); code != 0 || !strings.Contains(out, "2 entries") || strings.Contains(out, "mail") {
+		t.Errorf("after the bulk requeue, pending: exit %d\n%s", code, out)
+	}
+	if code, out, _ := env.run(t, "outbox", "--dead"); code != 0 || !strings.Contains(out, "1 entries") {
+		t.Errorf("after the bulk requeue, dead: exit %d\n%s", code, out)
+	}
+	if code, _, errs := env.run(t, "outbox", "--dead", "--state", "all"); code != 2 || !strings.Contains(errs, "give one of --dead, --pending and --state") {
+		t.Errorf("--dead with --state: exit %d\n%s", code, errs)
+	}
+}
+
+// TestSearchWithoutSourceUsesTheServiceConfig: the runbooks' `trailwatch
+// search --user root --since 24h` names no source; it searches the log
+// groups of the service's configuration ($TRAILWATCH_CONFIG) instead of
+// failing as wrong usage, and says what to give when there is none.
+func TestSearchWithoutSourceUsesTheServiceConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"config.yaml": "state_dir: state\n"})
+	code, _, errs := proc{Env: []string{"TRAILWATCH_CONFIG=" + filepath.Join(dir, "config.yaml")}}.run(t, "search", "--user", "root", "--since", "24h")
+	if code != 1 || !strings.Contains(errs, "source.cloudwatch is required for search --config") {
+		t.Errorf("with $TRAILWATCH_CONFIG: exit %d, want the configuration read (and refused: it has no log groups)\n%s", code, errs)
+	}
+	old := systemConfig
+	systemConfig = filepath.Join(dir, "absent.yaml")
+	t.Cleanup(func() { systemConfig = old })
+	t.Setenv("TRAILWATCH_CONFIG", "")
+	code, _, errs = runArgs(t, "search", "--user", "root", "--since", "24h")
+	if code != 2 || !strings.Contains(errs, "$TRAILWATCH_CONFIG") {
+		t.Errorf("without any configuration: exit %d\n%s", code, errs)
 	}
 }

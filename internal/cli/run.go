@@ -162,7 +162,10 @@ AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB) are honoured.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfgPath == "" {
-				return usageError{errors.New("run needs --config FILE")}
+				cfgPath = defaultConfig()
+			}
+			if cfgPath == "" {
+				return usageError{errors.New("run needs --config FILE (or $TRAILWATCH_CONFIG)")}
 			}
 			logger, err := newLogger(stdio, logFormat, logLevel)
 			if err != nil {

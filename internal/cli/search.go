@@ -54,8 +54,14 @@ range are skipped unopened; a file is read if it was delivered up to
 --delivery-margin after --end. In S3 those folders are not even listed: under
 each CloudTrail/<region>/ prefix only the day prefixes the range needs are listed.
 
+Given no source at all, search reads the log groups of the service's configuration:
+$TRAILWATCH_CONFIG, else /etc/trailwatch/config.yaml when it exists.
+
 --user matches userIdentity.userName, the principal or session issuer ARN, the
 principal id, or the last part of the principal ARN (a role session name, "root").
+--principal matches a principal ARN exactly: userIdentity.arn, or the role an
+assumed-role session came from. --source-ip matches sourceIPAddress: an address, a
+CIDR block (203.0.113.0/24), or a service host name (ec2.amazonaws.com).
 --resource-type matches resources[].type, and for records without one a documented
 mapping from eventSource and eventName (AWS::EC2::SecurityGroup for
 AuthorizeSecurityGroupIngress, ...); --resource-name matches a resource ARN, the last
@@ -74,9 +80,22 @@ wrong usage.`,
   trailwatch search --resource-type AWS::EC2::SecurityGroup examples/events/AWSLogs/
   trailwatch search --event-name ConsoleLogin --since 24h s3://org-trail-bucket/AWSLogs/
   trailwatch search --user ci-bot --show examples/events/sample-trail.jsonl
+  trailwatch search --source-ip 203.0.113.0/24 --since 7d examples/events/AWSLogs/
+  trailwatch search --principal arn:aws:iam::111122223333:role/Deploy --since 24h
   trailwatch search --config config.yaml --since 24h --event-source iam --read-only false
   trailwatch search --log-group aws-cloudtrail-logs --region eu-west-1 --start 2024-05-01 --end 2024-05-02 \
       --where 'sourceIPAddress not startsWith "10."' --output jsonl`,
+		PreRunE: func(*cobra.Command, []string) error {
+			switch f.output {
+			case search.FormatTable, search.FormatJSON, search.FormatJSONL:
+			default:
+				return usageError{fmt.Errorf("--output must be table, json or jsonl, not %q", f.output)}
+			}
+			if _, err := f.buildQuery(); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSearch(cmd, stdio, f, args)
 		},
@@ -87,6 +106,8 @@ wrong usage.`,
 	fl.StringVar(&f.q.EventSource, "event-source", "", `eventSource ("iam.amazonaws.com", or "iam")`)
 	fl.StringVar(&f.q.EventID, "event-id", "", "eventID")
 	fl.StringVar(&f.q.User, "user", "", "user name, principal or session issuer ARN, principal id or role session name")
+	fl.StringVar(&f.q.Principal, "principal", "", "principal ARN (userIdentity.arn, or the role an assumed-role session came from) or principal id")
+	fl.StringVar(&f.q.SourceIP, "source-ip", "", "sourceIPAddress: an address, a CIDR block (203.0.113.0/24) or a service host name")
 	fl.StringVar(&f.q.ResourceType, "resource-type", "", "resource type (AWS::EC2::Instance)")
 	fl.StringVar(&f.q.ResourceName, "resource-name", "", "resource ARN or name (sg-0123..., a bucket name)")
 	fl.StringVar(&f.readOnly, "read-only", "", "true or false")
@@ -189,6 +210,11 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 	if err != nil {
 		return usageError{err}
 	}
+	if len(args) == 0 && len(f.logGroups) == 0 && f.cfgPath == "" {
+		// No source given: the service's own log groups, as runbooks
+		// assume (trailwatch search --user root --since 24h).
+		f.cfgPath = defaultConfig()
+	}
 	groups := f.logGroups
 	region := f.region
 	if f.cfgPath != "" {
@@ -205,7 +231,7 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 		}
 	}
 	if len(args) == 0 && len(groups) == 0 {
-		return usageError{errors.New("search needs files or directories to read, --log-group or --config")}
+		return usageError{errors.New("search needs files or directories to read, --log-group NAME or --config FILE (or $TRAILWATCH_CONFIG, or /etc/trailwatch/config.yaml)")}
 	}
 
 	progress := newProgress(stdio.Err, f)

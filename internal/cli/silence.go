@@ -50,7 +50,10 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 			return stateDir, nil
 		}
 		if cfgPath == "" {
-			return "", usageError{errors.New("silence needs --state-dir DIR or --config FILE")}
+			cfgPath = defaultConfig()
+		}
+		if cfgPath == "" {
+			return "", usageError{errors.New("silence needs --state-dir DIR or --config FILE (or $TRAILWATCH_CONFIG)")}
 		}
 		cfg, err := loadConfig(stdio, cfgPath)
 		if err != nil {
