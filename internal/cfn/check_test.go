@@ -2,6 +2,9 @@ package cfn
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -105,5 +108,29 @@ func TestRenderStatementsAccepts(t *testing.T) {
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("Accepts(%s, %q) = %v, want %q", tt.param, tt.value, err, tt.want)
 		}
+	}
+}
+
+// api is an interface as the code declares one for a client it calls.
+type api interface {
+	GetItem()
+	TransactWriteItems()
+}
+
+func TestActionsOf(t *testing.T) {
+	dir := t.TempDir()
+	src := `package x
+func f() {
+	_ = []types.TransactWriteItem{{Put: nil}, {Delete: nil}}
+	_ = types.TransactWriteItem{ConditionCheck: nil}
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "x.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := ActionsOf(t, "dynamodb", dir, reflect.TypeFor[api]())
+	want := []string{"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ActionsOf = %v, want %v", got, want)
 	}
 }

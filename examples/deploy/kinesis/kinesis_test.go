@@ -11,9 +11,6 @@ package kinesis_test
 
 import (
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"maps"
 	"os"
 	"path/filepath"
@@ -337,123 +334,16 @@ func loadConfig(t *testing.T, text string) *config.Config {
 
 // ------------------------------------------------------------ the code
 
-// transactionActions maps the item kinds of a TransactWriteItems request
-// to the IAM actions that authorise them ("Using IAM with DynamoDB
-// transactions", Amazon DynamoDB Developer Guide).
-var transactionActions = map[string]string{
-	"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
-	"ConditionCheck": "dynamodb:ConditionCheckItem",
-}
-
-// actionsOf returns the IAM actions of the methods of the API interfaces,
-// each named after its operation; TransactWriteItems is replaced by the
-// actions of the item kinds the package's source writes in transactions.
-func actionsOf(t *testing.T, service, pkgDir string, apis ...reflect.Type) []string {
-	t.Helper()
-	set := map[string]bool{}
-	for _, api := range apis {
-		for i := range api.NumMethod() {
-			op := api.Method(i).Name
-			if op != "TransactWriteItems" {
-				set[service+":"+op] = true
-				continue
-			}
-			for _, kind := range transactionItemKinds(t, pkgDir) {
-				set[transactionActions[kind]] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for a := range set {
-		out = append(out, a)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// transactionItemKinds returns the fields (Put, Delete, ...) set in the
-// types.TransactWriteItem literals of the non-test Go files of dir.
-func transactionItemKinds(t *testing.T, dir string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	isItem := func(e ast.Expr) bool {
-		sel, ok := e.(*ast.SelectorExpr)
-		return ok && sel.Sel.Name == "TransactWriteItem"
-	}
-	kinds := map[string]bool{}
-	addKeys := func(lit *ast.CompositeLit) {
-		for _, el := range lit.Elts {
-			kv, ok := el.(*ast.KeyValueExpr)
-			if !ok {
-				continue
-			}
-			key, _ := kv.Key.(*ast.Ident)
-			if key == nil {
-				continue
-			}
-			if _, known := transactionActions[key.Name]; !known {
-				t.Errorf("%s: TransactWriteItem field %s: add its IAM action to transactionActions", dir, key.Name)
-			}
-			kinds[key.Name] = true
-		}
-	}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			lit, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
-			}
-			switch typ := lit.Type.(type) {
-			case *ast.SelectorExpr:
-				if isItem(typ) {
-					addKeys(lit)
-				}
-			case *ast.ArrayType:
-				// []types.TransactWriteItem{{Put: ...}}: the elements'
-				// type is elided.
-				if isItem(typ.Elt) {
-					for _, el := range lit.Elts {
-						if inner, ok := el.(*ast.CompositeLit); ok && inner.Type == nil {
-							addKeys(inner)
-						}
-					}
-				}
-			}
-			return true
-		})
-	}
-	if len(kinds) == 0 {
-		t.Errorf("%s: no TransactWriteItem literal found, yet the API has TransactWriteItems", dir)
-	}
-	out := make([]string, 0, len(kinds))
-	for k := range kinds {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func TestInstanceActionsAreWhatTheCodeCalls(t *testing.T) {
 	root := filepath.Join("..", "..", "..")
 	code := map[string][]string{
 		// engine/kinesis's Source reads the stream through API, and its
 		// leases go through DynamoDB.
-		"Stream":     actionsOf(t, "kinesis", "", reflect.TypeFor[kinesis.API]()),
-		"LeaseTable": actionsOf(t, "dynamodb", "", reflect.TypeFor[kinesis.DynamoDB]()),
+		"Stream":     cfn.ActionsOf(t, "kinesis", "", reflect.TypeFor[kinesis.API]()),
+		"LeaseTable": cfn.ActionsOf(t, "dynamodb", "", reflect.TypeFor[kinesis.DynamoDB]()),
 		// `run` and `silence` use the delivery Store and the
 		// LifecycleStore on the shared table.
-		"SharedStateTable": actionsOf(t, "dynamodb", filepath.Join(root, "engine", "dynamostate"),
+		"SharedStateTable": cfn.ActionsOf(t, "dynamodb", filepath.Join(root, "engine", "dynamostate"),
 			reflect.TypeFor[dynamostate.API](), reflect.TypeFor[dynamostate.LifecycleAPI]()),
 	}
 	if !reflect.DeepEqual(code, instanceActions) {
