@@ -23,12 +23,14 @@ import (
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // corpusRecords reads every record of ../shared/corpus, or skips.
 func corpusRecords(b testing.TB) [][]byte {
 	b.Helper()
-	paths, _ := filepath.Glob("../../shared/corpus/*.jsonl")
+	paths, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
 	if len(paths) == 0 {
 		b.Skip("../shared/corpus is absent: the benchmark replays the real CloudTrail corpus beside the repository")
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/subscription"
 	"github.com/trailwatch/trailwatch/internal/testservers"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // hook is a webhook receiver that fails the first attempt of the alerts
@@ -216,9 +218,9 @@ func TestEndToEnd(t *testing.T) {
 	}{
 		{name: "sample trail", files: []string{"../../examples/events/sample-trail.jsonl"}, batch: 7},
 		{name: "real corpus", files: []string{
-			"/work/shared/corpus/datadog_stratus-red-team_detonation-logs.jsonl",
-			"/work/shared/corpus/elastic_integrations-beats_cloudtrail-tests.jsonl",
-			"/work/shared/corpus/otrf_security-datasets_aws.jsonl",
+			filepath.Join(corpus.Dir(), "datadog_stratus-red-team_detonation-logs.jsonl"),
+			filepath.Join(corpus.Dir(), "elastic_integrations-beats_cloudtrail-tests.jsonl"),
+			filepath.Join(corpus.Dir(), "otrf_security-datasets_aws.jsonl"),
 		}, batch: 50, optional: true},
 	}
 	for _, tt := range tests {

@@ -20,12 +20,14 @@ import (
 	"github.com/trailwatch/trailwatch/internal/cli"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // corpusFiles returns the shared CloudTrail corpus, or skips.
 func corpusFiles(t *testing.T) []string {
 	t.Helper()
-	files, _ := filepath.Glob("../../../shared/corpus/*.jsonl")
+	files, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
 	if len(files) == 0 {
 		t.Skip("the CloudTrail corpus (../shared/corpus/*.jsonl beside the checkout) is absent")
 	}

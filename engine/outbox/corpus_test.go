@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/notifiers"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
-const corpusGlob = "/work/shared/corpus/*.jsonl"
+var corpusGlob = filepath.Join(corpus.Dir(), "*.jsonl") // $TRAILWATCH_CORPUS or ../shared/corpus
 
 // TestRealRecordsRoundTrip stores real CloudTrail records as alerts and
 // checks that each notifier receives every record exactly as it was read.

@@ -13,6 +13,8 @@ import (
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 	"github.com/trailwatch/trailwatch/rules/pattern"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 const (
@@ -170,7 +172,7 @@ func TestFilterPatternStaysWithinLimits(t *testing.T) {
 // filter pattern lets it through.
 func TestPatternNecessaryOnCorpus(t *testing.T) {
 	var paths []string
-	corpus, _ := filepath.Glob("../../../shared/corpus/*.jsonl")
+	corpus, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
 	if len(corpus) == 0 {
 		t.Log("real CloudTrail corpus ../shared/corpus absent: checking the bundled sample only")
 	}

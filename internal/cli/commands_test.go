@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -102,5 +103,56 @@ func TestValidateAndTestCommands(t *testing.T) {
 	}
 	if code, _, _ := runArgs(t, "replay", "--output", "xml", "x"); code != 2 {
 		t.Errorf("bad --output: exit %d, want 2", code)
+	}
+}
+
+// TestReadmeTwoCommands is issue 15's item 7: the README's first two
+// commands are the main job on bundled data and the whole test suite, in
+// that order, with the test servers' installation before the test command;
+// CI runs exactly those commands; and the README links only to files in
+// the repository.
+func TestReadmeTwoCommands(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	const first, second = "go run ./cmd/trailwatch replay examples/events/sample-trail.jsonl", "go test -race ./..."
+	var blocks []string // single-command sh blocks, in order
+	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(readme, -1) {
+		if lines := strings.Split(strings.TrimSpace(m[1]), "\n"); len(lines) == 1 {
+			blocks = append(blocks, lines[0])
+		}
+	}
+	if len(blocks) < 2 || blocks[0] != first || blocks[1] != second {
+		t.Errorf("the README's first two one-line commands are %q, want %q then %q", blocks[:min(2, len(blocks))], first, second)
+	}
+	testAt := strings.Index(readme, "```sh\n"+second)
+	for _, prereq := range []string{"pip install 'moto[server]==5.2.1'", "go install github.com/axllent/mailpit@v1.33.1"} {
+		if i := strings.Index(readme, prereq); i < 0 || i > testAt {
+			t.Errorf("the README must give %q before the test command", prereq)
+		}
+	}
+	ci, err := os.ReadFile("../../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{first, second} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(cmd) + `( |$)`).Match(ci) {
+			t.Errorf(".ci/run does not run the README's command %q", cmd)
+		}
+	}
+	for _, m := range regexp.MustCompile(`\]\(([^)#]+)(#[^)]*)?\)`).FindAllStringSubmatch(readme, -1) {
+		link := m[1]
+		if strings.Contains(link, "://") {
+			continue
+		}
+		if strings.HasPrefix(link, "../") || strings.HasPrefix(link, "/") {
+			t.Errorf("the README links outside the repository: %s", link)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("../..", link)); err != nil {
+			t.Errorf("the README links to %s, which is not in the repository", link)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/trailwatch/trailwatch/notifiers"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // TestRunMatchesReplayOverCorpus writes the whole real corpus to a moto log
@@ -19,7 +21,7 @@ import (
 // replay` raises over the same records: the live service and replay share
 // one lifecycle, windowed on event time.
 func TestRunMatchesReplayOverCorpus(t *testing.T) {
-	files, _ := filepath.Glob("../../../shared/corpus/*.jsonl")
+	files, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
 	if len(files) == 0 {
 		t.Skip("../shared/corpus is absent: this test replays the real CloudTrail corpus beside the repository")
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // replayTree lays out, in a temp dir, the corpus as replay meets real
@@ -15,7 +17,7 @@ import (
 // file, and lines that are not records.
 func replayTree(t *testing.T) string {
 	t.Helper()
-	corpus, _ := filepath.Glob("../../../shared/corpus/*.jsonl")
+	corpus, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
 	if len(corpus) == 0 {
 		t.Skip("../shared/corpus is absent: this test replays the real CloudTrail corpus beside the repository")
 	}

@@ -7,9 +7,17 @@ import (
 	"runtime/debug"
 )
 
-// Version is set at build time with
-// -ldflags "-X github.com/trailwatch/trailwatch/internal/version.Version=v1.2.3".
-var Version = "dev"
+// Release is the release this source tree is, or was developed from: the
+// git tag of the same name marks it (git tag -l). examples/deploy's
+// rules-ci.yml pins it (TRAILWATCH_VERSION); a test keeps the two equal.
+// Bump both, and tag, when releasing.
+const Release = "v0.1.0"
+
+// Version is what `trailwatch version` reports: Release, unless the build
+// sets it, as the Dockerfile does with
+// -ldflags "-X github.com/trailwatch/trailwatch/internal/version.Version=v1.2.3"
+// (from git describe, say).
+var Version = Release
 
 // String describes the build: version, VCS revision and time when the Go
 // toolchain recorded them, and the Go version.

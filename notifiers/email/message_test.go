@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/trailwatch/trailwatch/notifiers"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 func TestRenderGolden(t *testing.T) {
@@ -137,7 +139,7 @@ func TestEventTextCut(t *testing.T) {
 // TestRenderCorpus renders an alert for every real CloudTrail record in the
 // shared corpus and checks that each part is well formed.
 func TestRenderCorpus(t *testing.T) {
-	files, _ := filepath.Glob("../../../shared/corpus/*.jsonl")
+	files, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
 	if len(files) == 0 {
 		t.Skip("no CloudTrail corpus at ../../../shared/corpus: skipping the corpus render test")
 	}

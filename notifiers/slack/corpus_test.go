@@ -11,11 +11,13 @@ import (
 	slackgo "github.com/slack-go/slack"
 
 	"github.com/trailwatch/trailwatch/notifiers"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // corpusDir holds real CloudTrail records shared by the project's tests; it
 // is read in place and never copied into the repository.
-const corpusDir = "../../../shared/corpus"
+var corpusDir = corpus.Dir() // $TRAILWATCH_CORPUS or ../shared/corpus
 
 // TestCorpusMessagesAreInert renders a message for every real CloudTrail
 // record in the shared corpus and checks each is inert and within Slack's

@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
 )
 
 // corpusDir holds real CloudTrail records, one JSON object per line. They are
 // shared test data outside the repository and never copied into it.
-var corpusDir = filepath.Join("..", "..", "..", "shared", "corpus")
+var corpusDir = corpus.Dir() // $TRAILWATCH_CORPUS or ../shared/corpus
 
 // corpusRecord is one decoded record and where it came from.
 type corpusRecord struct {
