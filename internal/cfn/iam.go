@@ -51,10 +51,6 @@ func ActionsOf(t testing.TB, service, pkgDir string, apis ...reflect.Type) []str
 // types.TransactWriteItem literals of the non-test Go files of dir.
 func transactionItemKinds(t testing.TB, dir string) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	isItem := func(e ast.Expr) bool {
 		sel, ok := e.(*ast.SelectorExpr)
 		return ok && sel.Sel.Name == "TransactWriteItem"
@@ -76,39 +72,29 @@ func transactionItemKinds(t testing.TB, dir string) []string {
 			kinds[key.Name] = true
 		}
 	}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
+	InspectPackage(t, dir, func(n ast.Node) bool {
+		lit, ok := n.(*ast.CompositeLit)
+		if !ok {
+			return true
 		}
-		file, err := parser.ParseFile(fset, f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			lit, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
+		switch typ := lit.Type.(type) {
+		case *ast.SelectorExpr:
+			if isItem(typ) {
+				addKeys(lit)
 			}
-			switch typ := lit.Type.(type) {
-			case *ast.SelectorExpr:
-				if isItem(typ) {
-					addKeys(lit)
-				}
-			case *ast.ArrayType:
-				// []types.TransactWriteItem{{Put: ...}}: the elements'
-				// type is elided.
-				if isItem(typ.Elt) {
-					for _, el := range lit.Elts {
-						if inner, ok := el.(*ast.CompositeLit); ok && inner.Type == nil {
-							addKeys(inner)
-						}
+		case *ast.ArrayType:
+			// []types.TransactWriteItem{{Put: ...}}: the elements'
+			// type is elided.
+			if isItem(typ.Elt) {
+				for _, el := range lit.Elts {
+					if inner, ok := el.(*ast.CompositeLit); ok && inner.Type == nil {
+						addKeys(inner)
 					}
 				}
 			}
-			return true
-		})
-	}
+		}
+		return true
+	})
 	if len(kinds) == 0 {
 		t.Errorf("%s: no TransactWriteItem literal found, yet the API has TransactWriteItems", dir)
 	}
@@ -118,4 +104,25 @@ func transactionItemKinds(t testing.TB, dir string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// InspectPackage walks the syntax of every non-test Go file of dir with
+// fn, as ast.Inspect does.
+func InspectPackage(t testing.TB, dir string, fn func(ast.Node) bool) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, fn)
+	}
 }

@@ -11,7 +11,6 @@ package kinesis_test
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -54,13 +53,7 @@ var example = map[string]string{
 // with the example's names, params overriding parameter defaults.
 func render(t *testing.T, tpl map[string]any, sub any, params map[string]string) string {
 	t.Helper()
-	values := maps.Clone(example)
-	maps.Copy(values, params)
-	out, err := cfn.Render(tpl, sub, values)
-	if err != nil {
-		t.Fatalf("%v: add it to example", err)
-	}
-	return out
+	return cfn.MustRender(t, tpl, sub, example, params)
 }
 
 func TestTemplate(t *testing.T) {
@@ -353,43 +346,16 @@ func TestInstanceActionsAreWhatTheCodeCalls(t *testing.T) {
 
 // -------------------------------------------------------------- README
 
-func readme(t *testing.T) string {
-	t.Helper()
-	data, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
-
 func TestREADME(t *testing.T) {
-	text := readme(t)
+	text := cfn.ReadREADME(t)
 	tpl := loadTemplate(t)
-	params, _ := tpl["Parameters"].(map[string]any)
 
 	t.Run("it names every file", func(t *testing.T) { mdcheck.CheckNamesEveryFile(t, "README.md", text) })
 
-	t.Run("it names every resource, parameter and output", func(t *testing.T) {
-		for _, section := range []string{"Resources", "Parameters", "Outputs"} {
-			m, _ := tpl[section].(map[string]any)
-			for name := range m {
-				if !strings.Contains(text, "`"+name+"`") {
-					t.Errorf("README.md does not mention %s `%s`", strings.ToLower(strings.TrimSuffix(section, "s")), name)
-				}
-			}
-		}
-	})
+	t.Run("it names every resource, parameter and output", func(t *testing.T) { cfn.CheckNamed(t, text, tpl) })
 
 	t.Run("its configuration is the stack's output plus the rest, and loads", func(t *testing.T) {
-		var cfgText string
-		for _, b := range mdcheck.CodeBlocks(text, "yaml") {
-			if strings.Contains(b, "source:") {
-				cfgText = b
-			}
-		}
-		if cfgText == "" {
-			t.Fatal("README.md shows no configuration (a yaml block with source:)")
-		}
+		cfgText := cfn.ConfigBlock(t, text)
 		// The output verbatim; the rest of the configuration follows it.
 		snippet := render(t, tpl, cfn.Get(tpl, "Outputs", "TrailwatchConfig", "Value"), nil)
 		if !strings.Contains(cfgText, snippet) {
@@ -410,54 +376,10 @@ func TestREADME(t *testing.T) {
 	})
 
 	t.Run("its commands pass parameters the template has, with values it accepts", func(t *testing.T) {
-		override := regexp.MustCompile(`^([A-Z][a-z][A-Za-z0-9]*)=(\S+)$`)
-		seen := 0
-		for _, b := range mdcheck.CodeBlocks(text, "sh") {
-			if !strings.Contains(b, "aws cloudformation deploy") {
-				continue
-			}
-			if !strings.Contains(b, "--capabilities CAPABILITY_IAM") {
-				t.Error("the deploy command lacks --capabilities CAPABILITY_IAM")
-			}
-			for _, word := range strings.Fields(b) {
-				m := override.FindStringSubmatch(word)
-				if m == nil {
-					continue
-				}
-				seen++
-				p, ok := params[m[1]]
-				if !ok {
-					t.Errorf("the README passes %s, which is no parameter of template.yaml", m[1])
-					continue
-				}
-				if err := cfn.Accepts(p, m[2]); err != nil {
-					t.Errorf("the README passes %s=%s: %v", m[1], m[2], err)
-				}
-			}
-		}
-		if seen == 0 {
-			t.Error("README.md shows no aws cloudformation deploy with --parameter-overrides")
-		}
-		// CAPABILITY_IAM covers IAM resources whose names CloudFormation
-		// generates; a name of our own would need CAPABILITY_NAMED_IAM.
-		res, _ := tpl["Resources"].(map[string]any)
-		for name, r := range res {
-			for _, prop := range []string{"RoleName", "ManagedPolicyName", "UserName", "GroupName"} {
-				if cfn.Get(r, "Type") != "AWS::IAM::RolePolicy" && cfn.Get(r, "Properties", prop) != nil {
-					t.Errorf("%s names itself (%s): the README's CAPABILITY_IAM is not enough", name, prop)
-				}
-			}
-		}
+		cfn.CheckDeployCommands(t, text, tpl)
 	})
 
 	t.Run("its links lead to files and headings that exist", func(t *testing.T) { mdcheck.CheckLinks(t, text) })
 }
 
-func loadTemplate(t *testing.T) map[string]any {
-	t.Helper()
-	m, err := cfn.ReadFile("template.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+func loadTemplate(t *testing.T) map[string]any { return cfn.Load(t, "template.yaml") }
