@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -132,14 +134,12 @@ func checkBuiltIn(t *testing.T, a notifiers.Alert, rule, group string) {
 	}
 }
 
-// chanSource is a GroupSource fed by the test.
-type chanSource chan Batch
+// chanSource is a source fed by the test.
+type chanSource chan source.Batch
 
-func (c chanSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
-	return c.RunGroups(ctx, func(ctx context.Context, b Batch) error { return handle(ctx, b.Records) })
-}
+func (c chanSource) Check(context.Context) error { return nil }
 
-func (c chanSource) RunGroups(ctx context.Context, handle func(context.Context, Batch) error) error {
+func (c chanSource) Run(ctx context.Context, handle source.Handler) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -192,19 +192,18 @@ func TestServiceDeadMansSwitch(t *testing.T) {
 	src := make(chanSource)
 	rec := &recorder{}
 	svc := &Service{
-		Source:    src,
-		Evaluator: NewEvaluator(set, EvaluatorOptions{}),
-		Outbox:    ob,
-		Notifiers: map[string]notifiers.Notifier{"pager": rec},
-		Route: func(a *notifiers.Alert, _ *rules.Rule) []string {
+		Source: src,
+		Decider: decide.New(decide.NewEvaluator(set, decide.EvaluatorOptions{}), func(a *notifiers.Alert, _ *rules.Rule) []string {
 			if a.Severity == QuietSeverity {
 				return []string{"pager"}
 			}
 			return nil
-		},
-		Now:   c.Now,
-		After: c.After,
-		Quiet: NewQuietWatch(30*time.Minute, []string{"trail-a", "trail-b"}, c.Now),
+		}, decide.Options{}),
+		Outbox:    ob,
+		Notifiers: map[string]notifiers.Notifier{"pager": rec},
+		Now:       c.Now,
+		After:     c.After,
+		Quiet:     NewQuietWatch(30*time.Minute, []string{"trail-a", "trail-b"}, c.Now),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -232,7 +231,7 @@ func TestServiceDeadMansSwitch(t *testing.T) {
 	c.fire(t)
 	waitFor("quiet:trail-a,quiet:trail-b")
 
-	src <- Batch{LogGroup: "trail-a", Records: [][]byte{record}}
+	src <- source.Batch{Origin: "trail-a", Records: []source.Record{{Data: record}}}
 	waitFor("quiet:trail-a,quiet:trail-b,resumed:trail-a")
 	// The notifier may hear of it before the batch returns: wait until the
 	// watch has seen the records, at the clock's present time.

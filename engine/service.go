@@ -1,3 +1,11 @@
+// Package engine is trailwatch's live pipeline, `run`'s Service: a source
+// (engine/source) hands batches of records to the decision function
+// (engine/decide), whose deliveries are written to the durable outbox
+// (engine/outbox) before the source may advance; the dead man's switch
+// (QuietWatch) watches the sources' origins, and the HTTP endpoints serve
+// metrics, liveness and readiness. Each source lives in a sub-package
+// (engine/cloudwatch, engine/kinesis, engine/files); no sub-package imports
+// engine.
 package engine
 
 import (
@@ -6,106 +14,47 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/notifiers"
-	"github.com/trailwatch/trailwatch/rules"
 )
 
-// Source delivers batches of raw records. Run calls handle for each batch
-// and advances its durable position past a batch only when handle returned
-// nil for it; it returns nil when ctx ends, after persisting.
-type Source interface {
-	Run(ctx context.Context, handle func(ctx context.Context, batch [][]byte) error) error
-}
-
-// Batch is a batch of raw records from one log group.
-type Batch struct {
-	// LogGroup is the log group the records were read from.
-	LogGroup string
-	// Records are the raw log event messages, in timestamp order.
-	Records [][]byte
-	// Newest is the newest record's timestamp (for CloudTrail, its
-	// eventTime); zero when unknown.
-	Newest time.Time
-}
-
-// GroupSource is a Source that says which log group each batch came from.
-// Service.Run prefers it to Source.Run: the dead man's switch and the lag
-// metric need the log group and the records' time.
-type GroupSource interface {
-	RunGroups(ctx context.Context, handle func(ctx context.Context, b Batch) error) error
-}
-
-// Router picks the notifiers an alert goes to; rule is the rule that
-// raised it (nil for trailwatch's built-in alerts).
-type Router func(a *notifiers.Alert, rule *rules.Rule) []string
-
-// Service is the live pipeline: records from a Source are evaluated, each
-// alert is written to the durable outbox for every notifier its route
-// names, and only then is the source's position allowed to advance. The
+// Service is the live pipeline: batches from a Source go through the
+// decision function (engine/decide), their items are written to the
+// durable outbox in one transaction, and only then is the source's
+// position allowed to advance (and the lifecycle's changes kept). The
 // outbox delivers to the notifiers independently, so a slow notifier never
 // holds the source back.
 type Service struct {
-	Source    Source
-	Evaluator *Evaluator
-	Outbox    *outbox.Outbox
+	Source  source.Source
+	Decider *decide.Decider
+	Outbox  *outbox.Outbox
+	// Notifiers are the outbox's notifiers by name.
 	Notifiers map[string]notifiers.Notifier
-	Route     Router
 	Logger    *slog.Logger
-	Metrics   *Metrics // nil: no metrics
-	// Lifecycle, if set, applies silences, thresholds, dedup windows and
-	// storm control to the alerts before they reach the outbox; its state
-	// is committed only after the outbox holds the batch's alerts. Nil
-	// sends every match as its own alert.
-	Lifecycle *lifecycle.Lifecycle
+	Metrics   *decide.Metrics // nil: no metrics; give the Decider the same
 	// Now is the clock for lag metrics, warnings and the dead man's
 	// switch; nil means time.Now.
 	Now func() time.Time
 	// After is the timer of the dead man's switch; nil means time.After.
 	After func(time.Duration) <-chan time.Time
-	// Quiet, if set, is the dead man's switch: Run raises its quiet alerts
-	// and the batches of a GroupSource its resumed alerts, routed through
-	// the outbox like any alert.
+	// Quiet, if set, is the dead man's switch: Run raises its quiet alerts,
+	// and each batch its origin's resumed alert, routed through the outbox
+	// like any alert.
 	Quiet *QuietWatch
 
-	// batchMu makes a batch and a Swap exclusive: a batch sees one rule
-	// set and one router from start to end.
-	batchMu sync.Mutex
-	router  atomic.Pointer[Router]
 	// quietMu orders the dead man's switch's check against batches, so a
 	// group is never marked quiet just after records resumed.
-	quietMu sync.Mutex
-	newest  time.Time // newest record timestamp seen, under batchMu
+	quietMu  sync.Mutex
+	newestMu sync.Mutex
+	newest   time.Time // newest record timestamp seen
 
 	warnMu       sync.Mutex
 	lastWarn     time.Time
 	skippedSince int
-}
-
-// Swap replaces the rule set and the router between two batches: the
-// batch being handled finishes with the old ones, the next starts with the
-// new ones. A nil argument keeps the current one. Alerts already in the
-// outbox are not touched.
-func (s *Service) Swap(set *rules.Set, route Router) {
-	s.batchMu.Lock()
-	defer s.batchMu.Unlock()
-	if set != nil {
-		s.Evaluator.SetRules(set)
-	}
-	if route != nil {
-		s.router.Store(&route)
-	}
-}
-
-func (s *Service) routeFunc() Router {
-	if r := s.router.Load(); r != nil {
-		return *r
-	}
-	return s.Route
 }
 
 // Run runs the pipeline and the outbox's delivery until ctx ends or the
@@ -133,12 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 
-	var err error
-	if gs, ok := s.Source.(GroupSource); ok {
-		err = gs.RunGroups(ctx, s.HandleGroupBatch)
-	} else {
-		err = s.Source.Run(ctx, s.HandleBatch)
-	}
+	err := s.Source.Run(ctx, s.HandleBatch)
 	stopQuiet()
 	<-quietDone
 	// The source has stopped and persisted its position; stop delivery too
@@ -154,38 +98,45 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// HandleBatch evaluates a batch and writes its alerts to the outbox in one
-// transaction. An error means nothing of the batch may be considered done.
-func (s *Service) HandleBatch(ctx context.Context, batch [][]byte) error {
-	s.batchMu.Lock()
-	defer s.batchMu.Unlock()
-	return s.handle(ctx, batch, nil)
-}
-
-// HandleGroupBatch is HandleBatch for a batch that says its log group: it
-// also feeds the dead man's switch (a quiet group's resumed alert goes to
-// the outbox in the same transaction as the batch's alerts) and sets the
-// lag of the newest record processed.
-func (s *Service) HandleGroupBatch(ctx context.Context, b Batch) error {
-	s.batchMu.Lock()
-	defer s.batchMu.Unlock()
-	var extra []notifiers.Alert
+// HandleBatch decides a batch and writes its items to the outbox in one
+// transaction; it is the Handler the Service gives its Source. It also
+// feeds the dead man's switch (an origin's resumed alert goes to the
+// outbox with the batch's items) and sets the lag of the newest record
+// processed. An error means nothing of the batch may be considered done.
+func (s *Service) HandleBatch(ctx context.Context, b source.Batch) error {
+	var resumed []notifiers.Alert
 	if s.Quiet != nil && len(b.Records) > 0 {
 		s.quietMu.Lock()
 		defer s.quietMu.Unlock()
-		if a, ok := s.Quiet.Resumed(b.LogGroup); ok {
-			extra = append(extra, a)
+		if a, ok := s.Quiet.Resumed(b.Origin); ok {
+			resumed = append(resumed, a)
 		}
 	}
-	if err := s.handle(ctx, b.Records, extra); err != nil {
+	x := s.Decider.Begin(ctx)
+	// Undone unless committed below, after the outbox write.
+	defer x.Rollback()
+	x.Records(b.Records, s.skipped)
+	x.Builtin(resumed...)
+	res, err := x.Finish(false)
+	if err != nil {
+		// The shared alert state could not be read or written: the batch
+		// is read again later, and decided the same way.
+		return err
+	}
+	if err := s.enqueue(ctx, res.Items); err != nil {
+		return fmt.Errorf("write alerts to the outbox: %w", err)
+	}
+	if err := x.Commit(); err != nil {
 		return err
 	}
 	if s.Quiet != nil && len(b.Records) > 0 {
-		if len(extra) > 0 {
-			s.Logger.Info("log group delivers records again", "log_group", b.LogGroup)
+		if len(resumed) > 0 {
+			s.logger().Info("log group delivers records again", "log_group", b.Origin)
 		}
-		s.Quiet.Seen(b.LogGroup)
+		s.Quiet.Seen(b.Origin)
 	}
+	s.newestMu.Lock()
+	defer s.newestMu.Unlock()
 	if b.Newest.After(s.newest) {
 		s.newest = b.Newest
 	}
@@ -193,6 +144,19 @@ func (s *Service) HandleGroupBatch(ctx context.Context, b Batch) error {
 		s.Metrics.EventLag.Set(s.now().Sub(s.newest).Seconds())
 	}
 	return nil
+}
+
+// enqueue writes items to the outbox in one transaction.
+func (s *Service) enqueue(ctx context.Context, items []decide.Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	out := make([]outbox.Item, len(items))
+	for i, it := range items {
+		out[i] = outbox.Item{Key: it.Key, Notifier: it.Notifier, Alert: it.Alert}
+	}
+	_, err := s.Outbox.Enqueue(ctx, out...)
+	return err
 }
 
 func (s *Service) now() time.Time {
@@ -209,100 +173,9 @@ func (s *Service) logger() *slog.Logger {
 	return s.Logger
 }
 
-// handle evaluates batch and writes its alerts, and the built-in alerts in
-// extra, to the outbox in one transaction. The caller holds batchMu.
-func (s *Service) handle(ctx context.Context, batch [][]byte, extra []notifiers.Alert) error {
-	var items []outbox.Item
-	var alerts []notifiers.Alert
-	set := s.Evaluator.Rules()
-	route := s.routeFunc()
-	var lb *lifecycle.Batch
-	if s.Lifecycle != nil {
-		lb = s.Lifecycle.BeginContext(ctx)
-		// Undone unless committed below, after the outbox write.
-		defer lb.Rollback()
-	}
-	for _, raw := range batch {
-		var err error
-		alerts, err = s.Evaluator.Evaluate(raw, alerts[:0])
-		if err != nil {
-			s.skipped(err)
-			if s.Metrics != nil {
-				s.Metrics.RecordsSkipped.Inc()
-			}
-			continue
-		}
-		if s.Metrics != nil {
-			s.Metrics.RecordsRead.Inc()
-		}
-		for i := range alerts {
-			rule := set.Rule(alerts[i].RuleID)
-			outs := []lifecycle.Output{{Key: alerts[i].DedupKey, Alert: alerts[i]}}
-			if lb != nil {
-				outs = lb.Process(alerts[i], rule)
-			}
-			for _, o := range outs {
-				items = s.route(items, route, lb, o, rule)
-			}
-		}
-	}
-	for _, a := range extra {
-		items = s.route(items, route, nil, lifecycle.Output{Key: a.DedupKey, Alert: a}, nil)
-	}
-	if lb != nil {
-		if err := lb.Err(); err != nil {
-			// The shared alert state could not be read or written: the
-			// batch is read again later, and decided the same way.
-			return err
-		}
-		for _, d := range lb.Digests() {
-			items = append(items, outbox.Item{Key: d.Key, Notifier: d.Notifier, Alert: d.Alert})
-		}
-	}
-	if len(items) > 0 {
-		if _, err := s.Outbox.Enqueue(ctx, items...); err != nil {
-			return fmt.Errorf("write alerts to the outbox: %w", err)
-		}
-	}
-	if lb != nil {
-		if err := lb.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// route appends an outbox item for each notifier o goes to (storm control
-// may fold it into a digest instead).
-func (s *Service) route(items []outbox.Item, route Router, lb *lifecycle.Batch, o lifecycle.Output, rule *rules.Rule) []outbox.Item {
-	a := o.Alert
-	if s.Metrics != nil {
-		if rule == nil && (a.RuleID == QuietRuleID || a.RuleID == ResumedRuleID) {
-			// Built-in alerts are counted, but their time is not a
-			// record's: it says nothing of the lag.
-			s.Metrics.Alerts.WithLabelValues(a.RuleID, a.Severity).Inc()
-		} else {
-			s.Metrics.observeAlert(&a, s.now())
-		}
-	}
-	targets := route(&a, rule)
-	if len(targets) == 0 {
-		s.logger().Warn("alert matches no route and its rule names no notifier; it is not delivered",
-			"rule", a.RuleID, "event_id", a.EventID)
-		return items
-	}
-	for _, t := range targets {
-		if lb != nil && !lb.Admit(t, o) {
-			continue
-		}
-		items = append(items, outbox.Item{Key: o.Key, Notifier: t, Alert: a})
-	}
-	return items
-}
-
 // skipped logs records that are not CloudTrail records, at most once a
 // minute with the count since the last warning.
-func (s *Service) skipped(err error) {
+func (s *Service) skipped(_ source.Record, err error) {
 	s.warnMu.Lock()
 	defer s.warnMu.Unlock()
 	s.skippedSince++
@@ -345,20 +218,15 @@ func (s *Service) CheckQuiet(ctx context.Context) error {
 	if len(due) == 0 {
 		return nil
 	}
-	route := s.routeFunc()
-	var items []outbox.Item
 	var groups []string
 	for _, a := range due {
 		var d quietDetails
 		_ = json.Unmarshal(a.Event, &d)
 		groups = append(groups, d.LogGroup)
 		s.logger().Warn("log group delivers no records", "log_group", d.LogGroup, "since", d.LastRecord, "quiet_after", s.Quiet.After())
-		items = s.route(items, route, nil, lifecycle.Output{Key: a.DedupKey, Alert: a}, nil)
 	}
-	if len(items) > 0 {
-		if _, err := s.Outbox.Enqueue(ctx, items...); err != nil {
-			return fmt.Errorf("write quiet alerts to the outbox: %w", err)
-		}
+	if err := s.enqueue(ctx, s.Decider.Route(due...)); err != nil {
+		return fmt.Errorf("write quiet alerts to the outbox: %w", err)
 	}
 	s.Quiet.MarkQuiet(groups...)
 	return nil

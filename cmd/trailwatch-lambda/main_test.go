@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/trailwatch/trailwatch/engine/cwlogs"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/subscription"
 	"github.com/trailwatch/trailwatch/internal/testservers"
@@ -111,7 +112,7 @@ func payloads(t *testing.T, records []string, n int) []events.CloudwatchLogsEven
 	base := time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC)
 	for i := 0; i < len(records); i += n {
 		d := events.CloudwatchLogsData{
-			MessageType: subscription.MessageTypeData, Owner: "111122223333",
+			MessageType: cwlogs.MessageTypeData, Owner: "111122223333",
 			LogGroup: "aws-cloudtrail-logs-111122223333", LogStream: "111122223333_CloudTrail_us-east-1",
 			SubscriptionFilters: []string{"trailwatch"},
 		}
@@ -122,7 +123,7 @@ func payloads(t *testing.T, records []string, n int) []events.CloudwatchLogsEven
 				Message:   r,
 			})
 		}
-		data, err := subscription.Encode(d)
+		data, err := cwlogs.Encode(d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,7 +304,7 @@ func TestHandlePayloadKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	encode := func(d events.CloudwatchLogsData) events.CloudwatchLogsEvent {
-		data, err := subscription.Encode(d)
+		data, err := cwlogs.Encode(d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,11 +316,11 @@ func TestHandlePayloadKinds(t *testing.T) {
 		wantErr bool
 	}{
 		{"control message", encode(events.CloudwatchLogsData{
-			MessageType: subscription.MessageTypeControl, Owner: "CloudwatchLogs",
+			MessageType: cwlogs.MessageTypeControl, Owner: "CloudwatchLogs",
 			LogEvents: []events.CloudwatchLogsLogEvent{{Timestamp: 1714550400000, Message: "CWL CONTROL MESSAGE: Checking health of destination Lambda."}},
 		}), false},
 		{"stray log lines", encode(events.CloudwatchLogsData{
-			MessageType: subscription.MessageTypeData, Owner: "111122223333", LogGroup: "g", LogStream: "s",
+			MessageType: cwlogs.MessageTypeData, Owner: "111122223333", LogGroup: "g", LogStream: "s",
 			LogEvents: []events.CloudwatchLogsLogEvent{{ID: "1", Timestamp: 1714550400000, Message: "not a CloudTrail record"}},
 		}), false},
 		{"not base64", events.CloudwatchLogsEvent{AWSLogs: events.CloudwatchLogsRawData{Data: "@@@"}}, true},
@@ -379,7 +380,7 @@ func TestExampleBundleLoads(t *testing.T) {
 	if h.Ledger == nil {
 		t.Error("the example runs without a delivery ledger")
 	}
-	if h.Evaluator.Rules().Len() == 0 {
+	if h.Decider.Evaluator().Rules().Len() == 0 {
 		t.Error("the example loads no rules")
 	}
 }

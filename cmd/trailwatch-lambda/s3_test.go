@@ -90,10 +90,10 @@ func TestS3Config(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := fromS3.Evaluator.Rules().Len(), bundled.Evaluator.Rules().Len(); got != want {
+		if got, want := fromS3.Decider.Evaluator().Rules().Len(), bundled.Decider.Evaluator().Rules().Len(); got != want {
 			t.Errorf("the S3 configuration loads %d rules, the bundled one %d", got, want)
 		}
-		if fromS3.Evaluator.Rules().Rule("local-console-login") == nil {
+		if fromS3.Decider.Evaluator().Rules().Rule("local-console-login") == nil {
 			t.Error("the rule file beside the configuration in S3 was not loaded")
 		}
 
@@ -167,10 +167,10 @@ func TestS3Config(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := fromS3.Evaluator.Rules().Len(), bundled.Evaluator.Rules().Len(); got != want {
+		if got, want := fromS3.Decider.Evaluator().Rules().Len(), bundled.Decider.Evaluator().Rules().Len(); got != want {
 			t.Errorf("the example loads %d rules from S3, %d bundled", got, want)
 		}
-		if fromS3.Evaluator.Rules().Rule("team-break-glass-role-assumed") == nil {
+		if fromS3.Decider.Evaluator().Rules().Rule("team-break-glass-role-assumed") == nil {
 			t.Error("the example's team rule was not loaded from S3")
 		}
 	})

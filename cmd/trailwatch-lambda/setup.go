@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/subscription"
@@ -115,7 +115,7 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 	if err != nil {
 		return nil, err
 	}
-	ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
+	ev := decide.NewEvaluator(set, decide.EvaluatorOptions{
 		// The delivery ledger stops repeats; an eventID window would drop
 		// the records of a retried batch this environment already saw.
 		DedupWindow: -1,
@@ -124,16 +124,14 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 		},
 	})
 	h := &subscription.Handler{
-		Evaluator: ev,
-		Lifecycle: lc,
-		Notifiers: targets,
-		Route: func(a *notifiers.Alert, r *rules.Rule) []string {
+		Decider: decide.New(ev, func(a *notifiers.Alert, r *rules.Rule) []string {
 			var own []string
 			if r != nil {
 				own = r.Notify
 			}
 			return cfg.Targets(a, own)
-		},
+		}, decide.Options{Lifecycle: lc, Logger: logger}),
+		Notifiers:   targets,
 		Logger:      logger,
 		SendTimeout: sendTimeout,
 	}

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/testservers"
-	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
@@ -23,8 +23,8 @@ func BenchmarkSourceMoto(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	evaluator := engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1})
-	var alerts []notifiers.Alert
+	evaluator := decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1})
+	var matches []decide.Match
 	m := testservers.StartMoto(b)
 	c := clientFor(b, m.Endpoint)
 	const perGroup = 10000
@@ -42,10 +42,10 @@ func BenchmarkSourceMoto(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		got := 0
 		b.StartTimer()
-		err := s.Run(ctx, func(_ context.Context, batch []Record) error {
-			got += len(batch)
-			for i := range batch {
-				alerts, _ = evaluator.Evaluate(batch[i].Message, alerts[:0])
+		err := s.Run(ctx, func(_ context.Context, b source.Batch) error {
+			got += len(b.Records)
+			for i := range b.Records {
+				matches, _ = evaluator.Evaluate(b.Records[i].Data, matches[:0])
 			}
 			if got >= perGroup {
 				cancel()

@@ -71,7 +71,7 @@
 // and retries it, 5xx responses and network errors with jittered
 // exponential backoff, for as long as needed, never ignoring cancellation.
 // Any other error (a missing log group, refused credentials, a bad request)
-// stops Run. Check reports missing log groups and bad credentials at
+// stops Read (and Run). Check reports missing log groups and bad credentials at
 // start-up.
 //
 // Messages are passed through untouched, whatever they hold: the engine

@@ -131,7 +131,7 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check = %v, want errors.Is %v", err, tt.wantIs)
 			}
 			// Run fails the same way instead of looping.
-			runErr := s.Run(ctx, func(context.Context, []Record) error { return nil })
+			runErr := s.Read(ctx, func(context.Context, []Record) error { return nil })
 			if runErr == nil || ctx.Err() != nil {
 				t.Errorf("Run = %v, want an error before the deadline", runErr)
 			}

@@ -176,7 +176,7 @@ func start(t testing.TB, s *Source, handle func(context.Context, []Record) error
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- s.Run(ctx, handle) }()
+	go func() { r.done <- s.Read(ctx, handle) }()
 	t.Cleanup(func() { cancel(); <-r.done })
 	return r
 }

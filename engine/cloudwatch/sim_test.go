@@ -153,7 +153,7 @@ func TestSimulatedDelays(t *testing.T) {
 		return col.handle(ctx, batch)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, handle) }()
+	go func() { done <- s.Read(ctx, handle) }()
 	eventually(t, 50*time.Second, "ninety virtual minutes", func() bool { return api.Now().After(t0.Add(91 * time.Minute)) })
 	cancel()
 	if err := <-done; err != nil {

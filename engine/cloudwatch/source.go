@@ -22,7 +22,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// ErrLogGroupNotFound is returned (wrapped) by Check and Run when a
+// ErrLogGroupNotFound is returned (wrapped) by Check and Read when a
 // configured log group does not exist.
 var ErrLogGroupNotFound = errors.New("log group not found")
 
@@ -103,7 +103,7 @@ type Source struct {
 	handleM sync.Mutex
 
 	// afterHandle, when set (tests only), runs after handle succeeded and
-	// before the state is saved; an error from it ends Run at once without
+	// before the state is saved; an error from it ends Read at once without
 	// saving, as a crash there would.
 	afterHandle func(logGroup string, batch []Record) error
 }
@@ -204,19 +204,20 @@ func (s *Source) Check(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Run reads every log group until ctx is cancelled, calling handle with
+// Read reads every log group until ctx is cancelled, calling handle with
 // each batch of new records (one FilterLogEvents page's worth, in timestamp
-// order). handle is never called concurrently, even with several log
-// groups. A log group's position and dedup window are saved after each
-// batch that handle accepted, and advance past a record only once handle
-// has returned nil for it.
+// order); Run is Read for the pipeline (source.Source). handle is never
+// called concurrently, even with several log groups. A log group's
+// position and dedup window are saved after each batch that handle
+// accepted, and advance past a record only once handle has returned nil
+// for it.
 //
-// Run returns nil when ctx is cancelled, after saving the state. When
-// handle returns an error, Run stops and returns it; the failed batch is
-// read again by the next Run. A missing log group or a refused request
+// Read returns nil when ctx is cancelled, after saving the state. When
+// handle returns an error, Read stops and returns it; the failed batch is
+// read again by the next Read. A missing log group or a refused request
 // (4xx other than throttling) is returned as an error; throttling, 5xx and
 // network errors are retried with backoff for as long as it takes.
-func (s *Source) Run(ctx context.Context, handle func(ctx context.Context, batch []Record) error) error {
+func (s *Source) Read(ctx context.Context, handle func(ctx context.Context, batch []Record) error) error {
 	for _, g := range s.groups {
 		if err := g.init(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -380,7 +381,7 @@ func (g *group) run(ctx context.Context, handle func(context.Context, []Record) 
 	}
 }
 
-// finish saves the state when Run ends on cancellation.
+// finish saves the state when Read ends on cancellation.
 func (g *group) finish() error {
 	if err := saveState(g.s.opts.StateDir, g.name, g.st); err != nil {
 		return fmt.Errorf("stop log group %q: %w", g.name, err)

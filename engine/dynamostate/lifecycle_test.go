@@ -13,7 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/rules"
@@ -75,7 +75,7 @@ func (r rec) raw() []byte {
 type proc struct {
 	t   *testing.T
 	set *rules.Set
-	ev  *engine.Evaluator
+	ev  *decide.Evaluator
 	lc  *lifecycle.Lifecycle
 }
 
@@ -85,7 +85,7 @@ func newProc(t *testing.T, set *rules.Set, shared lifecycle.Shared) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &proc{t: t, set: set, lc: lc, ev: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1})}
+	return &proc{t: t, set: set, lc: lc, ev: decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1})}
 }
 
 // run processes recs as one batch; commit decides between Commit and
@@ -99,7 +99,7 @@ func (p *proc) run(commit bool, recs ...rec) ([]lifecycle.Output, error) {
 			p.t.Fatal(err)
 		}
 		for _, a := range alerts {
-			outs = append(outs, b.Process(a, p.set.Rule(a.RuleID))...)
+			outs = append(outs, b.Process(a.Alert, a.Rule, a.Event)...)
 		}
 	}
 	if err := b.Err(); err != nil {
@@ -246,7 +246,7 @@ func TestSharedLifecycleMatchesOneProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	one := &proc{t: t, set: set, lc: single, ev: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1})}
+	one := &proc{t: t, set: set, lc: single, ev: decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1})}
 	var want []lifecycle.Output
 	for i := 0; i < len(seq); i += 4 {
 		want = append(want, one.mustRun(seq[i:min(i+4, len(seq))]...)...)
@@ -384,7 +384,7 @@ func TestSharedLifecycleStoreDown(t *testing.T) {
 	if err != nil || len(alerts) != 1 {
 		t.Fatalf("Evaluate = %d alerts, %v", len(alerts), err)
 	}
-	if outs := b.Process(alerts[0], set.Rule(alerts[0].RuleID)); len(outs) != 0 {
+	if outs := b.Process(alerts[0].Alert, alerts[0].Rule, alerts[0].Event); len(outs) != 0 {
 		t.Errorf("Process without the store returned %d outputs, want none", len(outs))
 	}
 	if b.Err() == nil {
@@ -409,7 +409,7 @@ func TestSharedSilences(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &proc{t: t, set: set, lc: lc, ev: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1})}
+		return &proc{t: t, set: set, lc: lc, ev: decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1})}
 	}
 	a, b := open(), open()
 	stop := rec{name: "StopLogging", user: "deployer", ip: "203.0.113.5", at: time.Minute}

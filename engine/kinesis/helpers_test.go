@@ -18,8 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	kds "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/trailwatch/trailwatch/engine/cwlogs"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
-	"github.com/trailwatch/trailwatch/engine/subscription"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/testservers"
 )
 
@@ -95,7 +96,7 @@ func payloads(t *testing.T, records [][]byte, per int) [][]byte {
 	for i := 0; i < len(records); i += per {
 		chunk := records[i:min(i+per, len(records))]
 		d := events.CloudwatchLogsData{
-			MessageType: subscription.MessageTypeData, Owner: "123456789012",
+			MessageType: cwlogs.MessageTypeData, Owner: "123456789012",
 			LogGroup: "aws-cloudtrail-logs", LogStream: "123456789012_CloudTrail_us-east-1",
 			SubscriptionFilters: []string{"trailwatch"},
 		}
@@ -104,7 +105,7 @@ func payloads(t *testing.T, records [][]byte, per int) [][]byte {
 				ID: fmt.Sprint(i + j), Timestamp: time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC).UnixMilli() + int64(i+j), Message: string(r),
 			})
 		}
-		enc, err := subscription.Encode(d)
+		enc, err := cwlogs.Encode(d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,14 +163,14 @@ type collector struct {
 	seen map[string]int
 }
 
-func (c *collector) add(recs [][]byte) {
+func (c *collector) add(recs []source.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen == nil {
 		c.seen = map[string]int{}
 	}
 	for _, r := range recs {
-		c.seen[eventID(r)]++
+		c.seen[eventID(r.Data)]++
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	kdstypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/trailwatch/trailwatch/engine/kinesis"
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 // splitStream is a hand-written Kinesis fake of a stream whose one shard
@@ -123,10 +124,10 @@ func checkSplit(t *testing.T, e *env, table, start string, before, after, want [
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runSource(t, src, func(_ context.Context, b kinesis.Batch) error {
+	stop := runSource(t, src, func(_ context.Context, b source.Batch) error {
 		mu.Lock()
 		for _, r := range b.Records {
-			order = append(order, eventID(r))
+			order = append(order, eventID(r.Data))
 		}
 		mu.Unlock()
 		got.add(b.Records)

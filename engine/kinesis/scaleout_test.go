@@ -16,9 +16,11 @@ import (
 	kds "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -155,24 +157,18 @@ func (s *shared) snapshot() map[string]int {
 	return out
 }
 
-// groupSource adapts kinesis.Source to engine.GroupSource, with a hook
-// around each batch.
-type groupSource struct {
-	src  *kinesis.Source
-	hook func(ctx context.Context, b engine.Batch, handle func(context.Context, engine.Batch) error) error
+// hookedSource is a kinesis.Source with a hook around each batch.
+type hookedSource struct {
+	*kinesis.Source
+	hook func(ctx context.Context, b source.Batch, handle source.Handler) error
 }
 
-func (g groupSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
-	return g.RunGroups(ctx, func(ctx context.Context, b engine.Batch) error { return handle(ctx, b.Records) })
-}
-
-func (g groupSource) RunGroups(ctx context.Context, handle func(context.Context, engine.Batch) error) error {
-	return g.src.Run(ctx, func(ctx context.Context, b kinesis.Batch) error {
-		eb := engine.Batch{LogGroup: b.LogGroup, Records: b.Records, Newest: b.Newest}
+func (g hookedSource) Run(ctx context.Context, handle source.Handler) error {
+	return g.Source.Run(ctx, func(ctx context.Context, b source.Batch) error {
 		if g.hook != nil {
-			return g.hook(ctx, eb, handle)
+			return g.hook(ctx, b, handle)
 		}
-		return handle(ctx, eb)
+		return handle(ctx, b)
 	})
 }
 
@@ -192,7 +188,7 @@ type cluster struct {
 	endpoint               *shared
 }
 
-func (c *cluster) start(t *testing.T, worker, stateDir string, hook func(p *process) func(context.Context, engine.Batch, func(context.Context, engine.Batch) error) error) *process {
+func (c *cluster) start(t *testing.T, worker, stateDir string, hook func(p *process) func(context.Context, source.Batch, source.Handler) error) *process {
 	t.Helper()
 	p := &process{k: &killSwitch{}, done: make(chan error, 1)}
 	ddb := killableDynamo{c: c.e.ddb, k: p.k}
@@ -216,18 +212,18 @@ func (c *cluster) start(t *testing.T, worker, stateDir string, hook func(p *proc
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := groupSource{src: src}
+	gs := hookedSource{Source: src}
 	if hook != nil {
 		gs.hook = hook(p)
 	}
 	svc := &engine.Service{
-		Source:    gs,
-		Evaluator: engine.NewEvaluator(c.set, engine.EvaluatorOptions{DedupWindow: -1}),
-		Outbox:    p.ob,
+		Source: gs,
+		Decider: decide.New(decide.NewEvaluator(c.set, decide.EvaluatorOptions{DedupWindow: -1}),
+			func(*notifiers.Alert, *rules.Rule) []string { return []string{"shared"} }, decide.Options{}),
+		Outbox: p.ob,
 		Notifiers: map[string]notifiers.Notifier{
 			"shared": gated{next: dynamostate.NewNotifier("shared", c.endpoint, store, dynamostate.NotifierOptions{}), k: p.k},
 		},
-		Route:  func(*notifiers.Alert, *rules.Rule) []string { return []string{"shared"} },
 		Logger: testLogger(t, worker),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -301,8 +297,8 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 	killed := make(chan struct{})
 	bRunning := make(chan struct{}) // closed once B holds a lease
 	var batches atomic.Int32
-	a := c.start(t, "worker-a", dirA, func(p *process) func(context.Context, engine.Batch, func(context.Context, engine.Batch) error) error {
-		return func(ctx context.Context, b engine.Batch, handle func(context.Context, engine.Batch) error) error {
+	a := c.start(t, "worker-a", dirA, func(p *process) func(context.Context, source.Batch, source.Handler) error {
+		return func(ctx context.Context, b source.Batch, handle source.Handler) error {
 			if p.k.dead.Load() {
 				return errKilled
 			}
@@ -317,7 +313,9 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 				case <-bRunning:
 				case <-time.After(20 * time.Second):
 				}
-				inflight = b.Records
+				for _, r := range b.Records {
+					inflight = append(inflight, r.Data)
+				}
 				p.k.kill()
 				close(killed)
 				p.cancel()
@@ -344,8 +342,8 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 		return m
 	}
 	waitFor(t, "A to hold every shard", func() bool { return owners()["worker-a"] == 4 })
-	b := c.start(t, "worker-b", dirB, func(*process) func(context.Context, engine.Batch, func(context.Context, engine.Batch) error) error {
-		return func(ctx context.Context, b engine.Batch, handle func(context.Context, engine.Batch) error) error {
+	b := c.start(t, "worker-b", dirB, func(*process) func(context.Context, source.Batch, source.Handler) error {
+		return func(ctx context.Context, b source.Batch, handle source.Handler) error {
 			if err := handle(ctx, b); err != nil {
 				return err
 			}

@@ -21,7 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/trailwatch/trailwatch/engine/subscription"
+	"github.com/trailwatch/trailwatch/engine/cwlogs"
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 // API is the part of the Kinesis client the source uses.
@@ -30,19 +31,6 @@ type API interface {
 	GetShardIterator(ctx context.Context, in *kds.GetShardIteratorInput, opts ...func(*kds.Options)) (*kds.GetShardIteratorOutput, error)
 	GetRecords(ctx context.Context, in *kds.GetRecordsInput, opts ...func(*kds.Options)) (*kds.GetRecordsOutput, error)
 	DescribeStreamSummary(ctx context.Context, in *kds.DescribeStreamSummaryInput, opts ...func(*kds.Options)) (*kds.DescribeStreamSummaryOutput, error)
-}
-
-// Batch is the log events of one log group, from consecutive records of
-// one shard.
-type Batch struct {
-	// ShardID is the shard the records were read from.
-	ShardID string
-	// LogGroup is the log group the subscription filter read them from.
-	LogGroup string
-	// Records are the log event messages (CloudTrail records), in order.
-	Records [][]byte
-	// Newest is the newest log event's timestamp.
-	Newest time.Time
 }
 
 // Options adjust a Source. The zero value is ready for production.
@@ -207,13 +195,15 @@ func (sh *shard) finished() bool {
 }
 
 // Run reads the shards this worker holds leases on and calls handle for
-// each batch, in order per shard; batches of different shards may be
+// each batch (the log events of one log group from consecutive records of
+// one shard, each with its log group, stream and log event id), in order
+// per shard; batches of different shards may be
 // handled concurrently. A shard's checkpoint advances past a batch only
 // after handle returned nil for it, and only while the worker still holds
 // the shard's lease. Run returns nil when ctx ends, after checkpointing
 // and releasing its leases; it returns an error when handle fails (the
 // batch is read again by whoever holds the shard next).
-func (s *Source) Run(ctx context.Context, handle func(ctx context.Context, b Batch) error) error {
+func (s *Source) Run(ctx context.Context, handle source.Handler) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	held := map[string]*shard{}
@@ -465,7 +455,7 @@ func (s *Source) wait(ctx context.Context, d time.Duration) bool {
 
 // consume reads one shard until the lease is lost, the shard ends or ctx
 // ends. It returns an error only when handle failed.
-func (s *Source) consume(ctx context.Context, sh *shard, handle func(context.Context, Batch) error) error {
+func (s *Source) consume(ctx context.Context, sh *shard, handle source.Handler) error {
 	log := s.log.With("shard", sh.id)
 	var iter *string
 	backoff := s.cfg.PollInterval
@@ -511,12 +501,12 @@ func (s *Source) consume(ctx context.Context, sh *shard, handle func(context.Con
 			if !s.holdFor(ctx, sh) {
 				return nil
 			}
-			for _, b := range s.decode(log, l.ShardID, out.Records) {
+			for _, b := range s.decode(log, out.Records) {
 				if err := handle(ctx, b); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
-					return fmt.Errorf("handle records of shard %s from log group %q: %w", l.ShardID, b.LogGroup, err)
+					return fmt.Errorf("handle records of shard %s from log group %q: %w", l.ShardID, b.Origin, err)
 				}
 			}
 			last := aws.ToString(out.Records[len(out.Records)-1].SequenceNumber)
@@ -599,29 +589,23 @@ func (s *Source) checkpoint(ctx context.Context, sh *shard, seq string, log *slo
 // decode turns a read's records into batches, one per run of records from
 // the same log group. Records that are not subscription payloads are
 // logged and skipped: reading them again cannot help.
-func (s *Source) decode(log *slog.Logger, shardID string, recs []kdstypes.Record) []Batch {
-	var out []Batch
+func (s *Source) decode(log *slog.Logger, recs []kdstypes.Record) []source.Batch {
+	var out []source.Batch
 	for _, r := range recs {
-		d, err := subscription.DecodeBytes(r.Data)
+		d, err := cwlogs.DecodeBytes(r.Data)
 		if err != nil {
 			s.metrics.skipped.Inc()
 			log.Warn("skipped a kinesis record that is not a CloudWatch Logs subscription payload",
 				"sequence_number", aws.ToString(r.SequenceNumber), "err", err)
 			continue
 		}
-		if d.MessageType != subscription.MessageTypeData {
+		if d.MessageType != cwlogs.MessageTypeData {
 			continue
 		}
-		if len(out) == 0 || out[len(out)-1].LogGroup != d.LogGroup {
-			out = append(out, Batch{ShardID: shardID, LogGroup: d.LogGroup})
+		if len(out) == 0 || out[len(out)-1].Origin != d.LogGroup {
+			out = append(out, source.Batch{Origin: d.LogGroup})
 		}
-		b := &out[len(out)-1]
-		for _, e := range d.LogEvents {
-			b.Records = append(b.Records, []byte(e.Message))
-			if ts := time.UnixMilli(e.Timestamp); ts.After(b.Newest) {
-				b.Newest = ts
-			}
-		}
+		cwlogs.AppendRecords(&out[len(out)-1], d)
 	}
 	return out
 }

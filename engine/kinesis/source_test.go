@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/kinesis"
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 // runSource runs src in the background; stop cancels it and returns Run's
 // error.
-func runSource(t *testing.T, src *kinesis.Source, handle func(context.Context, kinesis.Batch) error) (stop func() error) {
+func runSource(t *testing.T, src *kinesis.Source, handle source.Handler) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -53,9 +54,14 @@ func TestSourceEndToEnd(t *testing.T) {
 	if err := src.Check(ctx); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	stop := runSource(t, src, func(_ context.Context, b kinesis.Batch) error {
-		if b.LogGroup != "aws-cloudtrail-logs" || b.ShardID == "" || b.Newest.IsZero() {
-			t.Errorf("batch = %+v, want log group, shard and newest set", b)
+	stop := runSource(t, src, func(_ context.Context, b source.Batch) error {
+		if b.Origin != "aws-cloudtrail-logs" || b.Newest.IsZero() {
+			t.Errorf("batch = %+v, want origin and newest set", b)
+		}
+		for _, r := range b.Records {
+			if p := r.Place; p.LogGroup != "aws-cloudtrail-logs" || p.LogStream == "" || p.EventID == "" {
+				t.Errorf("record place = %+v, want the log group, stream and log event id", p)
+			}
 		}
 		got.add(b.Records)
 		return nil
@@ -93,7 +99,7 @@ func TestSourceEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop2 := runSource(t, src2, func(_ context.Context, b kinesis.Batch) error {
+	stop2 := runSource(t, src2, func(_ context.Context, b source.Batch) error {
 		again.add(b.Records)
 		return nil
 	})
@@ -126,13 +132,13 @@ func TestSourceHandlerErrorKeepsCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("outbox full")
-	err = src.Run(context.Background(), func(context.Context, kinesis.Batch) error { return boom })
+	err = src.Run(context.Background(), func(context.Context, source.Batch) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("Run error = %v, want the handler's", err)
 	}
 	// The batch was not checkpointed: the next run reads it again.
 	var got collector
-	stop := runSource(t, mustNew(t, e, cfg, clock), func(_ context.Context, b kinesis.Batch) error {
+	stop := runSource(t, mustNew(t, e, cfg, clock), func(_ context.Context, b source.Batch) error {
 		got.add(b.Records)
 		return nil
 	})
@@ -166,7 +172,7 @@ func TestSourceStartLatest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var none collector
-	stop := runSource(t, first, func(_ context.Context, b kinesis.Batch) error { none.add(b.Records); return nil })
+	stop := runSource(t, first, func(_ context.Context, b source.Batch) error { none.add(b.Records); return nil })
 	leases, err := kinesis.NewLeases(e.ddb, table, "observer", time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +191,7 @@ func TestSourceStartLatest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got collector
-	stop = runSource(t, second, func(_ context.Context, b kinesis.Batch) error { got.add(b.Records); return nil })
+	stop = runSource(t, second, func(_ context.Context, b source.Batch) error { got.add(b.Records); return nil })
 	waitFor(t, "the records written while no reader ran", func() bool { return got.has(recs) })
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/cli"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -37,13 +39,24 @@ func corpusFiles(t *testing.T) []string {
 // sliceSource feeds fixed batches, then ends.
 type sliceSource struct{ batches [][][]byte }
 
-func (s *sliceSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
+func (s *sliceSource) Check(context.Context) error { return nil }
+
+func (s *sliceSource) Run(ctx context.Context, handle source.Handler) error {
 	for _, b := range s.batches {
-		if err := handle(ctx, b); err != nil {
+		if err := handle(ctx, records(b)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// records is raw as a batch.
+func records(raw [][]byte) source.Batch {
+	var b source.Batch
+	for _, r := range raw {
+		b.Records = append(b.Records, source.Record{Data: r})
+	}
+	return b
 }
 
 type nopNotifier struct {
@@ -138,12 +151,11 @@ func TestReplayEqualsLivePipeline(t *testing.T) {
 				t.Fatal(err)
 			}
 			svc := &engine.Service{
-				Source:    &sliceSource{batches: batches},
-				Evaluator: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1}),
+				Source: &sliceSource{batches: batches},
+				Decider: decide.New(decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1}),
+					func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} }, decide.Options{Lifecycle: lc}),
 				Outbox:    ob,
 				Notifiers: map[string]notifiers.Notifier{"rec": &nopNotifier{}},
-				Route:     func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} },
-				Lifecycle: lc,
 			}
 			if err := svc.Run(context.Background()); err != nil {
 				t.Fatal(err)
@@ -187,12 +199,11 @@ func TestServiceRollsBackWhenTheOutboxFails(t *testing.T) {
 	}
 	newService := func(ob *outbox.Outbox) *engine.Service {
 		return &engine.Service{
-			Evaluator: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1}),
-			Outbox:    ob,
-			Route:     func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} },
-			Lifecycle: lc,
-			Now:       func() time.Time { return t0 },
-			Logger:    slog.New(slog.DiscardHandler),
+			Decider: decide.New(decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1}),
+				func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} }, decide.Options{Lifecycle: lc}),
+			Outbox: ob,
+			Now:    func() time.Time { return t0 },
+			Logger: slog.New(slog.DiscardHandler),
 		}
 	}
 	batch := [][]byte{
@@ -204,7 +215,7 @@ func TestServiceRollsBackWhenTheOutboxFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken.Close()
-	if err := newService(broken).HandleBatch(context.Background(), batch); err == nil {
+	if err := newService(broken).HandleBatch(context.Background(), records(batch)); err == nil {
 		t.Fatal("HandleBatch with a closed outbox succeeded")
 	}
 	ob, err := outbox.Open(filepath.Join(dir, outbox.FileName), outbox.Options{})
@@ -212,7 +223,7 @@ func TestServiceRollsBackWhenTheOutboxFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ob.Close()
-	if err := newService(ob).HandleBatch(context.Background(), batch); err != nil {
+	if err := newService(ob).HandleBatch(context.Background(), records(batch)); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := ob.List(outbox.All)

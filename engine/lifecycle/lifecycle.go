@@ -327,17 +327,20 @@ func (b *Batch) seenBefore(key string) bool {
 	return ok
 }
 
-// Process runs one alert through silences, the rule's threshold and dedup,
-// and returns what to enqueue: nothing (silenced, held back, below the
-// threshold, or already processed) or one Output. An alert of an unknown
-// rule (nil) passes through unchanged. Alert.DedupKey must be the
-// per-(rule, event) key the evaluator sets; it becomes Output.Key.
-func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
+// Process runs one alert, raised by rule r on the event ev, through
+// silences, the rule's threshold and dedup, and returns what to enqueue:
+// nothing (silenced, held back, below the threshold, or already processed)
+// or one Output. ev is the record the evaluator decoded (a decide.Match
+// hands it over), so the record is never decoded twice; it is only read.
+// An alert of an unknown rule (nil) or without an event passes through
+// unchanged. Alert.DedupKey must be the per-(rule, event) key the
+// evaluator sets; it becomes Output.Key.
+func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) []Output {
 	if b.done {
 		panic("lifecycle: Process on a finished batch")
 	}
 	idem := a.DedupKey
-	if r == nil || idem == "" {
+	if r == nil || ev == nil || idem == "" {
 		return []Output{{Key: idem, Alert: a}}
 	}
 	if b.seenBefore(idem) {
@@ -345,11 +348,6 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule) []Output {
 		return nil
 	}
 	b.seen[idem] = struct{}{}
-	ev, err := cloudtrail.DecodeEvent(a.Event)
-	if err != nil {
-		// Cannot happen for an alert the evaluator made; fail open.
-		return []Output{{Key: idem, Alert: a}}
-	}
 	if ev.EventTime.After(b.watermark) {
 		b.watermark = ev.EventTime
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -89,7 +89,7 @@ func (e event) raw() []byte {
 type harness struct {
 	t   *testing.T
 	set *rules.Set
-	ev  *engine.Evaluator
+	ev  *decide.Evaluator
 	lc  *lifecycle.Lifecycle
 }
 
@@ -100,7 +100,7 @@ func newHarness(t *testing.T, cfg lifecycle.Config, opts lifecycle.Options) *har
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, set: set, lc: lc, ev: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1})}
+	return &harness{t: t, set: set, lc: lc, ev: decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1})}
 }
 
 // batch processes events as one batch and commits it.
@@ -123,7 +123,7 @@ func (h *harness) process(b *lifecycle.Batch, events ...event) []lifecycle.Outpu
 			h.t.Fatal(err)
 		}
 		for _, a := range alerts {
-			outs = append(outs, b.Process(a, h.set.Rule(a.RuleID))...)
+			outs = append(outs, b.Process(a.Alert, a.Rule, a.Event)...)
 		}
 	}
 	return outs

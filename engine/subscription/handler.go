@@ -1,3 +1,31 @@
+// Package subscription is trailwatch's Lambda handler for CloudWatch Logs
+// subscription deliveries: it decodes the payload CloudWatch Logs pushes to
+// a Lambda function (engine/cwlogs), runs its log events through the
+// decision function (engine/decide) like every other path, and notifies,
+// recording each (alert, notifier) delivery in a shared ledger
+// (engine/dynamostate) so that a retried batch never sends an alert twice
+// once it is known to be delivered.
+//
+// # Errors and AWS retries
+//
+// CloudWatch Logs invokes the function asynchronously: when Handle returns
+// an error, Lambda runs the same payload again (twice by default, one and
+// then two minutes later) and then hands it to the function's on-failure
+// destination or dead-letter queue. Handle therefore returns an error when
+// a retry can help or when the payload must be kept:
+//
+//   - a notification failed, a delivery is held by another process, or the
+//     ledger could not be reached: the retry sends only what is not yet
+//     recorded as delivered;
+//   - the payload itself cannot be decoded (not base64, not gzip, not JSON):
+//     retrying cannot fix it, but failing moves it, intact, to the
+//     on-failure destination where it can be inspected.
+//
+// It returns nil for a CONTROL_MESSAGE (CloudWatch Logs checking that the
+// destination is reachable), for a message type it does not know (logged),
+// and it skips, counting and logging them, log events that are not
+// CloudTrail records: the log group may carry other lines, and failing on
+// them would send every retry to the dead-letter queue for nothing.
 package subscription
 
 import (
@@ -10,9 +38,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/cwlogs"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
-	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
 
@@ -43,22 +72,20 @@ const DefaultConcurrency = 4
 // invocation; invocations must not overlap (Lambda never overlaps them in
 // one environment).
 type Handler struct {
-	// Evaluator evaluates the records. Make it with DedupWindow -1: an
-	// in-memory eventID window would drop the records of a retried batch
-	// that this environment already saw; the ledger is what stops repeats.
-	Evaluator *engine.Evaluator
-	// Lifecycle, if set, applies silences, dedup windows, thresholds and
-	// storm control. Without lifecycle.Options.Shared its state lives in
-	// this process only (it is not shared between Lambda environments),
-	// and a batch's changes are kept only when every delivery of the batch
-	// succeeded. With it, dedup windows and thresholds are shared, and each
-	// alert's decision is recorded before delivery, so a retried batch
-	// gets the same alerts again (the ledger then sends each once).
-	Lifecycle *lifecycle.Lifecycle
+	// Decider decides each batch. Make its evaluator with DedupWindow -1:
+	// an in-memory eventID window would drop the records of a retried
+	// batch that this environment already saw; the ledger is what stops
+	// repeats. Its lifecycle, if any, applies silences, dedup windows,
+	// thresholds and storm control. Without lifecycle.Options.Shared its
+	// state lives in this process only (it is not shared between Lambda
+	// environments), and a batch's changes are kept only when every
+	// delivery of the batch succeeded. With it, dedup windows and
+	// thresholds are shared, and each alert's decision is recorded before
+	// delivery, so a retried batch gets the same alerts again (the ledger
+	// then sends each once).
+	Decider *decide.Decider
 	// Notifiers are the notifiers by name.
 	Notifiers map[string]notifiers.Notifier
-	// Route picks the notifiers of an alert.
-	Route engine.Router
 	// Ledger records deliveries. Nil sends without records: a retried
 	// batch then re-sends what was already delivered.
 	Ledger Ledger
@@ -97,7 +124,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudwatchLogsEvent) err
 // Process is Handle that also returns the counts.
 func (h *Handler) Process(ctx context.Context, ev events.CloudwatchLogsEvent) (Result, error) {
 	log := h.logger()
-	data, err := Decode(ev.AWSLogs.Data)
+	data, err := cwlogs.Decode(ev.AWSLogs.Data)
 	if err != nil {
 		log.ErrorContext(ctx, "malformed subscription payload; failing the invocation so it reaches the on-failure destination", "error", err.Error())
 		return Result{}, err
@@ -116,101 +143,59 @@ func (h *Handler) Process(ctx context.Context, ev events.CloudwatchLogsEvent) (R
 	return res, nil
 }
 
-// delivery is one alert due to one notifier.
-type delivery struct {
-	key      string
-	notifier string
-	alert    notifiers.Alert
-}
-
 // ProcessData processes a decoded subscription payload.
 func (h *Handler) ProcessData(ctx context.Context, data events.CloudwatchLogsData) (Result, error) {
 	res := Result{MessageType: data.MessageType, LogEvents: len(data.LogEvents)}
 	log := h.logger()
 	switch data.MessageType {
-	case MessageTypeData:
-	case MessageTypeControl:
+	case cwlogs.MessageTypeData:
+	case cwlogs.MessageTypeControl:
 		return res, nil
 	default:
 		log.WarnContext(ctx, "ignored a subscription payload of unknown message type", "message_type", data.MessageType)
 		return res, nil
 	}
 
-	var lb *lifecycle.Batch
-	if h.Lifecycle != nil {
-		lb = h.Lifecycle.BeginContext(ctx)
-		// Undone unless every delivery succeeds: a retry must see the
-		// same outputs again.
-		defer lb.Rollback()
-	}
-	set := h.Evaluator.Rules()
-	var due []delivery
-	var alerts []notifiers.Alert
-	var firstSkip error
-	for _, le := range data.LogEvents {
-		var err error
-		alerts, err = h.Evaluator.Evaluate([]byte(le.Message), alerts[:0])
-		if err != nil {
-			res.Skipped++
-			if firstSkip == nil {
-				firstSkip = err
-			}
-			continue
+	var b source.Batch
+	cwlogs.AppendRecords(&b, data)
+	x := h.Decider.Begin(ctx)
+	// Undone unless every delivery succeeds: a retry must see the same
+	// outputs again.
+	defer x.Rollback()
+	var first *source.Record
+	var firstErr error
+	x.Records(b.Records, func(r source.Record, err error) {
+		if first == nil {
+			first, firstErr = &r, err
 		}
-		res.Records++
-		for i := range alerts {
-			rule := set.Rule(alerts[i].RuleID)
-			outs := []lifecycle.Output{{Key: alerts[i].DedupKey, Alert: alerts[i]}}
-			if lb != nil {
-				outs = lb.Process(alerts[i], rule)
-			}
-			for _, o := range outs {
-				targets := h.Route(&o.Alert, rule)
-				if len(targets) == 0 {
-					log.WarnContext(ctx, "alert matches no route and its rule names no notifier; it is not delivered",
-						"rule", o.Alert.RuleID, "event_id", o.Alert.EventID)
-				}
-				for _, t := range targets {
-					if lb != nil && !lb.Admit(t, o) {
-						continue
-					}
-					due = append(due, delivery{key: o.Key, notifier: t, alert: o.Alert})
-				}
-			}
-		}
+	})
+	out, err := x.Finish(false)
+	res.Records, res.Skipped = out.Records, out.Skipped
+	if err != nil {
+		// Nothing is sent: the retried batch is decided the same way
+		// (decisions already recorded are read back).
+		return res, err
 	}
-	if lb != nil {
-		if err := lb.Err(); err != nil {
-			// Nothing is sent: the retried batch is decided the same way
-			// (decisions already recorded are read back).
-			return res, err
-		}
-		for _, d := range lb.Digests() {
-			due = append(due, delivery{key: d.Key, notifier: d.Notifier, alert: d.Alert})
-		}
+	if first != nil {
+		log.WarnContext(ctx, "skipped log events that are not CloudTrail records",
+			append([]any{"count", res.Skipped, "first_error", firstErr.Error()}, first.Place.LogAttrs()...)...)
 	}
-	if firstSkip != nil {
-		log.WarnContext(ctx, "skipped log events that are not CloudTrail records", "count", res.Skipped, "first_error", firstSkip.Error())
-	}
-	due = unique(due)
-	res.Deliveries = len(due)
+	res.Deliveries = len(out.Items)
 
-	errs := h.deliver(ctx, due, &res)
+	errs := h.deliver(ctx, out.Items, &res)
 	if len(errs) > 0 {
-		return res, fmt.Errorf("deliver alerts: %d of %d failed: %w", len(errs), len(due), errors.Join(errs...))
+		return res, fmt.Errorf("deliver alerts: %d of %d failed: %w", len(errs), len(out.Items), errors.Join(errs...))
 	}
-	if lb != nil {
-		if err := lb.Commit(); err != nil {
-			// Only the snapshot can fail, and the Lambda keeps none.
-			log.WarnContext(ctx, "lifecycle state not saved", "error", err.Error())
-		}
+	if err := x.Commit(); err != nil {
+		// Only the snapshot can fail, and the Lambda keeps none.
+		log.WarnContext(ctx, "lifecycle state not saved", "error", err.Error())
 	}
 	return res, nil
 }
 
 // deliver sends every delivery, Concurrency at a time, and returns the
 // failures.
-func (h *Handler) deliver(ctx context.Context, due []delivery, res *Result) []error {
+func (h *Handler) deliver(ctx context.Context, due []decide.Item, res *Result) []error {
 	conc := h.Concurrency
 	if conc <= 0 {
 		conc = DefaultConcurrency
@@ -244,16 +229,16 @@ func (h *Handler) deliver(ctx context.Context, due []delivery, res *Result) []er
 }
 
 // deliverOne claims, sends and records one delivery.
-func (h *Handler) deliverOne(ctx context.Context, d delivery) (dynamostate.Status, error) {
+func (h *Handler) deliverOne(ctx context.Context, d decide.Item) (dynamostate.Status, error) {
 	log := h.logger()
-	nt, ok := h.Notifiers[d.notifier]
+	nt, ok := h.Notifiers[d.Notifier]
 	if !ok {
-		return 0, fmt.Errorf("notify %q: no such notifier", d.notifier)
+		return 0, fmt.Errorf("notify %q: no such notifier", d.Notifier)
 	}
 	var claim dynamostate.Claim
 	if h.Ledger != nil {
 		var err error
-		claim, err = h.Ledger.Claim(ctx, d.key, d.notifier, d.alert.RuleID)
+		claim, err = h.Ledger.Claim(ctx, d.Key, d.Notifier, d.Alert.RuleID)
 		if err != nil {
 			return 0, err
 		}
@@ -262,7 +247,7 @@ func (h *Handler) deliverOne(ctx context.Context, d delivery) (dynamostate.Statu
 			return dynamostate.AlreadyDelivered, nil
 		case dynamostate.Busy:
 			return 0, fmt.Errorf("notify %q: rule %q event %q: another process holds the delivery until %s",
-				d.notifier, d.alert.RuleID, d.alert.EventID, claim.Until.UTC().Format(time.RFC3339))
+				d.Notifier, d.Alert.RuleID, d.Alert.EventID, claim.Until.UTC().Format(time.RFC3339))
 		}
 	}
 	timeout := h.SendTimeout
@@ -270,44 +255,29 @@ func (h *Handler) deliverOne(ctx context.Context, d delivery) (dynamostate.Statu
 		timeout = DefaultSendTimeout
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, timeout)
-	err := nt.Notify(sendCtx, d.alert)
+	err := nt.Notify(sendCtx, d.Alert)
 	cancel()
 	if err != nil {
 		if h.Ledger != nil {
 			// The context may be what failed; releasing must still work.
 			if rerr := h.Ledger.Release(context.WithoutCancel(ctx), claim); rerr != nil {
-				log.WarnContext(ctx, "could not release a delivery claim; a retry waits for its lease to run out", "notifier", d.notifier, "error", rerr.Error())
+				log.WarnContext(ctx, "could not release a delivery claim; a retry waits for its lease to run out", "notifier", d.Notifier, "error", rerr.Error())
 			}
 		}
-		log.ErrorContext(ctx, "notification failed", "notifier", d.notifier, "rule", d.alert.RuleID,
-			"event_id", d.alert.EventID, "permanent", notifiers.IsPermanent(err), "error", err.Error())
-		return 0, fmt.Errorf("notify %q: rule %q event %q: %w", d.notifier, d.alert.RuleID, d.alert.EventID, err)
+		log.ErrorContext(ctx, "notification failed", "notifier", d.Notifier, "rule", d.Alert.RuleID,
+			"event_id", d.Alert.EventID, "permanent", notifiers.IsPermanent(err), "error", err.Error())
+		return 0, fmt.Errorf("notify %q: rule %q event %q: %w", d.Notifier, d.Alert.RuleID, d.Alert.EventID, err)
 	}
 	if h.Ledger != nil {
 		if err := h.Ledger.Delivered(context.WithoutCancel(ctx), claim); err != nil {
 			// The alert went out: failing the invocation could only send
 			// it again. The record stays a claim, retaken (and the alert
 			// re-sent) only if the batch is read again after the lease.
-			log.WarnContext(ctx, "alert delivered but not recorded as delivered", "notifier", d.notifier,
-				"rule", d.alert.RuleID, "event_id", d.alert.EventID, "error", err.Error())
+			log.WarnContext(ctx, "alert delivered but not recorded as delivered", "notifier", d.Notifier,
+				"rule", d.Alert.RuleID, "event_id", d.Alert.EventID, "error", err.Error())
 		}
 	}
 	return dynamostate.Claimed, nil
-}
-
-// unique drops repeated (key, notifier) pairs (a record delivered twice in
-// one batch), which would otherwise race for one claim.
-func unique(due []delivery) []delivery {
-	seen := make(map[[2]string]bool, len(due))
-	out := due[:0]
-	for _, d := range due {
-		k := [2]string{d.key, d.notifier}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, d)
-		}
-	}
-	return out
 }
 
 func (h *Handler) logger() *slog.Logger {

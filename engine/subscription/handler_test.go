@@ -16,7 +16,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/cwlogs"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/subscription"
@@ -65,7 +66,7 @@ func payload(t *testing.T, messageType string, messages ...string) events.Cloudw
 			ID: fmt.Sprintf("3718%052d", i), Timestamp: t0.Add(time.Duration(i) * time.Second).UnixMilli(), Message: m,
 		})
 	}
-	data, err := subscription.Encode(d)
+	data, err := cwlogs.Encode(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,18 +165,19 @@ func newFixture(t *testing.T, withLifecycle bool) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{slack: &recorder{}, email: &recorder{}, ledger: newLedger()}
-	f.h = &subscription.Handler{
-		Evaluator: engine.NewEvaluator(set, engine.EvaluatorOptions{DedupWindow: -1}),
-		Notifiers: map[string]notifiers.Notifier{"slack": f.slack, "email": f.email},
-		Route:     func(*notifiers.Alert, *rules.Rule) []string { return []string{"slack", "email"} },
-		Ledger:    f.ledger,
-	}
+	var opts decide.Options
 	if withLifecycle {
 		lc, err := lifecycle.Open(lifecycle.Config{}, lifecycle.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.h.Lifecycle = lc
+		opts.Lifecycle = lc
+	}
+	f.h = &subscription.Handler{
+		Decider: decide.New(decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1}),
+			func(*notifiers.Alert, *rules.Rule) []string { return []string{"slack", "email"} }, opts),
+		Notifiers: map[string]notifiers.Notifier{"slack": f.slack, "email": f.email},
+		Ledger:    f.ledger,
 	}
 	return f
 }
@@ -199,13 +201,13 @@ func TestProcess(t *testing.T) {
 		wantEmail []string
 	}{
 		{
-			name: "every match goes to every routed notifier", msgType: subscription.MessageTypeData,
+			name: "every match goes to every routed notifier", msgType: cwlogs.MessageTypeData,
 			messages:  []string{login, keyPair, quiet},
 			want:      subscription.Result{MessageType: "DATA_MESSAGE", LogEvents: 3, Records: 3, Deliveries: 4, Sent: 4},
 			wantSlack: both, wantEmail: both,
 		},
 		{
-			name: "a control message is ignored", msgType: subscription.MessageTypeControl,
+			name: "a control message is ignored", msgType: cwlogs.MessageTypeControl,
 			messages: []string{"CWL CONTROL MESSAGE: Checking health of destination Lambda."},
 			want:     subscription.Result{MessageType: "CONTROL_MESSAGE", LogEvents: 1},
 		},
@@ -215,19 +217,19 @@ func TestProcess(t *testing.T) {
 			want:     subscription.Result{MessageType: "SOMETHING_NEW", LogEvents: 1},
 		},
 		{
-			name: "log events that are not CloudTrail records are skipped and counted", msgType: subscription.MessageTypeData,
+			name: "log events that are not CloudTrail records are skipped and counted", msgType: cwlogs.MessageTypeData,
 			messages:  []string{"START RequestId: 1234", login, `{"not":"cloudtrail"`},
 			want:      subscription.Result{MessageType: "DATA_MESSAGE", LogEvents: 3, Records: 1, Skipped: 2, Deliveries: 2, Sent: 2},
 			wantSlack: both[:1], wantEmail: both[:1],
 		},
 		{
-			name: "a record delivered twice in one batch is sent once", msgType: subscription.MessageTypeData,
+			name: "a record delivered twice in one batch is sent once", msgType: cwlogs.MessageTypeData,
 			messages:  []string{login, login},
 			want:      subscription.Result{MessageType: "DATA_MESSAGE", LogEvents: 2, Records: 2, Deliveries: 2, Sent: 2},
 			wantSlack: both[:1], wantEmail: both[:1],
 		},
 		{
-			name: "a failed notification fails the invocation and releases its claim", msgType: subscription.MessageTypeData,
+			name: "a failed notification fails the invocation and releases its claim", msgType: cwlogs.MessageTypeData,
 			messages: []string{login, keyPair},
 			failSlack: func(a notifiers.Alert) error {
 				if a.EventID == "e-2" {
@@ -240,7 +242,7 @@ func TestProcess(t *testing.T) {
 			wantSlack: both[:1], wantEmail: both,
 		},
 		{
-			name: "a delivery another process holds fails the invocation", msgType: subscription.MessageTypeData,
+			name: "a delivery another process holds fails the invocation", msgType: cwlogs.MessageTypeData,
 			messages: []string{login},
 			setup: func(f *fixture) {
 				// Another process claimed e-1's email delivery.
@@ -291,7 +293,7 @@ func engineKey(rule, raw string) string {
 	if err != nil {
 		panic(err)
 	}
-	return engine.AlertKey(rule, ev)
+	return decide.AlertKey(rule, ev)
 }
 
 // TestRetryAfterFailure replays a batch after a failed notification, as
@@ -308,7 +310,7 @@ func TestRetryAfterFailure(t *testing.T) {
 				}
 				return nil
 			}
-			batch := payload(t, subscription.MessageTypeData,
+			batch := payload(t, cwlogs.MessageTypeData,
 				record("e-1", "ConsoleLogin", "alice", t0),
 				record("e-2", "PutBucketPolicy", "bob", t0.Add(time.Second)),
 				record("e-3", "DeleteKeyPair", "bob", t0.Add(2*time.Second)),
@@ -353,7 +355,7 @@ func TestRetryAfterFailure(t *testing.T) {
 func TestLifecycleDedupAcrossBatches(t *testing.T) {
 	f := newFixture(t, true)
 	for i, id := range []string{"e-1", "e-2", "e-3"} {
-		batch := payload(t, subscription.MessageTypeData, record(id, "PutBucketPolicy", "bob", t0.Add(time.Duration(i)*time.Minute)))
+		batch := payload(t, cwlogs.MessageTypeData, record(id, "PutBucketPolicy", "bob", t0.Add(time.Duration(i)*time.Minute)))
 		if _, err := f.h.Process(context.Background(), batch); err != nil {
 			t.Fatal(err)
 		}
@@ -364,7 +366,7 @@ func TestLifecycleDedupAcrossBatches(t *testing.T) {
 }
 
 func TestHandleRejectsMalformedPayloads(t *testing.T) {
-	valid := payload(t, subscription.MessageTypeData, record("e-1", "ConsoleLogin", "alice", t0)).AWSLogs.Data
+	valid := payload(t, cwlogs.MessageTypeData, record("e-1", "ConsoleLogin", "alice", t0)).AWSLogs.Data
 	tests := []struct {
 		name, data, want string
 	}{
@@ -393,7 +395,7 @@ func TestHandleRejectsMalformedPayloads(t *testing.T) {
 func TestWithoutLedgerEveryInvocationSends(t *testing.T) {
 	f := newFixture(t, false)
 	f.h.Ledger = nil
-	batch := payload(t, subscription.MessageTypeData, record("e-1", "ConsoleLogin", "alice", t0))
+	batch := payload(t, cwlogs.MessageTypeData, record("e-1", "ConsoleLogin", "alice", t0))
 	for range 2 {
 		if _, err := f.h.Process(context.Background(), batch); err != nil {
 			t.Fatal(err)
@@ -431,6 +433,6 @@ func gzipBomb(t *testing.T) string {
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	body := bytes.Repeat(member.Bytes(), subscription.MaxDecodedSize>>20+1)
+	body := bytes.Repeat(member.Bytes(), cwlogs.MaxDecodedSize>>20+1)
 	return base64.StdEncoding.EncodeToString(body)
 }

@@ -7,11 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/trailwatch/trailwatch/engine"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/s3files"
-	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -45,7 +44,11 @@ JSON the file, webhook and SNS notifiers send.
 
 --notify (with --config) also sends the replayed alerts through the configuration's
 routes and notifiers, from a private outbox with the same retries as the service, and
-waits until each is delivered or dead-lettered.`,
+waits until each is delivered or dead-lettered. It decides exactly as run does (one
+decision function): each notifier's rate_limit (storm control) applies in event time,
+so alerts above the rate are folded into digests, and the digests still pending when
+the input ends are sent too. The printed alerts are the lifecycle's output, before
+routing and storm control: every alert, whichever notifier would get it.`,
 		Example: `  trailwatch replay examples/events/
   trailwatch replay --rules builtin:aws --output json AWSLogs/
   trailwatch replay s3://org-trail-bucket/AWSLogs/o-abc123def4/111122223333/CloudTrail/us-east-1/2024/05/01/
@@ -67,19 +70,22 @@ waits until each is delivered or dead-lettered.`,
 				dedupWindow = cfg.Lifecycle.DedupWindow
 			}
 			var sender *replaySender
+			var route decide.Router
+			var storm map[string]lifecycle.StormConfig
 			if notify {
 				if cfg == nil {
 					return usageError{fmt.Errorf("--notify needs --config FILE (its notifiers and routes)")}
 				}
-				if sender, err = newReplaySender(cmd.Context(), stdio, cfg, set); err != nil {
+				if sender, err = newReplaySender(cmd.Context(), stdio, cfg); err != nil {
 					return err
 				}
 				defer sender.close()
+				route, storm = router(cfg), stormControl(cfg)
 			}
 			var lc *lifecycle.Lifecycle
 			if !raw {
 				lc, err = lifecycle.Open(lifecycle.Config{DedupWindow: dedupWindow},
-					lifecycle.Options{StateDir: stateDir, ReadOnlySilences: true})
+					lifecycle.Options{StateDir: stateDir, ReadOnlySilences: true, Storm: storm})
 				if err != nil {
 					return err
 				}
@@ -87,11 +93,41 @@ waits until each is delivered or dead-lettered.`,
 			emitted := 0
 			out := bufio.NewWriterSize(stdio.Out, 64*1024)
 			defer out.Flush()
-			ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
+			ev := decide.NewEvaluator(set, decide.EvaluatorOptions{
 				OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 					fmt.Fprintf(stdio.Err, "trailwatch: rule %q failed on event %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 				},
 			})
+			decider := decide.New(ev, route, decide.Options{Lifecycle: lc})
+			// decideOne runs matches (none: the storm digests still
+			// pending at the end) through the decision function, prints
+			// the alerts and queues the deliveries.
+			decideOne := func(ms []decide.Match, flush bool) error {
+				x := decider.Begin(cmd.Context())
+				defer x.Rollback()
+				x.Matches(ms)
+				res, err := x.Finish(flush)
+				if err != nil {
+					return err
+				}
+				if err := x.Commit(); err != nil {
+					return err
+				}
+				for i := range res.Alerts {
+					emitted++
+					if output == "json" {
+						if err := writeAlertJSON(out, &res.Alerts[i].Alert); err != nil {
+							return err
+						}
+					} else {
+						printAlertText(out, &res.Alerts[i].Alert)
+					}
+				}
+				if sender != nil {
+					return sender.add(cmd.Context(), res.Items)
+				}
+				return nil
+			}
 			badInputs := 0
 			report := func(place string, err error) {
 				badInputs++
@@ -102,7 +138,7 @@ waits until each is delivered or dead-lettered.`,
 			// Records are decoded and evaluated on every core; the results
 			// come back here in input order, so the lifecycle and the
 			// output see exactly what a sequential replay gives them.
-			emit := func(m replayItem, alerts []notifiers.Alert, err error) error {
+			emit := func(m replayItem, matches []decide.Match, err error) error {
 				switch {
 				case m.bad != nil:
 					report(m.bad.Place, m.bad.Err)
@@ -111,34 +147,9 @@ waits until each is delivered or dead-lettered.`,
 					report(m.rec.Place(), err)
 					return nil
 				}
-				for i := range alerts {
-					outs := []lifecycle.Output{{Key: alerts[i].DedupKey, Alert: alerts[i]}}
-					if lc != nil {
-						b := lc.Begin()
-						outs = b.Process(alerts[i], set.Rule(alerts[i].RuleID))
-						if err := b.Commit(); err != nil {
-							return err
-						}
-					}
-					for j := range outs {
-						emitted++
-						if sender != nil {
-							if err := sender.add(cmd.Context(), outs[j]); err != nil {
-								return err
-							}
-						}
-						if output == "json" {
-							if err := writeAlertJSON(out, &outs[j].Alert); err != nil {
-								return err
-							}
-						} else {
-							printAlertText(out, &outs[j].Alert)
-						}
-					}
-				}
-				return nil
+				return decideOne(matches, false)
 			}
-			par := engine.NewParallel(ev, engine.ParallelOptions{Workers: workers}, emit)
+			par := decide.NewParallel(ev, decide.ParallelOptions{Workers: workers}, emit)
 			var s3stats s3files.Stats
 			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: stdio.In}, Stats: &s3stats}, func(r files.Record) error {
 				data := r.Data
@@ -150,6 +161,9 @@ waits until each is delivered or dead-lettered.`,
 			})
 			if cerr := par.Close(); err == nil {
 				err = cerr
+			}
+			if err == nil && sender != nil {
+				err = decideOne(nil, true)
 			}
 			if ferr := out.Flush(); err == nil {
 				err = ferr

@@ -8,11 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
-	"github.com/trailwatch/trailwatch/rules"
 )
 
 // replaySender delivers replayed alerts through a configuration's routes
@@ -20,8 +19,6 @@ import (
 // it runs, and replayed alerts must not mix with live ones), with the same
 // retries, Retry-After handling and dead letters as the service.
 type replaySender struct {
-	cfg     *config.Config
-	set     *rules.Set
 	dir     string
 	ob      *outbox.Outbox
 	targets map[string]notifiers.Notifier
@@ -29,7 +26,7 @@ type replaySender struct {
 	queued  int
 }
 
-func newReplaySender(ctx context.Context, stdio Stdio, cfg *config.Config, set *rules.Set) (*replaySender, error) {
+func newReplaySender(ctx context.Context, stdio Stdio, cfg *config.Config) (*replaySender, error) {
 	logger := slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	targets, err := cfg.BuildNotifiers(ctx, config.Deps{Logger: logger})
 	if err != nil {
@@ -44,24 +41,20 @@ func newReplaySender(ctx context.Context, stdio Stdio, cfg *config.Config, set *
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &replaySender{cfg: cfg, set: set, dir: dir, ob: ob, targets: targets, used: map[string]bool{}}, nil
+	return &replaySender{dir: dir, ob: ob, targets: targets, used: map[string]bool{}}, nil
 }
 
-// add queues one alert for every notifier its route names.
-func (s *replaySender) add(ctx context.Context, o lifecycle.Output) error {
-	var own []string
-	if r := s.set.Rule(o.Alert.RuleID); r != nil {
-		own = r.Notify
-	}
-	var items []outbox.Item
-	for _, t := range s.cfg.Targets(&o.Alert, own) {
-		s.used[t] = true
-		items = append(items, outbox.Item{Key: o.Key, Notifier: t, Alert: o.Alert})
-	}
+// add queues the deliveries the decision function chose.
+func (s *replaySender) add(ctx context.Context, items []decide.Item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	n, err := s.ob.Enqueue(ctx, items...)
+	out := make([]outbox.Item, len(items))
+	for i, it := range items {
+		s.used[it.Notifier] = true
+		out[i] = outbox.Item{Key: it.Key, Notifier: it.Notifier, Alert: it.Alert}
+	}
+	n, err := s.ob.Enqueue(ctx, out...)
 	s.queued += n
 	return err
 }

@@ -14,80 +14,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"golang.org/x/time/rate"
 
 	"github.com/trailwatch/trailwatch/engine"
-	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
-	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
-
-// cloudwatchSource adapts the CloudWatch Logs source to engine.Source and
-// engine.GroupSource.
-type cloudwatchSource struct{ src *cloudwatch.Source }
-
-func (c cloudwatchSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
-	return c.RunGroups(ctx, func(ctx context.Context, b engine.Batch) error { return handle(ctx, b.Records) })
-}
-
-func (c cloudwatchSource) RunGroups(ctx context.Context, handle func(context.Context, engine.Batch) error) error {
-	return c.src.Run(ctx, func(ctx context.Context, batch []cloudwatch.Record) error {
-		b := engine.Batch{Records: make([][]byte, len(batch))}
-		for i := range batch {
-			b.Records[i] = batch[i].Message
-			b.LogGroup = batch[i].LogGroup
-			if batch[i].Timestamp.After(b.Newest) {
-				b.Newest = batch[i].Timestamp
-			}
-		}
-		return handle(ctx, b)
-	})
-}
-
-// kinesisSource adapts the Kinesis source to engine.Source and
-// engine.GroupSource.
-type kinesisSource struct{ src *kinesis.Source }
-
-func (k kinesisSource) Run(ctx context.Context, handle func(context.Context, [][]byte) error) error {
-	return k.RunGroups(ctx, func(ctx context.Context, b engine.Batch) error { return handle(ctx, b.Records) })
-}
-
-func (k kinesisSource) RunGroups(ctx context.Context, handle func(context.Context, engine.Batch) error) error {
-	return k.src.Run(ctx, func(ctx context.Context, b kinesis.Batch) error {
-		return handle(ctx, engine.Batch{LogGroup: b.LogGroup, Records: b.Records, Newest: b.Newest})
-	})
-}
-
-// pollObserver reports each successful FilterLogEvents call, so that
-// /readyz can tell whether the source is reading.
-type pollObserver struct {
-	cloudwatch.API
-	polled func(group string)
-}
-
-func (p pollObserver) FilterLogEvents(ctx context.Context, in *cloudwatchlogs.FilterLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.FilterLogEventsOutput, error) {
-	out, err := p.API.FilterLogEvents(ctx, in, optFns...)
-	if err == nil {
-		g := aws.ToString(in.LogGroupName)
-		if g == "" {
-			g = aws.ToString(in.LogGroupIdentifier)
-		}
-		p.polled(g)
-	}
-	return out, err
-}
 
 type reloadKey struct{}
 
@@ -234,7 +176,7 @@ type runner struct {
 }
 
 // router routes by cfg's routes and the rule's own notify list.
-func router(cfg *config.Config) engine.Router {
+func router(cfg *config.Config) decide.Router {
 	return func(a *notifiers.Alert, r *rules.Rule) []string {
 		var own []string
 		if r != nil {
@@ -244,14 +186,22 @@ func router(cfg *config.Config) engine.Router {
 	}
 }
 
+// stormControl is each notifier's rate_limit.
+func stormControl(cfg *config.Config) map[string]lifecycle.StormConfig {
+	storm := map[string]lifecycle.StormConfig{}
+	for _, n := range cfg.Notifiers {
+		if n.RateLimit != nil {
+			storm[n.Name] = *n.RateLimit
+		}
+	}
+	return storm
+}
+
 // run wires and runs the live pipeline until ctx ends.
 func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) error {
 	logger, reg := r.logger, r.reg
-	if (cfg.Source.CloudWatch == nil) == (cfg.Source.Kinesis == nil) {
-		return exitCode(1, cfg.File+": run needs exactly one source: source.cloudwatch or source.kinesis")
-	}
-	if cfg.Source.Kinesis != nil && cfg.QuietAfter > 0 {
-		return exitCode(1, cfg.File+": quiet_after works with source.cloudwatch only (a Kinesis stream does not say which log groups to expect)")
+	if cfg.Source.Type == "" {
+		return exitCode(1, cfg.File+": run needs a source: one of source."+strings.Join(source.Types(), ", source."))
 	}
 	if cfg.StateDir == "" {
 		return exitCode(1, cfg.File+": state_dir is required for run")
@@ -293,9 +243,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 	var shared *dynamostate.LifecycleStore
 	if cfg.SharedState != nil {
 		ss := *cfg.SharedState
-		if ss.Region == "" && cfg.Source.Kinesis != nil {
-			ss.Region = cfg.Source.Kinesis.Region
-		}
+		ss.Region = cfg.SharedStateRegion()
 		if shared, err = withLedger(ctx, &ss, targets, logger, reg); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -305,75 +253,24 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 	}
 	r.targets = targets
 
-	var (
-		source engine.Source
-		polls  *engine.PollTracker
-		groups []string // log groups, for the quiet watch and the log
-	)
-	switch {
-	case cfg.Source.CloudWatch != nil:
-		cwCfg := *cfg.Source.CloudWatch
-		cwCfg.SetDefaults()
-		groups = cwCfg.LogGroups
-		client, err := cloudwatch.NewClient(ctx, cwCfg)
-		if err != nil {
-			return err
-		}
-		// A read may wait out throttling backoff (up to 30s): allow for it
-		// before calling the source not ready.
-		polls = engine.NewPollTracker(cwCfg.LogGroups, max(3*cwCfg.PollInterval, 45*time.Second), nil)
-		src, err := cloudwatch.New(pollObserver{API: client, polled: polls.Polled}, cwCfg, cloudwatch.Options{
-			Logger:     logger,
-			Limiter:    rate.NewLimiter(5, 5),
-			Registerer: reg,
-			StateDir:   filepath.Join(cfg.StateDir, "cloudwatch"),
-		})
-		if err != nil {
-			return err
-		}
-		if err := src.Check(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return exitCode(1, err.Error())
-		}
-		source = cloudwatchSource{src}
-	default:
-		kCfg := *cfg.Source.Kinesis
-		kCfg.SetDefaults()
-		kin, ddb, err := kinesis.NewClients(ctx, kCfg)
-		if err != nil {
-			return err
-		}
-		// Ready while lease refreshes (every third of the lease duration)
-		// succeed.
-		polls = engine.NewPollTracker([]string{kCfg.Stream}, max(3*kCfg.LeaseDuration, 45*time.Second), nil)
-		src, err := kinesis.New(kin, ddb, kCfg, kinesis.Options{
-			Logger:     logger,
-			Registerer: reg,
-			Refreshed:  func() { polls.Polled(kCfg.Stream) },
-		})
-		if err != nil {
-			return err
-		}
-		if err := src.Check(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return exitCode(1, err.Error())
-		}
-		logger.Info("reading kinesis stream", "stream", kCfg.Stream, "lease_table", kCfg.LeaseTable, "worker", src.Worker())
-		source = kinesisSource{src}
+	src, err := cfg.Source.Build(ctx, source.Deps{Logger: logger, Registerer: reg, StateDir: cfg.StateDir})
+	if err != nil {
+		return err
 	}
-	reg.MustRegister(polls)
+	var groups []string // the origins, for the quiet watch and the log
+	if o, ok := src.(source.Origins); ok {
+		groups = o.Origins()
+	} else if cfg.QuietAfter > 0 {
+		return exitCode(1, cfg.File+": quiet_after needs a source whose log groups are known in advance (source.cloudwatch), not source."+cfg.Source.Type)
+	}
+	if err := src.Check(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return exitCode(1, err.Error())
+	}
 
-	storm := map[string]lifecycle.StormConfig{}
-	for _, n := range cfg.Notifiers {
-		if n.RateLimit != nil {
-			storm[n.Name] = *n.RateLimit
-		}
-	}
-	lcOpts := lifecycle.Options{StateDir: cfg.StateDir, Storm: storm, Logger: logger, Registerer: reg}
+	lcOpts := lifecycle.Options{StateDir: cfg.StateDir, Storm: stormControl(cfg), Logger: logger, Registerer: reg}
 	if shared != nil {
 		lcOpts.Shared, lcOpts.SharedSilences = shared, shared
 	}
@@ -382,7 +279,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		return err
 	}
 
-	ev := engine.NewEvaluator(set, engine.EvaluatorOptions{
+	ev := decide.NewEvaluator(set, decide.EvaluatorOptions{
 		// The source deduplicates by eventID with durable state, and the
 		// outbox is idempotent per alert; an in-memory window here would
 		// wrongly drop a batch the source re-delivers after a failed handoff.
@@ -391,15 +288,14 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 			logger.Warn("rule failed on an event", "rule", me.Rule.ID, "event_id", e.EventID, "error", me.Err.Error())
 		},
 	})
+	metrics := decide.NewMetrics(reg, ev)
 	r.svc = &engine.Service{
-		Source:    source,
-		Evaluator: ev,
+		Source:    src,
+		Decider:   decide.New(ev, router(cfg), decide.Options{Lifecycle: lc, Logger: logger, Metrics: metrics}),
 		Outbox:    ob,
 		Notifiers: targets,
-		Route:     router(cfg),
-		Lifecycle: lc,
 		Logger:    logger,
-		Metrics:   engine.NewMetrics(reg, ev),
+		Metrics:   metrics,
 	}
 	if cfg.QuietAfter > 0 {
 		r.svc.Quiet = engine.NewQuietWatch(cfg.QuietAfter, groups, nil)
@@ -425,7 +321,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 	}
 
 	if cfg.Listen != "" {
-		stop, err := r.serve(cfg, polls, len(targets))
+		stop, err := r.serve(cfg, src, len(targets))
 		if err != nil {
 			return exitCode(1, err.Error())
 		}
@@ -479,13 +375,17 @@ func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]
 
 // serve starts the metrics and health endpoints on cfg.Listen; stop shuts
 // them down.
-func (r *runner) serve(cfg *config.Config, polls *engine.PollTracker, notifierCount int) (stop func(), err error) {
+func (r *runner) serve(cfg *config.Config, src source.Source, notifierCount int) (stop func(), err error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.Listen, err)
 	}
+	ready := func(context.Context) error { return nil }
+	if sr, ok := src.(source.Ready); ok {
+		ready = sr.Ready
+	}
 	h := engine.NewHTTPHandler(r.reg, r.logger,
-		engine.Check{Name: "source", Func: polls.Check},
+		engine.Check{Name: "source", Func: ready},
 		engine.Check{Name: "state_dir", Func: engine.DirWritable(cfg.StateDir)},
 		engine.Check{Name: "notifiers", Func: func(context.Context) error {
 			if notifierCount == 0 {
@@ -657,7 +557,7 @@ func (r *runner) doReload() error {
 		return fmt.Errorf("reload: new notifiers %v need a restart", added)
 	}
 	r.warnRestartOnly(cfg)
-	r.svc.Swap(set, router(cfg))
+	r.svc.Decider.Swap(set, router(cfg))
 	r.reloadSuccess.SetToCurrentTime()
 	log.Info("reloaded configuration and rules", "rules", set.Len(), "routes", len(cfg.Routes))
 	return nil

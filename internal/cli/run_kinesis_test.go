@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	kds "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/trailwatch/trailwatch/engine/cwlogs"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
-	"github.com/trailwatch/trailwatch/engine/subscription"
 	"github.com/trailwatch/trailwatch/internal/testservers"
 )
 
@@ -227,7 +227,7 @@ func TestRunKinesis(t *testing.T) {
 // returns the shard it went to.
 func putKinesis(t *testing.T, kin *kds.Client, stream, key string, recs ...record) string {
 	t.Helper()
-	d := events.CloudwatchLogsData{MessageType: subscription.MessageTypeData, LogGroup: "aws-cloudtrail-logs-111122223333", LogStream: "s"}
+	d := events.CloudwatchLogsData{MessageType: cwlogs.MessageTypeData, LogGroup: "aws-cloudtrail-logs-111122223333", LogStream: "s"}
 	ts := time.Now().Add(-5 * time.Second)
 	for i, r := range recs {
 		msg := r.msg
@@ -236,7 +236,7 @@ func putKinesis(t *testing.T, kin *kds.Client, stream, key string, recs ...recor
 		}
 		d.LogEvents = append(d.LogEvents, events.CloudwatchLogsLogEvent{ID: fmt.Sprint(i), Timestamp: ts.UnixMilli(), Message: msg})
 	}
-	enc, err := subscription.Encode(d)
+	enc, err := cwlogs.Encode(d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
 	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/engine/search"
+	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
@@ -222,12 +223,13 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 		if err != nil {
 			return err
 		}
-		if cfg.Source.CloudWatch == nil {
+		cw := config.SourceAs[cloudwatch.Config](cfg.Source)
+		if cw == nil {
 			return exitCode(1, cfg.File+": source.cloudwatch is required for search --config")
 		}
-		groups = append(groups, cfg.Source.CloudWatch.LogGroups...)
+		groups = append(groups, cw.LogGroups...)
 		if region == "" {
-			region = cfg.Source.CloudWatch.Region
+			region = cw.Region
 		}
 	}
 	if len(args) == 0 && len(groups) == 0 {

@@ -60,11 +60,7 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 			return "", err
 		}
 		if ss := cfg.SharedState; ss != nil {
-			region := ss.Region
-			if region == "" && cfg.Source.Kinesis != nil {
-				region = cfg.Source.Kinesis.Region
-			}
-			client, err := dynamostate.NewClient(ctx, region)
+			client, err := dynamostate.NewClient(ctx, cfg.SharedStateRegion())
 			if err != nil {
 				return "", exitCode(1, err.Error())
 			}

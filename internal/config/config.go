@@ -15,14 +15,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/trailwatch/trailwatch/engine/cloudwatch"
-	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
 // Config is a whole trailwatch configuration file.
 type Config struct {
+	// Source is where records come from (run's; the Lambda has none): one
+	// registered source type and its block (see sources.go).
 	Source Source `yaml:"source"`
 	// StateDir holds checkpoints and the alert outbox.
 	StateDir string `yaml:"state_dir"`
@@ -78,15 +78,6 @@ type RuleOverride struct {
 	Enabled *bool `yaml:"enabled"`
 	// Severity, when given, replaces the rules' severity.
 	Severity string `yaml:"severity"`
-}
-
-// Source says where records come from: one of its fields is set.
-type Source struct {
-	// CloudWatch polls log groups with FilterLogEvents.
-	CloudWatch *cloudwatch.Config `yaml:"cloudwatch"`
-	// Kinesis reads a Kinesis data stream that a subscription filter
-	// feeds, sharing its shards with the other instances.
-	Kinesis *kinesis.Config `yaml:"kinesis"`
 }
 
 // SharedState is the `shared_state` block: the delivery ledger, the dedup

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trailwatch/trailwatch/engine/cloudwatch"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
 
@@ -52,7 +53,7 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	cw := cfg.Source.CloudWatch
+	cw := SourceAs[cloudwatch.Config](cfg.Source)
 	if cw == nil || cw.LogGroups[0] != "aws-cloudtrail-logs-111122223333" || cw.Lookback.Minutes() != 20 || cw.Start != "-1h" {
 		t.Fatalf("source = %+v", cw)
 	}

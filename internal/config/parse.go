@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/internal/yamlerr"
 	"github.com/trailwatch/trailwatch/rules"
@@ -76,6 +77,8 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 		switch k.Value {
 		case "notifiers":
 			p.notifiers(v, cfg)
+		case "source":
+			p.source(v, cfg)
 		default:
 			// Each top-level key on its own, so one mistake does not hide
 			// the problems of the other sections.
@@ -561,21 +564,6 @@ func (p *parser) check(root *yaml.Node, cfg *Config) {
 			p.errorf(keyNode(root, "lifecycle", c.key), "lifecycle: %s must not be negative", c.key)
 		}
 	}
-	if cfg.Source.CloudWatch != nil {
-		cfg.Source.CloudWatch.SetDefaults()
-		if err := cfg.Source.CloudWatch.Validate(); err != nil {
-			p.validation(keyNode(root, "source", "cloudwatch"), "source.cloudwatch", err)
-		}
-	}
-	if cfg.Source.CloudWatch != nil && cfg.Source.Kinesis != nil {
-		p.errorf(keyNode(root, "source"), "source: give one of cloudwatch and kinesis, not both")
-	}
-	if cfg.Source.Kinesis != nil {
-		cfg.Source.Kinesis.SetDefaults()
-		if err := cfg.Source.Kinesis.Validate(); err != nil {
-			p.validation(keyNode(root, "source", "kinesis"), "source.kinesis", err)
-		}
-	}
 	if ss := cfg.SharedState; ss != nil {
 		at := keyNode(root, "shared_state")
 		if strings.TrimSpace(ss.DynamoDBTable) == "" {
@@ -587,7 +575,7 @@ func (p *parser) check(root *yaml.Node, cfg *Config) {
 		if ss.TTL < 0 {
 			p.errorf(keyNode(root, "shared_state", "ttl"), "shared_state: ttl must not be negative")
 		}
-		if k := cfg.Source.Kinesis; k != nil && k.LeaseTable != "" && k.LeaseTable == ss.DynamoDBTable {
+		if k := SourceAs[kinesis.Config](cfg.Source); k != nil && k.LeaseTable != "" && k.LeaseTable == ss.DynamoDBTable {
 			p.errorf(keyNode(root, "shared_state", "dynamodb_table"), "shared_state: dynamodb_table must not be the lease table of source.kinesis")
 		}
 	}

@@ -14,6 +14,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 )
 
@@ -65,6 +67,9 @@ func configKeys() []confKey {
 	// The top level, with notifiers in their place.
 	for _, f := range orderedFields(reflect.TypeOf(Config{})) {
 		ft := f.typ
+		if f.name == "source" {
+			ft = sourceBlockType() // a key a registered source type
+		}
 		for ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
@@ -247,12 +252,12 @@ func TestDocumentedDefaultsAreApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cw := reflect.ValueOf(cfg.Source.CloudWatch).Elem()
+	cw := reflect.ValueOf(SourceAs[cloudwatch.Config](cfg.Source)).Elem()
 	cfg2, err := Parse("c.yaml", []byte("source:\n  kinesis:\n    stream: s\n    lease_table: l\n"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kin := reflect.ValueOf(cfg2.Source.Kinesis).Elem()
+	kin := reflect.ValueOf(SourceAs[kinesis.Config](cfg2.Source)).Elem()
 	for _, block := range []struct {
 		prefix string
 		v      reflect.Value

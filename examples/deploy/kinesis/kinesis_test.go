@@ -265,7 +265,7 @@ func TestTemplate(t *testing.T) {
 	t.Run("the configuration output loads", func(t *testing.T) {
 		out := cfn.Get(tpl, "Outputs", "TrailwatchConfig", "Value")
 		cfg := loadConfig(t, render(t, tpl, out, nil))
-		k, ss := cfg.Source.Kinesis, cfg.SharedState
+		k, ss := config.SourceAs[kinesis.Config](cfg.Source), cfg.SharedState
 		if k == nil || ss == nil {
 			t.Fatalf("source.kinesis = %v, shared_state = %v, want both", k, ss)
 		}
@@ -296,8 +296,8 @@ func TestTemplate(t *testing.T) {
 				continue // CloudFormation refuses it
 			}
 			cfg := loadConfig(t, render(t, tpl, out, map[string]string{"LeaseDuration": d}))
-			if want, _ := time.ParseDuration(d); cfg.Source.Kinesis.LeaseDuration != want {
-				t.Errorf("LeaseDuration=%s loads as %s", d, cfg.Source.Kinesis.LeaseDuration)
+			if want, _ := time.ParseDuration(d); config.SourceAs[kinesis.Config](cfg.Source).LeaseDuration != want {
+				t.Errorf("LeaseDuration=%s loads as %s", d, config.SourceAs[kinesis.Config](cfg.Source).LeaseDuration)
 			}
 		}
 		for _, bad := range []string{"2s", "0s", "30", "-5s"} {
@@ -367,7 +367,7 @@ func TestREADME(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the README's configuration does not load:\n%v", err)
 		}
-		if cfg.Source.Kinesis == nil || cfg.SharedState == nil || len(cfg.Notifiers) == 0 || len(cfg.Routes) == 0 {
+		if config.SourceAs[kinesis.Config](cfg.Source) == nil || cfg.SharedState == nil || len(cfg.Notifiers) == 0 || len(cfg.Routes) == 0 {
 			t.Error("the README's configuration should show source.kinesis, shared_state, notifiers and routes")
 		}
 		if cfg.StateDir == "" {

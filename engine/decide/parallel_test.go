@@ -1,4 +1,4 @@
-package engine
+package decide
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -58,13 +57,16 @@ func withFailingRule(t testing.TB) *rules.Set {
 }
 
 // transcript writes what a replay would show for one record's result.
-func transcript(w *bytes.Buffer, place int, alerts []notifiers.Alert, err error) {
+func transcript(w *bytes.Buffer, place int, matches []Match, err error) {
 	if err != nil {
 		fmt.Fprintf(w, "#%d malformed: %v\n", place, err)
 	}
-	for i := range alerts {
-		b, _ := json.Marshal(&alerts[i])
-		fmt.Fprintf(w, "#%d %s\n", place, b)
+	for i := range matches {
+		m := &matches[i]
+		b, _ := json.Marshal(&m.Alert)
+		// The match's rule and decoded event travel with the alert: a
+		// worker that reused an event handed over would show here.
+		fmt.Fprintf(w, "#%d %s rule=%s event=%s/%s/%s\n", place, b, m.Rule.ID, m.Event.EventID, m.Event.EventName, m.Event.EventTime)
 	}
 }
 
@@ -73,7 +75,7 @@ func sequentialTranscript(set *rules.Set, in [][]byte) string {
 	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 		fmt.Fprintf(&w, "rule %s failed on %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 	}})
-	var alerts []notifiers.Alert
+	var alerts []Match
 	for i, r := range in {
 		var err error
 		alerts, err = ev.Evaluate(r, alerts[:0])
@@ -88,7 +90,7 @@ func parallelTranscript(t *testing.T, set *rules.Set, in [][]byte, opts Parallel
 	ev := NewEvaluator(set, EvaluatorOptions{OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
 		fmt.Fprintf(&w, "rule %s failed on %s: %v\n", me.Rule.ID, e.EventID, me.Err)
 	}})
-	p := NewParallel(ev, opts, func(place int, alerts []notifiers.Alert, err error) error {
+	p := NewParallel(ev, opts, func(place int, alerts []Match, err error) error {
 		transcript(&w, place, alerts, err)
 		return nil
 	})
@@ -161,7 +163,7 @@ func TestParallelPassKeepsPlace(t *testing.T) {
 	rec := []byte(`{"eventVersion":"1.08","eventID":"e","eventName":"X","errorCode":"AccessDenied"}`)
 	var got []string
 	stop := fmt.Errorf("stop")
-	p := NewParallel(ev, ParallelOptions{Workers: 3, BatchRecords: 2}, func(m string, alerts []notifiers.Alert, err error) error {
+	p := NewParallel(ev, ParallelOptions{Workers: 3, BatchRecords: 2}, func(m string, alerts []Match, err error) error {
 		got = append(got, m)
 		if m == "stop" {
 			return stop
@@ -188,7 +190,7 @@ func TestParallelPassKeepsPlace(t *testing.T) {
 	}
 
 	got = nil
-	p = NewParallel(ev, ParallelOptions{Workers: 2, BatchRecords: 1}, func(m string, alerts []notifiers.Alert, err error) error {
+	p = NewParallel(ev, ParallelOptions{Workers: 2, BatchRecords: 1}, func(m string, alerts []Match, err error) error {
 		got = append(got, m)
 		if m == "stop" {
 			return stop

@@ -1,4 +1,4 @@
-package engine
+package decide
 
 import (
 	"encoding/json"
@@ -42,7 +42,13 @@ func TestEvaluatorAlerts(t *testing.T) {
 	if len(alerts) != 1 {
 		t.Fatalf("got %d alerts, want 1", len(alerts))
 	}
-	a := alerts[0]
+	a := alerts[0].Alert
+	if alerts[0].Rule == nil || alerts[0].Rule.ID != "key-deleted" {
+		t.Errorf("match rule = %v, want key-deleted", alerts[0].Rule)
+	}
+	if ev := alerts[0].Event; ev == nil || ev.EventID != "ev-1" || ev.RequestParameters["keyName"] != "k1" {
+		t.Errorf("match event = %+v, want the decoded record", ev)
+	}
 	checks := map[string][2]string{
 		"rule_id": {a.RuleID, "key-deleted"}, "summary": {a.Summary, "k1 deleted by bob"}, "principal": {a.Principal, "arn:aws:iam::111122223333:user/bob"},
 		"event_id": {a.EventID, "ev-1"}, "account": {a.AccountID, "111122223333"}, "region": {a.AWSRegion, "us-west-2"},

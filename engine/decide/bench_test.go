@@ -1,4 +1,4 @@
-package engine
+package decide
 
 import (
 	"bufio"
@@ -69,11 +69,11 @@ func reportRecords(b *testing.B, n int) {
 // two-tier decode, the eventName index, alerts built for every match). Run
 // with
 //
-//	go test -run '^$' -bench 'ReplayCorpus|ReferenceCorpus' -benchmem -cpu 1 -count 5 ./engine/
+//	go test -run '^$' -bench 'ReplayCorpus|ReferenceCorpus' -benchmem -cpu 1 -count 5 ./engine/decide/
 func BenchmarkReplayCorpus(b *testing.B) {
 	recs := corpusRecords(b)
 	ev := NewEvaluator(builtinSet(b), EvaluatorOptions{DedupWindow: -1})
-	var alerts []notifiers.Alert
+	var alerts []Match
 	b.ReportAllocs()
 	b.ResetTimer()
 	n := 0
@@ -165,7 +165,7 @@ func BenchmarkParallelCorpus(b *testing.B) {
 	b.ResetTimer()
 	n := 0
 	for i := 0; i < b.N; i++ {
-		p := NewParallel(ev, ParallelOptions{}, func(_ struct{}, a []notifiers.Alert, _ error) error {
+		p := NewParallel(ev, ParallelOptions{}, func(_ struct{}, a []Match, _ error) error {
 			alerts += len(a)
 			return nil
 		})
@@ -285,7 +285,7 @@ func peakRSS() int64 {
 // resident memory. The tree is -replay.bytes uncompressed (16 MiB by
 // default, so CI's -benchtime 20x stays quick); the 1 GB target is
 //
-//	go test -run '^$' -bench ReplayGzipTree -benchtime 1x -cpu 1 ./engine/ -args -replay.bytes=1073741824
+//	go test -run '^$' -bench ReplayGzipTree -benchtime 1x -cpu 1 ./engine/decide/ -args -replay.bytes=1073741824
 func BenchmarkReplayGzipTree(b *testing.B) {
 	root, records, size := s3Tree(b)
 	ev := NewEvaluator(builtinSet(b), EvaluatorOptions{DedupWindow: -1})
@@ -295,7 +295,7 @@ func BenchmarkReplayGzipTree(b *testing.B) {
 	b.ResetTimer()
 	n := 0
 	for i := 0; i < b.N; i++ {
-		p := NewParallel(ev, ParallelOptions{}, func(struct{}, []notifiers.Alert, error) error { return nil })
+		p := NewParallel(ev, ParallelOptions{}, func(struct{}, []Match, error) error { return nil })
 		err := files.Walk(context.Background(), []string{root}, files.Options{}, func(r files.Record) error {
 			n++
 			return p.Add(r.Data, struct{}{})

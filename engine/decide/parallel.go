@@ -1,17 +1,16 @@
-package engine
+package decide
 
 import (
 	"runtime"
 	"sync"
 
-	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // Parallel evaluates a stream of records on several goroutines and hands
 // the results back in input order, on the goroutine that adds the records:
-// its output (alerts, malformed records, rule errors, the Evaluator's
+// its output (matches, malformed records, rule errors, the Evaluator's
 // counters) is the same, byte for byte, as evaluating each record with
 // Evaluate in turn. Records travel in batches, and at most a few batches
 // per worker are in flight, so memory is bounded by the batch size times
@@ -25,7 +24,7 @@ import (
 // A Parallel is used by one goroutine: Add and Pass, then Close.
 type Parallel[T any] struct {
 	ev      *Evaluator
-	emit    func(meta T, alerts []notifiers.Alert, err error) error
+	emit    func(meta T, matches []Match, err error) error
 	workers int
 	window  int
 
@@ -47,7 +46,7 @@ type ParallelOptions struct {
 	BatchRecords, BatchBytes int
 }
 
-// Batch defaults: small enough that the first alerts come out promptly and
+// Batch defaults: small enough that the first matches come out promptly and
 // that memory stays low, large enough that handing a batch over costs
 // little next to evaluating it.
 const (
@@ -56,12 +55,12 @@ const (
 )
 
 // NewParallel returns a Parallel that evaluates with ev and calls emit, in
-// input order, for every record that raised alerts or was malformed (err
-// is then what Evaluate would have returned), and for every meta handed to
-// Pass (with no alerts and a nil err). alerts is valid only during the
-// call. An error from emit stops the evaluation: Add, Pass and Close
-// return it.
-func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, alerts []notifiers.Alert, err error) error) *Parallel[T] {
+// input order, for every record that matched or was malformed (err is
+// then what Evaluate would have returned), and for every meta handed to
+// Pass (with no matches and a nil err). The matches slice is valid only
+// during the call (the matches' events stay valid). An error from emit
+// stops the evaluation: Add, Pass and Close return it.
+func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, matches []Match, err error) error) *Parallel[T] {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -224,11 +223,11 @@ func (p *Parallel[T]) handBack() {
 			for _, re := range b.ruleErrs[en.errs[0]:en.errs[1]] {
 				e.handleRuleError(re)
 			}
-			e.alerts.Add(uint64(en.alerts[1] - en.alerts[0]))
+			e.alerts.Add(uint64(en.matches[1] - en.matches[0]))
 		}
-		alerts := b.alerts[en.alerts[0]:en.alerts[1]]
-		if err != nil || len(alerts) > 0 {
-			p.err = p.emit(en.meta, alerts, err)
+		matches := b.matches[en.matches[0]:en.matches[1]]
+		if err != nil || len(matches) > 0 {
+			p.err = p.emit(en.meta, matches, err)
 		}
 	}
 	b.reset()
@@ -240,7 +239,7 @@ func (p *Parallel[T]) handBack() {
 func (p *Parallel[T]) evaluate(b *batch[T]) {
 	e := p.ev
 	ev := e.pool.Get().(*cloudtrail.Event)
-	defer e.pool.Put(ev)
+	defer func() { e.pool.Put(ev) }()
 	onErr := func(me rules.MatchError) {
 		// The event is reused for the next record: keep a copy for the
 		// report (rule errors are rare).
@@ -255,7 +254,7 @@ func (p *Parallel[T]) evaluate(b *batch[T]) {
 			continue
 		}
 		raw := b.data[en.start:en.end]
-		en.alerts[0], en.errs[0] = len(b.alerts), len(b.ruleErrs)
+		en.matches[0], en.errs[0] = len(b.matches), len(b.ruleErrs)
 		complete, err := cloudtrail.DecodeHeader(ev, raw)
 		if err != nil {
 			en.headerErr = err
@@ -263,9 +262,13 @@ func (p *Parallel[T]) evaluate(b *batch[T]) {
 			if ev.EventID != "" {
 				en.hasID, en.key = true, idKey(ev.EventID)
 			}
-			b.alerts, en.matchErr = e.match(ev, raw, complete, b.alerts, onErr)
+			b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, onErr)
+			if len(b.matches) > en.matches[0] {
+				// The matches own ev now.
+				ev = e.pool.Get().(*cloudtrail.Event)
+			}
 		}
-		en.alerts[1], en.errs[1] = len(b.alerts), len(b.ruleErrs)
+		en.matches[1], en.errs[1] = len(b.matches), len(b.ruleErrs)
 	}
 }
 
@@ -273,7 +276,7 @@ func (p *Parallel[T]) evaluate(b *batch[T]) {
 type batch[T any] struct {
 	entries  []entry[T]
 	data     []byte // the records, back to back
-	alerts   []notifiers.Alert
+	matches  []Match
 	ruleErrs []rules.MatchError
 	done     chan struct{}
 
@@ -288,7 +291,7 @@ type entry[T any] struct {
 	matchErr   error
 	hasID      bool
 	key        [16]byte // the eventID's dedup key
-	alerts     [2]int   // the record's alerts in alerts
+	matches    [2]int   // the record's matches in matches
 	errs       [2]int   // its rule errors in ruleErrs
 }
 
@@ -296,8 +299,8 @@ func (b *batch[T]) reset() {
 	clear(b.entries) // drop the metas and errors for the collector
 	b.entries = b.entries[:0]
 	b.data = b.data[:0]
-	clear(b.alerts)
-	b.alerts = b.alerts[:0]
+	clear(b.matches)
+	b.matches = b.matches[:0]
 	clear(b.ruleErrs)
 	b.ruleErrs = b.ruleErrs[:0]
 	if cap(b.data) > 4*b.maxBytes {

@@ -1,31 +1,11 @@
-// Package subscription handles CloudWatch Logs subscription deliveries: it
-// decodes the payload CloudWatch Logs pushes to a Lambda function (JSON,
-// gzip-compressed, base64-encoded in `awslogs.data`), evaluates every log
-// event against the rules, and notifies, recording each (alert, notifier)
-// delivery in a shared ledger (engine/dynamostate) so that a retried batch
-// never sends an alert twice once it is known to be delivered.
-//
-// # Errors and AWS retries
-//
-// CloudWatch Logs invokes the function asynchronously: when Handle returns
-// an error, Lambda runs the same payload again (twice by default, one and
-// then two minutes later) and then hands it to the function's on-failure
-// destination or dead-letter queue. Handle therefore returns an error when
-// a retry can help or when the payload must be kept:
-//
-//   - a notification failed, a delivery is held by another process, or the
-//     ledger could not be reached: the retry sends only what is not yet
-//     recorded as delivered;
-//   - the payload itself cannot be decoded (not base64, not gzip, not JSON):
-//     retrying cannot fix it, but failing moves it, intact, to the
-//     on-failure destination where it can be inspected.
-//
-// It returns nil for a CONTROL_MESSAGE (CloudWatch Logs checking that the
-// destination is reachable), for a message type it does not know (logged),
-// and it skips, counting and logging them, log events that are not
-// CloudTrail records: the log group may carry other lines, and failing on
-// them would send every retry to the dead-letter queue for nothing.
-package subscription
+// Package cwlogs is the codec of CloudWatch Logs subscription payloads: the
+// gzip-compressed JSON that a subscription filter delivers, base64-encoded
+// in `awslogs.data` to a Lambda function (engine/subscription) or as the
+// data of a Kinesis record (engine/kinesis). It decodes them with a bound
+// on the decompressed size, encodes them as CloudWatch Logs does (tests and
+// tools), and turns their log events into the pipeline's records
+// (engine/source).
+package cwlogs
 
 import (
 	"bytes"
@@ -35,8 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 // Message types of a subscription payload.
@@ -106,4 +89,21 @@ func Encode(d events.CloudwatchLogsData) (string, error) {
 		return "", fmt.Errorf("encode subscription payload: gzip: %w", err)
 	}
 	return base64.StdEncoding.EncodeToString(b.Bytes()), nil
+}
+
+// AppendRecords appends the log events of d to b as records, each with its
+// log group, stream and log event id, and moves b.Newest to the newest log
+// event's timestamp. b.Origin becomes d's log group when it is empty.
+func AppendRecords(b *source.Batch, d events.CloudwatchLogsData) {
+	if b.Origin == "" {
+		b.Origin = d.LogGroup
+	}
+	for _, e := range d.LogEvents {
+		b.Records = append(b.Records, source.Record{Data: []byte(e.Message), Place: source.Place{
+			LogGroup: d.LogGroup, LogStream: d.LogStream, EventID: e.ID,
+		}})
+		if ts := time.UnixMilli(e.Timestamp); ts.After(b.Newest) {
+			b.Newest = ts
+		}
+	}
 }

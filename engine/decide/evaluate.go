@@ -1,9 +1,4 @@
-// Package engine is trailwatch's pipeline: it decodes CloudTrail records,
-// evaluates them against the current rule set, and turns matches into
-// alerts; it owns the seams between sources, the alert outbox and
-// notifiers. Each source lives in a sub-package (engine/cloudwatch,
-// engine/files).
-package engine
+package decide
 
 import (
 	"bytes"
@@ -84,13 +79,34 @@ func (e *Evaluator) Stats() Stats {
 	}
 }
 
-// Evaluate decodes one raw record and returns an alert for each rule it
+// Match is one rule matching one record: the alert it raises, the rule,
+// and the record, decoded. The event is handed over with the alert so that
+// nothing after the evaluator (the alert lifecycle) decodes the record
+// again.
+type Match struct {
+	Alert notifiers.Alert
+	// Rule is the rule that matched, from the rule set the record was
+	// evaluated with.
+	Rule *rules.Rule
+	// Event is the record, completely decoded. It belongs to the match (the
+	// evaluator does not reuse it) and is shared by the record's matches:
+	// read it, do not change it. Its fields stay valid after the record's
+	// bytes are reused; its raw bytes do not (they alias the input, and only
+	// filter-pattern rules, which already ran, read them).
+	Event *cloudtrail.Event
+}
+
+// Evaluate decodes one raw record and returns a match for each rule it
 // matches, appended to dst. It returns an error (and counts the record as
 // malformed) only when raw is not a CloudTrail record. A record whose
-// eventID was seen recently returns no alerts.
-func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Alert, error) {
+// eventID was seen recently returns no matches.
+func (e *Evaluator) Evaluate(raw []byte, dst []Match) ([]Match, error) {
 	ev := e.pool.Get().(*cloudtrail.Event)
-	defer e.pool.Put(ev)
+	defer func() {
+		if ev != nil {
+			e.pool.Put(ev)
+		}
+	}()
 	// Two tiers: the header (one validating pass, scalar fields only) is
 	// enough to drop duplicates and to decide most records; the whole
 	// record is decoded only when a candidate rule needs it.
@@ -106,6 +122,10 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 	e.records.Add(1)
 	n := len(dst)
 	dst, err = e.match(ev, raw, complete, dst, e.handleRuleError)
+	if len(dst) > n {
+		// The matches own the event now.
+		ev = nil
+	}
 	if err != nil {
 		// The header was valid but the whole record is not: count it as
 		// malformed, as the one-tier decode would have.
@@ -118,10 +138,11 @@ func (e *Evaluator) Evaluate(raw []byte, dst []notifiers.Alert) ([]notifiers.Ale
 }
 
 // match is Evaluate's second half, shared with Parallel: it evaluates the
-// rules on ev, which cloudtrail.DecodeHeader filled from raw, and appends an
-// alert for each match to dst. It touches no counter. An error means the
-// record is not valid JSON past its header.
-func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []notifiers.Alert, onErr func(rules.MatchError)) ([]notifiers.Alert, error) {
+// rules on ev, which cloudtrail.DecodeHeader filled from raw, and appends a
+// match for each to dst, which then hold ev: the caller must not reuse ev
+// when dst grew. It touches no counter. An error means the record is not
+// valid JSON past its header.
+func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError)) ([]Match, error) {
 	set := e.set.Load()
 	var buf [8]*rules.Rule
 	matched, _, err := set.MatchHeader(ev, complete, buf[:0], onErr)
@@ -131,7 +152,7 @@ func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst [
 	// MatchHeader made ev own its record: the alerts can share its bytes.
 	compact := compactJSON(ev.Raw())
 	for _, r := range matched {
-		dst = append(dst, NewAlert(r, ev, compact))
+		dst = append(dst, Match{Alert: NewAlert(r, ev, compact), Rule: r, Event: ev})
 	}
 	return dst, nil
 }
