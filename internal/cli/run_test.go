@@ -235,7 +235,7 @@ func (e *runEnv) get(path string) int {
 // log) after a deadline.
 func (e *runEnv) eventually(r *running, what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		select {
 		case <-r.done:
