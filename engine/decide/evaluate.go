@@ -88,11 +88,12 @@ type Match struct {
 	// Rule is the rule that matched, from the rule set the record was
 	// evaluated with.
 	Rule *rules.Rule
-	// Event is the record, completely decoded. It belongs to the match (the
+	// Event is the record as the rules saw it. It belongs to the match (the
 	// evaluator does not reuse it) and is shared by the record's matches:
-	// read it, do not change it. Its fields stay valid after the record's
-	// bytes are reused; its raw bytes do not (they alias the input, and only
-	// filter-pattern rules, which already ran, read them).
+	// read it from one goroutine, do not change it. It owns its bytes
+	// (cloudtrail.Event.Own), so it stays valid after the input buffer is
+	// reused, and fields no rule needed yet are decoded from that copy on
+	// first use.
 	Event *cloudtrail.Event
 }
 
