@@ -1,11 +1,11 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -197,16 +197,22 @@ func terminalSafe(s string) string {
 	return b.String()
 }
 
-// writeAlertJSON writes the alert's public JSON form as one line.
+// writeAlertJSON writes the alert's public JSON form as one line
+// (notifiers.Alert.AppendJSON: json.Marshal's bytes, several times faster).
 func writeAlertJSON(w io.Writer, a *notifiers.Alert) error {
-	b, err := json.Marshal(a)
+	bp := alertBufs.Get().(*[]byte)
+	defer alertBufs.Put(bp)
+	b, err := a.AppendJSON((*bp)[:0])
 	if err != nil {
 		return err
 	}
 	b = append(b, '\n')
+	*bp = b
 	_, err = w.Write(b)
 	return err
 }
+
+var alertBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // sortedKeys returns m's keys in order.
 func sortedKeys[V any](m map[string]V) []string {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/trailwatch/trailwatch/internal/jsonscan"
 )
 
 // decodeAny decodes one JSON value, which the header scan has already
@@ -16,22 +18,22 @@ import (
 // it leaves the value to encoding/json: a string with escapes or bytes
 // outside ASCII that are not valid UTF-8 is unquoted by it.
 func (s *scanner) decodeAny() (any, error) {
-	s.ws()
-	if s.i >= len(s.data) {
-		return nil, errSyntax
+	s.WS()
+	if s.I >= len(s.Data) {
+		return nil, jsonscan.ErrSyntax
 	}
-	switch c := s.data[s.i]; {
+	switch c := s.Data[s.I]; {
 	case c == '"':
 		return s.decodeString()
 	case c == '{':
 		m := map[string]any{}
 		return m, s.decodeObjectInto(m)
 	case c == '[':
-		s.i++
+		s.I++
 		out := []any{}
-		s.ws()
-		if s.i < len(s.data) && s.data[s.i] == ']' {
-			s.i++
+		s.WS()
+		if s.I < len(s.Data) && s.Data[s.I] == ']' {
+			s.I++
 			return out, nil
 		}
 		for {
@@ -40,89 +42,89 @@ func (s *scanner) decodeAny() (any, error) {
 				return nil, err
 			}
 			out = append(out, v)
-			s.ws()
-			if s.i >= len(s.data) {
-				return nil, errSyntax
+			s.WS()
+			if s.I >= len(s.Data) {
+				return nil, jsonscan.ErrSyntax
 			}
-			switch s.data[s.i] {
+			switch s.Data[s.I] {
 			case ',':
-				s.i++
+				s.I++
 			case ']':
-				s.i++
+				s.I++
 				return out, nil
 			default:
-				return nil, errSyntax
+				return nil, jsonscan.ErrSyntax
 			}
 		}
 	case c == 't':
-		if s.lit("true") {
+		if s.Lit("true") {
 			return true, nil
 		}
 	case c == 'f':
-		if s.lit("false") {
+		if s.Lit("false") {
 			return false, nil
 		}
 	case c == 'n':
-		if s.lit("null") {
+		if s.Lit("null") {
 			return nil, nil
 		}
 	case c == '-' || (c >= '0' && c <= '9'):
-		start := s.i
-		if err := s.numberSyntax(); err != nil {
+		start := s.I
+		if err := s.NumberSyntax(); err != nil {
 			return nil, err
 		}
-		f, err := strconv.ParseFloat(string(s.data[start:s.i]), 64)
+		f, err := strconv.ParseFloat(string(s.Data[start:s.I]), 64)
 		if err != nil {
 			return nil, errIrregular
 		}
 		return f, nil
 	}
-	return nil, errSyntax
+	return nil, jsonscan.ErrSyntax
 }
 
-// decodeObjectInto decodes the object at s.i into m, as encoding/json
+// decodeObjectInto decodes the object at s.I into m, as encoding/json
 // decodes an object into an existing map: every member is set, a key given
 // twice keeps its last value.
 func (s *scanner) decodeObjectInto(m map[string]any) error {
-	s.i++
-	s.ws()
-	if s.i < len(s.data) && s.data[s.i] == '}' {
-		s.i++
+	s.I++
+	s.WS()
+	if s.I < len(s.Data) && s.Data[s.I] == '}' {
+		s.I++
 		return nil
 	}
 	for {
-		s.ws()
+		s.WS()
 		k, err := s.decodeString()
 		if err != nil {
 			return err
 		}
-		s.ws()
-		if s.i >= len(s.data) || s.data[s.i] != ':' {
-			return errSyntax
+		s.WS()
+		if s.I >= len(s.Data) || s.Data[s.I] != ':' {
+			return jsonscan.ErrSyntax
 		}
-		s.i++
+		s.I++
 		v, err := s.decodeAny()
 		if err != nil {
 			return err
 		}
 		m[k] = v
-		if end, err := s.next(); end || err != nil {
+		if end, err := s.Next(); end || err != nil {
 			return err
 		}
 	}
 }
 
-// decodeString decodes the string at s.i.
+// decodeString decodes the string at s.I.
 func (s *scanner) decodeString() (string, error) {
-	start, end, flags, err := s.str()
+	start, end, flags, err := s.Str()
 	if err != nil {
 		return "", err
 	}
-	content := s.data[start:end]
-	if flags&strEscaped != 0 || (flags&strNonASCII != 0 && !utf8.Valid(content)) {
+	content := s.Data[start:end]
+	if flags&jsonscan.StrEscaped != 0 || (flags&jsonscan.StrNonASCII != 0 && !utf8.Valid(content)) {
 		var out string
-		if err := json.Unmarshal(s.data[start-1:end+1], &out); err != nil {
-			return "", errSyntax
+		if err := json.Unmarshal(s.Data[start-1:end+1], &out); err != nil {
+			return "", jsonscan.ErrSyntax
 		}
 		return out, nil
 	}
@@ -133,13 +135,13 @@ func (s *scanner) decodeString() (string, error) {
 // checked is an object or null, as encoding/json decodes it into *dst: null
 // makes the map nil, an object's members are set in the map (made if nil).
 func decodeMapInto(dst *map[string]any, data []byte) error {
-	s := scanner{data: data}
-	s.ws()
-	if s.lit("null") {
+	s := scanner{Scanner: jsonscan.Scanner{Data: data}}
+	s.WS()
+	if s.Lit("null") {
 		*dst = nil
 		return nil
 	}
-	if s.i >= len(s.data) || s.data[s.i] != '{' {
+	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
 		return errIrregular
 	}
 	if *dst == nil {
@@ -148,9 +150,9 @@ func decodeMapInto(dst *map[string]any, data []byte) error {
 	if err := s.decodeObjectInto(*dst); err != nil {
 		return err
 	}
-	s.ws()
-	if s.i != len(s.data) {
-		return errSyntax
+	s.WS()
+	if s.I != len(s.Data) {
+		return jsonscan.ErrSyntax
 	}
 	return nil
 }

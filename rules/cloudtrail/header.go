@@ -1,17 +1,15 @@
 package cloudtrail
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"math/bits"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/trailwatch/trailwatch/internal/jsonscan"
 )
 
 // The header is the cheap first tier of decoding: one validating pass over
@@ -34,7 +32,7 @@ import (
 // encoding/json does (a type mismatch anywhere in a typed part, which
 // would send the whole decode to the lenient path; a key that differs
 // from a field's name only by case; invalid UTF-8; nesting deeper than
-// encoding/json accepts), it gives up with errIrregular or errSyntax and
+// encoding/json accepts), it gives up with errIrregular or jsonscan.ErrSyntax and
 // the caller takes the full decode: falling back is always correct, only
 // slower.
 
@@ -44,14 +42,6 @@ import (
 // such records take the full, lenient decode so that coercion happens in
 // one place.
 var errIrregular = errors.New("irregular header field")
-
-// errSyntax means the input is not valid JSON (or is nested deeper than
-// encoding/json accepts).
-var errSyntax = errors.New("invalid JSON")
-
-// maxDepth is encoding/json's nesting limit; a deeper record is left to it
-// to reject.
-const maxDepth = 10000
 
 // foldedNames returns the lower-cased JSON names of t's fields: the keys
 // that encoding/json would match, case-insensitively, to one of them.
@@ -95,134 +85,55 @@ func lowerASCII(s string) string {
 
 // scanHeader fills ev from data (ev must be zero), all but the lazy fields,
 // whose places it notes (see lazy.go), and validates that data is one JSON
-// object. It returns errSyntax for invalid JSON and errIrregular when the
+// object. It returns jsonscan.ErrSyntax for invalid JSON and errIrregular when the
 // record needs the lenient decoder or holds a key that encoding/json would
 // match to a field case-insensitively; in both cases the caller falls back
 // to the full decode, which reports or coerces exactly as before.
 func scanHeader(ev *Event, data []byte) error {
-	s := scanner{data: data}
+	s := scanner{Scanner: jsonscan.Scanner{Data: data}}
 	return s.scan(ev)
 }
 
 func (s *scanner) scan(ev *Event) error {
-	s.ws()
-	if s.i >= len(s.data) || s.data[s.i] != '{' {
-		return errSyntax
+	s.WS()
+	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
+		return jsonscan.ErrSyntax
 	}
 	if err := s.topObject(ev); err != nil {
 		return err
 	}
-	s.ws()
-	if s.i != len(s.data) {
-		return errSyntax
+	s.WS()
+	if s.I != len(s.Data) {
+		return jsonscan.ErrSyntax
 	}
 	return nil
 }
 
 type scanner struct {
-	data  []byte
-	i     int
-	depth int
-	// inMap is set while skipping the value of a map[string]any field,
-	// where encoding/json converts every number to a float64 and fails
-	// (sending the whole decode to the lenient path) on one out of range.
-	inMap bool
+	jsonscan.Scanner
 	// ts is the place of the last "@timestamp" string (end 0: none);
 	// tsOdd is set when a @timestamp value is not a plain string.
 	ts    struct{ start, end int }
 	tsOdd bool
 }
 
-func (s *scanner) ws() {
-	for s.i < len(s.data) {
-		switch s.data[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// member reads `"key":` at s.i (after the opening brace or a comma) and
-// leaves s.i at the value. It returns the key without its quotes (decoded
-// when it holds escapes, which only the rare header-level caller needs) and
-// whether the key has bytes outside ASCII or escapes.
-func (s *scanner) member(decode bool) (key []byte, odd bool, err error) {
-	s.ws()
-	start, end, flags, err := s.str()
-	if err != nil {
-		return nil, false, err
-	}
-	key = s.data[start:end]
-	if flags&strEscaped != 0 && decode {
-		var k string
-		if json.Unmarshal(s.data[start-1:end+1], &k) != nil {
-			return nil, false, errSyntax
-		}
-		key = []byte(k)
-	}
-	s.ws()
-	if s.i >= len(s.data) || s.data[s.i] != ':' {
-		return nil, false, errSyntax
-	}
-	s.i++
-	s.ws()
-	return key, flags&(strNonASCII|strEscaped) != 0, nil
-}
-
-// next consumes the `,` or `}` after a member's value and reports whether
-// the object ended.
-func (s *scanner) next() (bool, error) {
-	s.ws()
-	if s.i >= len(s.data) {
-		return false, errSyntax
-	}
-	switch s.data[s.i] {
-	case ',':
-		s.i++
-		return false, nil
-	case '}':
-		s.i++
-		return true, nil
-	}
-	return false, errSyntax
-}
-
-// open consumes a '{' or '[' and reports whether the container is empty
-// (and already closed).
-func (s *scanner) open(closer byte) (bool, error) {
-	s.depth++
-	if s.depth > maxDepth-1 {
-		return false, errSyntax
-	}
-	s.i++
-	s.ws()
-	if s.i < len(s.data) && s.data[s.i] == closer {
-		s.i++
-		s.depth--
-		return true, nil
-	}
-	return false, nil
-}
-
 // object scans an object member by member: member handles the value of
-// each key (at s.i) and reports whether it knew the key; an unknown key is
+// each key (at s.I) and reports whether it knew the key; an unknown key is
 // skipped, unless it matches one of folded's names case-insensitively.
 // A value that is not an object is irregular, except null, which leaves
 // the destination as it is (as encoding/json does).
 func (s *scanner) object(folded map[string]bool, member func(key []byte, odd bool) (bool, error)) error {
-	if s.i >= len(s.data) {
-		return errSyntax
+	if s.I >= len(s.Data) {
+		return jsonscan.ErrSyntax
 	}
-	if s.data[s.i] != '{' {
+	if s.Data[s.I] != '{' {
 		return s.nullOrIrregular()
 	}
-	if empty, err := s.open('}'); empty || err != nil {
+	if empty, err := s.Open('}'); empty || err != nil {
 		return err
 	}
 	for {
-		key, odd, err := s.member(true)
+		key, odd, err := s.Member(true)
 		if err != nil {
 			return err
 		}
@@ -234,12 +145,12 @@ func (s *scanner) object(folded map[string]bool, member func(key []byte, odd boo
 			if folds(key, odd, folded) {
 				return errIrregular
 			}
-			if err := s.skip(); err != nil {
+			if err := s.Skip(); err != nil {
 				return err
 			}
 		}
-		if end, err := s.next(); end || err != nil {
-			s.depth--
+		if end, err := s.Next(); end || err != nil {
+			s.Leave()
 			return err
 		}
 	}
@@ -442,14 +353,14 @@ func (s *scanner) tlsObject(t *TLSDetails) error {
 // merges into dst, null makes it nil, as in the full decode; another type
 // is irregular.
 func (s *scanner) mapInto(dst *map[string]any) error {
-	start := s.i
+	start := s.I
 	if err := s.skipMap(); err != nil {
 		return err
 	}
-	if c := s.data[start]; c != '{' && c != 'n' {
+	if c := s.Data[start]; c != '{' && c != 'n' {
 		return errIrregular
 	}
-	if err := json.Unmarshal(s.data[start:s.i], dst); err != nil {
+	if err := json.Unmarshal(s.Data[start:s.I], dst); err != nil {
 		return errIrregular
 	}
 	return nil
@@ -460,14 +371,14 @@ func (s *scanner) mapInto(dst *map[string]any) error {
 // irregular, and so is a field given twice (the full decode would merge
 // the two objects).
 func (s *scanner) lazyMap(ev *Event, f Fields) error {
-	start := s.i
+	start := s.I
 	if err := s.skipMap(); err != nil {
 		return err
 	}
-	if c := s.data[start]; (c != '{' && c != 'n') || ev.lazy.pending&f != 0 {
+	if c := s.Data[start]; (c != '{' && c != 'n') || ev.lazy.pending&f != 0 {
 		return errIrregular
 	}
-	ev.setSpan(f, start, s.i)
+	ev.setSpan(f, start, s.I)
 	return nil
 }
 
@@ -475,27 +386,27 @@ func (s *scanner) lazyMap(ev *Event, f Fields) error {
 // known keys hold strings (or null), so that Need's decode cannot fail, and
 // notes where it is.
 func (s *scanner) lazyResources(ev *Event) error {
-	start := s.i
+	start := s.I
 	if ev.lazy.pending&fieldResources != 0 {
 		return errIrregular
 	}
-	if s.lit("null") {
-		ev.setSpan(fieldResources, start, s.i)
+	if s.Lit("null") {
+		ev.setSpan(fieldResources, start, s.I)
 		return nil
 	}
-	if s.i >= len(s.data) || s.data[s.i] != '[' {
-		if err := s.skip(); err != nil {
+	if s.I >= len(s.Data) || s.Data[s.I] != '[' {
+		if err := s.Skip(); err != nil {
 			return err
 		}
 		return errIrregular
 	}
-	if empty, err := s.open(']'); err != nil {
+	if empty, err := s.Open(']'); err != nil {
 		return err
 	} else if !empty {
 		for {
-			s.ws()
-			if s.i < len(s.data) && s.data[s.i] != '{' && s.data[s.i] != 'n' {
-				if err := s.skip(); err != nil {
+			s.WS()
+			if s.I < len(s.Data) && s.Data[s.I] != '{' && s.Data[s.I] != 'n' {
+				if err := s.Skip(); err != nil {
 					return err
 				}
 				return errIrregular
@@ -510,34 +421,34 @@ func (s *scanner) lazyResources(ev *Event) error {
 			if err != nil {
 				return err
 			}
-			s.ws()
-			if s.i >= len(s.data) {
-				return errSyntax
+			s.WS()
+			if s.I >= len(s.Data) {
+				return jsonscan.ErrSyntax
 			}
-			if s.data[s.i] == ']' {
-				s.i++
-				s.depth--
+			if s.Data[s.I] == ']' {
+				s.I++
+				s.Leave()
 				break
 			}
-			if s.data[s.i] != ',' {
-				return errSyntax
+			if s.Data[s.I] != ',' {
+				return jsonscan.ErrSyntax
 			}
-			s.i++
+			s.I++
 		}
 	}
-	ev.setSpan(fieldResources, start, s.i)
+	ev.setSpan(fieldResources, start, s.I)
 	return nil
 }
 
 // timestamp notes a top-level "@timestamp" string, which records shipped
 // through Logstash carry instead of eventTime (see fillTimeFromShipper).
 func (s *scanner) timestamp(escapedKey bool) error {
-	start := s.i
-	if err := s.skip(); err != nil {
+	start := s.I
+	if err := s.Skip(); err != nil {
 		return err
 	}
-	if s.data[start] == '"' && !escapedKey {
-		s.ts.start, s.ts.end = start, s.i
+	if s.Data[start] == '"' && !escapedKey {
+		s.ts.start, s.ts.end = start, s.I
 	} else {
 		s.tsOdd = true
 	}
@@ -545,11 +456,12 @@ func (s *scanner) timestamp(escapedKey bool) error {
 }
 
 // skipMap skips the value of a map[string]any field, checking its numbers
-// as encoding/json converts them (see inMap).
+// as encoding/json converts them to float64 (an out-of-range one would
+// send the whole decode to the lenient path).
 func (s *scanner) skipMap() error {
-	s.inMap = true
-	err := s.skip()
-	s.inMap = false
+	s.CheckFloats = true
+	err := s.Skip()
+	s.CheckFloats = false
 	return err
 }
 
@@ -574,111 +486,20 @@ func folds(key []byte, odd bool, folded map[string]bool) bool {
 	return folded[string(buf[:len(key)])]
 }
 
-// Flags str reports about a string.
-const (
-	strEscaped  = 1 << iota // holds a backslash escape
-	strNonASCII             // holds a byte >= 0x80
-)
-
-const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
-)
-
-// str scans a JSON string at s.i and returns the bounds of its contents
-// (without quotes) and flags.
-func (s *scanner) str() (start, end, flags int, err error) {
-	if s.i >= len(s.data) || s.data[s.i] != '"' {
-		return 0, 0, 0, errSyntax
-	}
-	s.i++
-	start = s.i
-	data := s.data
-	i := s.i
-	var high uint64
-	for {
-		// Eight bytes at a time: find the first quote, backslash or
-		// control byte (the lowest flagged byte is exact; the borrow in
-		// the subtraction can only flag bytes above it).
-		for i+8 <= len(data) {
-			x := binary.LittleEndian.Uint64(data[i:])
-			q := x ^ (lsb * '"')
-			b := x ^ (lsb * '\\')
-			m := ((q - lsb) &^ q) | ((b - lsb) &^ b) | (x - lsb*0x20)
-			m &^= x
-			m &= msb
-			if m != 0 {
-				n := bits.TrailingZeros64(m) >> 3
-				// Bytes below the stop one: note any high bit (a
-				// shift by 64 is 0 in Go).
-				high |= (x << (8 * (8 - n))) & msb
-				i += n
-				goto slow
-			}
-			high |= x
-			i += 8
-		}
-	slow:
-		if i >= len(data) {
-			return 0, 0, 0, errSyntax
-		}
-		c := data[i]
-		switch {
-		case c == '"':
-			s.i = i + 1
-			if high&msb != 0 {
-				flags |= strNonASCII
-			}
-			return start, i, flags, nil
-		case c == '\\':
-			flags |= strEscaped
-			i++
-			if i >= len(data) {
-				return 0, 0, 0, errSyntax
-			}
-			switch data[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				if i+4 >= len(data) {
-					return 0, 0, 0, errSyntax
-				}
-				for _, h := range data[i+1 : i+5] {
-					if !isHex(h) {
-						return 0, 0, 0, errSyntax
-					}
-				}
-				i += 5
-			default:
-				return 0, 0, 0, errSyntax
-			}
-		case c < 0x20:
-			return 0, 0, 0, errSyntax
-		default:
-			high |= uint64(c)
-			i++
-		}
-	}
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
 // stringInto reads a string (or null, which leaves dst as it is, as
 // encoding/json does) into dst; another type is irregular. A string with
 // no escapes and valid UTF-8 becomes a view of the record (see the top of
 // this file); any other is decoded by encoding/json, which unescapes it
 // and replaces invalid UTF-8.
 func (s *scanner) stringInto(dst *string) error {
-	if s.i < len(s.data) && s.data[s.i] == '"' {
-		start, end, flags, err := s.str()
+	if s.I < len(s.Data) && s.Data[s.I] == '"' {
+		start, end, flags, err := s.Str()
 		if err != nil {
 			return err
 		}
-		content := s.data[start:end]
-		if flags&strEscaped != 0 || (flags&strNonASCII != 0 && !utf8.Valid(content)) {
-			return json.Unmarshal(s.data[start-1:end+1], dst)
+		content := s.Data[start:end]
+		if flags&jsonscan.StrEscaped != 0 || (flags&jsonscan.StrNonASCII != 0 && !utf8.Valid(content)) {
+			return json.Unmarshal(s.Data[start-1:end+1], dst)
 		}
 		if len(content) == 0 {
 			*dst = ""
@@ -687,10 +508,10 @@ func (s *scanner) stringInto(dst *string) error {
 		*dst = unsafe.String(&content[0], len(content))
 		return nil
 	}
-	if s.lit("null") {
+	if s.Lit("null") {
 		return nil
 	}
-	if err := s.skip(); err != nil {
+	if err := s.Skip(); err != nil {
 		return err
 	}
 	return errIrregular
@@ -699,14 +520,14 @@ func (s *scanner) stringInto(dst *string) error {
 // checkString checks that the value is a string or null, as a string
 // field needs; another type is irregular.
 func (s *scanner) checkString() error {
-	if s.i < len(s.data) && s.data[s.i] == '"' {
-		_, _, _, err := s.str()
+	if s.I < len(s.Data) && s.Data[s.I] == '"' {
+		_, _, _, err := s.Str()
 		return err
 	}
-	if s.lit("null") {
+	if s.Lit("null") {
 		return nil
 	}
-	if err := s.skip(); err != nil {
+	if err := s.Skip(); err != nil {
 		return err
 	}
 	return errIrregular
@@ -714,16 +535,16 @@ func (s *scanner) checkString() error {
 
 func (s *scanner) boolInto(dst *bool) error {
 	switch {
-	case s.lit("true"):
+	case s.Lit("true"):
 		*dst = true
 		return nil
-	case s.lit("false"):
+	case s.Lit("false"):
 		*dst = false
 		return nil
-	case s.lit("null"):
+	case s.Lit("null"):
 		return nil
 	}
-	if err := s.skip(); err != nil {
+	if err := s.Skip(); err != nil {
 		return err
 	}
 	return errIrregular
@@ -734,14 +555,14 @@ func (s *scanner) boolInto(dst *bool) error {
 // here without allocating; anything else goes to encoding/json, and a
 // value it rejects is irregular (the lenient decoder drops it).
 func (s *scanner) timeInto(dst *time.Time) error {
-	if s.lit("null") {
+	if s.Lit("null") {
 		return nil
 	}
-	start := s.i
-	if err := s.skip(); err != nil {
+	start := s.I
+	if err := s.Skip(); err != nil {
 		return err
 	}
-	raw := s.data[start:s.i]
+	raw := s.Data[start:s.I]
 	if t, ok := parseTrailTime(raw); ok {
 		*dst = t
 		return nil
@@ -799,149 +620,13 @@ func daysIn(m time.Month, year int) int {
 // nullOrIrregular skips a non-object userIdentity: null is what the
 // full decoder also leaves as it is; anything else is irregular.
 func (s *scanner) nullOrIrregular() error {
-	if s.lit("null") {
+	if s.Lit("null") {
 		return nil
 	}
-	if err := s.skip(); err != nil {
+	if err := s.Skip(); err != nil {
 		return err
 	}
 	return errIrregular
-}
-
-func (s *scanner) lit(word string) bool {
-	if len(s.data)-s.i >= len(word) && string(s.data[s.i:s.i+len(word)]) == word {
-		s.i += len(word)
-		return true
-	}
-	return false
-}
-
-// skip validates and skips one JSON value.
-func (s *scanner) skip() error {
-	if s.i >= len(s.data) {
-		return errSyntax
-	}
-	switch c := s.data[s.i]; {
-	case c == '"':
-		_, _, _, err := s.str()
-		return err
-	case c == '{':
-		if empty, err := s.open('}'); empty || err != nil {
-			return err
-		}
-		for {
-			if _, _, err := s.member(false); err != nil {
-				return err
-			}
-			if err := s.skip(); err != nil {
-				return err
-			}
-			if end, err := s.next(); end || err != nil {
-				s.depth--
-				return err
-			}
-		}
-	case c == '[':
-		if empty, err := s.open(']'); empty || err != nil {
-			return err
-		}
-		for {
-			s.ws()
-			if err := s.skip(); err != nil {
-				return err
-			}
-			s.ws()
-			if s.i >= len(s.data) {
-				return errSyntax
-			}
-			switch s.data[s.i] {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				s.depth--
-				return nil
-			default:
-				return errSyntax
-			}
-		}
-	case c == 't':
-		if s.lit("true") {
-			return nil
-		}
-	case c == 'f':
-		if s.lit("false") {
-			return nil
-		}
-	case c == 'n':
-		if s.lit("null") {
-			return nil
-		}
-	case c == '-' || (c >= '0' && c <= '9'):
-		return s.number()
-	}
-	return errSyntax
-}
-
-// number validates a JSON number (RFC 8259 grammar). Inside a map (inMap)
-// a number that strconv.ParseFloat rejects as out of range is irregular,
-// as it is to encoding/json.
-func (s *scanner) number() error {
-	start := s.i
-	if err := s.numberSyntax(); err != nil {
-		return err
-	}
-	if s.inMap && !floatInRange(s.data[start:s.i]) {
-		return errIrregular
-	}
-	return nil
-}
-
-// floatInRange reports whether n, a valid JSON number, parses as a float64
-// without a range error. Plain integers and decimals shorter than 300
-// bytes always do; only those need no parse.
-func floatInRange(n []byte) bool {
-	if len(n) < 300 && bytes.IndexAny(n, "eE") < 0 {
-		return true
-	}
-	_, err := strconv.ParseFloat(string(n), 64)
-	return err == nil
-}
-
-func (s *scanner) numberSyntax() error {
-	if s.data[s.i] == '-' {
-		s.i++
-	}
-	if s.i < len(s.data) && s.data[s.i] == '0' {
-		s.i++
-	} else if s.digits() == 0 {
-		return errSyntax
-	}
-	if s.i < len(s.data) && s.data[s.i] == '.' {
-		s.i++
-		if s.digits() == 0 {
-			return errSyntax
-		}
-	}
-	if s.i < len(s.data) && (s.data[s.i] == 'e' || s.data[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.data) && (s.data[s.i] == '+' || s.data[s.i] == '-') {
-			s.i++
-		}
-		if s.digits() == 0 {
-			return errSyntax
-		}
-	}
-	return nil
-}
-
-func (s *scanner) digits() int {
-	n := 0
-	for s.i < len(s.data) && s.data[s.i] >= '0' && s.data[s.i] <= '9' {
-		s.i++
-		n++
-	}
-	return n
 }
 
 // DecodeHeader is the first, cheap tier of decoding: it validates raw as one
@@ -956,7 +641,7 @@ func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
 	*ev = Event{}
 	data := trimSpace(raw)
 	ev.raw.data = data
-	s := scanner{data: data}
+	s := scanner{Scanner: jsonscan.Scanner{Data: data}}
 	if err := s.scan(ev); err != nil {
 		// Invalid JSON or an irregular record: the full decoder reports or
 		// coerces it exactly as it always does.

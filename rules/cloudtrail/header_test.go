@@ -124,7 +124,7 @@ func TestHeaderEdgeCases(t *testing.T) {
 		{"escaped key", `{"eventVersion":"1.08","event\u004eame":"ConsoleLogin"}`, false},
 		{"number for a string", `{"eventVersion":"1.08","errorCode":5}`, true},
 		{"day out of range", `{"eventVersion":"1.08","eventTime":"2023-02-29T00:00:00Z"}`, true},
-		{"too deep", `{"eventVersion":"1.08","x":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`, true},
+		{"too deep", `{"eventVersion":"1.08","x":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`, true},
 		// Lazy fields: noted by the scan, decoded by Need.
 		{"lazy maps", `{"eventVersion":"1.08","requestParameters":{"a":[1,2.5,{"b":null}],"c":"\u00e9"},"responseElements":null,"additionalEventData":{},"serviceEventDetails":{"x":true},"addendum":{"y":1},"edgeDeviceDetails":{"z":"w"},"insightDetails":{"q":[]}}`, false},
 		{"resources", `{"eventVersion":"1.08","resources":[{"ARN":"a","accountId":"1","type":"t"},null,{"other":5}]}`, false},
