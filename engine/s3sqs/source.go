@@ -22,6 +22,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/awslogs"
 	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/s3files"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/s3bundle"
 )
 
@@ -36,17 +37,6 @@ type SQS interface {
 }
 
 var _ SQS = (*sqs.Client)(nil)
-
-// Batch is records of one CloudTrail log file, in the file's order. A
-// large file comes in several batches, one after the other.
-type Batch struct {
-	// Object is the log file, s3://bucket/key.
-	Object string
-	// Records are the file's CloudTrail records.
-	Records [][]byte
-	// LastModified is when S3 stored the file.
-	LastModified time.Time
-}
 
 // Options adjust a Source. The zero value is ready for production.
 type Options struct {
@@ -191,14 +181,16 @@ func (s *Source) getQueueURL(ctx context.Context, name, account string) (string,
 }
 
 // Run receives the queue's messages and, for each CloudTrail log file
-// they announce, calls handle with its records; up to Workers objects
-// are read at once, and each object's batches are handled in order. A
-// message is deleted only after handle returned nil for every batch of
-// every object it names. Run returns nil when ctx ends, after making the
+// they announce, calls handle with its records, in batches of at most
+// batch_records whose Origin is the object (s3://bucket/key) and whose
+// records say their place in it; up to Workers objects are read at once,
+// and each object's batches are handled in order. A message is deleted
+// only after handle returned nil for every batch of every object it
+// names. Run returns nil when ctx ends, after making the
 // messages it had not finished visible again; it returns an error when
 // handle fails (the message is then read again, by this instance or
 // another, once its visibility timeout runs out).
-func (s *Source) Run(ctx context.Context, handle func(ctx context.Context, b Batch) error) error {
+func (s *Source) Run(ctx context.Context, handle source.Handler) error {
 	if err := s.Check(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -330,7 +322,7 @@ func (e errHandle) Unwrap() error { return e.err }
 
 // process reads the objects one message names and settles the message.
 // It returns an error only when handle failed.
-func (s *Source) process(ctx context.Context, m sqstypes.Message, handle func(context.Context, Batch) error) error {
+func (s *Source) process(ctx context.Context, m sqstypes.Message, handle source.Handler) error {
 	log := s.log.With("message_id", aws.ToString(m.MessageId))
 	n, err := ParseMessage(aws.ToString(m.Body))
 	if err != nil {
@@ -396,7 +388,7 @@ func (s *Source) process(ctx context.Context, m sqstypes.Message, handle func(co
 // records to handle in batches. problem says what in the object could not
 // be read (its records before were handled); err is a failure to get the
 // object that a later attempt may not meet, or an errHandle.
-func (s *Source) read(ctx context.Context, o Object, handle func(context.Context, Batch) error) (problem string, err error) {
+func (s *Source) read(ctx context.Context, o Object, handle source.Handler) (problem string, err error) {
 	body, err := s3files.Open(ctx, s.s3, s3files.Object{Bucket: o.Bucket, Key: o.Key})
 	if err != nil {
 		if isGone(err) {
@@ -407,7 +399,7 @@ func (s *Source) read(ctx context.Context, o Object, handle func(context.Context
 	defer body.Close()
 	obj := body.Object()
 	uri := o.URI()
-	b := Batch{Object: uri, LastModified: obj.LastModified}
+	b := source.Batch{Origin: uri}
 	flush := func() error {
 		if len(b.Records) == 0 {
 			return nil
@@ -421,13 +413,23 @@ func (s *Source) read(ctx context.Context, o Object, handle func(context.Context
 	}
 	var bad []string
 	err = files.ReadStream(ctx, uri, body, func(r files.Record) error {
-		b.Records = append(b.Records, bytes.Clone(r.Data))
+		b.Records = append(b.Records, source.Record{
+			Data: bytes.Clone(r.Data), Place: source.Place{Object: uri, Line: r.Line, Index: r.Index},
+		})
 		if len(b.Records) >= s.cfg.BatchRecords {
 			return flush()
 		}
 		return nil
 	}, func(p *files.BadInput) {
-		bad = append(bad, strings.TrimPrefix(p.Error(), uri+": "))
+		// The place within the object: ":12" (a line) or ": record 3".
+		at := strings.TrimPrefix(strings.TrimPrefix(p.Place, uri), ": ")
+		if n, ok := strings.CutPrefix(at, ":"); ok {
+			at = "line " + n
+		}
+		if at != "" {
+			at += ": "
+		}
+		bad = append(bad, at+p.Err.Error())
 	})
 	if err != nil {
 		return "", err

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailwatch/trailwatch/engine/s3sqs"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/faultproxy"
 	"github.com/trailwatch/trailwatch/internal/s3test"
 )
@@ -77,13 +78,13 @@ func logFile(ids ...string) []byte {
 type collector struct {
 	mu      sync.Mutex
 	ids     []string
-	batches []s3sqs.Batch
+	batches []source.Batch
 	// block, if set, is waited on before each batch is taken.
 	block chan struct{}
 	fail  error
 }
 
-func (c *collector) handle(ctx context.Context, b s3sqs.Batch) error {
+func (c *collector) handle(ctx context.Context, b source.Batch) error {
 	if c.block != nil {
 		select {
 		case <-c.block:
@@ -99,7 +100,7 @@ func (c *collector) handle(ctx context.Context, b s3sqs.Batch) error {
 	c.batches = append(c.batches, b)
 	for _, r := range b.Records {
 		var rec struct{ EventID string }
-		json.Unmarshal(r, &rec)
+		json.Unmarshal(r.Data, &rec)
 		c.ids = append(c.ids, rec.EventID)
 	}
 	return nil
@@ -256,10 +257,16 @@ func TestSourceReadsNotifiedObjects(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", tt.metric, tt.labels, got, tt.want)
 		}
 	}
-	// Batches of at most batch_records, each of one object.
+	// Batches of at most batch_records, each of one object, each record
+	// with its place in it.
 	for _, b := range c.batches {
-		if len(b.Records) > 2 || !strings.HasPrefix(b.Object, "s3://trail/AWSLogs/") || b.LastModified.IsZero() {
-			t.Errorf("batch of %d records of %s modified %v", len(b.Records), b.Object, b.LastModified)
+		if len(b.Records) > 2 || !strings.HasPrefix(b.Origin, "s3://trail/AWSLogs/") {
+			t.Errorf("batch of %d records from %s", len(b.Records), b.Origin)
+		}
+		for _, r := range b.Records {
+			if r.Place.Object != b.Origin || r.Place.Index == 0 {
+				t.Errorf("a record of %s placed at %s", b.Origin, r.Place)
+			}
 		}
 	}
 	if lag := r.metric("trailwatch_s3sqs_lag_seconds"); lag <= 0 || lag > 60 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
+	"github.com/trailwatch/trailwatch/engine/s3sqs"
 	"github.com/trailwatch/trailwatch/engine/source"
 )
 
@@ -21,6 +22,7 @@ import (
 func init() {
 	source.Register("cloudwatch", (*cloudwatch.Config).Prepare, cloudwatch.Open)
 	source.Register("kinesis", (*kinesis.Config).Prepare, kinesis.Open)
+	source.Register("s3sqs", (*s3sqs.Config).Prepare, s3sqs.Open)
 }
 
 // Source is the `source` block: one registered source type and its

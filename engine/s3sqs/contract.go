@@ -1,0 +1,61 @@
+package s3sqs
+
+import (
+	"context"
+	"time"
+
+	"github.com/trailwatch/trailwatch/engine/source"
+)
+
+// The pipeline's view of the source: Source implements source.Source, and
+// Open builds it for the source registry (type "s3sqs").
+var (
+	_ source.Source = (*Source)(nil)
+	_ source.Ready  = (*readySource)(nil)
+)
+
+// Prepare applies the defaults of the `source.s3sqs` block and validates
+// it: the registry's check of the block.
+func (c *Config) Prepare() error {
+	c.SetDefaults()
+	return c.Validate()
+}
+
+// AWSRegion is the queue's region: shared_state's table is in it unless
+// shared_state names its own.
+func (c *Config) AWSRegion() string { return c.Region }
+
+// Open builds the source of a prepared `source.s3sqs` block for the
+// registry: SQS and S3 clients from the SDK's default chain (see
+// NewClients), and readiness from the receives (the queue answers).
+func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, error) {
+	q, s3c, err := NewClients(ctx, *cfg)
+	if err != nil {
+		return nil, err
+	}
+	ref, _ := parseQueue(cfg.Queue)
+	name := ref.name()
+	// A receive returns within wait_time, message or not.
+	polls := source.NewPollTracker([]string{name}, max(3*cfg.WaitTime, 45*time.Second), nil)
+	if err := deps.Registerer.Register(polls); err != nil {
+		return nil, err
+	}
+	src, err := New(q, s3c, *cfg, Options{
+		Logger:     deps.Logger,
+		Registerer: deps.Registerer,
+		Received:   func() { polls.Polled(name) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &readySource{Source: src, polls: polls}, nil
+}
+
+// readySource is a Source that says whether it reads.
+type readySource struct {
+	*Source
+	polls *source.PollTracker
+}
+
+// Ready fails while the receives have failed lately.
+func (r *readySource) Ready(ctx context.Context) error { return r.polls.Check(ctx) }
