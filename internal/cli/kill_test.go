@@ -77,7 +77,7 @@ func TestRunSurvivesKill9(t *testing.T) {
 func startRunProcess(t *testing.T, logs *syncBuffer, e *runEnv) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "run", "--config", e.cfgPath, "--log-level", "debug")
-	cmd.Env = append(os.Environ(), "TRAILWATCH_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "TRAILWATCH_TEST_MAIN=1"), e.env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -20,13 +20,11 @@ import (
 	"github.com/trailwatch/trailwatch/internal/testservers"
 )
 
-// kinesisRig is a moto-backed Kinesis stream of two shards with a lease
-// table and a shared-state table, and a directory for instances' files.
-type kinesisRig struct {
+// fleet is what several `trailwatch run` instances share: a directory for
+// their files, one alerts file, one rules file and a shared-state table.
+type fleet struct {
 	t                      *testing.T
-	kin                    *kds.Client
-	ddb                    *dynamodb.Client
-	stream, leases, ledger string
+	ledger                 string
 	dir, alerts, rulesPath string
 	// notifier, if set, gives the notifiers block of instance name
 	// (default: one file notifier "out" writing to alerts).
@@ -35,6 +33,44 @@ type kinesisRig struct {
 	sharedState string
 	// extra is added at the top level (e.g. an outbox block).
 	extra string
+}
+
+func newFleet(t *testing.T, ledger string) fleet {
+	dir := t.TempDir()
+	return fleet{t: t, ledger: ledger, dir: dir, alerts: filepath.Join(dir, "alerts.jsonl"), rulesPath: filepath.Join(dir, "rules.yaml")}
+}
+
+// instance writes the configuration of one run instance named name: the
+// source block given, shared_state on the fleet's table, its own state
+// dir and listen address, the fleet's rules and notifiers.
+func (f *fleet) instance(name, source string) *runEnv {
+	e := &runEnv{
+		t: f.t, dir: f.dir, alerts: f.alerts, rules: f.rulesPath,
+		cfgPath: filepath.Join(f.dir, name+".yaml"),
+		listen:  fmt.Sprintf("127.0.0.1:%d", testservers.FreePort(f.t)),
+	}
+	notifier := fmt.Sprintf("  - name: out\n    type: file\n    path: %s\n", f.alerts)
+	if f.notifier != nil {
+		notifier = f.notifier(name)
+	}
+	e.writeFile(e.cfgPath, fmt.Sprintf(`%s
+shared_state:
+  dynamodb_table: %s%s
+state_dir: %s
+listen: %s
+rules: [rules.yaml]
+%snotifiers:
+%s`, strings.TrimRight(source, "\n"), f.ledger, f.sharedState, filepath.Join(f.dir, name+"-state"), e.listen, f.extra, notifier))
+	return e
+}
+
+// kinesisRig is a moto-backed Kinesis stream of two shards with a lease
+// table and a shared-state table, and a directory for instances' files.
+type kinesisRig struct {
+	fleet
+	kin            *kds.Client
+	ddb            *dynamodb.Client
+	stream, leases string
 }
 
 func newKinesisRig(t *testing.T) *kinesisRig {
@@ -46,7 +82,7 @@ func newKinesisRig(t *testing.T) *kinesisRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &kinesisRig{t: t, kin: kin, ddb: ddb, stream: "cloudtrail", leases: "trailwatch-leases", ledger: "trailwatch-deliveries"}
+	r := &kinesisRig{fleet: newFleet(t, "trailwatch-deliveries"), kin: kin, ddb: ddb, stream: "cloudtrail", leases: "trailwatch-leases"}
 	if _, err := kin.CreateStream(ctx, &kds.CreateStreamInput{StreamName: aws.String(r.stream), ShardCount: aws.Int32(2)}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +95,6 @@ func newKinesisRig(t *testing.T) *kinesisRig {
 	if err := dynamostate.CreateTable(ctx, ddb, r.ledger); err != nil {
 		t.Fatal(err)
 	}
-	r.dir = t.TempDir()
-	r.alerts = filepath.Join(r.dir, "alerts.jsonl")
-	r.rulesPath = filepath.Join(r.dir, "rules.yaml")
 	return r
 }
 
@@ -69,35 +102,18 @@ func newKinesisRig(t *testing.T) *kinesisRig {
 // its own state dir and listen address, all writing alerts to one file.
 // An empty workerID leaves the default (host name and a random suffix).
 func (r *kinesisRig) instance(name, workerID string) *runEnv {
-	e := &runEnv{
-		t: r.t, dir: r.dir, alerts: r.alerts, rules: r.rulesPath,
-		cfgPath: filepath.Join(r.dir, name+".yaml"),
-		listen:  fmt.Sprintf("127.0.0.1:%d", testservers.FreePort(r.t)),
-	}
 	worker := ""
 	if workerID != "" {
 		worker = "\n    worker_id: " + workerID
 	}
-	notifier := fmt.Sprintf("  - name: out\n    type: file\n    path: %s\n", r.alerts)
-	if r.notifier != nil {
-		notifier = r.notifier(name)
-	}
-	e.writeFile(e.cfgPath, fmt.Sprintf(`source:
+	return r.fleet.instance(name, fmt.Sprintf(`source:
   kinesis:
     stream: %s
     lease_table: %s
     region: us-east-1
     start: trim_horizon
     poll_interval: 100ms
-    lease_duration: 3s%s
-shared_state:
-  dynamodb_table: %s%s
-state_dir: %s
-listen: %s
-rules: [rules.yaml]
-%snotifiers:
-%s`, r.stream, r.leases, worker, r.ledger, r.sharedState, filepath.Join(r.dir, name+"-state"), e.listen, r.extra, notifier))
-	return e
+    lease_duration: 3s%s`, r.stream, r.leases, worker))
 }
 
 // owners returns the worker ids holding a lease.

@@ -58,6 +58,9 @@ type runEnv struct {
 	stream   string
 	seq      int
 	lastTime time.Time
+	// env is added to the environment of the process startRunProcess
+	// starts (e.g. an endpoint of its own).
+	env []string
 }
 
 const runRootLoginRule = `rules:
