@@ -79,6 +79,12 @@ takeover) is sent once; dedup windows, threshold groups and silences live in the
 table, so repeats seen by different instances are folded together and a silence added
 once holds on every instance. See docs/scale-out.md.
 
+With source.s3sqs, run reads CloudTrail's log files from its S3 bucket as the bucket's
+notifications announce them on an SQS queue, which any number of instances share; a
+notification is deleted only once its log file's alerts are in the outbox, and one
+whose log file cannot be read goes to the queue's dead-letter queue with the reason.
+See the README's "CloudTrail in S3" and examples/deploy/s3sqs.
+
 SIGHUP reloads the configuration and the rules: the new set is validated completely
 and swapped in between two batches; on any problem the running set stays and every
 problem is logged with file:line:col. Rules, lists and routes are reloaded; changes
@@ -96,7 +102,7 @@ changed. Built-in packs are compiled in and need no watching.
 
 AWS access uses the SDK's standard chain (environment, shared config and profiles,
 SSO, web identity, instance and container roles); AWS_ENDPOINT_URL and
-AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB) are honoured.`,
+AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB, _SQS, _S3) are honoured.`,
 		Example: `  trailwatch run --config /etc/trailwatch/config.yaml
   AWS_PROFILE=security trailwatch run --config examples/config.yaml --log-format json
   kill -HUP $(pidof trailwatch)   # reload rules and routes

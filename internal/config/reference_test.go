@@ -6,6 +6,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/s3sqs"
 	"github.com/trailwatch/trailwatch/notifiers/email"
 	"github.com/trailwatch/trailwatch/notifiers/pagerduty"
 	"github.com/trailwatch/trailwatch/rules"
@@ -88,7 +89,7 @@ var reference = map[string]keyDoc{
 		Example:     "[{min_severity: high, notify: [page]}]",
 	},
 	"shared_state": {
-		Doc:     "Share deliveries, dedup windows, threshold groups and silences between processes in one DynamoDB table (several `run` instances on one Kinesis stream). See docs/scale-out.md.",
+		Doc:     "Share deliveries, dedup windows, threshold groups and silences between processes in one DynamoDB table (several `run` instances on one Kinesis stream or one SQS queue). See docs/scale-out.md.",
 		Example: "{dynamodb_table: trailwatch-state}",
 	},
 	"reload": {
@@ -178,6 +179,42 @@ var reference = map[string]keyDoc{
 		Example:     "trailwatch-a",
 	},
 
+	// source.s3sqs
+	"source.s3sqs": {
+		Doc:     "Read CloudTrail's log files from its S3 bucket as the bucket's event notifications announce them on an SQS queue (S3, SNS or EventBridge to SQS, or the trail's own SNS notification), sharing the queue with every instance that reads it. Only keys under `AWSLogs/…/CloudTrail/<region>/` named `*.json` or `*.json.gz` are read; digests, Insights files and other keys are deleted unread. See examples/deploy/s3sqs.",
+		Example: "{queue: https://sqs.us-east-1.amazonaws.com/111122223333/trailwatch-s3sqs}",
+	},
+	"source.s3sqs.queue": {
+		Doc:      "The SQS queue the notifications go to, by URL or ARN. It must have a redrive policy: the notifications of log files that cannot be read are moved to its dead-letter queue, with the reason in the `trailwatch-error` message attribute.",
+		Example:  "https://sqs.us-east-1.amazonaws.com/111122223333/trailwatch-s3sqs",
+		Required: true,
+	},
+	"source.s3sqs.region": {
+		Doc:         "AWS region of the queue. Buckets are read in their own regions whatever this says.",
+		DefaultText: "the queue URL's or ARN's, else the SDK's chain",
+		Example:     "eu-west-1",
+	},
+	"source.s3sqs.visibility_timeout": {
+		Doc:     "How long a received notification stays hidden from the other instances (3s to 12h, whole seconds); it is extended by as much every third of it while its log file is read, so the work of an instance that died is read again within one timeout.",
+		Default: s3sqs.DefaultVisibilityTimeout,
+		Example: "10m",
+	},
+	"source.s3sqs.wait_time": {
+		Doc:     "How long one ReceiveMessage call waits for a notification (SQS long polling, 0s to 20s, whole seconds).",
+		Default: s3sqs.DefaultWaitTime,
+		Example: "10s",
+	},
+	"source.s3sqs.workers": {
+		Doc:     "How many log files are read at once, 1 to 100.",
+		Default: s3sqs.DefaultWorkers,
+		Example: "8",
+	},
+	"source.s3sqs.batch_records": {
+		Doc:     "How many records of a log file go to the pipeline in one batch (one outbox transaction), 1 to 100000; a larger file comes in several, and its notification is deleted after the last.",
+		Default: s3sqs.DefaultBatchRecords,
+		Example: "500",
+	},
+
 	// shared_state
 	"shared_state.dynamodb_table": {
 		Doc:      "The DynamoDB table (partition key `pk`, a string; Time to Live on `expires_at`).",
@@ -186,7 +223,7 @@ var reference = map[string]keyDoc{
 	},
 	"shared_state.region": {
 		Doc:         "AWS region of the table.",
-		DefaultText: "source.kinesis's region if set, else the SDK's chain",
+		DefaultText: "the source's region (source.kinesis, source.s3sqs) if set, else the SDK's chain",
 		Example:     "eu-west-1",
 	},
 	"shared_state.lease": {
