@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -66,8 +66,11 @@ func (b *BadInput) Error() string { return b.Place + ": " + b.Err.Error() }
 
 // Walk reads every record from paths in order (files in a directory in
 // lexical order, which is time order in CloudTrail's S3 layout) and calls
-// fn for each. A part of the input that cannot be read is reported to bad
-// and skipped; fn's error, a missing path or ctx's end stops the walk.
+// fn for each. A part of the input that cannot be read — a malformed or
+// truncated file, an oversized record, a file or directory that cannot be
+// opened, a dangling symbolic link, something in a directory that is not
+// a regular file (a FIFO would block) — is reported to bad and skipped;
+// fn's error, a path that does not exist or ctx's end stops the walk.
 func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) error, bad func(*BadInput)) error {
 	if bad == nil {
 		bad = func(*BadInput) {}
@@ -78,27 +81,39 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) err
 			if in == nil {
 				in = os.Stdin
 			}
+			if f, ok := in.(*os.File); ok {
+				stop := interruptReads(ctx, f)
+				err := readStream(ctx, "<stdin>", in, fn, bad)
+				stop()
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if err := readStream(ctx, "<stdin>", in, fn, bad); err != nil {
 				return err
 			}
 			continue
 		}
 		st, err := os.Stat(p)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("read events: %w", err)
 		}
+		if err != nil {
+			bad(&BadInput{Place: p, Err: err})
+			continue
+		}
 		if !st.IsDir() {
-			if err := readFile(ctx, p, fn, bad); err != nil {
+			if err := readFile(ctx, p, st, fn, bad); err != nil {
 				return err
 			}
 			continue
 		}
-		files, err := List(p, opts)
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			if err := readFile(ctx, f, fn, bad); err != nil {
+		for _, f := range list(p, opts, bad) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := readFile(ctx, f.path, f.info, fn, bad); err != nil {
 				return err
 			}
 		}
@@ -108,12 +123,36 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) err
 
 // List returns the event files under dir in lexical order: *.json,
 // *.jsonl, *.ndjson, with or without .gz. Hidden files and directories
-// are skipped, and so is whatever opts' SkipFile and SkipDir reject.
+// are skipped, and so is whatever opts' SkipFile and SkipDir reject, and
+// whatever cannot be read or is not a regular file (Walk reports those).
 func List(dir string, opts Options) ([]string, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("list event files in %s: %w", dir, err)
+	}
 	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	for _, f := range list(dir, opts, func(*BadInput) {}) {
+		out = append(out, f.path)
+	}
+	return out, nil
+}
+
+type listed struct {
+	path string
+	info fs.FileInfo
+}
+
+// list walks dir for event files, reporting to bad what it cannot read.
+func list(dir string, opts Options, bad func(*BadInput)) []listed {
+	var out []listed
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			// An unreadable directory (or one that vanished): the rest of
+			// the tree is still read.
+			bad(&BadInput{Place: p, Err: err})
+			if d != nil && d.IsDir() && p != dir {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		name := d.Name()
 		if d.IsDir() {
@@ -128,14 +167,21 @@ func List(dir string, opts Options) ([]string, error) {
 		if opts.SkipFile != nil && opts.SkipFile(p) {
 			return nil
 		}
-		out = append(out, p)
+		// Follow a symbolic link to see what it names.
+		info, err := os.Stat(p)
+		if err != nil {
+			bad(&BadInput{Place: p, Err: err})
+			return nil
+		}
+		if !info.Mode().IsRegular() {
+			bad(&BadInput{Place: p, Err: fmt.Errorf("not a regular file (%s), skipped", info.Mode().Type())})
+			return nil
+		}
+		out = append(out, listed{p, info})
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list event files in %s: %w", dir, err)
-	}
-	sort.Strings(out)
-	return out, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out
 }
 
 // IsEventFile reports whether a file name looks like recorded events.
@@ -144,13 +190,60 @@ func IsEventFile(name string) bool {
 	return strings.HasSuffix(n, ".json") || strings.HasSuffix(n, ".jsonl") || strings.HasSuffix(n, ".ndjson")
 }
 
-func readFile(ctx context.Context, path string, fn func(Record) error, bad func(*BadInput)) error {
-	f, err := os.Open(path)
+// readFile reads one file; one that cannot be opened is reported. A file
+// named on the command line may be a pipe (process substitution): opening
+// and reading it then give way to ctx.
+func readFile(ctx context.Context, path string, info fs.FileInfo, fn func(Record) error, bad func(*BadInput)) error {
+	var f *os.File
+	var err error
+	if info.Mode().IsRegular() {
+		f, err = os.Open(path)
+	} else {
+		f, err = openInterruptible(ctx, path)
+	}
 	if err != nil {
-		return fmt.Errorf("read events: %w", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		bad(&BadInput{Place: path, Err: err})
+		return nil
 	}
 	defer f.Close()
+	stop := interruptReads(ctx, f)
+	defer stop()
 	return readStream(ctx, path, f, fn, bad)
+}
+
+// openInterruptible opens path, giving up when ctx ends: opening a FIFO
+// blocks until someone writes to it.
+func openInterruptible(ctx context.Context, path string) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		f, err := os.Open(path)
+		ch <- result{f, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.f, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.f != nil {
+				r.f.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// interruptReads makes a blocked read of f (a pipe, a terminal) return
+// when ctx ends. Regular files never block, and ignore it.
+func interruptReads(ctx context.Context, f *os.File) (stop func()) {
+	cancel := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	return func() { cancel() }
 }
 
 var gzipMagic = []byte{0x1f, 0x8b}
@@ -167,10 +260,10 @@ func ReadStream(ctx context.Context, name string, r io.Reader, fn func(Record) e
 	return readStream(ctx, name, r, fn, bad)
 }
 
-// readStream reads one input, gzipped or not, choosing between JSON Lines
-// and a single {"Records": [...]} document by its first bytes.
+// readStream reads one input, gzipped or not: a CloudTrail log file
+// ({"Records":[...]}), a JSON list of records, or JSON Lines.
 func readStream(ctx context.Context, name string, r io.Reader, fn func(Record) error, bad func(*BadInput)) error {
-	br := bufio.NewReaderSize(r, 256*1024)
+	br := bufio.NewReaderSize(r, 32<<10)
 	if head, _ := br.Peek(2); bytes.Equal(head, gzipMagic) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
@@ -178,125 +271,18 @@ func readStream(ctx context.Context, name string, r io.Reader, fn func(Record) e
 			return nil
 		}
 		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 256*1024)
+		return readInput(ctx, name, newScanner(gzipErrors{zr}), fn, bad)
 	}
-	if isDocument(br) {
-		return readDocument(ctx, name, br, fn, bad)
-	}
-	return readLines(ctx, name, br, fn, bad)
+	return readInput(ctx, name, newScanner(br), fn, bad)
 }
 
-// isDocument reports whether the input starts like `{"Records":` or `[`,
-// that is, a whole-file JSON document rather than JSON Lines.
-func isDocument(br *bufio.Reader) bool {
-	head, _ := br.Peek(4096)
-	head = bytes.TrimLeft(head, " \t\r\n\xef\xbb\xbf")
-	if len(head) > 0 && head[0] == '[' {
-		return true
-	}
-	if len(head) == 0 || head[0] != '{' {
-		return false
-	}
-	rest := bytes.TrimLeft(head[1:], " \t\r\n")
-	return bytes.HasPrefix(rest, []byte(`"Records"`))
-}
+// gzipErrors names gzip's failures (a bad checksum, a cut stream) as such.
+type gzipErrors struct{ r io.Reader }
 
-func readLines(ctx context.Context, name string, br *bufio.Reader, fn func(Record) error, bad func(*BadInput)) error {
-	var long []byte
-	line := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			if len(long)+len(chunk) <= MaxRecordSize {
-				long = append(long, chunk...)
-			} else {
-				long = long[:0:0]
-				long = append(long, "\x00too long"...)
-			}
-			continue
-		}
-		data := chunk
-		if len(long) > 0 {
-			data = append(long, chunk...)
-			long = nil
-		}
-		if len(data) > 0 {
-			line++
-			trimmed := bytes.TrimSpace(data)
-			switch {
-			case len(trimmed) == 0:
-			case bytes.HasPrefix(trimmed, []byte("\x00too long")) || len(data) > MaxRecordSize:
-				bad(&BadInput{Place: fmt.Sprintf("%s:%d", name, line), Err: fmt.Errorf("line longer than %d bytes", MaxRecordSize)})
-			default:
-				if ferr := fn(Record{Data: trimmed, File: name, Line: line}); ferr != nil {
-					return ferr
-				}
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			bad(&BadInput{Place: fmt.Sprintf("%s:%d", name, line+1), Err: err})
-			return nil
-		}
+func (g gzipErrors) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("gzip: %w", err)
 	}
-}
-
-// readDocument streams the elements of {"Records":[...]} (or a top-level
-// array) without holding the whole document.
-func readDocument(ctx context.Context, name string, br *bufio.Reader, fn func(Record) error, bad func(*BadInput)) error {
-	dec := json.NewDecoder(br)
-	fail := func(i int, err error) error {
-		bad(&BadInput{Place: fmt.Sprintf("%s: record %d", name, i), Err: fmt.Errorf("malformed log file, rest of file skipped: %w", err)})
-		return nil
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fail(1, err)
-	}
-	if tok == json.Delim('{') {
-		found := false
-		for dec.More() {
-			key, err := dec.Token()
-			if err != nil {
-				return fail(1, err)
-			}
-			if key == "Records" {
-				found = true
-				break
-			}
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return fail(1, err)
-			}
-		}
-		if !found {
-			bad(&BadInput{Place: name, Err: errors.New(`no "Records" list`)})
-			return nil
-		}
-		if tok, err = dec.Token(); err != nil {
-			return fail(1, err)
-		}
-	}
-	if tok != json.Delim('[') {
-		return fail(1, errors.New("expected a list of records"))
-	}
-	var raw json.RawMessage
-	for i := 1; dec.More(); i++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		raw = raw[:0]
-		if err := dec.Decode(&raw); err != nil {
-			return fail(i, err)
-		}
-		if err := fn(Record{Data: raw, File: name, Index: i}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return n, err
 }

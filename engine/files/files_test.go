@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func collect(t *testing.T, paths []string, opts Options) (records []string, places []string, bad []string) {
@@ -126,5 +132,221 @@ func TestWalkStdinAndMissing(t *testing.T) {
 	err := Walk(context.Background(), []string{"/no/such/file"}, Options{}, func(Record) error { return nil }, nil)
 	if err == nil {
 		t.Error("a missing path must be an error")
+	}
+}
+
+// gzCorruptCRC gzips s and spoils the checksum in the trailer.
+func gzCorruptCRC(t *testing.T, s string) []byte {
+	b := gz(t, s)
+	b[len(b)-8] ^= 0xff
+	return b
+}
+
+func TestWalkDamagedDocuments(t *testing.T) {
+	dir := t.TempDir()
+	long := `{"eventID":"long","x":"` + strings.Repeat("a", MaxRecordSize) + `"}`
+	tests := []struct {
+		name        string
+		data        []byte
+		wantRecords []string
+		wantBad     []string // substrings, in order
+	}{
+		{"oversized record in a log file is skipped with its place",
+			[]byte(`{"Records":[{"eventID":"a"},` + long + `,{"eventID":"b"}]}`),
+			[]string{`{"eventID":"a"}`, `{"eventID":"b"}`}, []string{"record 2: record longer than"}},
+		{"other members before Records",
+			[]byte(`{"Other":{"Records":"not this one","n":[1,2,{"x":"]"}]},"Records":[{"eventID":"a"}],"More":null}`),
+			[]string{`{"eventID":"a"}`}, nil},
+		{"truncated after a complete record",
+			[]byte(`{"Records":[{"eventID":"a"},{"eventID":"b"}`),
+			[]string{`{"eventID":"a"}`, `{"eventID":"b"}`}, []string{"record 3: the log file ends after record 2 without closing"}},
+		{"truncated after a comma",
+			[]byte(`{"Records":[{"eventID":"a"},`),
+			[]string{`{"eventID":"a"}`}, []string{"record 2: the log file ends after record 1"}},
+		{"object not closed after the list",
+			[]byte(`{"Records":[{"eventID":"a"}]`),
+			[]string{`{"eventID":"a"}`}, []string{"record 2: malformed log file"}},
+		{"garbage after the document",
+			[]byte(`{"Records":[{"eventID":"a"}]} {"eventID":"sneaky"}`),
+			[]string{`{"eventID":"a"}`}, []string{"after the end of the log file"}},
+		{"bad gzip checksum", gzCorruptCRC(t, `{"Records":[{"eventID":"a"}]}`),
+			[]string{`{"eventID":"a"}`}, []string{"gzip: "}},
+		{"bad gzip checksum in JSON Lines", gzCorruptCRC(t, "{\"eventID\":\"a\"}\n"),
+			[]string{`{"eventID":"a"}`}, []string{"gzip: "}},
+		{"gzip cut short", gz(t, `{"Records":[{"eventID":"a"}]}`)[:20],
+			nil, []string{"gzip: "}},
+		{"Records that is not a list", []byte(`{"Records":{"eventID":"a"}}`),
+			nil, []string{`"Records" is not a list`}},
+		{"pretty-printed single record", []byte("{\n  \"eventID\": \"p\"\n}\n{\"eventID\":\"q\"}\n"),
+			[]string{"{\n  \"eventID\": \"p\"\n}", `{"eventID":"q"}`}, nil},
+		{"oversized first line of JSON Lines", []byte(long + "\n{\"eventID\":\"next\"}\n"),
+			[]string{`{"eventID":"next"}`}, []string{":1: line longer than"}},
+		{"list with strings holding brackets", []byte(`[{"eventID":"a","m":"}]{["},{"eventID":"b\"]"}]`),
+			[]string{`{"eventID":"a","m":"}]{["}`, `{"eventID":"b\"]"}`}, nil},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, fmt.Sprintf("f%d.json", i))
+			writeFile(t, p, tt.data)
+			recs, _, bad := collect(t, []string{p}, Options{})
+			if strings.Join(recs, "|") != strings.Join(tt.wantRecords, "|") {
+				t.Errorf("records = %.200q, want %q", recs, tt.wantRecords)
+			}
+			if len(bad) != len(tt.wantBad) {
+				t.Fatalf("bad inputs = %q, want %d like %q", bad, len(tt.wantBad), tt.wantBad)
+			}
+			for j, w := range tt.wantBad {
+				if !strings.Contains(bad[j], w) {
+					t.Errorf("bad input %d = %q, want it to say %q", j, bad[j], w)
+				}
+			}
+		})
+	}
+}
+
+func TestWalkJSONLinesNumbersAfterPrettyRecord(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "p.jsonl")
+	writeFile(t, p, []byte("{\n\"eventID\":\"p\"\n}\n{\"eventID\":\"q\"}\n"))
+	_, places, _ := collect(t, []string{p}, Options{})
+	if len(places) != 2 || !strings.HasSuffix(places[0], "p.jsonl:1") || !strings.HasSuffix(places[1], "p.jsonl:4") {
+		t.Errorf("places = %q, want lines 1 and 4", places)
+	}
+}
+
+// bombReader yields prefix, then n bytes of fill, then suffix, without ever
+// holding the fill.
+type bombReader struct {
+	prefix, suffix string
+	fill           byte
+	n              int64
+	off            int64
+	chunk          []byte
+}
+
+func (b *bombReader) Read(p []byte) (int, error) {
+	pre, fill := int64(len(b.prefix)), int64(len(b.prefix))+b.n
+	total := fill + int64(len(b.suffix))
+	if b.off >= total {
+		return 0, io.EOF
+	}
+	var n int
+	switch {
+	case b.off < pre:
+		n = copy(p, b.prefix[b.off:])
+	case b.off < fill:
+		n = int(min(int64(len(p)), fill-b.off))
+		if b.chunk == nil {
+			b.chunk = bytes.Repeat([]byte{b.fill}, 64<<10)
+		}
+		n = min(n, len(b.chunk))
+		copy(p, b.chunk[:n])
+	default:
+		n = copy(p, b.suffix[b.off-fill:])
+	}
+	b.off += int64(n)
+	return n, nil
+}
+
+// TestWalkBombsStayBounded reads inputs that inflate in one
+// place (24 MiB) each — one record, one string, a member before "Records", a nest
+// of brackets, a JSON Lines line — and checks that the records around them
+// are read and that the walk allocates a small fraction of the input.
+func TestWalkBombsStayBounded(t *testing.T) {
+	const n = 24 << 20
+	tests := []struct {
+		name        string
+		r           *bombReader
+		wantRecords int
+	}{
+		{"huge string in a record", &bombReader{prefix: `{"Records":[{"eventID":"a"},{"x":"`, fill: 'a', n: n, suffix: `"},{"eventID":"b"}]}`}, 2},
+		{"huge member before Records", &bombReader{prefix: `{"Other":"`, fill: 'a', n: n, suffix: `","Records":[{"eventID":"b"}]}`}, 1},
+		{"deep nest in a record", &bombReader{prefix: `{"Records":[{"eventID":"a"},{"x":`, fill: '[', n: n, suffix: `}]}`}, 1},
+		{"white space between records", &bombReader{prefix: `{"Records":[{"eventID":"a"},`, fill: ' ', n: n, suffix: `{"eventID":"b"}]}`}, 2},
+		{"huge JSON Lines line", &bombReader{prefix: "{\"eventID\":\"a\"}\n{\"x\":\"", fill: 'a', n: n, suffix: "\"}\n{\"eventID\":\"b\"}\n"}, 2},
+		{"huge list", &bombReader{prefix: `[{"eventID":"a"},"`, fill: 'a', n: n, suffix: `",{"eventID":"b"}]`}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			got := 0
+			err := Walk(context.Background(), []string{"-"}, Options{Stdin: tt.r}, func(r Record) error {
+				if len(r.Data) > MaxRecordSize {
+					t.Errorf("record of %d bytes handed over", len(r.Data))
+				}
+				got++
+				return nil
+			}, func(*BadInput) {})
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.wantRecords {
+				t.Errorf("records = %d, want %d", got, tt.wantRecords)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+				t.Errorf("reading %d MiB allocated %d MiB; want under 8 MiB whatever the input", n>>20, alloc>>20)
+			}
+		})
+	}
+}
+
+func TestWalkSkipsWhatCannotBeRead(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.json"), []byte(`{"Records":[{"eventID":"a"}]}`))
+	writeFile(t, filepath.Join(dir, "z.json"), []byte(`{"Records":[{"eventID":"z"}]}`))
+	if err := os.Symlink(filepath.Join(dir, "gone.json"), filepath.Join(dir, "b-dangling.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "c-loop.json"), filepath.Join(dir, "c-loop.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "d-fifo.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var recs, bad []string
+	go func() {
+		defer close(done)
+		recs, _, bad = collect(t, []string{dir}, Options{})
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the walk blocked (on the FIFO?)")
+	}
+	if strings.Join(recs, ",") != `{"eventID":"a"},{"eventID":"z"}` {
+		t.Errorf("records = %q, want a and z", recs)
+	}
+	want := []string{"b-dangling.json", "c-loop.json", "d-fifo.json: not a regular file"}
+	if len(bad) != len(want) {
+		t.Fatalf("bad = %q, want %d reports", bad, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(bad[i], w) {
+			t.Errorf("bad[%d] = %q, want it to name %q", i, bad[i], w)
+		}
+	}
+}
+
+func TestWalkNamedFIFOHonoursContext(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo.json")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Walk(ctx, []string{p}, Options{}, func(Record) error { return nil }, nil)
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Walk = %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Walk on a FIFO nobody writes ignored its context")
 	}
 }
