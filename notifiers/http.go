@@ -8,9 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultRetryAfter is the wait suggested for a 429 response that carries no
@@ -22,6 +26,11 @@ const DefaultHTTPTimeout = 30 * time.Second
 
 // maxErrorBody is how much of a failed response's body an error quotes.
 const maxErrorBody = 256
+
+// readErrorBody is how much of a failed response's body is read to quote
+// from it: more than is quoted, so that a secret straddling the cut is
+// recognised (and redacted) whole.
+const readErrorBody = 4096
 
 // redacted replaces secrets wherever they would otherwise be shown.
 const redacted = "<redacted>"
@@ -142,14 +151,15 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 //   - 408 and 5xx: a plain, retryable error;
 //   - anything else (other 4xx, 3xx, 1xx): a Permanent error.
 //
-// body, if given, is quoted (shortened, with every secret replaced) to help
-// the operator; the caller must make sure it holds nothing else sensitive.
+// body, if given, is quoted to help the operator: shortened, with every
+// secret and whatever looks like one replaced (see RedactBody), since an
+// endpoint may echo the request's URL ("Cannot POST /hooks/T0/B0/XyZ").
 func StatusError(op string, code int, header http.Header, body []byte, now time.Time, secrets ...string) error {
 	if code >= 200 && code <= 299 {
 		return nil
 	}
 	msg := fmt.Sprintf("%s: unexpected HTTP status %d %s", op, code, http.StatusText(code))
-	if snippet := bodySnippet(body); snippet != "" {
+	if snippet := bodySnippet(body, secrets); snippet != "" {
 		msg += ": " + snippet
 	}
 	err := &sanitizedError{msg: Redact(msg, secrets...)}
@@ -177,7 +187,7 @@ func CheckResponse(op string, resp *http.Response, now func() time.Time, secrets
 	if now == nil {
 		now = time.Now
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, readErrorBody))
 	return StatusError(op, resp.StatusCode, resp.Header, body, now(), secrets...)
 }
 
@@ -202,17 +212,111 @@ func RequestError(op string, err error, secrets ...string) error {
 }
 
 // Redact replaces every non-empty secret in s, and every query-escaped or
-// path-escaped form of it, with a marker.
+// path-escaped form of it, with a marker. A secret that is a URL is also
+// replaced piecewise — its path, query, query values, long path segments
+// and password — since a server may quote any of them alone.
 func Redact(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if sec == "" {
-			continue
-		}
-		for _, form := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec)} {
-			s = strings.ReplaceAll(s, form, redacted)
-		}
+	for _, form := range secretForms(secrets) {
+		s = strings.ReplaceAll(s, form, redacted)
 	}
 	return s
+}
+
+// secretForms lists what to replace for secrets, longest first so that a
+// whole secret goes before its parts.
+func secretForms(secrets []string) []string {
+	var forms []string
+	add := func(v string, min int) {
+		if len(v) < min {
+			return
+		}
+		forms = append(forms, v, url.QueryEscape(v), url.PathEscape(v))
+	}
+	for _, sec := range secrets {
+		add(sec, 1)
+		u, err := url.Parse(sec)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		if u.Path != "" && u.Path != "/" {
+			add(u.Path, 2)
+			add(u.EscapedPath(), 2)
+			add(strings.Trim(u.Path, "/"), 2)
+			for _, seg := range strings.Split(u.Path, "/") {
+				add(seg, minSecretSegment)
+			}
+		}
+		add(u.RawQuery, 1)
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				add(v, 4)
+			}
+		}
+		if pw, ok := u.User.Password(); ok {
+			add(pw, 1)
+		}
+		add(u.User.Username(), 4)
+	}
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(forms)
+}
+
+// minSecretSegment is the shortest path segment of a secret URL replaced
+// on its own: shorter ones ("api", "v2", "hooks") are words, not secrets.
+const minSecretSegment = 8
+
+var (
+	// bodyURL is a URL in a quoted body; it keeps its scheme and host.
+	bodyURL = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>\\]+`)
+	// bodyPath is an absolute path (possibly JSON-escaped, \/) that does not
+	// continue a word, as in "Cannot POST /hooks/T0/B0/XyZ".
+	bodyPath = regexp.MustCompile(`(^|[^A-Za-z0-9_.~%<>:/\\-])((?:\\?/)+[^\s"'<>]+)`)
+	// bodyQuery is a query string.
+	bodyQuery = regexp.MustCompile(`\?[^\s"'<>]+`)
+	// bodyToken is a run of token characters; one of 16 or more with both
+	// letters and digits is taken for a token or key.
+	bodyToken = regexp.MustCompile(`[A-Za-z0-9_+/=~.%\\-]{16,}`)
+)
+
+// RedactBody replaces, in text a server sent back (an error body, an
+// error code), what may be a secret: the given secrets and their parts (as
+// Redact does), then every URL's path and query (RedactURL), every
+// absolute path and query string, and every run of 16 or more token
+// characters that mixes letters and digits (API keys, routing keys,
+// webhook tokens). Words, codes and messages stay readable.
+func RedactBody(s string, secrets ...string) string {
+	s = Redact(s, secrets...)
+	s = bodyURL.ReplaceAllStringFunc(s, RedactURL)
+	s = replaceGroup(bodyPath, s, 2, "/"+redacted)
+	s = bodyQuery.ReplaceAllString(s, "?"+redacted)
+	return bodyToken.ReplaceAllStringFunc(s, func(tok string) string {
+		if strings.ContainsAny(tok, "0123456789") && strings.IndexFunc(tok, unicode.IsLetter) >= 0 &&
+			!strings.Contains(tok, redacted) {
+			return redacted
+		}
+		return tok
+	})
+}
+
+// replaceGroup replaces submatch group g of every match of re in s.
+func replaceGroup(re *regexp.Regexp, s string, g int, with string) string {
+	idx := re.FindAllStringSubmatchIndex(s, -1)
+	if idx == nil {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range idx {
+		lo, hi := m[2*g], m[2*g+1]
+		if strings.HasPrefix(s[lo:hi], "/"+redacted) || strings.HasPrefix(s[lo:hi], "/"+url.PathEscape(redacted)) {
+			continue // already redacted (a URL's path)
+		}
+		b.WriteString(s[last:lo])
+		b.WriteString(with)
+		last = hi
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // stripURLErrors renders err with the URL of any nested *url.Error removed.
@@ -234,18 +338,25 @@ type sanitizedError struct {
 func (e *sanitizedError) Error() string { return e.msg }
 func (e *sanitizedError) Unwrap() error { return e.err }
 
-// bodySnippet makes a short, single-line, printable quote of a response body.
-func bodySnippet(body []byte) string {
-	s := strings.TrimSpace(string(body))
+// bodySnippet makes a short, single-line, printable quote of a response
+// body, with secrets and what looks like them redacted (RedactBody) before
+// it is shortened, so that no part of a secret survives the cut.
+func bodySnippet(body []byte, secrets []string) string {
+	s := strings.TrimSpace(strings.ToValidUTF8(string(body), ""))
 	if s == "" {
 		return ""
 	}
+	s = RedactBody(s, secrets...)
 	truncated := false
 	if len(s) > maxErrorBody {
-		s = s[:maxErrorBody]
+		cut := maxErrorBody
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
 		truncated = true
 	}
-	s = strconv.Quote(strings.ToValidUTF8(s, ""))
+	s = strconv.Quote(s)
 	if truncated {
 		s += "…"
 	}

@@ -366,3 +366,67 @@ func TestLinkURL(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactBody(t *testing.T) {
+	const hook = "https://hooks.slack.com/services/T0AAAA1111/B0BBBB2222/XyZsecretToken123abc"
+	tests := []struct {
+		name, body string
+		secrets    []string
+		want       string
+	}{
+		{"echoed path", "Cannot POST /services/T0AAAA1111/B0BBBB2222/XyZsecretToken123abc", []string{hook},
+			"Cannot POST <redacted>"},
+		{"echoed path of an unknown secret", `Cannot POST /hooks/abc`, nil, "Cannot POST /<redacted>"},
+		{"JSON-escaped path", `{"error":"no route for \/hooks\/abc"}`, nil, `{"error":"no route for /<redacted>"}`},
+		{"a path segment alone", "unknown team T0AAAA1111", []string{hook}, "unknown team <redacted>"},
+		{"url in the body", "see https://api.example.com/v1/keys/abc?token=1 for details", nil,
+			"see https://api.example.com/<redacted> for details"},
+		{"query alone", "bad request ?routing_key=abc&x=1", nil, "bad request ?<redacted>"},
+		{"token-like run", `{"message":"invalid routing key R0123456789abcdef0123456789abcd"}`, nil,
+			`{"message":"invalid routing key <redacted>"}`},
+		{"query value of a secret URL", "key sk_live_1 refused", []string{"https://x.example/hook?key=sk_live_1"},
+			"key <redacted> refused"},
+		{"words, codes and content types stay", "invalid_payload: unsupported application/json; retry at 2024-05-01T08:00:00Z", nil,
+			"invalid_payload: unsupported application/json; retry at 2024-05-01T08:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RedactBody(tt.body, tt.secrets...); got != tt.want {
+				t.Errorf("RedactBody(%q) =\n %q, want\n %q", tt.body, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStatusErrorQuotesNoPartOfTheURL is the adversarial case: an endpoint
+// that answers 404 quoting the path it was asked for, which holds the
+// webhook's secret, with the secret straddling the quoted length.
+func TestStatusErrorQuotesNoPartOfTheURL(t *testing.T) {
+	const secretURL = "https://hooks.example.com/hooks/T0AAAA1111/B0BBBB2222/XyZsecretToken123abc"
+	for _, pad := range []int{0, 200, 230, 250} {
+		body := strings.Repeat("x", pad) + " Cannot POST /hooks/T0AAAA1111/B0BBBB2222/XyZsecretToken123abc"
+		err := StatusError("post", 404, nil, []byte(body), time.Now(), secretURL)
+		for _, part := range []string{"hooks/T0", "T0AAAA1111", "B0BBBB2222", "XyZsecret", "Token123abc"} {
+			if strings.Contains(err.Error(), part) {
+				t.Errorf("pad %d: error %q quotes %q", pad, err, part)
+			}
+		}
+	}
+}
+
+// FuzzRedactBody checks that no secret survives RedactBody whatever
+// surrounds it, in any of its escaped forms.
+func FuzzRedactBody(f *testing.F) {
+	f.Add("Cannot POST %s", "https://hooks.example.com/hooks/T0AAAA1111/B0BBBB2222/XyZsecret")
+	f.Add(`{"e":"%s"}`, "xoxb-1234-5678-abcdef")
+	f.Fuzz(func(t *testing.T, format, secret string) {
+		if len(secret) < 8 || strings.Count(format, "%s") != 1 || strings.Contains(format, "%!") {
+			return
+		}
+		body := strings.Replace(format, "%s", secret, 1)
+		got := RedactBody(body, secret)
+		if strings.Contains(got, secret) {
+			t.Fatalf("RedactBody(%q, %q) = %q keeps the secret", body, secret, got)
+		}
+	})
+}

@@ -274,7 +274,8 @@ func (n *Notifier) classifyAPIError(err error) error {
 	}
 	var se slackgo.SlackErrorResponse
 	if errors.As(err, &se) {
-		msg := errors.New(notifiers.Redact(op+": "+se.Err, secrets...))
+		// The error code comes from whatever answered: quote it as a body.
+		msg := errors.New(op + ": " + notifiers.RedactBody(se.Err, secrets...))
 		if se.Err == "ratelimited" || se.Err == "rate_limited" {
 			return &notifiers.RetryAfterError{Err: msg, After: notifiers.DefaultRetryAfter}
 		}
