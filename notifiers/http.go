@@ -121,8 +121,8 @@ func ReadSecretFile(path string) (string, error) {
 }
 
 // ParseRetryAfter parses a Retry-After header value, either delay-seconds or
-// an HTTP date, relative to now. A date in the past yields zero. It reports
-// false when the value is absent or malformed.
+// an HTTP date, relative to now, capped at MaxRetryAfter. A date in the
+// past yields zero. It reports false when the value is absent or malformed.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -132,15 +132,14 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		if secs < 0 {
 			return 0, false
 		}
-		// Cap absurd values rather than overflow the Duration.
-		const maxSecs = int64(24 * time.Hour / time.Second)
+		const maxSecs = int64(MaxRetryAfter / time.Second)
 		return time.Duration(min(secs, maxSecs)) * time.Second, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
 		return 0, false
 	}
-	return max(t.Sub(now), 0), true
+	return min(max(t.Sub(now), 0), MaxRetryAfter), true
 }
 
 // StatusError classifies an HTTP status for a delivery named by op:

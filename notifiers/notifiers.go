@@ -9,11 +9,14 @@ package notifiers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -103,6 +106,26 @@ func (a *Alert) ConsoleURL() string {
 
 var regionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
+// DeliveryID identifies this alert for a receiver that drops repeats: the
+// outbox delivers at least once, and a delivery it retries (after a
+// timeout, or a crash between the send and its record) is the same alert
+// and has the same id, while another notification under the same dedup
+// key (a later event, more suppressed repeats) has its own. It is 64 hex
+// characters: the webhook's Idempotency-Key header, the SNS FIFO
+// deduplication id, and (its first half) the email's Message-ID.
+func (a *Alert) DeliveryID() string {
+	key := a.DedupKey
+	if key == "" {
+		key = a.RuleID + "\x00" + a.EventID
+	}
+	h := sha256.New()
+	for _, p := range []string{key, a.EventID, strconv.Itoa(a.Count)} {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Notifier delivers one alert. An error wrapped with Permanent must not be
 // retried; any other error may be.
 type Notifier interface {
@@ -131,6 +154,11 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// MaxRetryAfter caps a server's Retry-After hint: a server asking for more
+// (Retry-After: 99999) is tried again after MaxRetryAfter, so that one
+// answer cannot park a notifier for a day.
+const MaxRetryAfter = 10 * time.Minute
+
 // RetryAfterError carries a server's Retry-After hint with a retryable error.
 type RetryAfterError struct {
 	Err   error
@@ -142,11 +170,12 @@ func (e *RetryAfterError) Error() string {
 }
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
-// RetryAfter returns the server's hint carried by err, if any.
+// RetryAfter returns the server's hint carried by err, if any, capped at
+// MaxRetryAfter.
 func RetryAfter(err error) (time.Duration, bool) {
 	var r *RetryAfterError
 	if errors.As(err, &r) {
-		return r.After, true
+		return min(r.After, MaxRetryAfter), true
 	}
 	return 0, false
 }

@@ -76,3 +76,52 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	}
 	return c, nil
 }
+
+var (
+	parkedDesc = prometheus.NewDesc("trailwatch_notifier_parked",
+		"1 while the notifier is parked: its head alert waits on a retry put off by a minute or more (a server's Retry-After, or a long backoff), else 0.",
+		[]string{"notifier"}, nil)
+	parkedSecondsDesc = prometheus.NewDesc("trailwatch_notifier_parked_seconds",
+		"Seconds until a parked notifier's head alert is tried again (0 when not parked).",
+		[]string{"notifier"}, nil)
+)
+
+// parkedCollector reports, when scraped, which notifiers are parked.
+type parkedCollector struct{ o *Outbox }
+
+// Describe implements prometheus.Collector.
+func (c parkedCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- parkedDesc
+	ch <- parkedSecondsDesc
+}
+
+// Collect implements prometheus.Collector: every notifier that is running
+// or has pending alerts, parked or not.
+func (c parkedCollector) Collect(ch chan<- prometheus.Metric) {
+	o := c.o
+	parked, err := o.Parked()
+	if err != nil {
+		return // closed, or unreadable: absent rather than wrong
+	}
+	now := o.opts.Now()
+	names := map[string]*Parked{}
+	o.mu.Lock()
+	for n := range o.drains {
+		names[n] = nil
+	}
+	for n := range o.depth {
+		names[n] = nil
+	}
+	o.mu.Unlock()
+	for i := range parked {
+		names[parked[i].Notifier] = &parked[i]
+	}
+	for n, p := range names {
+		v, wait := 0.0, 0.0
+		if p != nil {
+			v, wait = 1, max(p.Until.Sub(now).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, v, n)
+		ch <- prometheus.MustNewConstMetric(parkedSecondsDesc, prometheus.GaugeValue, wait, n)
+	}
+}

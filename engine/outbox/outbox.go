@@ -326,8 +326,98 @@ func Open(path string, opts Options) (*Outbox, error) {
 		for name, n := range o.depth {
 			m.depth.WithLabelValues(name).Set(float64(n))
 		}
+		if err := opts.Registerer.Register(parkedCollector{o}); err != nil {
+			// Reopened on the same registry: the collector there reads the
+			// old (closed) outbox; replace it.
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				opts.Registerer.Unregister(are.ExistingCollector)
+				err = opts.Registerer.Register(parkedCollector{o})
+			}
+			if err != nil {
+				db.Close()
+				return nil, fmt.Errorf("open outbox %s: register metrics: %w", path, err)
+			}
+		}
 	}
 	return o, nil
+}
+
+// ParkedAfter is how long a retry must be put off for its notifier to count
+// as parked: its head alert failed and waits at least this long (a server's
+// Retry-After, capped at notifiers.MaxRetryAfter, or a backoff grown this
+// long), so nothing reaches that notifier meanwhile.
+const ParkedAfter = time.Minute
+
+// Parked is a notifier whose queue waits on a retry of its head alert.
+type Parked struct {
+	Notifier string
+	// Until is when the head alert is tried again; Wait is how long the
+	// retry was put off for when it failed.
+	Until time.Time
+	Wait  time.Duration
+	// Pending is the queue's depth; LastError the head's last failure.
+	Pending   int
+	LastError string
+}
+
+// Parked returns the notifiers whose head alert waits for a retry put off
+// by ParkedAfter or more, in name order.
+func (o *Outbox) Parked() ([]Parked, error) {
+	now := o.opts.Now()
+	var out []Parked
+	err := o.db.View(func(tx *bolt.Tx) error {
+		return forEachNotifier(tx, func(name string, nb *bolt.Bucket) error {
+			k, _ := nb.Bucket(bPending).Cursor().First()
+			if k == nil {
+				return nil
+			}
+			r, err := getRecord(nb, seqOf(k))
+			if err != nil {
+				return err
+			}
+			if r.Attempts > 0 && r.NextAttempt.After(now) && r.Backoff >= ParkedAfter {
+				out = append(out, Parked{Notifier: name, Until: r.NextAttempt, Wait: r.Backoff,
+					Pending: o.Depth(name), LastError: r.LastError})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read parked notifiers: %w", err)
+	}
+	return out, nil
+}
+
+// CheckParked is a readiness check: it fails, naming each one, while a
+// notifier is parked (see Parked), since its alerts are not being sent.
+func (o *Outbox) CheckParked(context.Context) error {
+	parked, err := o.Parked()
+	if err != nil {
+		return err
+	}
+	if len(parked) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for i, p := range parked {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %d alerts wait, the next attempt at %s (put off %s after: %s)", p.Notifier, p.Pending,
+			p.Until.UTC().Format(time.RFC3339), p.Wait, truncateError(p.LastError, 200))
+	}
+	return fmt.Errorf("notifiers parked: %s", b.String())
+}
+
+func truncateError(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Close closes the file. Cancel Run's context and wait for Run to return

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/notifiers"
 )
 
 // secretHookPath is a webhook path that carries its secret, Slack-style.
@@ -90,5 +92,42 @@ func TestSecretsStayOutOfQuotedBodies(t *testing.T) {
 			t.Errorf("outbox %v: exit %d; output:\n%s%s", args, code, out, errOut)
 		}
 		assertNoSecret(t, fmt.Sprintf("outbox %v", args), out+errOut)
+	}
+}
+
+// TestRunReportsParkedNotifier: an endpoint answering 429 with
+// Retry-After: 99999 parks the webhook for notifiers.MaxRetryAfter, not a
+// day, and /readyz and the metrics say so while the file notifier goes on.
+func TestRunReportsParkedNotifier(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "99999")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	e := newRunEnv(t, fmt.Sprintf("  - name: hook\n    type: webhook\n    url: %s/hook\n", srv.URL))
+	r := e.start()
+	e.put(rootLogin("parked-1"))
+	e.eventually(r, "the webhook to be parked", func() bool {
+		return e.scrape()[`trailwatch_notifier_parked{notifier="hook"}`] == 1
+	})
+	if wait := e.scrape()[`trailwatch_notifier_parked_seconds{notifier="hook"}`]; wait <= 0 || wait > notifiers.MaxRetryAfter.Seconds() {
+		t.Errorf("parked for %vs, want at most %v", wait, notifiers.MaxRetryAfter)
+	}
+	if got := e.get("/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d while the webhook is parked, want 503", got)
+	}
+	resp, err := http.Get("http://" + e.listen + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "delivery: notifiers parked: hook") {
+		t.Errorf("/readyz says:\n%s", body)
+	}
+	// A parked webhook must not hold the file notifier back.
+	e.eventually(r, "the file notifier's alert", func() bool { return len(e.readAlerts()) == 1 })
+	if e.scrape()[`trailwatch_notifier_parked{notifier="out"}`] != 0 {
+		t.Error("the file notifier is reported parked")
 	}
 }

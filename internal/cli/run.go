@@ -327,7 +327,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 	}
 
 	if cfg.Listen != "" {
-		stop, err := r.serve(cfg, src, len(targets))
+		stop, err := r.serve(cfg, src, len(targets), engine.Check{Name: "delivery", Func: ob.CheckParked})
 		if err != nil {
 			return exitCode(1, err.Error())
 		}
@@ -381,7 +381,7 @@ func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]
 
 // serve starts the metrics and health endpoints on cfg.Listen; stop shuts
 // them down.
-func (r *runner) serve(cfg *config.Config, src source.Source, notifierCount int) (stop func(), err error) {
+func (r *runner) serve(cfg *config.Config, src source.Source, notifierCount int, more ...engine.Check) (stop func(), err error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.Listen, err)
@@ -390,16 +390,17 @@ func (r *runner) serve(cfg *config.Config, src source.Source, notifierCount int)
 	if sr, ok := src.(source.Ready); ok {
 		ready = sr.Ready
 	}
-	h := engine.NewHTTPHandler(r.reg, r.logger,
-		engine.Check{Name: "source", Func: ready},
-		engine.Check{Name: "state_dir", Func: engine.DirWritable(cfg.StateDir)},
-		engine.Check{Name: "notifiers", Func: func(context.Context) error {
+	checks := append([]engine.Check{
+		{Name: "source", Func: ready},
+		{Name: "state_dir", Func: engine.DirWritable(cfg.StateDir)},
+		{Name: "notifiers", Func: func(context.Context) error {
 			if notifierCount == 0 {
 				return errors.New("no notifier is configured: alerts go nowhere")
 			}
 			return nil
 		}},
-	)
+	}, more...)
+	h := engine.NewHTTPHandler(r.reg, r.logger, checks...)
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {

@@ -111,7 +111,7 @@ func render(a *notifiers.Alert, from string, to []string, now time.Time) *messag
 		Text:      text.String(),
 		HTML:      html.String(),
 		Date:      now,
-		MessageID: hashID(key, a.EventID, strconv.Itoa(a.Count)) + "@" + domain,
+		MessageID: a.DeliveryID()[:32] + "@" + domain,
 		ThreadID:  hashID(key) + ".thread@" + domain,
 	}
 	if r := oneLine(a.RuleID); r != "" {

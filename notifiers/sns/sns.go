@@ -212,7 +212,7 @@ func (n *Notifier) publishInput(a *notifiers.Alert) (*sns.PublishInput, error) {
 			group = "trailwatch-" + hash(a.RuleID)[:32]
 		}
 		in.MessageGroupId = aws.String(group)
-		in.MessageDeduplicationId = aws.String(DeduplicationID(a, msg))
+		in.MessageDeduplicationId = aws.String(DeduplicationID(a))
 	}
 	return in, nil
 }
@@ -220,11 +220,8 @@ func (n *Notifier) publishInput(a *notifiers.Alert) (*sns.PublishInput, error) {
 // DeduplicationID identifies one delivery of a for SNS FIFO: a retry of
 // the same alert repeats it, so SNS drops the duplicate, while another
 // event under the same dedup key gets its own. It is 64 hex characters.
-func DeduplicationID(a *notifiers.Alert, msg []byte) string {
-	if a.DedupKey == "" {
-		return hash(string(msg))
-	}
-	return hash(a.DedupKey, a.EventID, fmt.Sprint(a.Count))
+func DeduplicationID(a *notifiers.Alert) string {
+	return a.DeliveryID()
 }
 
 func hash(parts ...string) string {

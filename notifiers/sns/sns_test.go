@@ -382,8 +382,8 @@ func TestPublishMoto(t *testing.T) {
 		if g := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]; g != a.RuleID {
 			t.Errorf("MessageGroupId = %q, want %q", g, a.RuleID)
 		}
-		if d := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageDeduplicationId)]; d != DeduplicationID(&a, nil) {
-			t.Errorf("MessageDeduplicationId = %q, want %q", d, DeduplicationID(&a, nil))
+		if d := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageDeduplicationId)]; d != DeduplicationID(&a) {
+			t.Errorf("MessageDeduplicationId = %q, want %q", d, DeduplicationID(&a))
 		}
 		if v := m.MessageAttributes["severity"]; aws.ToString(v.StringValue) != "critical" {
 			t.Errorf("severity attribute = %v, want critical", aws.ToString(v.StringValue))
@@ -419,13 +419,13 @@ func TestDeduplicationID(t *testing.T) {
 	a := sampleAlert()
 	b := a
 	b.EventID = "other"
-	if DeduplicationID(&a, nil) != DeduplicationID(&a, nil) {
+	if DeduplicationID(&a) != DeduplicationID(&a) {
 		t.Error("a retried alert changes its deduplication id")
 	}
-	if DeduplicationID(&a, nil) == DeduplicationID(&b, nil) {
+	if DeduplicationID(&a) == DeduplicationID(&b) {
 		t.Error("two events under one dedup key share a deduplication id")
 	}
-	if n := len(DeduplicationID(&a, nil)); n > 128 {
+	if n := len(DeduplicationID(&a)); n > 128 {
 		t.Errorf("deduplication id is %d characters, want at most 128", n)
 	}
 }

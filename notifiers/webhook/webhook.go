@@ -1,5 +1,6 @@
 // Package webhook delivers alerts as a JSON POST of trailwatch's public alert
-// form to any HTTP endpoint.
+// form to any HTTP endpoint, with an Idempotency-Key header that is the same
+// for every attempt at the same alert.
 //
 // The URL and header values are treated as secrets: they never appear in
 // errors or logs, which name the endpoint by scheme and host only.
@@ -21,6 +22,12 @@ import (
 
 	"github.com/trailwatch/trailwatch/notifiers"
 )
+
+// IdempotencyHeader is the request header that carries the alert's
+// notifiers.Alert.DeliveryID. Delivery is at least once (a crash between
+// the POST and its record in the outbox sends the alert again); receivers
+// drop a repeat by this key.
+const IdempotencyHeader = "Idempotency-Key"
 
 // Config is the YAML configuration of a webhook notifier.
 type Config struct {
@@ -156,6 +163,9 @@ func (n *Notifier) Notify(ctx context.Context, a notifiers.Alert) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "trailwatch")
+	// Every attempt at this alert, before or after a restart, carries the
+	// same key: a receiver that honours it sees the alert once.
+	req.Header.Set(IdempotencyHeader, a.DeliveryID())
 	for name, vs := range n.headers {
 		req.Header[name] = vs
 	}
