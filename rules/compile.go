@@ -96,13 +96,17 @@ func compileValue(src string, extra ...expr.Option) (*program, error) {
 
 func compileExpr(src string, extra ...expr.Option) (*program, error) {
 	p, err := expr.Compile(src, exprOptions(extra...)...)
+	var bounded *vm.Program
+	if err == nil {
+		bounded, err = compileBounded(src, extra) // budget.go
+	}
 	if err != nil {
 		if fe, ok := err.(*file.Error); ok {
 			return nil, &compileError{Line: fe.Line, Column: fe.Column + 1, Msg: fe.Message}
 		}
 		return nil, &compileError{Line: 1, Column: 1, Msg: err.Error()}
 	}
-	return &program{Program: p, fields: fieldsRead(p.Node())}, nil
+	return &program{Program: bounded, fields: fieldsRead(p.Node())}, nil
 }
 
 // CompileCondition compiles a stand-alone condition in the rule expression
@@ -143,7 +147,7 @@ func run(p *program, ev *cloudtrail.Event) (any, error) {
 		}
 	}
 	m := vmPool.Get().(*vm.VM)
-	out, err := m.Run(p.Program, ev)
+	out, err := runProgram(m, p.Program, ev)
 	vmPool.Put(m)
 	return out, err
 }

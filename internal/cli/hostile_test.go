@@ -131,3 +131,41 @@ func TestRunReportsParkedNotifier(t *testing.T) {
 		t.Error("the file notifier is reported parked")
 	}
 }
+
+// TestRunSurvivesHostileRule runs the real process with a rule that builds
+// a string of terabytes on every root sign-in (it loads: on an empty record
+// it stops at its first condition) beside a plain rule: the hostile rule
+// counts an error per record, the plain one alerts, the process lives on.
+func TestRunSurvivesHostileRule(t *testing.T) {
+	e := newRunEnv(t, "")
+	e.writeFile(e.rules, runRootLoginRule+`  - id: hostile
+    title: Hostile
+    severity: low
+    when: 'eventName == "ConsoleLogin" && reduce(1..40, #acc + #acc, eventName) != ""'
+  - id: hostile-replace
+    title: Hostile too
+    severity: low
+    when: 'eventName == "ConsoleLogin" && len(reduce(1..40, replace(#acc, "o", #acc), eventName)) > 0'
+`)
+	var logs syncBuffer
+	p := startRunProcess(t, &logs, e)
+	e.put(rootLogin("hostile-1"), rootLogin("hostile-2"))
+	waitFor(t, &logs, "both alerts of the plain rule", func() bool {
+		return e.scrape()[`trailwatch_alerts_total{notifier="out",outcome="sent"}`] == 2
+	})
+	m := e.scrape()
+	for _, rule := range []string{"hostile", "hostile-replace"} {
+		if got := m[`trailwatch_rule_errors_total{rule="`+rule+`"}`]; got != 2 {
+			t.Errorf("trailwatch_rule_errors_total{rule=%q} = %v, want 2", rule, got)
+		}
+	}
+	if p.ProcessState != nil {
+		t.Fatalf("the process exited: %v\n%s", p.ProcessState, logs.String())
+	}
+	if got := e.get("/readyz"); got != http.StatusOK {
+		t.Errorf("/readyz = %d, want 200", got)
+	}
+	if !strings.Contains(logs.String(), "evaluation budget") {
+		t.Errorf("the log does not say why the rule failed:\n%s", logs.String())
+	}
+}
