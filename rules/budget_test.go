@@ -137,7 +137,7 @@ func FuzzExpressionBudget(f *testing.F) {
 		f.Add(s)
 	}
 	ev := &cloudtrail.Event{EventName: strings.Repeat("ConsoleLogin", 100), ErrorMessage: strings.Repeat("x", 64<<10),
-		Resources: []cloudtrail.Resource{{ARN: "arn:aws:s3:::b", Type: "AWS::S3::Bucket"}},
+		Resources:         []cloudtrail.Resource{{ARN: "arn:aws:s3:::b", Type: "AWS::S3::Bucket"}},
 		RequestParameters: map[string]any{"a": strings.Repeat("y", 4096), "b": []any{1.0, "z"}}}
 	f.Fuzz(func(t *testing.T, src string) {
 		p, err := compileValue(src)
