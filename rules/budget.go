@@ -50,7 +50,7 @@ const (
 	// of a loop, one per 64 bytes of string built.
 	EvalBudget = 1_000_000
 	// EvalTimeout is how long one evaluation may run.
-	EvalTimeout = 250 * time.Millisecond
+	EvalTimeout = time.Second
 )
 
 // bytesPerUnit is how many bytes of built string cost one unit.
