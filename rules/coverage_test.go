@@ -213,6 +213,107 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// attackTechniques names the ATT&CK (Enterprise, cloud) techniques the
+// built-in packs tag, each under the tactic this report lists it with (a
+// technique that serves several tactics is listed once).
+var attackTechniques = map[string]struct{ name, tactic string }{
+	"T1020": {"Automated Exfiltration", "exfiltration"}, "T1021.004": {"Remote Services: SSH", "lateral-movement"},
+	"T1021.007": {"Remote Services: Cloud Services", "lateral-movement"}, "T1040": {"Network Sniffing", "credential-access"},
+	"T1048": {"Exfiltration Over Alternative Protocol", "exfiltration"}, "T1059": {"Command and Scripting Interpreter", "execution"},
+	"T1059.009": {"Command and Scripting Interpreter: Cloud API", "execution"}, "T1069.003": {"Permission Groups Discovery: Cloud Groups", "discovery"},
+	"T1070": {"Indicator Removal", "defense-evasion"}, "T1078.004": {"Valid Accounts: Cloud Accounts", "initial-access"},
+	"T1087.004": {"Account Discovery: Cloud Account", "discovery"}, "T1098": {"Account Manipulation", "persistence"},
+	"T1098.001": {"Account Manipulation: Additional Cloud Credentials", "persistence"}, "T1098.003": {"Account Manipulation: Additional Cloud Roles", "persistence"},
+	"T1098.004": {"Account Manipulation: SSH Authorized Keys", "persistence"}, "T1110": {"Brute Force", "credential-access"},
+	"T1133": {"External Remote Services", "initial-access"}, "T1136.003": {"Create Account: Cloud Account", "persistence"},
+	"T1190": {"Exploit Public-Facing Application", "initial-access"}, "T1201": {"Password Policy Discovery", "discovery"},
+	"T1484.002": {"Domain or Tenant Policy Modification: Trust Modification", "privilege-escalation"}, "T1485": {"Data Destruction", "impact"},
+	"T1486": {"Data Encrypted for Impact", "impact"}, "T1489": {"Service Stop", "impact"}, "T1490": {"Inhibit System Recovery", "impact"},
+	"T1496": {"Resource Hijacking", "impact"}, "T1525": {"Implant Internal Image", "persistence"}, "T1530": {"Data from Cloud Storage", "collection"},
+	"T1531": {"Account Access Removal", "impact"}, "T1535": {"Unused/Unsupported Cloud Regions", "defense-evasion"},
+	"T1537": {"Transfer Data to Cloud Account", "exfiltration"}, "T1546": {"Event Triggered Execution", "persistence"},
+	"T1550.001": {"Use Alternate Authentication Material: Application Access Token", "lateral-movement"},
+	"T1552":     {"Unsecured Credentials", "credential-access"}, "T1552.001": {"Unsecured Credentials: Credentials In Files", "credential-access"},
+	"T1552.005": {"Unsecured Credentials: Cloud Instance Metadata API", "credential-access"},
+	"T1555.006": {"Credentials from Password Stores: Cloud Secrets Management Stores", "credential-access"},
+	"T1556.006": {"Modify Authentication Process: Multi-Factor Authentication", "credential-access"},
+	"T1556.007": {"Modify Authentication Process: Hybrid Identity", "credential-access"}, "T1562": {"Impair Defenses", "defense-evasion"},
+	"T1562.001": {"Impair Defenses: Disable or Modify Tools", "defense-evasion"}, "T1562.007": {"Impair Defenses: Disable or Modify Cloud Firewall", "defense-evasion"},
+	"T1562.008": {"Impair Defenses: Disable or Modify Cloud Logs", "defense-evasion"}, "T1580": {"Cloud Infrastructure Discovery", "discovery"},
+	"T1584.001": {"Compromise Infrastructure: Domains", "resource-development"}, "T1589.001": {"Gather Victim Identity Information: Credentials", "reconnaissance"},
+	"T1606.002": {"Forge Web Credentials: SAML Tokens", "credential-access"}, "T1651": {"Cloud Administration Command", "execution"},
+}
+
+// attackTactics is ATT&CK's order of tactics.
+var attackTactics = []string{"reconnaissance", "resource-development", "initial-access", "execution", "persistence",
+	"privilege-escalation", "defense-evasion", "credential-access", "discovery", "lateral-movement", "collection",
+	"exfiltration", "impact"}
+
+// TestEveryAttackTagIsNamed keeps attackTechniques complete.
+func TestEveryAttackTagIsNamed(t *testing.T) {
+	set, err := Load("builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range set.Rules() {
+		for _, id := range attackTags(r) {
+			if _, ok := attackTechniques[id]; !ok {
+				t.Errorf("%s: rule %s: technique %s is not in attackTechniques (coverage_test.go)", r.Pos, r.ID, id)
+			}
+		}
+	}
+}
+
+// renderAttackMatrix writes, per pack, the ATT&CK techniques its rules
+// are tagged with, by tactic, and the rules for each.
+func renderAttackMatrix(b *bytes.Buffer, set *Set) {
+	b.WriteString("## ATT&CK techniques per pack\n\n")
+	b.WriteString("Each technique is listed under one tactic. Rules in italics ship disabled (enable them in the\n")
+	b.WriteString("configuration).\n\n")
+	byPack := map[string]map[string][]string{} // pack -> technique -> rules
+	for _, r := range set.Rules() {
+		pack := strings.TrimPrefix(r.Pos.File, "builtin:")
+		pack = pack[:strings.IndexByte(pack, '/')]
+		if byPack[pack] == nil {
+			byPack[pack] = map[string][]string{}
+		}
+		name := "`" + r.ID + "`"
+		if !r.Enabled {
+			name = "_" + name + "_"
+		}
+		for _, id := range attackTags(r) {
+			byPack[pack][id] = append(byPack[pack][id], name)
+		}
+	}
+	packs := make([]string, 0, len(byPack))
+	for p := range byPack {
+		packs = append(packs, p)
+	}
+	sort.Strings(packs)
+	for _, pack := range packs {
+		techs := byPack[pack]
+		tactics := map[string]bool{}
+		for id := range techs {
+			tactics[attackTechniques[id].tactic] = true
+		}
+		fmt.Fprintf(b, "### %s\n\n%d techniques in %d tactics.\n\n", pack, len(techs), len(tactics))
+		b.WriteString("| tactic | technique | rules |\n|---|---|---|\n")
+		for _, tactic := range attackTactics {
+			ids := []string{}
+			for id := range techs {
+				if attackTechniques[id].tactic == tactic {
+					ids = append(ids, id)
+				}
+			}
+			sort.Strings(ids)
+			for _, id := range ids {
+				fmt.Fprintf(b, "| %s | %s %s | %s |\n", tactic, id, attackTechniques[id].name, strings.Join(techs[id], ", "))
+			}
+		}
+		b.WriteString("\n")
+	}
+}
+
 // renderCoverage writes docs/coverage.md.
 func renderCoverage(set *Set, files []string, results map[string]map[string]*techniqueResult) []byte {
 	var b bytes.Buffer
@@ -234,7 +335,9 @@ func renderCoverage(set *Set, files []string, results map[string]map[string]*tec
 			strings.ReplaceAll(title, "|", `\|`), strings.Join(attackTags(r), ", "))
 	}
 
-	b.WriteString("\n## Stratus Red Team techniques in the corpus\n\n")
+	b.WriteString("\n")
+	renderAttackMatrix(&b, set)
+	b.WriteString("## Stratus Red Team techniques in the corpus\n\n")
 	b.WriteString(`Method. Stratus Red Team puts ` + "`stratus-red-team_<uuid>`" + ` (Grimoire: ` + "`grimoire_<uuid>`" + `) in the
 User-Agent of every call, one UUID per invocation; the UUID names the run, not the technique.
 The test groups records by that UUID, then attributes each record to a technique with a table

@@ -26,25 +26,23 @@ func (m *missingStrings) Visit(node *ast.Node) {
 	if !ok || b.Operator != "??" {
 		return
 	}
+	// Every chain is rewritten as conditionals, not only typed ones: expr
+	// compiles a nil-safe member access (requestParameters.x, see
+	// nilSafeMembers) that is an operand of `??` without turning a typed
+	// nil (a null map) into nil, so `a ?? responseElements.x` would yield
+	// an empty map instead of nil when responseElements is null.
 	ops := append(m.operands(b.Left), b.Right)
-	typed := false
-	for _, op := range ops[:len(ops)-1] {
-		typed = typed || isStringNode(op)
-	}
-	if !typed {
-		return
-	}
 	out := ops[len(ops)-1]
 	for i := len(ops) - 2; i >= 0; i-- {
 		op := ops[i]
+		var missing ast.Node = &ast.NilNode{}
 		if isStringNode(op) {
-			out = &ast.ConditionalNode{
-				Cond: &ast.BinaryNode{Operator: "!=", Left: op, Right: &ast.StringNode{Value: ""}},
-				Exp1: op,
-				Exp2: out,
-			}
-		} else {
-			out = &ast.BinaryNode{Operator: "??", Left: op, Right: out}
+			missing = &ast.StringNode{Value: ""}
+		}
+		out = &ast.ConditionalNode{
+			Cond: &ast.BinaryNode{Operator: "!=", Left: op, Right: missing},
+			Exp1: op,
+			Exp2: out,
 		}
 	}
 	ast.Patch(node, out)

@@ -50,3 +50,19 @@ func TestMissingTypedFieldFallsBack(t *testing.T) {
 		t.Error("condition: ?? did not fall back on a missing typed field")
 	}
 }
+
+// TestCoalesceNullMap: `??` whose last operand reads into a null
+// free-form part gives nil, not the null map (expr leaves a typed nil
+// there), so toList of it is empty.
+func TestCoalesceNullMap(t *testing.T) {
+	rec := `{"eventVersion":"1","requestParameters":{"functionName":"x"},"responseElements":null}`
+	for _, src := range []string{
+		`len(toList(requestParameters.layers ?? responseElements.layers)) == 0`,
+		`(requestParameters.layers ?? responseElements.layers) == nil`,
+		`(requestParameters.functionName ?? responseElements.layers) == "x"`,
+	} {
+		if !evalOn(t, src, rec) {
+			t.Errorf("%s is false", src)
+		}
+	}
+}
