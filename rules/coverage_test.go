@@ -138,19 +138,35 @@ type techniqueResult struct {
 	rules   map[string]bool
 }
 
-// coverageResults replays the corpus files that hold Stratus Red Team runs
-// through every enabled built-in rule and attributes each detonation record
-// to a technique. It returns, per file, the techniques found and which
-// rules matched their records.
-func coverageResults(t *testing.T, set *Set) (files []string, results map[string]map[string]*techniqueResult) {
-	results = map[string]map[string]*techniqueResult{}
+// corpusRecord is one corpus record in file order, with the Stratus Red
+// Team technique it is a detonation of ("" for warm-up, clean-up and
+// everything not made by a Stratus run).
+type corpusRecord struct {
+	ev        *cloudtrail.Event
+	technique string
+}
+
+// attributeCorpus reads every corpus file and attributes each Stratus Red
+// Team detonation record to its technique: records are grouped into runs
+// by the User-Agent marker, then matched against stratusTechniques (the
+// first technique that claims a record gets it). Records that do not decode
+// are left out. The files come back sorted, their records in file order.
+func attributeCorpus(t *testing.T) (files []string, records map[string][]*corpusRecord) {
+	records = map[string][]*corpusRecord{}
 	runs := map[string]map[string]*stratusRun{} // file -> run id -> run
+	runOf := map[*corpusRecord]*stratusRun{}
 	corpus.ForEachRecord(t, func(place string, line []byte) {
 		file := place[:strings.LastIndexByte(place, ':')]
+		if _, ok := records[file]; !ok {
+			records[file] = nil
+			files = append(files, file)
+		}
 		ev, err := cloudtrail.DecodeEvent(line)
 		if err != nil {
 			return
 		}
+		rec := &corpusRecord{ev: ev}
+		records[file] = append(records[file], rec)
 		m := stratusRunRe.FindStringSubmatch(ev.UserAgent)
 		if m == nil {
 			return
@@ -165,31 +181,52 @@ func coverageResults(t *testing.T, set *Set) (files []string, results map[string
 		}
 		run.events = append(run.events, ev)
 		run.names[ev.EventName] = true
+		runOf[rec] = run
 	})
-	for file, byID := range runs {
-		files = append(files, file)
-		results[file] = map[string]*techniqueResult{}
-		for _, run := range byID {
-			for _, ev := range run.events {
-				for _, tech := range stratusTechniques {
-					if !tech.match(ev, run) {
-						continue
-					}
-					res := results[file][tech.id]
-					if res == nil {
-						res = &techniqueResult{rules: map[string]bool{}}
-						results[file][tech.id] = res
-					}
-					res.records++
-					for _, r := range set.Match(ev, nil, nil) {
-						res.rules[r.ID] = true
-					}
+	for _, file := range files {
+		for _, rec := range records[file] {
+			run := runOf[rec]
+			if run == nil {
+				continue
+			}
+			for _, tech := range stratusTechniques {
+				if tech.match(rec.ev, run) {
+					rec.technique = tech.id
 					break
 				}
 			}
 		}
 	}
 	sort.Strings(files)
+	return files, records
+}
+
+// coverageResults replays the corpus's Stratus Red Team detonation
+// records through every enabled built-in rule. It returns, per file, the
+// techniques found and which rules matched their records.
+func coverageResults(t *testing.T, set *Set) (files []string, results map[string]map[string]*techniqueResult) {
+	results = map[string]map[string]*techniqueResult{}
+	all, records := attributeCorpus(t)
+	for _, file := range all {
+		for _, rec := range records[file] {
+			if rec.technique == "" {
+				continue
+			}
+			if results[file] == nil {
+				results[file] = map[string]*techniqueResult{}
+				files = append(files, file)
+			}
+			res := results[file][rec.technique]
+			if res == nil {
+				res = &techniqueResult{rules: map[string]bool{}}
+				results[file][rec.technique] = res
+			}
+			res.records++
+			for _, r := range set.Match(rec.ev, nil, nil) {
+				res.rules[r.ID] = true
+			}
+		}
+	}
 	return files, results
 }
 
