@@ -121,7 +121,7 @@ func TestRunS3SQS(t *testing.T) {
 	if len(dead) != 1 {
 		t.Fatalf("the dead-letter queue holds %d messages, want 1", len(dead))
 	}
-	if why := aws.ToString(dead[0].MessageAttributes["trailwatch-error"].StringValue); !strings.Contains(why, corrupt+": line 1: flate: corrupt input") {
+	if why := aws.ToString(dead[0].MessageAttributes["trailwatch-error"].StringValue); !strings.Contains(why, corrupt+": ") || !strings.Contains(why, "flate: corrupt input") {
 		t.Errorf("trailwatch-error = %q, want the object and what is wrong with it", why)
 	}
 	logs := ra.stderr.String() + rb.stderr.String()
