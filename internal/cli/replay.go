@@ -128,10 +128,17 @@ routing and storm control: every alert, whichever notifier would get it.`,
 				}
 				return nil
 			}
+			// On a terminal, a line says how far the reading is; not when
+			// the alerts go to the same terminal, which it would garble.
+			progress := newProgress(stdio.Err, time.Now, replayProgressEvery)
+			if _, tty := terminalWidth(stdio.Out); tty {
+				progress = nil
+			}
 			badInputs := 0
 			report := func(place string, err error) {
 				badInputs++
 				if !quiet {
+					progress.clear()
 					fmt.Fprintf(stdio.Err, "trailwatch: skipped %s: %v\n", place, err)
 				}
 			}
@@ -151,7 +158,16 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			}
 			par := decide.NewParallel(ev, decide.ParallelOptions{Workers: workers}, emit)
 			var s3stats s3files.Stats
+			read := 0
 			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: stdio.In}, Stats: &s3stats}, func(r files.Record) error {
+				read++
+				if read%1024 == 0 && progress.due() {
+					line := fmt.Sprintf("read %d records", read)
+					if n := s3stats.Objects.Load(); n > 0 {
+						line += fmt.Sprintf(" and %d objects (%d MiB) from S3", n, s3stats.Bytes.Load()>>20)
+					}
+					progress.show(line + ": " + terminalSafe(r.File))
+				}
 				data := r.Data
 				r.Data = nil
 				return par.Add(data, replayItem{rec: r})
@@ -168,6 +184,7 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			if ferr := out.Flush(); err == nil {
 				err = ferr
 			}
+			progress.clear()
 			printS3Stats(stdio, &s3stats)
 			st := ev.Stats()
 			fmt.Fprintf(stdio.Err, "trailwatch: %d records evaluated, %d alerts, %d duplicates dropped, %d inputs skipped, %d rule errors\n",
@@ -200,6 +217,9 @@ routing and storm control: every alert, whichever notifier would get it.`,
 	cmd.Flags().IntVar(&workers, "workers", 0, "goroutines that decode and evaluate records (0: one per core); the output is the same for any number")
 	return cmd
 }
+
+// replayProgressEvery is how often replay's progress line is redrawn.
+var replayProgressEvery = 250 * time.Millisecond
 
 // printS3Stats says what was read from S3, when anything was.
 func printS3Stats(stdio Stdio, st *s3files.Stats) {

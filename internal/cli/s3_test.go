@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -118,5 +120,38 @@ func TestReplayS3(t *testing.T) {
 				t.Errorf("stderr:\n%s\nwant the local replay's:\n%s", s3, local)
 			}
 		})
+	}
+}
+
+// TestReplayS3Progress replays a bucket with stderr on a terminal and
+// stdout redirected: a progress line says how many records and objects
+// were read, and is erased before the summary.
+func TestReplayS3Progress(t *testing.T) {
+	rig := s3test.Start(t)
+	dir := t.TempDir()
+	s3test.WriteTrail(t, dir, s3test.TrailOptions{Records: 100})
+	rig.Bucket("trail")
+	rig.UploadTree("trail", "", dir)
+	var out, errs bytes.Buffer
+	tw := terminalWidth
+	t.Cleanup(func() { terminalWidth = tw })
+	terminalWidth = func(w io.Writer) (int, bool) { return 200, w == &errs }
+	every := replayProgressEvery
+	t.Cleanup(func() { replayProgressEvery = every })
+	replayProgressEvery = 0
+
+	code := Main(context.Background(), []string{"replay", "--quiet", "s3://trail/AWSLogs/"}, Stdio{In: strings.NewReader(""), Out: &out, Err: &errs})
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, errs.String())
+	}
+	got := errs.String()
+	if !regexp.MustCompile(`\r\x1b\[Kread 1024 records and \d+ objects \(0 MiB\) from S3: s3://trail/AWSLogs/`).MatchString(got) {
+		t.Errorf("no progress line on the terminal:\n%q", got)
+	}
+	if !strings.Contains(got, "\r\x1b[Ktrailwatch: read ") {
+		t.Errorf("the progress line is not erased before the summary:\n%q", got)
+	}
+	if strings.Contains(out.String(), "\x1b") {
+		t.Error("the progress line went to stdout")
 	}
 }

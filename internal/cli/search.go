@@ -236,7 +236,7 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 		return usageError{errors.New("search needs files or directories to read, --log-group NAME or --config FILE (or $TRAILWATCH_CONFIG, or /etc/trailwatch/config.yaml)")}
 	}
 
-	progress := newProgress(stdio.Err, f)
+	progress := newProgress(stdio.Err, f.now, f.progressInterval)
 	var s3stats s3files.Stats
 	opts := search.Options{
 		S3Stats:        &s3stats,
@@ -256,7 +256,9 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 		},
 	}
 	if progress != nil {
-		opts.Progress = progress.update
+		opts.Progress = func(st search.Stats) {
+			progress.show(fmt.Sprintf("scanned %d records, %d matching: %s", st.Scanned, st.Matched, terminalSafe(st.Current)))
+		}
 	}
 	s := search.New(q, opts)
 
@@ -301,8 +303,9 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 	return nil
 }
 
-// terminalWidth returns w's width when it is a terminal.
-func terminalWidth(w io.Writer) (int, bool) {
+// terminalWidth returns w's width when it is a terminal. A variable, so
+// that a test can make a buffer a terminal.
+var terminalWidth = func(w io.Writer) (int, bool) {
 	file, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(file.Fd())) {
 		return 0, false
@@ -314,10 +317,12 @@ func terminalWidth(w io.Writer) (int, bool) {
 	return width, true
 }
 
-// progress is the one-line progress report on a terminal's stderr.
+// progress is the one-line progress report on a terminal's stderr, shared
+// by search and replay.
 type progress struct {
 	w     io.Writer
-	f     *searchFlags
+	now   func() time.Time
+	every time.Duration // the line is redrawn at most this often
 	last  time.Time
 	width int
 	shown bool
@@ -325,22 +330,26 @@ type progress struct {
 
 // newProgress returns a progress line for w, or nil when w is not a
 // terminal.
-func newProgress(w io.Writer, f *searchFlags) *progress {
+func newProgress(w io.Writer, now func() time.Time, every time.Duration) *progress {
 	width, ok := terminalWidth(w)
 	if !ok {
 		return nil
 	}
-	return &progress{w: w, f: f, last: f.now(), width: width}
+	return &progress{w: w, now: now, every: every, last: now(), width: width}
 }
 
-func (p *progress) update(st search.Stats) {
-	now := p.f.now()
-	if now.Sub(p.last) < p.f.progressInterval {
+// due reports whether the line may be redrawn now.
+func (p *progress) due() bool {
+	return p != nil && p.now().Sub(p.last) >= p.every
+}
+
+// show redraws the line, at most once every p.every.
+func (p *progress) show(line string) {
+	if !p.due() {
 		return
 	}
-	p.last = now
+	p.last = p.now()
 	p.shown = true
-	line := fmt.Sprintf("scanned %d records, %d matching: %s", st.Scanned, st.Matched, terminalSafe(st.Current))
 	if r := []rune(line); len(r) > p.width-1 {
 		// A wrapped line could not be redrawn in place.
 		line = string(r[:max(p.width-2, 0)]) + "…"
