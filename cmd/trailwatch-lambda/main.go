@@ -67,7 +67,7 @@ func localConfig(ctx context.Context, env func(string) (string, bool), loc strin
 	if _, err := s3bundle.ParseURI(loc); err != nil {
 		return "", fmt.Errorf("TRAILWATCH_CONFIG %w", err)
 	}
-	var opts s3bundle.ClientOptions
+	opts := s3bundle.ClientOptions{Logger: logger}
 	if v, _ := env("TRAILWATCH_S3_PATH_STYLE"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -85,7 +85,7 @@ func lambdaEnv(t *testing.T, h *hook) (map[string]string, string) {
 	t.Helper()
 	m := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
-	client, err := dynamostate.NewClient(context.Background(), "")
+	client, err := dynamostate.NewClient(context.Background(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 	table, _ := env("TRAILWATCH_DELIVERY_TABLE")
 	var ledger *dynamostate.Store
 	if table != "" {
-		client, err := dynamostate.NewClient(ctx, "")
+		client, err := dynamostate.NewClient(ctx, "", logger)
 		if err != nil {
 			return nil, err
 		}

@@ -121,7 +121,7 @@ func TestSharedLifecycleAcrossEnvironments(t *testing.T) {
 	}
 
 	// A silence in the table holds back a new finding everywhere.
-	client, err := dynamostate.NewClient(ctx, "")
+	client, err := dynamostate.NewClient(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func (c *Config) Prepare() error {
 // deps.StateDir/cloudwatch, and readiness from each log group's last
 // successful FilterLogEvents.
 func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, error) {
-	client, err := NewClient(ctx, *cfg)
+	client, err := NewClient(ctx, *cfg, deps.Logger)
 	if err != nil {
 		return nil, err
 	}

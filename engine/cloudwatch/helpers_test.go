@@ -33,7 +33,7 @@ func startMoto(t *testing.T) *motoEnv {
 // clientFor is a real SDK client for the endpoint (moto or a faultproxy).
 func clientFor(t testing.TB, endpoint string) *cloudwatchlogs.Client {
 	t.Helper()
-	c, err := NewClient(context.Background(), Config{Region: "us-east-1"})
+	c, err := NewClient(context.Background(), Config{Region: "us-east-1"}, nil)
 	if err != nil {
 		t.Fatalf("new client: %v", err)
 	}

@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/trailwatch/trailwatch/internal/awsconf"
 )
 
 // ErrLogGroupNotFound is returned (wrapped) by Check and Read when a
@@ -169,16 +170,13 @@ func New(client API, cfg Config, opts Options) (*Source, error) {
 }
 
 // NewClient returns a CloudWatch Logs client from the SDK's default
-// configuration chain, in cfg.Region when it is set. The SDK itself honours
-// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_CLOUDWATCH_LOGS.
-func NewClient(ctx context.Context, cfg Config) (*cloudwatchlogs.Client, error) {
-	var lo []func(*config.LoadOptions) error
-	if cfg.Region != "" {
-		lo = append(lo, config.WithRegion(cfg.Region))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, lo...)
+// configuration chain, in cfg.Region when it is set, with the SDK's log
+// lines sent to logger (nil: slog.Default(); see internal/awsconf). The SDK
+// itself honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_CLOUDWATCH_LOGS.
+func NewClient(ctx context.Context, cfg Config, logger *slog.Logger) (*cloudwatchlogs.Client, error) {
+	awsCfg, err := awsconf.Load(ctx, cfg.Region, logger)
 	if err != nil {
-		return nil, fmt.Errorf("load aws config for cloudwatch logs: %w", err)
+		return nil, fmt.Errorf("cloudwatch logs client: %w", err)
 	}
 	return cloudwatchlogs.NewFromConfig(awsCfg), nil
 }

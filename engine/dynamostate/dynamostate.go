@@ -44,10 +44,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trailwatch/trailwatch/internal/awsconf"
 )
 
 // Attribute names of a delivery item.
@@ -160,15 +161,13 @@ func New(api API, table string, opts Options) (*Store, error) {
 }
 
 // NewClient returns a DynamoDB client from the SDK's default configuration
-// chain (AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_DYNAMODB are honoured).
-func NewClient(ctx context.Context, region string) (*dynamodb.Client, error) {
-	var lo []func(*awsconfig.LoadOptions) error
-	if region != "" {
-		lo = append(lo, awsconfig.WithRegion(region))
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, lo...)
+// chain (AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_DYNAMODB are honoured), in
+// region when it is set, with the SDK's log lines sent to logger (nil:
+// slog.Default(); see internal/awsconf).
+func NewClient(ctx context.Context, region string, logger *slog.Logger) (*dynamodb.Client, error) {
+	cfg, err := awsconf.Load(ctx, region, logger)
 	if err != nil {
-		return nil, fmt.Errorf("load aws config for dynamodb: %w", err)
+		return nil, fmt.Errorf("dynamodb client: %w", err)
 	}
 	return dynamodb.NewFromConfig(cfg), nil
 }

@@ -55,7 +55,7 @@ func motoClient(t *testing.T) *dynamodb.Client {
 	t.Helper()
 	m := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
-	client, err := dynamostate.NewClient(context.Background(), "us-east-1")
+	client, err := dynamostate.NewClient(context.Background(), "us-east-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

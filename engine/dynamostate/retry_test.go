@@ -48,7 +48,7 @@ func (w *waits) all() []time.Duration {
 func clientAt(t *testing.T, endpoint string) *dynamodb.Client {
 	t.Helper()
 	t.Setenv("AWS_ENDPOINT_URL", endpoint)
-	c, err := dynamostate.NewClient(context.Background(), "us-east-1")
+	c, err := dynamostate.NewClient(context.Background(), "us-east-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func (c *Config) AWSRegion() string { return c.Region }
 // NewClients), and readiness from the lease refreshes (the stream and the
 // lease table answer).
 func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, error) {
-	kin, ddb, err := NewClients(ctx, *cfg)
+	kin, ddb, err := NewClients(ctx, *cfg, deps.Logger)
 	if err != nil {
 		return nil, err
 	}

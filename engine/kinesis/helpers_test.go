@@ -46,7 +46,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	m := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
-	kin, ddb, err := kinesis.NewClients(context.Background(), kinesis.Config{Region: "us-east-1"})
+	kin, ddb, err := kinesis.NewClients(context.Background(), kinesis.Config{Region: "us-east-1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

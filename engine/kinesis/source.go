@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	kds "github.com/aws/aws-sdk-go-v2/service/kinesis"
 	kdstypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine/cwlogs"
 	"github.com/trailwatch/trailwatch/engine/source"
+	"github.com/trailwatch/trailwatch/internal/awsconf"
 )
 
 // API is the part of the Kinesis client the source uses.
@@ -125,15 +125,13 @@ func (s *Source) Worker() string { return s.leases.Worker() }
 
 // NewClients returns Kinesis and DynamoDB clients from the SDK's default
 // configuration chain, in cfg.Region when it is set (AWS_ENDPOINT_URL,
-// AWS_ENDPOINT_URL_KINESIS and AWS_ENDPOINT_URL_DYNAMODB are honoured).
-func NewClients(ctx context.Context, cfg Config) (*kds.Client, *dynamodb.Client, error) {
-	var lo []func(*awsconfig.LoadOptions) error
-	if cfg.Region != "" {
-		lo = append(lo, awsconfig.WithRegion(cfg.Region))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, lo...)
+// AWS_ENDPOINT_URL_KINESIS and AWS_ENDPOINT_URL_DYNAMODB are honoured),
+// with the SDK's log lines sent to logger (nil: slog.Default(); see
+// internal/awsconf).
+func NewClients(ctx context.Context, cfg Config, logger *slog.Logger) (*kds.Client, *dynamodb.Client, error) {
+	awsCfg, err := awsconf.Load(ctx, cfg.Region, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load aws config for kinesis: %w", err)
+		return nil, nil, fmt.Errorf("kinesis clients: %w", err)
 	}
 	return kds.NewFromConfig(awsCfg), dynamodb.NewFromConfig(awsCfg), nil
 }

@@ -132,7 +132,7 @@ func TestDeadProcessClaimDelaysOnlyItsAlert(t *testing.T) {
 	const lease = 30 * time.Second
 	moto := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", moto.Endpoint)
-	client, err := dynamostate.NewClient(context.Background(), "us-east-1")
+	client, err := dynamostate.NewClient(context.Background(), "us-east-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func (c *Config) AWSRegion() string { return c.Region }
 // registry: SQS and S3 clients from the SDK's default chain (see
 // NewClients), and readiness from the receives (the queue answers).
 func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, error) {
-	q, s3c, err := NewClients(ctx, *cfg)
+	q, s3c, err := NewClients(ctx, *cfg, deps.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -23,6 +22,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/engine/source"
+	"github.com/trailwatch/trailwatch/internal/awsconf"
 	"github.com/trailwatch/trailwatch/internal/s3bundle"
 )
 
@@ -105,17 +105,14 @@ func New(q SQS, s3c s3files.Client, cfg Config, opts Options) (*Source, error) {
 // NewClients returns SQS and S3 clients from the SDK's default
 // configuration chain, SQS in cfg.Region when it is set
 // (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_S3 are
-// honoured).
-func NewClients(ctx context.Context, cfg Config) (*sqs.Client, *s3.Client, error) {
-	var lo []func(*awsconfig.LoadOptions) error
-	if cfg.Region != "" {
-		lo = append(lo, awsconfig.WithRegion(cfg.Region))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, lo...)
+// honoured), with the SDK's log lines sent to logger (nil:
+// slog.Default(); see internal/awsconf).
+func NewClients(ctx context.Context, cfg Config, logger *slog.Logger) (*sqs.Client, *s3.Client, error) {
+	awsCfg, err := awsconf.Load(ctx, cfg.Region, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load aws config for sqs: %w", err)
+		return nil, nil, fmt.Errorf("sqs client: %w", err)
 	}
-	s3c, err := s3bundle.NewClient(ctx, s3bundle.ClientOptions{})
+	s3c, err := s3bundle.NewClient(ctx, s3bundle.ClientOptions{Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}

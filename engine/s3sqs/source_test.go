@@ -386,7 +386,7 @@ func TestSourceRetriesWhatS3Fails(t *testing.T) {
 		return faultproxy.Forward
 	})
 	t.Setenv("AWS_ENDPOINT_URL", proxy.URL)
-	_, s3c, err := s3sqs.NewClients(context.Background(), s3sqs.Config{})
+	_, s3c, err := s3sqs.NewClients(context.Background(), s3sqs.Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func motoLogGroup(t *testing.T, group string, streams map[string][]logEvent) *cl
 	m := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
 	ctx := context.Background()
-	c, err := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: "us-east-1"})
+	c, err := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: "us-east-1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

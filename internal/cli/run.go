@@ -359,7 +359,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 // the shared store of dedup windows, thresholds and silences in the same
 // table, once the table has answered.
 func withLedger(ctx context.Context, ss *config.SharedState, targets map[string]notifiers.Notifier, logger *slog.Logger, reg prometheus.Registerer) (*dynamostate.LifecycleStore, error) {
-	client, err := dynamostate.NewClient(ctx, ss.Region)
+	client, err := dynamostate.NewClient(ctx, ss.Region, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -125,6 +129,74 @@ func TestRunKinesisSharedStateFaults(t *testing.T) {
 	for _, line := range []string{"shared state unavailable; retrying in place, leases kept", "shared state answers again"} {
 		if !strings.Contains(logs.String(), line) {
 			t.Errorf("the log does not say %q", line)
+		}
+	}
+}
+
+// TestRunKinesisLogsSDKWarningsAsJSON runs `run --log-format json` on
+// Kinesis with shared_state, behind proxies whose answers carry a Date
+// header the AWS SDK cannot parse (it warns about each): the Kinesis
+// client's, the lease table's and the shared-state table's warnings are
+// all JSON lines of the service's log, and every line of the log is JSON.
+func TestRunKinesisLogsSDKWarningsAsJSON(t *testing.T) {
+	rig := newKinesisRig(t)
+	moto, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	badDate := func(name func(body []byte) string) string {
+		rp := httputil.NewSingleHostReverseProxy(moto)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			date := name(body)
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Set("Date", date)
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", badDate(func([]byte) string { return "kinesis-date" }))
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", badDate(func(body []byte) string {
+		for _, table := range []string{rig.leases, rig.ledger} {
+			if bytes.Contains(body, []byte(`"`+table+`"`)) {
+				return "date-of-" + table
+			}
+		}
+		return "dynamodb-date"
+	}))
+	a := rig.instance("a", "a")
+	a.writeFile(rig.rulesPath, runRootLoginRule)
+	r := a.startArgs("--log-format", "json")
+	putKinesis(t, rig.kin, rig.stream, "k", rootLogin("json-1"))
+	a.eventually(r, "the alert", func() bool { return len(a.readAlerts()) == 1 })
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d; log:\n%s", code, r.stderr)
+	}
+	warned := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("a log line is not JSON: %q", line)
+		}
+		if rec["component"] != "aws-sdk" || rec["level"] != "WARN" {
+			continue
+		}
+		for _, what := range []string{"kinesis-date", "date-of-" + rig.leases, "date-of-" + rig.ledger} {
+			if strings.Contains(fmt.Sprint(rec["msg"]), what) {
+				warned[what] = true
+			}
+		}
+	}
+	for _, what := range []string{"kinesis-date", "date-of-" + rig.leases, "date-of-" + rig.ledger} {
+		if !warned[what] {
+			t.Errorf("no aws-sdk warning in the JSON log for the answers dated %q", what)
 		}
 	}
 }

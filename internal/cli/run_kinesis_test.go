@@ -78,7 +78,7 @@ func newKinesisRig(t *testing.T) *kinesisRig {
 	moto := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", moto.Endpoint)
 	ctx := context.Background()
-	kin, ddb, err := kinesis.NewClients(ctx, kinesis.Config{Region: "us-east-1"})
+	kin, ddb, err := kinesis.NewClients(ctx, kinesis.Config{Region: "us-east-1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func newS3SQSRig(t *testing.T) *s3sqsRig {
 	t.Helper()
 	rig := s3test.Start(t)
 	ctx := context.Background()
-	ddb, err := dynamostate.NewClient(ctx, s3test.Region)
+	ddb, err := dynamostate.NewClient(ctx, s3test.Region, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,7 +266,7 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 		err = s.Files(ctx, args, stdio.In)
 	}
 	if err == nil && len(groups) > 0 {
-		client, cerr := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: region})
+		client, cerr := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: region}, nil)
 		if cerr != nil {
 			err = cerr
 		} else {

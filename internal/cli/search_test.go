@@ -150,7 +150,7 @@ func TestSearchLogGroup(t *testing.T) {
 	m := testservers.StartMoto(t)
 	t.Setenv("AWS_ENDPOINT_URL", m.Endpoint)
 	ctx := context.Background()
-	c, err := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: "us-east-1"})
+	c, err := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: "us-east-1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

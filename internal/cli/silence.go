@@ -60,7 +60,7 @@ mean) until --for after. replay applies the same silences to recorded logs.`,
 			return "", err
 		}
 		if ss := cfg.SharedState; ss != nil {
-			client, err := dynamostate.NewClient(ctx, cfg.SharedStateRegion())
+			client, err := dynamostate.NewClient(ctx, cfg.SharedStateRegion(), nil)
 			if err != nil {
 				return "", exitCode(1, err.Error())
 			}

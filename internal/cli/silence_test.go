@@ -117,7 +117,7 @@ func TestSilenceCommandSharedState(t *testing.T) {
 	testservers.SetFakeAWSEnv(t)
 	t.Setenv("AWS_ENDPOINT_URL", moto.Endpoint)
 	ctx := context.Background()
-	client, err := dynamostate.NewClient(ctx, "us-east-1")
+	client, err := dynamostate.NewClient(ctx, "us-east-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 
+	"github.com/trailwatch/trailwatch/internal/awsconf"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/notifiers/email"
 	"github.com/trailwatch/trailwatch/notifiers/file"
@@ -17,11 +18,23 @@ import (
 func init() {
 	register("email", (*email.Config).Validate,
 		func(ctx context.Context, _ string, c *email.Config, d Deps) (notifiers.Notifier, error) {
-			return email.New(ctx, *c, email.WithLogger(d.logger()))
+			opts := []email.Option{email.WithLogger(d.logger())}
+			if c.Transport == email.TransportSES {
+				ac, err := awsconf.Load(ctx, "", d.logger())
+				if err != nil {
+					return nil, err
+				}
+				opts = append(opts, email.WithAWSConfig(ac))
+			}
+			return email.New(ctx, *c, opts...)
 		})
 	register("sns", (*sns.Config).Validate,
 		func(ctx context.Context, _ string, c *sns.Config, d Deps) (notifiers.Notifier, error) {
-			return sns.New(ctx, *c, sns.WithLogger(d.logger()))
+			ac, err := awsconf.Load(ctx, "", d.logger())
+			if err != nil {
+				return nil, err
+			}
+			return sns.New(ctx, *c, sns.WithLogger(d.logger()), sns.WithAWSConfig(ac))
 		})
 }
 

@@ -23,9 +23,10 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+
+	"github.com/trailwatch/trailwatch/internal/awsconf"
 )
 
 // Default limits on what Fetch copies. Fifty MiB is far more than any set
@@ -144,15 +145,18 @@ type ClientOptions struct {
 	// config): emulators such as moto and MinIO need it, and real S3 keeps
 	// the virtual-hosted style it prefers.
 	PathStyle *bool
+	// Logger receives the SDK's log lines (nil: slog.Default(); see
+	// internal/awsconf).
+	Logger *slog.Logger
 }
 
 // NewClient returns an S3 client from the SDK's default configuration
 // chain (environment, shared config, web identity, the Lambda's role);
 // AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_S3 are honoured.
 func NewClient(ctx context.Context, opts ClientOptions) (*s3.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	cfg, err := awsconf.Load(ctx, "", opts.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("load aws config for s3: %w", err)
+		return nil, fmt.Errorf("s3 client: %w", err)
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		// NewFromConfig has resolved the endpoint override (global or
