@@ -78,6 +78,15 @@ func TestRunKinesisSharedStateFaults(t *testing.T) {
 	}
 	const retriesTotal = "trailwatch_shared_state_retries_total"
 	takeovers, _ := metric("trailwatch_kinesis_lease_takeovers_total")
+	// Before any alert, both series exist at 0: something to alert on.
+	for _, e := range []*runEnv{a, b} {
+		m := e.scrape()
+		for _, series := range []string{`trailwatch_outbox_depth{notifier="out"}`, retriesTotal + `{operation="read"}`} {
+			if v, ok := m[series]; !ok || v != 0 {
+				t.Errorf("%s = %v (present %v) at start, want 0", series, v, ok)
+			}
+		}
+	}
 
 	write(4)
 	waitFor(t, &logs, "the alerts before any fault", func() bool { return len(rv.got()) >= len(want) })
