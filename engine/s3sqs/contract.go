@@ -27,7 +27,9 @@ func (c *Config) AWSRegion() string { return c.Region }
 
 // Open builds the source of a prepared `source.s3sqs` block for the
 // registry: SQS and S3 clients from the SDK's default chain (see
-// NewClients), and readiness from the receives (the queue answers).
+// NewClients), and readiness from the receives, visibility extensions and
+// batches handed over (the queue answers, or every worker is busy with a
+// large log file).
 func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, error) {
 	q, s3c, err := NewClients(ctx, *cfg, deps.Logger)
 	if err != nil {
@@ -35,15 +37,17 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	}
 	ref, _ := parseQueue(cfg.Queue)
 	name := ref.name()
-	// A receive returns within wait_time, message or not.
-	polls := source.NewPollTracker([]string{name}, max(3*cfg.WaitTime, 45*time.Second), nil)
+	// A receive returns within wait_time, message or not; a worker busy
+	// with one log file extends its visibility every third of the
+	// timeout.
+	polls := source.NewPollTracker([]string{name}, max(3*cfg.WaitTime, cfg.VisibilityTimeout/3+cfg.WaitTime, 45*time.Second), nil)
 	if err := deps.Registerer.Register(polls); err != nil {
 		return nil, err
 	}
 	src, err := New(q, s3c, *cfg, Options{
 		Logger:     deps.Logger,
 		Registerer: deps.Registerer,
-		Received:   func() { polls.Polled(name) },
+		Alive:      func() { polls.Polled(name) },
 	})
 	if err != nil {
 		return nil, err

@@ -49,9 +49,11 @@ type Options struct {
 	After func(time.Duration) <-chan time.Time
 	// Registerer, if set, receives the source's metrics.
 	Registerer prometheus.Registerer
-	// Received, if set, is called after each successful ReceiveMessage
-	// (readiness: the queue answers).
-	Received func()
+	// Alive, if set, is called whenever the source shows it works: a
+	// successful ReceiveMessage or visibility extension, a batch handed
+	// over (readiness: the queue answers, or every worker is busy
+	// reading).
+	Alive func()
 	// DepthInterval is how often the depths of the queue and its
 	// dead-letter queue are read for the metrics (0: a minute).
 	DepthInterval time.Duration
@@ -282,9 +284,7 @@ func (s *Source) receive(ctx context.Context, n int) ([]sqstypes.Message, error)
 	if err != nil {
 		return nil, err
 	}
-	if s.opts.Received != nil {
-		s.opts.Received()
-	}
+	s.alive()
 	now := s.opts.Now()
 	oldest := 0.0
 	for _, m := range out.Messages {
@@ -294,6 +294,13 @@ func (s *Source) receive(ctx context.Context, n int) ([]sqstypes.Message, error)
 	}
 	s.metrics.messageAge.Set(oldest)
 	return out.Messages, nil
+}
+
+// alive tells Options.Alive that the source works.
+func (s *Source) alive() {
+	if s.opts.Alive != nil {
+		s.opts.Alive()
+	}
 }
 
 // outcome is what became of a message.
@@ -404,6 +411,7 @@ func (s *Source) read(ctx context.Context, o Object, handle source.Handler) (pro
 		if err := handle(ctx, b); err != nil {
 			return errHandle{err}
 		}
+		s.alive()
 		s.metrics.records.Add(float64(len(b.Records)))
 		b.Records = nil
 		return nil
@@ -471,6 +479,7 @@ func (s *Source) hold(ctx context.Context, m sqstypes.Message, log *slog.Logger)
 			switch {
 			case err == nil:
 				s.metrics.extensions.Inc()
+				s.alive()
 			case hctx.Err() == nil:
 				// Another instance may get the message meanwhile; the
 				// shared state keeps a second read from alerting twice.

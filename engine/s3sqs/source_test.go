@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +45,13 @@ func newRig(t *testing.T) *rig {
 // source returns a source on the rig's queue with test-sized timings.
 func (r *rig) source(cfg s3sqs.Config) *s3sqs.Source {
 	r.t.Helper()
+	return r.sourceWith(cfg, s3sqs.Options{})
+}
+
+// sourceWith is source with options (a registry, a logger and a short
+// depth interval are filled in).
+func (r *rig) sourceWith(cfg s3sqs.Config, opts s3sqs.Options) *s3sqs.Source {
+	r.t.Helper()
 	if cfg.Queue == "" {
 		cfg.Queue = r.queue.URL
 	}
@@ -53,7 +61,9 @@ func (r *rig) source(cfg s3sqs.Config) *s3sqs.Source {
 	if cfg.WaitTime == 0 {
 		cfg.WaitTime = time.Second
 	}
-	src, err := s3sqs.New(r.SQS, r.S3, cfg, s3sqs.Options{Registerer: r.reg, DepthInterval: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(r.t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	opts.Registerer, opts.DepthInterval = r.reg, 200*time.Millisecond
+	opts.Logger = slog.New(slog.NewTextHandler(r.t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	src, err := s3sqs.New(r.SQS, r.S3, cfg, opts)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -310,16 +320,26 @@ func TestSourceNotificationPaths(t *testing.T) {
 
 // TestSourceHoldsAMessageWhileReading blocks the pipeline on an object for
 // longer than the visibility timeout: the message stays hidden from
-// another consumer all along, and is deleted once the batch is taken.
+// another consumer all along, the source says it is alive although its
+// one worker receives nothing meanwhile, and the message is deleted once
+// the batch is taken.
 func TestSourceHoldsAMessageWhileReading(t *testing.T) {
 	r := newRig(t)
 	c := &collector{block: make(chan struct{})}
-	run(t, r.source(s3sqs.Config{}), c)
+	var alive atomic.Int64
+	run(t, r.sourceWith(s3sqs.Config{Workers: 1}, s3sqs.Options{Alive: func() { alive.Add(1) }}), c)
 	r.Delete(r.queue, r.Receive(r.queue, time.Minute)) // the test event, out of the way
 	r.Put("trail", key("us-east-1", 1), logFile("slow"))
-	eventually(t, "two visibility extensions (two thirds of the timeout each)", func() bool {
-		return r.metric("trailwatch_s3sqs_visibility_extensions_total") >= 2
+	eventually(t, "the first visibility extension", func() bool {
+		return r.metric("trailwatch_s3sqs_visibility_extensions_total") >= 1
 	})
+	since := alive.Load()
+	eventually(t, "two more visibility extensions (a third of the timeout each)", func() bool {
+		return r.metric("trailwatch_s3sqs_visibility_extensions_total") >= 3
+	})
+	if n := alive.Load() - since; n < 2 {
+		t.Errorf("the source said it was alive %d times during two extensions, its one worker busy, want at least 2", n)
+	}
 	if msgs := r.Receive(r.queue, time.Second); len(msgs) != 0 {
 		t.Fatalf("another consumer received %d messages while the object was being read", len(msgs))
 	}
