@@ -97,15 +97,7 @@ func TestTemplate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.tmpl, func(t *testing.T) {
-			tp, err := parseTemplate(tt.tmpl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := tp.Render(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
+			if got := renderTemplate(t, tt.tmpl, ev); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})

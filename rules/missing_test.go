@@ -29,19 +29,11 @@ func TestMissingTypedFieldFallsBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tp, err := parseTemplate(tt.tmpl)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ev, err := cloudtrail.DecodeEvent([]byte(tt.record))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := tp.Render(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
+			if got := renderTemplate(t, tt.tmpl, ev); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -65,4 +57,19 @@ func TestCoalesceNullMap(t *testing.T) {
 			t.Errorf("%s is false", src)
 		}
 	}
+}
+
+// renderTemplate compiles a summary template and renders it on ev, failing
+// the test on any error.
+func renderTemplate(t *testing.T, tmpl string, ev *cloudtrail.Event) string {
+	t.Helper()
+	tp, err := parseTemplate(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tp.Render(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -92,46 +92,25 @@ func (p *condParser) peek() (condToken, bool) {
 	return condToken{off: len(p.src)}, false
 }
 
-func (p *condParser) or() (string, error) {
-	left, err := p.and()
-	if err != nil {
-		return "", err
-	}
-	parts := []string{left}
-	for {
-		t, ok := p.peek()
-		if !ok || t.text != "or" {
-			break
-		}
-		p.pos++
-		right, err := p.and()
-		if err != nil {
-			return "", err
-		}
-		parts = append(parts, right)
-	}
-	return join(parts, " || "), nil
-}
+func (p *condParser) or() (string, error) { return p.chain("or", " || ", p.and) }
 
-func (p *condParser) and() (string, error) {
-	left, err := p.not()
-	if err != nil {
-		return "", err
-	}
-	parts := []string{left}
+func (p *condParser) and() (string, error) { return p.chain("and", " && ", p.not) }
+
+// chain reads operands joined by the keyword op (one level of the
+// grammar) and joins their expressions with sep.
+func (p *condParser) chain(op, sep string, operand func() (string, error)) (string, error) {
+	var parts []string
 	for {
-		t, ok := p.peek()
-		if !ok || t.text != "and" {
-			break
-		}
-		p.pos++
-		right, err := p.not()
+		e, err := operand()
 		if err != nil {
 			return "", err
 		}
-		parts = append(parts, right)
+		parts = append(parts, e)
+		if t, ok := p.peek(); !ok || t.text != op {
+			return join(parts, sep), nil
+		}
+		p.pos++
 	}
-	return join(parts, " && "), nil
 }
 
 func (p *condParser) not() (string, error) {
