@@ -83,19 +83,24 @@ func Render(w io.Writer, results []Result, opts RenderOptions) error {
 // column is one table column.
 type column struct {
 	head     string
-	min      int  // narrowest it is shrunk to
+	min      int  // narrowest it is shrunk to; 0: never shrunk (kept whole)
 	keepEnd  bool // truncate at the start (ARNs: the end says most)
 	priority int  // shrunk first when higher
+	drop     int  // dropped in this order when shrinking is not enough; 0: never
 }
 
+// The columns of the table. An event ID or an address cut short is
+// useless (it is what one copies into the next query), so those are kept
+// whole: on a narrow terminal the names shrink first, then whole columns
+// are dropped.
 var columns = []column{
-	{head: "TIME", min: 20},
-	{head: "EVENT NAME", min: 12, priority: 3},
-	{head: "PRINCIPAL", min: 12, keepEnd: true, priority: 5},
-	{head: "SOURCE IP", min: 9, priority: 2},
-	{head: "RESOURCES", min: 9, keepEnd: true, priority: 6},
-	{head: "OUTCOME", min: 7, priority: 1},
-	{head: "EVENT ID", min: 8, priority: 4},
+	{head: "TIME"},
+	{head: "EVENT NAME", min: 12, priority: 3, drop: 4},
+	{head: "PRINCIPAL", min: 12, keepEnd: true, priority: 5, drop: 3},
+	{head: "SOURCE IP", drop: 5},
+	{head: "RESOURCES", min: 9, keepEnd: true, priority: 6, drop: 1},
+	{head: "OUTCOME", min: 7, priority: 1, drop: 2},
+	{head: "EVENT ID"},
 }
 
 // Row returns a result's table cells, escaped: time, event name,
@@ -157,20 +162,49 @@ func writeTable(w *bufio.Writer, results []Result, width int, esc func(string) s
 	for i := range results {
 		rows = append(rows, Row(&results[i], esc))
 	}
-	widths := make([]int, len(columns))
+	natural := make([]int, len(columns))
 	for _, row := range rows {
 		for i, cell := range row {
-			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+			natural[i] = max(natural[i], utf8.RuneCountInString(cell))
 		}
 	}
+	shown := make([]bool, len(columns))
+	for i := range shown {
+		shown[i] = true
+	}
+	widths := append([]int(nil), natural...)
 	if width > 0 {
-		fit(widths, width)
+		// Shrink; if that is not enough, drop the next column and start
+		// again from the natural widths of those left.
+		for order := 1; !fit(widths, shown, width); order++ {
+			dropped := false
+			for i, c := range columns {
+				if c.drop == order {
+					shown[i], dropped = false, true
+				}
+			}
+			if !dropped && order > len(columns) {
+				break // as narrow as it gets: let the terminal wrap
+			}
+			copy(widths, natural)
+		}
+	}
+	var last int
+	for i := range columns {
+		if shown[i] {
+			last = i
+		}
 	}
 	for _, row := range rows {
 		for i, cell := range row {
-			cell = truncate(cell, widths[i], columns[i].keepEnd)
+			if !shown[i] {
+				continue
+			}
+			if columns[i].min > 0 {
+				cell = truncate(cell, widths[i], columns[i].keepEnd)
+			}
 			w.WriteString(cell)
-			if i < len(row)-1 {
+			if i < last {
 				w.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell)+2))
 			}
 		}
@@ -178,18 +212,21 @@ func writeTable(w *bufio.Writer, results []Result, width int, esc func(string) s
 	}
 }
 
-// fit shrinks column widths until the row fits in width, one character at
-// a time from the widest column that can give (the higher priority first
-// among equals). TIME never shrinks.
-func fit(widths []int, width int) {
-	total := 2 * (len(widths) - 1)
-	for _, w := range widths {
-		total += w
+// fit shrinks the widths of the shown columns that may shrink until a row
+// fits in width, one character at a time from the widest column that can
+// give (the higher priority first among equals), and reports whether it
+// fits.
+func fit(widths []int, shown []bool, width int) bool {
+	total := -2
+	for i, w := range widths {
+		if shown[i] {
+			total += w + 2
+		}
 	}
 	for total > width {
 		best := -1
 		for i, c := range columns {
-			if c.priority == 0 || widths[i] <= c.min {
+			if !shown[i] || c.min == 0 || widths[i] <= c.min {
 				continue
 			}
 			if best < 0 || widths[i] > widths[best] || (widths[i] == widths[best] && c.priority > columns[best].priority) {
@@ -197,11 +234,12 @@ func fit(widths []int, width int) {
 			}
 		}
 		if best < 0 {
-			return // as narrow as it gets: let the terminal wrap
+			return false
 		}
 		widths[best]--
 		total--
 	}
+	return true
 }
 
 // truncate shortens s to n characters with an ellipsis, keeping its end or
