@@ -460,9 +460,11 @@ func (o *Outbox) Enqueue(ctx context.Context, items ...Item) (added int, err err
 	}
 	now := o.opts.Now()
 	perNotifier := map[string]int{}
+	var stored []int // indexes of the items this call added
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		clear(perNotifier)
-		for _, e := range enc {
+		stored = stored[:0]
+		for i, e := range enc {
 			nb, err := notifierBucket(tx, e.item.Notifier, true)
 			if err != nil {
 				return err
@@ -492,18 +494,48 @@ func (o *Outbox) Enqueue(ctx context.Context, items ...Item) (added int, err err
 				return err
 			}
 			perNotifier[e.item.Notifier]++
+			stored = append(stored, i)
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("enqueue alerts: %w", err)
 	}
+	o.logQueued(items, stored)
 	for name, n := range perNotifier {
 		o.addDepth(name, n)
 		o.signal(name)
 		added += n
 	}
 	return added, nil
+}
+
+// logQueued logs, at info, each alert this Enqueue stored, once with
+// every notifier it waits for: what an operator reads to know an alert
+// was raised and handed over, before any delivery attempt.
+func (o *Outbox) logQueued(items []Item, stored []int) {
+	if len(stored) == 0 || !o.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	var order []string
+	byKey := map[string][]int{}
+	for _, i := range stored {
+		k := items[i].Key
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], i)
+	}
+	for _, k := range order {
+		idx := byKey[k]
+		a := &items[idx[0]].Alert
+		names := make([]string, len(idx))
+		for j, i := range idx {
+			names[j] = items[i].Notifier
+		}
+		o.log.Info("alert queued for delivery", "rule", a.RuleID, "severity", a.Severity,
+			"event_id", a.EventID, "event_time", a.EventTime, "notifiers", names, "key", k)
+	}
 }
 
 // List returns the entries in the given state (All for every entry),
