@@ -490,6 +490,9 @@ func readLinesFrom(ctx context.Context, name string, s *scanner, head []byte, ov
 				}
 			}
 			if err := s.readErr(); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err() // interrupted while waiting for input
+				}
 				bad(&BadInput{Place: fmt.Sprintf("%s:%d", name, n), Err: err})
 			}
 			return nil

@@ -91,6 +91,7 @@ routing and storm control: every alert, whichever notifier would get it.`,
 				}
 			}
 			emitted := 0
+			sty, hits := styleFor(stdio.Out), ruleHits{}
 			out := bufio.NewWriterSize(stdio.Out, 64*1024)
 			defer out.Flush()
 			ev := decide.NewEvaluator(set, decide.EvaluatorOptions{
@@ -115,12 +116,13 @@ routing and storm control: every alert, whichever notifier would get it.`,
 				}
 				for i := range res.Alerts {
 					emitted++
+					hits.add(res.Alerts[i].Alert.RuleID)
 					if output == "json" {
 						if err := writeAlertJSON(out, &res.Alerts[i].Alert); err != nil {
 							return err
 						}
 					} else {
-						printAlertText(out, &res.Alerts[i].Alert)
+						printAlertText(out, &res.Alerts[i].Alert, sty)
 					}
 				}
 				if sender != nil {
@@ -159,10 +161,10 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			par := decide.NewParallel(ev, decide.ParallelOptions{Workers: workers}, emit)
 			var s3stats s3files.Stats
 			read := 0
-			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: stdio.In}, Stats: &s3stats}, func(r files.Record) error {
+			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: interruptible(cmd.Context(), stdio.In)}, Stats: &s3stats}, func(r files.Record) error {
 				read++
 				if read%1024 == 0 && progress.due() {
-					line := fmt.Sprintf("read %d records", read)
+					line := fmt.Sprintf("read %d records (%s)", read, progress.rate(read))
 					if n := s3stats.Objects.Load(); n > 0 {
 						line += fmt.Sprintf(" and %d objects (%d MiB) from S3", n, s3stats.Bytes.Load()>>20)
 					}
@@ -192,6 +194,7 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			if lc != nil && uint64(emitted) != st.Alerts {
 				fmt.Fprintf(stdio.Err, "trailwatch: %d rule matches; the others were counted by thresholds, folded by dedup or silenced\n", st.Alerts)
 			}
+			hits.print(stdio.Err, "alerts by rule:")
 			if sender != nil && err == nil {
 				if derr := sender.deliver(cmd.Context(), stdio); derr != nil {
 					return derr

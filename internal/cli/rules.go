@@ -106,16 +106,18 @@ then a summary; exit 1 on any failure.`,
 				opts.DedupWindow = cfg.Lifecycle.DedupWindow
 			}
 			passed, failed := 0, 0
+			sty, hits := styleFor(stdio.Out), ruleHits{}
 			for _, r := range set.RunTestsWith(opts) {
+				countTestMatch(hits, r)
 				if r.Passed {
 					passed++
 					if verbose {
-						fmt.Fprintf(stdio.Out, "ok   %s: rule %q: test %q\n", r.Test.Pos, r.Rule.ID, r.Test.Name)
+						fmt.Fprintf(stdio.Out, "%s   %s: rule %q: test %q\n", sty.ok("ok"), r.Test.Pos, r.Rule.ID, r.Test.Name)
 					}
 					continue
 				}
 				failed++
-				fmt.Fprintf(stdio.Out, "FAIL %s: rule %q: test %q: %s\n", r.Test.Pos, r.Rule.ID, r.Test.Name, r.Reason)
+				fmt.Fprintf(stdio.Out, "%s %s: rule %q: test %q: %s\n", sty.fail("FAIL"), r.Test.Pos, r.Rule.ID, r.Test.Name, r.Reason)
 			}
 			if requireTests {
 				for _, r := range set.Rules() {
@@ -125,6 +127,7 @@ then a summary; exit 1 on any failure.`,
 					}
 				}
 			}
+			hits.print(stdio.Out, "test events each rule matched:")
 			fmt.Fprintf(stdio.Out, "%d passed, %d failed\n", passed, failed)
 			if failed > 0 {
 				return exitCode(1, "")
@@ -137,6 +140,21 @@ then a summary; exit 1 on any failure.`,
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also list passing tests")
 	cmd.Flags().BoolVar(&requireTests, "require-tests", false, "fail rules that lack a matching and a non-matching test")
 	return cmd
+}
+
+// countTestMatch counts, for the summary, a single-event test whose event
+// the rule matched (it passed expecting a match, or failed expecting
+// none); every rule with tests is listed, with 0 when it matched none.
+func countTestMatch(hits ruleHits, r rules.TestResult) {
+	if _, ok := hits[r.Rule.ID]; !ok {
+		hits[r.Rule.ID] = 0
+	}
+	if r.Test.Sequence || strings.Contains(r.Reason, "failed at run time") || strings.Contains(r.Reason, "does not decode") {
+		return
+	}
+	if r.Passed == r.Test.ExpectMatch {
+		hits[r.Rule.ID]++
+	}
 }
 
 // missingTests says what a rule lacks of the minimum test set (one event it
@@ -164,13 +182,14 @@ func missingTests(r *rules.Rule) string {
 // printAlertText writes one alert as a line for a person at a terminal.
 // Event fields are attacker-controlled: control characters (terminal
 // escape sequences among them) are made visible, not passed through.
-func printAlertText(w io.Writer, a *notifiers.Alert) {
+// Colour (st) marks the severity and dims the details line.
+func printAlertText(w io.Writer, a *notifiers.Alert, st style) {
 	t := "-"
 	if !a.EventTime.IsZero() {
 		t = a.EventTime.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(w, "%s  %-8s  %s  %s\n", t, strings.ToUpper(a.Severity), a.RuleID, terminalSafe(a.Summary))
-	fmt.Fprintf(w, "    principal=%s account=%s region=%s source=%s event=%s\n",
+	fmt.Fprintf(w, "%s  %s  %s  %s\n", t, st.severity(a.Severity, fmt.Sprintf("%-8s", strings.ToUpper(a.Severity))), st.paint(sgrBold, a.RuleID), terminalSafe(a.Summary))
+	fmt.Fprintf(w, st.dim("    principal=%s account=%s region=%s source=%s event=%s")+"\n",
 		terminalSafe(orDash(a.Principal)), terminalSafe(orDash(a.AccountID)), terminalSafe(orDash(a.AWSRegion)),
 		terminalSafe(orDash(a.SourceIP)), terminalSafe(orDash(a.EventID)))
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -257,13 +258,13 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 	}
 	if progress != nil {
 		opts.Progress = func(st search.Stats) {
-			progress.show(fmt.Sprintf("scanned %d records, %d matching: %s", st.Scanned, st.Matched, terminalSafe(st.Current)))
+			progress.show(fmt.Sprintf("scanned %d records (%s), %d matching: %s", st.Scanned, progress.rate(st.Scanned), st.Matched, terminalSafe(st.Current)))
 		}
 	}
 	s := search.New(q, opts)
 
 	if len(args) > 0 {
-		err = s.Files(ctx, args, stdio.In)
+		err = s.Files(ctx, args, interruptible(ctx, stdio.In))
 	}
 	if err == nil && len(groups) > 0 {
 		client, cerr := cloudwatch.NewClient(ctx, cloudwatch.Config{Region: region}, nil)
@@ -323,6 +324,8 @@ type progress struct {
 	w     io.Writer
 	now   func() time.Time
 	every time.Duration // the line is redrawn at most this often
+	start time.Time
+	mu    sync.Mutex // replay clears the line from its output goroutine
 	last  time.Time
 	width int
 	shown bool
@@ -335,12 +338,27 @@ func newProgress(w io.Writer, now func() time.Time, every time.Duration) *progre
 	if !ok {
 		return nil
 	}
-	return &progress{w: w, now: now, every: every, last: now(), width: width}
+	t := now()
+	return &progress{w: w, now: now, every: every, start: t, last: t, width: width}
+}
+
+// rate says how many records a second n records since the start make.
+func (p *progress) rate(n int) string {
+	secs := p.now().Sub(p.start).Seconds()
+	if secs <= 0 {
+		return "-/s"
+	}
+	return humanCount(float64(n)/secs) + "/s"
 }
 
 // due reports whether the line may be redrawn now.
 func (p *progress) due() bool {
-	return p != nil && p.now().Sub(p.last) >= p.every
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.now().Sub(p.last) >= p.every
 }
 
 // show redraws the line, at most once every p.every.
@@ -348,6 +366,8 @@ func (p *progress) show(line string) {
 	if !p.due() {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.last = p.now()
 	p.shown = true
 	if r := []rune(line); len(r) > p.width-1 {
@@ -359,7 +379,12 @@ func (p *progress) show(line string) {
 
 // clear erases the progress line, if one is shown.
 func (p *progress) clear() {
-	if p == nil || !p.shown {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.shown {
 		return
 	}
 	p.shown = false

@@ -1,0 +1,235 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// rootLoginLine is a CloudTrail record the built-in rules alert on.
+func rootLoginLine(id string) string {
+	return `{"eventVersion":"1.08","eventID":"` + id + `","eventTime":"2024-05-01T08:00:00Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.1","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"},"responseElements":{"ConsoleLogin":"Success"},"recipientAccountId":"111122223333"}` + "\n"
+}
+
+// noiseLine is a record no built-in rule alerts on.
+func noiseLine(id string) string {
+	return `{"eventVersion":"1.08","eventID":"` + id + `","eventTime":"2024-05-01T08:00:01Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.1","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/a","accountId":"111122223333"},"recipientAccountId":"111122223333"}` + "\n"
+}
+
+// ttyRun starts trailwatch with standard input from stdin and, on a
+// pseudo-terminal of 120 columns, its standard error and, unless stdout
+// is given, its standard output. It returns the process and what the
+// terminal shows.
+func ttyRun(t *testing.T, stdin *os.File, stdout io.Writer, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open a pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := proc{Env: env}.command(args...)
+	cmd.Stdout, cmd.Stderr = tty, tty
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	screen := &syncBuffer{}
+	go io.Copy(screen, ptmx) // ends with EIO when the process is gone
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, screen
+}
+
+// pipeDrained waits until the process has read everything written to w.
+func pipeDrained(t *testing.T, w *os.File) {
+	t.Helper()
+	var none syncBuffer
+	waitFor(t, &none, "trailwatch to read its standard input", func() bool {
+		n, err := unix.IoctlGetInt(int(w.Fd()), unix.TIOCINQ) // FIONREAD: bytes not yet read
+		return err == nil && n == 0
+	})
+}
+
+func exitOf(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatal(err)
+	return -1
+}
+
+// TestReplayOnATerminal is issue 15's item 8, through the real binary on
+// a pseudo-terminal: alerts on a terminal are coloured by severity (not
+// with NO_COLOR), a per-rule count ends the run, and a replay that takes a
+// while, its alerts going elsewhere, shows a progress line on the
+// terminal (records, rate, input).
+func TestReplayOnATerminal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		env    []string
+		colour bool
+	}{
+		{"colour", []string{"TERM=xterm"}, true},
+		{"NO_COLOR", []string{"TERM=xterm", "NO_COLOR=1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd, screen := ttyRun(t, nil, nil, tc.env, "replay", "--rules", "builtin:aws", "../../examples/events/sample-trail.jsonl")
+			if code := exitOf(t, cmd); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, screen.String())
+			}
+			var none syncBuffer
+			waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "alerts by rule:") })
+			out := screen.String()
+			if !strings.Contains(out, "1  aws-root-console-login") && !strings.Contains(out, "2  aws-root-console-login") {
+				t.Errorf("no per-rule count:\n%q", out)
+			}
+			red := "\x1b[1m\x1b[31mCRITICAL"
+			if strings.Contains(out, red) != tc.colour {
+				t.Errorf("coloured severity shown = %v, want %v:\n%q", strings.Contains(out, red), tc.colour, out)
+			}
+		})
+	}
+	t.Run("progress", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		var alerts syncBuffer
+		cmd, screen := ttyRun(t, r, &alerts, []string{"TERM=xterm"}, "replay", "--rules", "builtin:aws", "-")
+		r.Close()
+		io.WriteString(w, rootLoginLine("tty-1"))
+		// Records keep coming until the progress line shows.
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.NewTimer(60 * time.Second)
+		defer deadline.Stop()
+		for i := 0; !strings.Contains(screen.String(), "/s)"); i++ {
+			select {
+			case <-tick.C:
+				var b strings.Builder
+				for j := 0; j < 512; j++ {
+					b.WriteString(noiseLine(fmt.Sprintf("noise-%d-%d", i, j)))
+				}
+				io.WriteString(w, b.String())
+			case <-deadline.C:
+				t.Fatalf("no progress line on the terminal:\n%q", screen.String())
+			}
+		}
+		w.Close()
+		if code := exitOf(t, cmd); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, screen.String())
+		}
+		var none syncBuffer
+		waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "alerts by rule:") })
+		out := screen.String()
+		for _, want := range []string{"\r\x1b[Kread ", " records (", "<stdin>", "alerts by rule:"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the terminal lacks %q:\n%q", want, out)
+			}
+		}
+		if a := alerts.String(); !strings.Contains(a, "aws-root-console-login") || strings.ContainsRune(a, '\x1b') {
+			t.Errorf("the alerts, piped, should be plain:\n%q", a)
+		}
+	})
+}
+
+// TestNoColourWhenPiped: output that is not a terminal carries no escape
+// sequence and no progress line.
+func TestNoColourWhenPiped(t *testing.T) {
+	code, out, errs := proc{Env: []string{"TERM=xterm"}}.run(t, "replay", "../../examples/events/sample-trail.jsonl")
+	if code != 0 || strings.ContainsRune(out+errs, '\x1b') {
+		t.Errorf("exit %d; escape sequences in piped output:\n%q\n%q", code, out, errs)
+	}
+	if !strings.Contains(errs, "alerts by rule:") {
+		t.Errorf("no per-rule counts:\n%s", errs)
+	}
+	code, out, _ = proc{}.run(t, "test", "--rules", "../../examples/rules")
+	if code != 0 || !strings.Contains(out, "test events each rule matched:\n") || !strings.Contains(out, "  1  team-backup-bucket-deleted\n") || strings.ContainsRune(out, '\x1b') {
+		t.Errorf("test: exit %d, want per-rule counts and no colour:\n%q", code, out)
+	}
+}
+
+// TestInterruptedStdinRead is issue 15's item 8: Ctrl-C while replay and
+// search wait for standard input stops them with what they have and exit
+// 130, as their help says.
+func TestInterruptedStdinRead(t *testing.T) {
+	for _, args := range [][]string{
+		{"replay", "--rules", "builtin:aws", "-"},
+		{"search", "--event-name", "ConsoleLogin", "--output", "jsonl", "-"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			cmd := proc{}.command(args...)
+			var out, errs syncBuffer
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = r, &out, &errs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			r.Close()
+			t.Cleanup(func() { cmd.Process.Kill() })
+			// Once the third line is read, the first was handed on: the
+			// reader takes a line only after the one before it.
+			for _, line := range []string{rootLoginLine("int-1"), noiseLine("int-2"), noiseLine("int-3")} {
+				io.WriteString(w, line)
+				pipeDrained(t, w)
+			}
+			// Standard input stays open: trailwatch is waiting for more.
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan int, 1)
+			go func() { done <- exitOf(t, cmd) }()
+			select {
+			case code := <-done:
+				if code != 130 {
+					t.Errorf("exit %d, want 130\n%s", code, errs.String())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("Ctrl-C did not stop %s reading standard input:\n%s", args[0], errs.String())
+			}
+			if !strings.Contains(out.String(), "int-1") {
+				t.Errorf("the partial result lacks the record read before Ctrl-C:\nstdout: %s\nstderr: %s", out.String(), errs.String())
+			}
+		})
+	}
+}
+
+// TestTruncatedLogFileIsReported: a CloudTrail log file cut after its
+// opening ({"Records":[) is reported as truncated, not taken for an empty
+// one.
+func TestTruncatedLogFileIsReported(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"cut.json": `{"Records":[`})
+	code, _, errs := proc{}.run(t, "replay", dir+"/cut.json")
+	if code != 0 || !strings.Contains(errs, "cut.json") || !strings.Contains(errs, "truncated") || !strings.Contains(errs, "1 inputs skipped") {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+}
