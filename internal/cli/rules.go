@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -31,8 +33,9 @@ func newValidateCmd(stdio Stdio) *cobra.Command {
 duplicate ids, expressions compiled and type-checked against the CloudTrail record,
 summary templates — and reports every problem at once. It exits 1 if there is any.
 With --config it also checks the configuration file: unknown keys, notifiers and their
-options, routes, and that every notifier a rule or route names exists. Secrets are
-never printed.`,
+options, routes, and that every notifier a rule or route names exists; and it warns,
+naming each, about enabled rules whose alerts no route would deliver anywhere (run
+raises them and sends nothing). Secrets are never printed.`,
 		Example: `  trailwatch validate --rules rules/
   trailwatch validate --config /etc/trailwatch/config.yaml
   trailwatch validate --rules builtin --explain`,
@@ -45,6 +48,7 @@ never printed.`,
 			}
 			if cfg != nil {
 				fmt.Fprintf(stdio.Out, "%s OK: %d notifiers, %d routes\n", cfg.File, len(cfg.Notifiers), len(cfg.Routes))
+				warnUnrouted(stdio.Out, cfg, set)
 			}
 			if explain {
 				printExplain(stdio.Out, set)
@@ -57,6 +61,37 @@ never printed.`,
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "also check this configuration file (and use its rules unless --rules is given)")
 	cmd.Flags().BoolVar(&explain, "explain", false, "show, for each rule, the eventName values that index it (or that it is evaluated for every event)")
 	return cmd
+}
+
+// warnUnrouted names the enabled rules whose alerts would go nowhere.
+func warnUnrouted(w io.Writer, cfg *config.Config, set *rules.Set) {
+	lost := cfg.Unrouted(set)
+	if len(lost) == 0 {
+		return
+	}
+	why := "no route matches them and they name no notifier"
+	if len(cfg.Notifiers) == 0 {
+		why = "the configuration has no notifiers"
+	}
+	fmt.Fprintf(w, "%s: warning: %d enabled rules would raise alerts that reach no notifier (%s); run delivers none of them:\n", cfg.File, len(lost), why)
+	for _, r := range lost {
+		fmt.Fprintf(w, "  %s (%s) at %s\n", r.ID, r.Severity, r.Pos)
+	}
+}
+
+// logUnrouted warns, when run starts, about the enabled rules whose
+// alerts would reach no notifier (validate names them the same way).
+func logUnrouted(logger *slog.Logger, cfg *config.Config, set *rules.Set) {
+	lost := cfg.Unrouted(set)
+	if len(lost) == 0 {
+		return
+	}
+	ids := make([]string, len(lost))
+	for i, r := range lost {
+		ids[i] = r.ID
+	}
+	logger.Warn("enabled rules whose alerts reach no notifier: no route matches them and they name none; their alerts are raised and not delivered",
+		"count", len(ids), "rules", ids)
 }
 
 func printExplain(w io.Writer, set *rules.Set) {

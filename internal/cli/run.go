@@ -123,6 +123,7 @@ AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB, _SQS, _S3) are honour
 			if err != nil {
 				return err
 			}
+			logUnrouted(logger, cfg, set)
 			r := &runner{
 				cfgPath: cfgPath, rulePaths: rulePaths, logger: logger,
 				reg: prometheus.NewRegistry(), reload: reloadChan(cmd.Context()),

@@ -81,3 +81,21 @@ func anyGlob(patterns []string, values ...string) bool {
 	}
 	return false
 }
+
+// Unrouted returns the enabled rules of set whose alerts no route sends to
+// any notifier and that name none themselves: run would raise their alerts
+// and deliver none. Routes select on what a rule fixes (its id, severity
+// and tags), so this is known before any event arrives.
+func (c *Config) Unrouted(set *rules.Set) []*rules.Rule {
+	var out []*rules.Rule
+	for _, r := range set.Rules() {
+		if !r.Enabled {
+			continue
+		}
+		a := notifiers.Alert{RuleID: r.ID, Severity: r.Severity, Tags: r.Tags}
+		if len(c.Targets(&a, r.Notify)) == 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
