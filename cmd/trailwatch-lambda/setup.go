@@ -8,15 +8,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
-	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/subscription"
+	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/internal/version"
-	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
-	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 // newLogger returns a JSON logger (CloudWatch Logs parses it) at level.
@@ -43,9 +40,9 @@ func duration(env func(string) (string, bool), name string, def time.Duration) (
 	return d, nil
 }
 
-// newHandler builds the handler from the environment: the configuration
-// and rules, the notifiers, an in-memory lifecycle, and the delivery
-// ledger.
+// newHandler builds the handler from the environment: it reads the
+// settings and loads the configuration and rules; internal/app builds the
+// rest (notifiers, decision function, lifecycle, delivery ledger).
 func newHandler(ctx context.Context, env func(string) (string, bool), logger *slog.Logger) (*subscription.Handler, error) {
 	cfgPath, _ := env("TRAILWATCH_CONFIG")
 	if cfgPath == "" {
@@ -82,66 +79,14 @@ func newHandler(ctx context.Context, env func(string) (string, bool), logger *sl
 	if err := cfg.CheckRuleNotifiers(set); err != nil {
 		return nil, err
 	}
-	targets, err := cfg.BuildNotifiers(ctx, config.Deps{Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	storm := map[string]lifecycle.StormConfig{}
-	for _, n := range cfg.Notifiers {
-		if n.RateLimit != nil {
-			storm[n.Name] = *n.RateLimit
-		}
-	}
-	// With the delivery table, dedup windows, thresholds and silences are
-	// shared in it by every execution environment. Without it the
-	// lifecycle lives in this environment's memory, and a state_dir
-	// shipped in the package supplies silences, read only.
-	lcOpts := lifecycle.Options{StateDir: cfg.StateDir, ReadOnlySilences: true, Storm: storm, Logger: logger}
 	table, _ := env("TRAILWATCH_DELIVERY_TABLE")
-	var ledger *dynamostate.Store
-	if table != "" {
-		client, err := dynamostate.NewClient(ctx, "", logger)
-		if err != nil {
-			return nil, err
-		}
-		var shared *dynamostate.LifecycleStore
-		ledger, shared, err = dynamostate.Open(client, table, dynamostate.Options{Lease: lease, TTL: ttl, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		lcOpts.Shared, lcOpts.SharedSilences = shared, shared
-	}
-	lc, err := lifecycle.Open(cfg.Lifecycle, lcOpts)
+	h, err := app.NewLambda(ctx, cfg, set, app.LambdaOptions{
+		DeliveryTable: table, Lease: lease, TTL: ttl, SendTimeout: sendTimeout, Logger: logger,
+	})
 	if err != nil {
 		return nil, err
-	}
-	ev := decide.NewEvaluator(set, decide.EvaluatorOptions{
-		// The delivery ledger stops repeats; an eventID window would drop
-		// the records of a retried batch this environment already saw.
-		DedupWindow: -1,
-		OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
-			logger.Warn("rule failed on an event", "rule", me.Rule.ID, "event_id", e.EventID, "error", me.Err.Error())
-		},
-	})
-	h := &subscription.Handler{
-		Decider: decide.New(ev, func(a *notifiers.Alert, r *rules.Rule) []string {
-			var own []string
-			if r != nil {
-				own = r.Notify
-			}
-			return cfg.Targets(a, own)
-		}, decide.Options{Lifecycle: lc, Logger: logger}),
-		Notifiers:   targets,
-		Logger:      logger,
-		SendTimeout: sendTimeout,
-	}
-	if ledger == nil {
-		logger.Warn("TRAILWATCH_DELIVERY_TABLE is not set: deliveries are not recorded, so a retried batch re-sends its alerts, " +
-			"and dedup windows and thresholds are per execution environment")
-	} else {
-		h.Ledger = ledger
 	}
 	logger.Info("trailwatch-lambda ready", "version", version.String(), "rules", set.Len(),
-		"notifiers", len(targets), "delivery_table", table)
+		"notifiers", len(h.Notifiers), "delivery_table", table)
 	return h, nil
 }

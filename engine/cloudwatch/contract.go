@@ -17,7 +17,7 @@ import (
 var (
 	_ source.Source  = (*Source)(nil)
 	_ source.Origins = (*Source)(nil)
-	_ source.Ready   = (*readySource)(nil)
+	_ source.Ready   = readySource{}
 )
 
 // Run is Read for the pipeline: each batch is one log group's page of new
@@ -75,17 +75,15 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	if err != nil {
 		return nil, err
 	}
-	return &readySource{Source: src, polls: polls}, nil
+	return readySource{src, polls}, nil
 }
 
-// readySource is a Source that says whether it reads.
+// readySource is the Source with its readiness: the tracker's Ready
+// (and its metric) beside the Source's own methods.
 type readySource struct {
 	*Source
-	polls *source.PollTracker
+	*source.PollTracker
 }
-
-// Ready fails while a log group has had no successful read lately.
-func (r *readySource) Ready(ctx context.Context) error { return r.polls.Check(ctx) }
 
 // pollObserver reports each successful FilterLogEvents call (the start-up
 // check's too), so that readiness can tell whether the source is reading.

@@ -53,9 +53,10 @@ func (p *PollTracker) Polled(group string) {
 	}
 }
 
-// Check returns an error naming each group without a successful read
-// within the maximum age.
-func (p *PollTracker) Check(context.Context) error {
+// Ready returns an error naming each origin without a successful read
+// within the maximum age. A PollTracker is a source.Ready: a source
+// embeds it beside its own type to say whether it reads.
+func (p *PollTracker) Ready(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()

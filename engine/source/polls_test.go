@@ -47,12 +47,12 @@ func TestPollTracker(t *testing.T) {
 			}
 			p.Polled("not-configured")
 			c.Advance(tt.advance)
-			err := p.Check(context.Background())
+			err := p.Ready(context.Background())
 			switch {
 			case tt.want == "" && err != nil:
-				t.Errorf("Check() = %v, want ready", err)
+				t.Errorf("Ready() = %v, want ready", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("Check() = %v, want an error containing %q", err, tt.want)
+				t.Errorf("Ready() = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
@@ -79,7 +80,7 @@ is one a retry could fix. Secrets never appear in its output.`,
 					failed++
 					continue
 				}
-				nt, err := n.Build(cmd.Context(), config.Deps{})
+				nt, err := app.NewNotifier(cmd.Context(), cfg, name, nil)
 				if err != nil {
 					fmt.Fprintf(stdio.Out, "%s (%s): cannot be built: %v\n", name, n.Type, err)
 					failed++

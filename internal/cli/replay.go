@@ -2,15 +2,18 @@ package cli
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/files"
-	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/s3files"
+	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -69,64 +72,42 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			if cfg != nil && !cmd.Flags().Changed("dedup-window") {
 				dedupWindow = cfg.Lifecycle.DedupWindow
 			}
-			var sender *replaySender
-			var route decide.Router
-			var storm map[string]lifecycle.StormConfig
-			if notify {
-				if cfg == nil {
-					return usageError{fmt.Errorf("--notify needs --config FILE (its notifiers and routes)")}
-				}
-				if sender, err = newReplaySender(cmd.Context(), stdio, cfg); err != nil {
-					return err
-				}
-				defer sender.close()
-				route, storm = router(cfg), stormControl(cfg)
+			if notify && cfg == nil {
+				return usageError{fmt.Errorf("--notify needs --config FILE (its notifiers and routes)")}
 			}
-			var lc *lifecycle.Lifecycle
-			if !raw {
-				lc, err = lifecycle.Open(lifecycle.Config{DedupWindow: dedupWindow},
-					lifecycle.Options{StateDir: stateDir, ReadOnlySilences: true, Storm: storm})
-				if err != nil {
-					return err
-				}
+			rp, err := app.NewReplay(cmd.Context(), cfg, set, app.ReplayOptions{
+				Raw: raw, DedupWindow: dedupWindow, StateDir: stateDir, Notify: notify,
+				OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
+					fmt.Fprintf(stdio.Err, "trailwatch: rule %q failed on event %s: %v\n", me.Rule.ID, e.EventID, me.Err)
+				},
+				Logger: slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			})
+			if err != nil {
+				return exitCode(1, err.Error())
 			}
+			defer rp.Close()
 			emitted := 0
 			sty, hits := styleFor(stdio.Out), ruleHits{}
 			out := bufio.NewWriterSize(stdio.Out, 64*1024)
 			defer out.Flush()
-			ev := decide.NewEvaluator(set, decide.EvaluatorOptions{
-				OnRuleError: func(me rules.MatchError, e *cloudtrail.Event) {
-					fmt.Fprintf(stdio.Err, "trailwatch: rule %q failed on event %s: %v\n", me.Rule.ID, e.EventID, me.Err)
-				},
-			})
-			decider := decide.New(ev, route, decide.Options{Lifecycle: lc})
-			// decideOne runs matches (none: the storm digests still
-			// pending at the end) through the decision function, prints
-			// the alerts and queues the deliveries.
-			decideOne := func(ms []decide.Match, flush bool) error {
-				x := decider.Begin(cmd.Context())
-				defer x.Rollback()
-				x.Matches(ms)
-				res, err := x.Finish(flush)
+			// decideAll runs a record's matches (none with flush: the storm
+			// digests still pending at the end) through the decision
+			// function and prints the alerts.
+			decideAll := func(ms []decide.Match, flush bool) error {
+				alerts, err := rp.Decide(cmd.Context(), ms, flush)
 				if err != nil {
 					return err
 				}
-				if err := x.Commit(); err != nil {
-					return err
-				}
-				for i := range res.Alerts {
+				for i := range alerts {
 					emitted++
-					hits.add(res.Alerts[i].Alert.RuleID)
+					hits.add(alerts[i].Alert.RuleID)
 					if output == "json" {
-						if err := writeAlertJSON(out, &res.Alerts[i].Alert); err != nil {
+						if err := writeAlertJSON(out, &alerts[i].Alert); err != nil {
 							return err
 						}
 					} else {
-						printAlertText(out, &res.Alerts[i].Alert, sty)
+						printAlertText(out, &alerts[i].Alert, sty)
 					}
-				}
-				if sender != nil {
-					return sender.add(cmd.Context(), res.Items)
 				}
 				return nil
 			}
@@ -156,9 +137,9 @@ routing and storm control: every alert, whichever notifier would get it.`,
 					report(m.rec.Place(), err)
 					return nil
 				}
-				return decideOne(matches, false)
+				return decideAll(matches, false)
 			}
-			par := decide.NewParallel(ev, decide.ParallelOptions{Workers: workers}, emit)
+			par := decide.NewParallel(rp.Evaluator, decide.ParallelOptions{Workers: workers}, emit)
 			var s3stats s3files.Stats
 			read := 0
 			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: interruptible(cmd.Context(), stdio.In)}, Stats: &s3stats}, func(r files.Record) error {
@@ -180,23 +161,23 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			if cerr := par.Close(); err == nil {
 				err = cerr
 			}
-			if err == nil && sender != nil {
-				err = decideOne(nil, true)
+			if err == nil && notify {
+				err = decideAll(nil, true)
 			}
 			if ferr := out.Flush(); err == nil {
 				err = ferr
 			}
 			progress.clear()
 			printS3Stats(stdio, &s3stats)
-			st := ev.Stats()
+			st := rp.Evaluator.Stats()
 			fmt.Fprintf(stdio.Err, "trailwatch: %d records evaluated, %d alerts, %d duplicates dropped, %d inputs skipped, %d rule errors\n",
 				st.Records, emitted, st.Duplicates, badInputs, st.RuleErrors)
-			if lc != nil && uint64(emitted) != st.Alerts {
+			if !raw && uint64(emitted) != st.Alerts {
 				fmt.Fprintf(stdio.Err, "trailwatch: %d rule matches; the others were counted by thresholds, folded by dedup or silenced\n", st.Alerts)
 			}
 			hits.print(stdio.Err, "alerts by rule:")
-			if sender != nil && err == nil {
-				if derr := sender.deliver(cmd.Context(), stdio); derr != nil {
+			if notify && err == nil {
+				if derr := reportDeliveries(cmd.Context(), stdio, rp); derr != nil {
 					return derr
 				}
 			}
@@ -224,6 +205,14 @@ routing and storm control: every alert, whichever notifier would get it.`,
 // replayProgressEvery is how often replay's progress line is redrawn.
 var replayProgressEvery = 250 * time.Millisecond
 
+// replayItem is what replay hands through engine.Parallel with each
+// record: where it was read, or an input that could not be read, whose
+// report keeps its place among the records'.
+type replayItem struct {
+	rec files.Record // Data is nil: the record's bytes travel on their own
+	bad *files.BadInput
+}
+
 // printS3Stats says what was read from S3, when anything was.
 func printS3Stats(stdio Stdio, st *s3files.Stats) {
 	if st.ListCalls.Load() == 0 && st.Objects.Load() == 0 {
@@ -233,10 +222,22 @@ func printS3Stats(stdio Stdio, st *s3files.Stats) {
 		st.Objects.Load(), st.Bytes.Load(), st.ListCalls.Load())
 }
 
-// replayItem is what replay hands through engine.Parallel with each
-// record: where it was read, or an input that could not be read, whose
-// report keeps its place among the records'.
-type replayItem struct {
-	rec files.Record // Data is nil: the record's bytes travel on their own
-	bad *files.BadInput
+// reportDeliveries waits for replay --notify's deliveries and reports them.
+func reportDeliveries(ctx context.Context, stdio Stdio, rp *app.Replay) error {
+	queued, dead, err := rp.Deliver(ctx)
+	if errors.Is(err, app.ErrInterrupted) {
+		fmt.Fprintf(stdio.Err, "trailwatch: %v\n", err)
+		return exitCode(130, "interrupted")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdio.Err, "trailwatch: %d deliveries sent, %d refused\n", queued-len(dead), len(dead))
+	for _, e := range dead {
+		fmt.Fprintf(stdio.Err, "trailwatch: %s refused alert %s (%s): %s\n", e.Notifier, e.Alert.RuleID, e.Alert.EventID, terminalSafe(e.LastError))
+	}
+	if len(dead) > 0 {
+		return exitCode(1, "")
+	}
+	return nil
 }
