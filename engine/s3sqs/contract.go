@@ -11,7 +11,7 @@ import (
 // Open builds it for the source registry (type "s3sqs").
 var (
 	_ source.Source = (*Source)(nil)
-	_ source.Ready  = (*readySource)(nil)
+	_ source.Ready  = readySource{}
 )
 
 // Prepare applies the defaults of the `source.s3sqs` block and validates
@@ -52,14 +52,12 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	if err != nil {
 		return nil, err
 	}
-	return &readySource{Source: src, polls: polls}, nil
+	return readySource{src, polls}, nil
 }
 
-// readySource is a Source that says whether it reads.
+// readySource is the Source with its readiness: the tracker's Ready
+// (and its metric) beside the Source's own methods.
 type readySource struct {
 	*Source
-	polls *source.PollTracker
+	*source.PollTracker
 }
-
-// Ready fails while the receives have failed lately.
-func (r *readySource) Ready(ctx context.Context) error { return r.polls.Check(ctx) }
