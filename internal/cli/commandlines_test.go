@@ -307,22 +307,7 @@ func runbookLines(t *testing.T) []commandLine {
 // of the project's Markdown files.
 func markdownLines(t *testing.T) []commandLine {
 	var out []commandLine
-	root := "../.."
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(p, ".md") {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
+	walkRepo(t, ".md", func(rel string, data []byte) {
 		inFence := false
 		for i, line := range strings.Split(string(data), "\n") {
 			where := fmt.Sprintf("markdown:%s:%d", rel, i+1)
@@ -344,11 +329,7 @@ func markdownLines(t *testing.T) []commandLine {
 				}
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return out
 }
 
@@ -360,9 +341,6 @@ func helpLines() []commandLine {
 	walk = func(c *cobra.Command) {
 		out = append(out, extract("help:"+c.CommandPath()+" (Example)", c.Example, false)...)
 		out = append(out, extract("help:"+c.CommandPath()+" (Long)", c.Long, true)...)
-		for _, f := range []string{c.Use} {
-			_ = f
-		}
 		for _, sub := range c.Commands() {
 			walk(sub)
 		}
@@ -375,22 +353,10 @@ func helpLines() []commandLine {
 // program's Go source (log messages, errors, help), test files excepted.
 func sourceLines(t *testing.T) []commandLine {
 	var out []commandLine
-	root := "../.."
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	walkRepo(t, ".go", func(rel string, src []byte) {
+		if strings.HasSuffix(rel, "_test.go") {
+			return
 		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-			return nil
-		}
-		src, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
 		fset := token.NewFileSet()
 		file := fset.AddFile(rel, -1, len(src))
 		var s scanner.Scanner
@@ -407,13 +373,36 @@ func sourceLines(t *testing.T) []commandLine {
 			if err != nil {
 				continue
 			}
-			where := "source:" + fset.Position(pos).String()
-			out = append(out, extract(where, text, true)...)
+			out = append(out, extract("source:"+fset.Position(pos).String(), text, true)...)
 		}
+	})
+	return out
+}
+
+// walkRepo calls fn with the path (from the repository's root) and content
+// of every file of the repository whose name ends in ext.
+func walkRepo(t *testing.T, ext string, fn func(rel string, data []byte)) {
+	t.Helper()
+	const root = "../.."
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ext) {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fn(rel, data)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
 }

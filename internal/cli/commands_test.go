@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/mdcheck"
 )
 
 // TestReadmeFirstCommand runs the README's first command in-process: the
@@ -119,8 +121,8 @@ func TestReadmeTwoCommands(t *testing.T) {
 	readme := string(data)
 	const first, second = "go run ./cmd/trailwatch replay examples/events/sample-trail.jsonl", "go test -race ./..."
 	var blocks []string // single-command sh blocks, in order
-	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(readme, -1) {
-		if lines := strings.Split(strings.TrimSpace(m[1]), "\n"); len(lines) == 1 {
+	for _, b := range mdcheck.CodeBlocks(readme, "sh") {
+		if lines := strings.Split(strings.TrimSpace(b), "\n"); len(lines) == 1 {
 			blocks = append(blocks, lines[0])
 		}
 	}
@@ -142,17 +144,9 @@ func TestReadmeTwoCommands(t *testing.T) {
 			t.Errorf(".ci/run does not run the README's command %q", cmd)
 		}
 	}
-	for _, m := range regexp.MustCompile(`\]\(([^)#]+)(#[^)]*)?\)`).FindAllStringSubmatch(readme, -1) {
-		link := m[1]
-		if strings.Contains(link, "://") {
-			continue
-		}
-		if strings.HasPrefix(link, "../") || strings.HasPrefix(link, "/") {
-			t.Errorf("the README links outside the repository: %s", link)
-			continue
-		}
-		if _, err := os.Stat(filepath.Join("../..", link)); err != nil {
-			t.Errorf("the README links to %s, which is not in the repository", link)
-		}
+	for _, m := range regexp.MustCompile(`\]\((\.\./[^)]*|/[^)]*)\)`).FindAllStringSubmatch(readme, -1) {
+		t.Errorf("the README links outside the repository: %s", m[1])
 	}
+	t.Chdir("../..") // the README's links are relative to the repository's root
+	mdcheck.CheckLinks(t, readme)
 }
