@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,10 +11,9 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
+	goccy "github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -38,41 +36,15 @@ func compile(t *testing.T, name string, data []byte) *jsonschema.Schema {
 	return s
 }
 
-// yamlInstance reads a YAML document as the JSON value a schema checks.
+// yamlInstance reads a YAML document as the JSON value a schema checks
+// (goccy/go-yaml's YAMLToJSON: anchors, merge keys, timestamps as
+// strings).
 func yamlInstance(data []byte) (any, error) {
-	var v any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(jsonable(v))
+	b, err := goccy.YAMLToJSON(data)
 	if err != nil {
 		return nil, err
 	}
 	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
-}
-
-// jsonable converts what yaml.v3 decodes (timestamps, map[any]any in
-// merges) to what JSON holds.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-	case map[any]any:
-		out := map[string]any{}
-		for k, e := range x {
-			out[fmt.Sprint(k)] = jsonable(e)
-		}
-		return out
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-	case time.Time:
-		return x.Format(time.RFC3339Nano)
-	}
-	return v
 }
 
 // glob returns the files under root whose slash path matches re.

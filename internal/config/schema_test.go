@@ -330,7 +330,7 @@ func propSchema(byPath map[string]confKey, path string) map[string]any {
 	if d.Example != "" {
 		var v any
 		if yaml.Unmarshal([]byte(d.Example), &v) == nil {
-			s["examples"] = []any{jsonYAML(v)}
+			s["examples"] = []any{v}
 		}
 	}
 	if len(d.Enum) > 0 {
@@ -450,25 +450,6 @@ func lastKey(path string) string {
 func jsonValue(v any) any {
 	if d, ok := v.(time.Duration); ok {
 		return formatDuration(d)
-	}
-	return v
-}
-
-// jsonYAML converts a value decoded from YAML to one JSON can hold.
-func jsonYAML(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := map[string]any{}
-		for k, e := range x {
-			out[k] = jsonYAML(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = jsonYAML(e)
-		}
-		return out
 	}
 	return v
 }
