@@ -64,7 +64,7 @@ type Service struct {
 func NewService(ctx context.Context, cfg *config.Config, set *rules.Set, opts Options) (_ *Service, err error) {
 	opts = opts.withDefaults()
 	logger, reg := opts.Logger, opts.Registerer
-	if err := requireRun(cfg); err != nil {
+	if err := RequireRun(cfg); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
@@ -137,7 +137,7 @@ func Check(ctx context.Context, cfg *config.Config, opts Options) error {
 	// A private registry: the checks' parts register metrics of the same
 	// names as a running service's.
 	logger, reg := opts.Logger, prometheus.NewRegistry()
-	if err := requireRun(cfg); err != nil {
+	if err := RequireRun(cfg); err != nil {
 		return err
 	}
 	var errs []error
@@ -172,9 +172,11 @@ func Check(ctx context.Context, cfg *config.Config, opts Options) error {
 	return errors.Join(errs...)
 }
 
-// requireRun checks what run needs of the configuration beyond what
-// loading it checked.
-func requireRun(cfg *config.Config) error {
+// RequireRun checks what run needs of the configuration beyond what
+// loading it checked (a source, state_dir), without building or reaching
+// anything: run's first check, and `trailwatch validate`'s for a
+// configuration that has a source.
+func RequireRun(cfg *config.Config) error {
 	var errs []error
 	if cfg.Source.Type == "" {
 		errs = append(errs, fmt.Errorf("%s: run needs a source: one of source.%s", cfg.File, strings.Join(source.Types(), ", source.")))

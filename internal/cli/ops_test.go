@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -235,5 +236,36 @@ func TestSearchWithoutSourceUsesTheServiceConfig(t *testing.T) {
 	code, _, errs = runArgs(t, "search", "--user", "root", "--since", "24h")
 	if code != 2 || !strings.Contains(errs, "$TRAILWATCH_CONFIG") {
 		t.Errorf("without any configuration: exit %d\n%s", code, errs)
+	}
+}
+
+// TestValidateRefusesWhatRunRefuses is issue 15's item 3, through the
+// real binary against moto: validate refuses a configuration run would
+// refuse (a source but no state_dir), and with --check-aws runs run's own
+// start-up checks, so a shared_state table that does not exist is found
+// by validate, not by run at its first alert.
+func TestValidateRefusesWhatRunRefuses(t *testing.T) {
+	e := newRunEnv(t, "")
+	if code, out, errs := (proc{}).run(t, "validate", "--config", e.cfgPath, "--check-aws"); code != 0 {
+		t.Fatalf("validate --check-aws of a configuration run accepts: exit %d\n%s%s", code, out, errs)
+	}
+	data, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noState := filepath.Join(e.dir, "no-state.yaml")
+	e.writeFile(noState, regexp.MustCompile(`(?m)^state_dir: .*\n`).ReplaceAllString(string(data), ""))
+	code, out, _ := proc{}.run(t, "validate", "--config", noState)
+	if code != 1 || !strings.Contains(out, "state_dir is required for run") {
+		t.Errorf("validate of a configuration without state_dir: exit %d\n%s", code, out)
+	}
+	badTable := filepath.Join(e.dir, "bad-table.yaml")
+	e.writeFile(badTable, string(data)+"shared_state:\n  dynamodb_table: trailwatch-no-such-table\n  region: us-east-1\n")
+	if code, out, errs := (proc{}).run(t, "validate", "--config", badTable); code != 0 {
+		t.Errorf("validate without --check-aws reaches AWS or refuses the table: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := proc{}.run(t, "validate", "--config", badTable, "--check-aws")
+	if code != 1 || !strings.Contains(out, "trailwatch-no-such-table") || !strings.Contains(errs, "problem(s) that run would refuse to start with") {
+		t.Errorf("validate --check-aws with a missing shared_state table: exit %d\n%s%s", code, out, errs)
 	}
 }

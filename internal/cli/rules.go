@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -25,7 +27,7 @@ func rulesFlag(cmd *cobra.Command, dst *[]string) {
 func newValidateCmd(stdio Stdio) *cobra.Command {
 	var paths []string
 	var cfgPath string
-	var explain bool
+	var explain, checkAWS bool
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check rule files and report every problem as file:line:col",
@@ -35,9 +37,14 @@ summary templates — and reports every problem at once. It exits 1 if there is 
 With --config it also checks the configuration file: unknown keys, notifiers and their
 options, routes, and that every notifier a rule or route names exists; and it warns,
 naming each, about enabled rules whose alerts no route would deliver anywhere (run
-raises them and sends nothing). Secrets are never printed.`,
+raises them and sends nothing). A configuration with a source is checked for what run
+needs (state_dir); with --check-aws, validate runs run's own start-up checks against
+AWS, as run does before it says it is running: the log groups or stream can be read,
+shared_state's table answers, state_dir can be written, every notifier can be built.
+Secrets are never printed.`,
 		Example: `  trailwatch validate --rules rules/
   trailwatch validate --config /etc/trailwatch/config.yaml
+  AWS_PROFILE=security trailwatch validate --config config.yaml --check-aws
   trailwatch validate --rules builtin --explain`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -47,6 +54,9 @@ raises them and sends nothing). Secrets are never printed.`,
 				return err
 			}
 			if cfg != nil {
+				if err := checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS); err != nil {
+					return err
+				}
 				fmt.Fprintf(stdio.Out, "%s OK: %d notifiers, %d routes\n", cfg.File, len(cfg.Notifiers), len(cfg.Routes))
 				warnUnrouted(stdio.Out, cfg, set)
 			}
@@ -59,8 +69,44 @@ raises them and sends nothing). Secrets are never printed.`,
 	}
 	rulesFlag(cmd, &paths)
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "also check this configuration file (and use its rules unless --rules is given)")
+	cmd.Flags().BoolVar(&checkAWS, "check-aws", false, "also run run's start-up checks against AWS with the SDK's credentials: the source's log groups or stream, shared_state's table, the state directory, the notifiers")
 	cmd.Flags().BoolVar(&explain, "explain", false, "show, for each rule, the eventName values that index it (or that it is evaluated for every event)")
 	return cmd
+}
+
+// checkLikeRun refuses what run would refuse: without AWS, what run needs
+// of a configuration that has a source; with checkAWS, run's start-up
+// checks themselves (app.Check). A configuration without a source (the
+// Lambda function's) is only told that run cannot use it.
+func checkLikeRun(ctx context.Context, w io.Writer, cfg *config.Config, checkAWS bool) error {
+	if cfg.Source.Type == "" && !checkAWS {
+		fmt.Fprintf(w, "%s: note: no source: run cannot use this configuration (the Lambda function needs none)\n", cfg.File)
+		return nil
+	}
+	err := app.RequireRun(cfg)
+	if err == nil && checkAWS {
+		err = app.Check(ctx, cfg, app.Options{})
+	}
+	if err == nil {
+		return nil
+	}
+	problems := splitJoined(err)
+	for _, e := range problems {
+		fmt.Fprintln(w, e.Error())
+	}
+	return exitCode(1, fmt.Sprintf("%d problem(s) that run would refuse to start with", len(problems)))
+}
+
+// splitJoined returns the errors an errors.Join holds (nested ones too).
+func splitJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, splitJoined(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 // warnUnrouted names the enabled rules whose alerts would go nowhere.
