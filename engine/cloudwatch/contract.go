@@ -62,8 +62,8 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	}
 	// A read may wait out throttling backoff (up to 30s): allow for it
 	// before calling the source not ready.
-	polls := source.NewPollTracker(cfg.LogGroups, max(3*cfg.PollInterval, 45*time.Second), nil)
-	if err := deps.Registerer.Register(polls); err != nil {
+	polls, err := deps.PollTracker(cfg.LogGroups, max(3*cfg.PollInterval, 45*time.Second))
+	if err != nil {
 		return nil, err
 	}
 	src, err := New(pollObserver{API: client, polled: polls.Polled}, *cfg, Options{

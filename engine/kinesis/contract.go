@@ -36,8 +36,8 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	}
 	// Ready while lease refreshes (every third of the lease duration)
 	// succeed.
-	polls := source.NewPollTracker([]string{cfg.Stream}, max(3*cfg.LeaseDuration, 45*time.Second), nil)
-	if err := deps.Registerer.Register(polls); err != nil {
+	polls, err := deps.PollTracker([]string{cfg.Stream}, max(3*cfg.LeaseDuration, 45*time.Second))
+	if err != nil {
 		return nil, err
 	}
 	src, err := New(kin, ddb, *cfg, Options{

@@ -40,8 +40,8 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	// A receive returns within wait_time, message or not; a worker busy
 	// with one log file extends its visibility every third of the
 	// timeout.
-	polls := source.NewPollTracker([]string{name}, max(3*cfg.WaitTime, cfg.VisibilityTimeout/3+cfg.WaitTime, 45*time.Second), nil)
-	if err := deps.Registerer.Register(polls); err != nil {
+	polls, err := deps.PollTracker([]string{name}, max(3*cfg.WaitTime, cfg.VisibilityTimeout/3+cfg.WaitTime, 45*time.Second))
+	if err != nil {
 		return nil, err
 	}
 	src, err := New(q, s3c, *cfg, Options{

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,6 +21,17 @@ type Deps struct {
 	// StateDir is the process's state directory (it exists); a source
 	// keeps its durable position in a sub-directory of its own.
 	StateDir string
+}
+
+// PollTracker returns a PollTracker of names (see NewPollTracker),
+// registered with the Registerer: what a source that implements Ready
+// needs.
+func (d Deps) PollTracker(names []string, maxAge time.Duration) (*PollTracker, error) {
+	p := NewPollTracker(names, maxAge, nil)
+	if err := d.Registerer.Register(p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Kind is one registered source type: the key under `source:` in the
