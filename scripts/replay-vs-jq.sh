@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# replay-vs-jq.sh: the end-to-end figures of docs/performance.md, issue 13's
+# targets. On one core (taskset -c CORE, GOMAXPROCS=1) it times
+#   trailwatch replay --output json FILE        (all built-in rules)
+#   jq -c 'select(<the four card rules>)' FILE
+# on the same generated file, interleaved, RUNS times each, and prints the
+# medians: wall-clock records/s, CPU-time records/s (user+sys: what one core
+# does when nothing else runs on it) and trailwatch's ratio to jq. Inputs
+# (generated from ../shared/corpus, nothing stored in the repository):
+#   corpus  the real corpus x30, every eventID unique (~100,000 records,
+#           12% of them alerting)
+#   mix     100,000 corpus records in a production-like mix: one in 200
+#           raises an alert
+#
+# Needs: go, jq (apt-get install jq), taskset (util-linux). Run from the
+# repository: bash scripts/replay-vs-jq.sh [RUNS] [CORE]
+set -euo pipefail
+runs=${1:-5}
+core=${2:-0}
+cd "$(dirname "$0")/.."
+for tool in jq taskset; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install jq util-linux)" >&2; exit 1; }
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/trailwatch" ./cmd/trailwatch
+go run ./internal/corpus/gencorpus -copies 30 > "$work/corpus.jsonl"
+go run ./internal/corpus/gencorpus -mix 100000 -alert-every 200 > "$work/mix.jsonl"
+
+# The card's four rules: root console sign-in; CreateSecurityGroup,
+# DeleteKeyPair, StopDBInstance/StopDBCluster that succeeded.
+card='select((.userIdentity.type == "Root" and .eventName == "ConsoleLogin") or
+  (.errorCode == null and (.eventName == "CreateSecurityGroup" or .eventName == "DeleteKeyPair"
+   or .eventName == "StopDBInstance" or .eventName == "StopDBCluster")))'
+
+# timed CMD...: runs CMD on the core, prints "wall cpu" in seconds.
+timed() {
+  local TIMEFORMAT='%R %U %S'
+  { time taskset -c "$core" "$@" > /dev/null 2> "$work/stderr"; } 2>&1 | awk '{print $1, $2 + $3}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3-4), $(jq --version)"
+for input in corpus mix; do
+  file="$work/$input.jsonl"
+  n=$(wc -l < "$file")
+  : > "$work/tw" ; : > "$work/jq"
+  for ((i = 0; i < runs; i++)); do
+    GOMAXPROCS=1 timed "$work/trailwatch" replay --output json "$file" >> "$work/tw"
+    timed jq -c "$card" "$file" >> "$work/jq"
+  done
+  tw_wall=$(cut -d' ' -f1 "$work/tw" | median); tw_cpu=$(cut -d' ' -f2 "$work/tw" | median)
+  jq_wall=$(cut -d' ' -f1 "$work/jq" | median); jq_cpu=$(cut -d' ' -f2 "$work/jq" | median)
+  awk -v in="$input" -v n="$n" -v tw="$tw_wall" -v twc="$tw_cpu" -v jq="$jq_wall" -v jqc="$jq_cpu" -v runs="$runs" 'BEGIN {
+    printf "%s (%d records, medians of %d runs, one core):\n", in, n, runs
+    printf "  trailwatch replay --output json  %9.0f records/s wall  %9.0f records/cpu-s\n", n / tw, n / twc
+    printf "  jq (4 card conditions)           %9.0f records/s wall  %9.0f records/cpu-s\n", n / jq, n / jqc
+    printf "  trailwatch / jq                  %9.2fx wall          %9.2fx cpu\n", jq / tw, jqc / twc
+  }'
+done
