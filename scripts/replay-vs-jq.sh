@@ -51,8 +51,8 @@ for input in corpus mix; do
   done
   tw_wall=$(cut -d' ' -f1 "$work/tw" | median); tw_cpu=$(cut -d' ' -f2 "$work/tw" | median)
   jq_wall=$(cut -d' ' -f1 "$work/jq" | median); jq_cpu=$(cut -d' ' -f2 "$work/jq" | median)
-  awk -v in="$input" -v n="$n" -v tw="$tw_wall" -v twc="$tw_cpu" -v jq="$jq_wall" -v jqc="$jq_cpu" -v runs="$runs" 'BEGIN {
-    printf "%s (%d records, medians of %d runs, one core):\n", in, n, runs
+  awk -v name="$input" -v n="$n" -v tw="$tw_wall" -v twc="$tw_cpu" -v jq="$jq_wall" -v jqc="$jq_cpu" -v runs="$runs" 'BEGIN {
+    printf "%s (%d records, medians of %d runs, one core):\n", name, n, runs
     printf "  trailwatch replay --output json  %9.0f records/s wall  %9.0f records/cpu-s\n", n / tw, n / twc
     printf "  jq (4 card conditions)           %9.0f records/s wall  %9.0f records/cpu-s\n", n / jq, n / jqc
     printf "  trailwatch / jq                  %9.2fx wall          %9.2fx cpu\n", jq / tw, jqc / twc

@@ -3,6 +3,7 @@ package decide
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"sync"
@@ -283,16 +284,29 @@ func AlertKey(ruleID string, ev *cloudtrail.Event) string {
 // IDWindow remembers the most recent N distinct ids, to drop repeats. Its
 // memory is bounded by N whatever the input size. It is safe for
 // concurrent use.
+//
+// It is an open-addressing table of the ids' 16-byte keys (twice as many
+// slots as ids, linear probing, a deleted key's cluster shifted back) with
+// a ring that says which key to forget next. The keys are SHA-256 digests,
+// uniform already, so a key's first eight bytes are its slot: a lookup is
+// usually one cache line, where a Go map of the same keys touches two or
+// three (the window is checked for every record, in input order, on the
+// one goroutine that hands results back).
 type IDWindow struct {
-	mu   sync.Mutex
-	set  map[[16]byte]struct{}
-	ring [][16]byte
-	next int
+	mu    sync.Mutex
+	slots [][16]byte // the zero key marks an empty slot
+	mask  uint64
+	ring  [][16]byte
+	next  int
 }
 
 // NewIDWindow returns a window that remembers n ids.
 func NewIDWindow(n int) *IDWindow {
-	return &IDWindow{set: make(map[[16]byte]struct{}, n), ring: make([][16]byte, 0, n)}
+	size := 2
+	for size < 2*n {
+		size <<= 1
+	}
+	return &IDWindow{slots: make([][16]byte, size), mask: uint64(size - 1), ring: make([][16]byte, 0, n)}
 }
 
 // Add records id and reports whether it was new.
@@ -310,18 +324,57 @@ func idKey(id string) [16]byte {
 }
 
 func (w *IDWindow) addKey(key [16]byte) bool {
+	if key == ([16]byte{}) {
+		key[15] = 1 // the zero key marks an empty slot
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.set[key]; ok {
-		return false
+	i := w.home(key)
+	for w.slots[i] != ([16]byte{}) {
+		if w.slots[i] == key {
+			return false
+		}
+		i = (i + 1) & w.mask
 	}
 	if len(w.ring) < cap(w.ring) {
 		w.ring = append(w.ring, key)
 	} else {
-		delete(w.set, w.ring[w.next])
+		w.remove(w.ring[w.next])
 		w.ring[w.next] = key
 		w.next = (w.next + 1) % len(w.ring)
+		// The removal may have shifted the cluster key lands in.
+		i = w.home(key)
+		for w.slots[i] != ([16]byte{}) {
+			i = (i + 1) & w.mask
+		}
 	}
-	w.set[key] = struct{}{}
+	w.slots[i] = key
 	return true
+}
+
+func (w *IDWindow) home(key [16]byte) uint64 {
+	return binary.LittleEndian.Uint64(key[:8]) & w.mask
+}
+
+// remove deletes key (which is in the table) and shifts back the keys
+// after it in its cluster that would no longer be found past the gap.
+func (w *IDWindow) remove(key [16]byte) {
+	i := w.home(key)
+	for w.slots[i] != key {
+		i = (i + 1) & w.mask
+	}
+	for j := i; ; {
+		j = (j + 1) & w.mask
+		if w.slots[j] == ([16]byte{}) {
+			break
+		}
+		// The key at j stays if its home lies cyclically in (i, j].
+		h := w.home(w.slots[j])
+		if (i <= j && i < h && h <= j) || (i > j && (i < h || h <= j)) {
+			continue
+		}
+		w.slots[i] = w.slots[j]
+		i = j
+	}
+	w.slots[i] = [16]byte{}
 }

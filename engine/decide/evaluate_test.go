@@ -1,8 +1,10 @@
 package decide
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/trailwatch/trailwatch/rules"
@@ -107,7 +109,80 @@ func TestIDWindowBounded(t *testing.T) {
 	if !w.Add("0") {
 		t.Error("ids beyond the window must be forgotten")
 	}
-	if len(w.set) > 3 {
-		t.Errorf("window holds %d ids, want at most 3", len(w.set))
+	held := 0
+	for _, k := range w.slots {
+		if k != ([16]byte{}) {
+			held++
+		}
 	}
+	if held > 3 {
+		t.Errorf("window holds %d ids, want at most 3", held)
+	}
+}
+
+// TestIDWindowMatchesModel checks the window against the obvious model (a
+// map and the last n ids in order) on random ids, with keys forced into
+// few slots so that clusters, wrap-around and the shifts after a removal
+// all happen.
+func TestIDWindowMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 2, 3, 7, 64} {
+		w := NewIDWindow(n)
+		var order [][16]byte
+		model := map[[16]byte]bool{}
+		for step := 0; step < 20000; step++ {
+			var key [16]byte
+			// Few distinct homes and values: collisions all the time.
+			binary.LittleEndian.PutUint64(key[:8], rng.Uint64N(uint64(len(w.slots)))|uint64(rng.IntN(3))<<40)
+			key[8] = byte(rng.IntN(4))
+			want := !model[key]
+			if want {
+				model[key] = true
+				order = append(order, key)
+				if len(order) > n {
+					delete(model, order[0])
+					order = order[1:]
+				}
+			}
+			if got := w.addKey(key); got != want {
+				t.Fatalf("n=%d step %d: addKey(%x) = %v, want %v", n, step, key, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkIDWindow measures the dedup window on a stream of distinct ids
+// (the replay case: every record is checked), against a Go map of the same
+// keys with the same ring, the window's previous form.
+func BenchmarkIDWindow(b *testing.B) {
+	const n = 1 << 18
+	keys := make([][16]byte, 4*n)
+	for i := range keys {
+		keys[i] = idKey(fmt.Sprintf("c1-%08x-0000-4000-8000-%012x", i, i*7919))
+	}
+	b.Run("table", func(b *testing.B) {
+		w := NewIDWindow(n)
+		for i := 0; i < b.N; i++ {
+			w.addKey(keys[i%len(keys)])
+		}
+	})
+	b.Run("map", func(b *testing.B) {
+		set := make(map[[16]byte]struct{}, n)
+		ring := make([][16]byte, 0, n)
+		next := 0
+		for i := 0; i < b.N; i++ {
+			k := keys[i%len(keys)]
+			if _, ok := set[k]; ok {
+				continue
+			}
+			if len(ring) < cap(ring) {
+				ring = append(ring, k)
+			} else {
+				delete(set, ring[next])
+				ring[next] = k
+				next = (next + 1) % len(ring)
+			}
+			set[k] = struct{}{}
+		}
+	})
 }
