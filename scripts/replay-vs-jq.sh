@@ -12,8 +12,11 @@
 #   mix     100,000 corpus records in a production-like mix: one in 200
 #           raises an alert
 #
+# With BASE=<git revision> set, trailwatch as built at that revision is
+# timed too, in the same interleaved runs (before/after on equal terms).
+#
 # Needs: go, jq (apt-get install jq), taskset (util-linux). Run from the
-# repository: bash scripts/replay-vs-jq.sh [RUNS] [CORE]
+# repository: [BASE=rev] bash scripts/replay-vs-jq.sh [RUNS] [CORE]
 set -euo pipefail
 runs=${1:-5}
 core=${2:-0}
@@ -24,6 +27,11 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -o "$work/trailwatch" ./cmd/trailwatch
+if [ -n "${BASE:-}" ]; then
+  git worktree add -q --detach "$work/base" "$BASE"
+  (cd "$work/base" && go build -o "$work/trailwatch-base" ./cmd/trailwatch)
+  git worktree remove --force "$work/base"
+fi
 go run ./internal/corpus/gencorpus -copies 30 > "$work/corpus.jsonl"
 go run ./internal/corpus/gencorpus -mix 100000 -alert-every 200 > "$work/mix.jsonl"
 
@@ -44,10 +52,13 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(go versi
 for input in corpus mix; do
   file="$work/$input.jsonl"
   n=$(wc -l < "$file")
-  : > "$work/tw" ; : > "$work/jq"
+  : > "$work/tw" ; : > "$work/jq" ; : > "$work/base-times"
   for ((i = 0; i < runs; i++)); do
     GOMAXPROCS=1 timed "$work/trailwatch" replay --output json "$file" >> "$work/tw"
     timed jq -c "$card" "$file" >> "$work/jq"
+    if [ -n "${BASE:-}" ]; then
+      GOMAXPROCS=1 timed "$work/trailwatch-base" replay --output json "$file" >> "$work/base-times"
+    fi
   done
   tw_wall=$(cut -d' ' -f1 "$work/tw" | median); tw_cpu=$(cut -d' ' -f2 "$work/tw" | median)
   jq_wall=$(cut -d' ' -f1 "$work/jq" | median); jq_cpu=$(cut -d' ' -f2 "$work/jq" | median)
@@ -57,4 +68,10 @@ for input in corpus mix; do
     printf "  jq (4 card conditions)           %9.0f records/s wall  %9.0f records/cpu-s\n", n / jq, n / jqc
     printf "  trailwatch / jq                  %9.2fx wall          %9.2fx cpu\n", jq / tw, jqc / twc
   }'
+  if [ -n "${BASE:-}" ]; then
+    b_wall=$(cut -d' ' -f1 "$work/base-times" | median); b_cpu=$(cut -d' ' -f2 "$work/base-times" | median)
+    awk -v n="$n" -v b="$b_wall" -v bc="$b_cpu" -v jq="$jq_wall" -v jqc="$jq_cpu" -v base="$BASE" 'BEGIN {
+      printf "  trailwatch at %-18s %9.0f records/s wall  %9.0f records/cpu-s  (%.2fx / %.2fx jq)\n", base, n / b, n / bc, jq / b, jqc / bc
+    }'
+  fi
 done
