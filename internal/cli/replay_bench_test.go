@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trailwatch/trailwatch/internal/benchdata"
 	"github.com/trailwatch/trailwatch/internal/corpus"
 	"github.com/trailwatch/trailwatch/internal/cputime"
 	"github.com/trailwatch/trailwatch/rules"
-	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 var (
@@ -45,12 +45,8 @@ func replayBenchInputs(b *testing.B) (corpusFile, mixFile string, nCorpus, nMix 
 		}
 		return p
 	}
-	alerts := func(r []byte) bool {
-		ev, err := cloudtrail.DecodeEvent(r)
-		return err == nil && len(set.Match(ev, nil, nil)) > 0
-	}
 	corpusFile = write("corpus.jsonl", func(w io.Writer) error { return corpus.Copies(w, recs, *replayCopies) })
-	mixFile = write("mix.jsonl", func(w io.Writer) error { return corpus.Mix(w, recs, alerts, *replayMix, 200) })
+	mixFile = write("mix.jsonl", func(w io.Writer) error { return corpus.Mix(w, recs, benchdata.Alerting(set), *replayMix, 200) })
 	return corpusFile, mixFile, len(recs) * *replayCopies, *replayMix
 }
 

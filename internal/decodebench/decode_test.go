@@ -1,6 +1,7 @@
 package decodebench
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"unicode/utf8"
@@ -10,6 +11,7 @@ import (
 	jsonv1 "github.com/go-json-experiment/json/v1"
 	goccy "github.com/goccy/go-json"
 
+	"github.com/trailwatch/trailwatch/internal/benchdata"
 	"github.com/trailwatch/trailwatch/internal/corpus"
 	"github.com/trailwatch/trailwatch/internal/cputime"
 	"github.com/trailwatch/trailwatch/rules"
@@ -35,43 +37,41 @@ type candidate struct {
 // record) is rare and left to it, in finish.
 var candidates = []candidate{
 	{"encoding-json", cloudtrail.DecodeEventInto, false},
-	{"goccy-go-json", func(ev *cloudtrail.Event, data []byte) error {
-		*ev = cloudtrail.Event{}
-		if goccy.Unmarshal(data, ev) != nil {
-			return cloudtrail.DecodeEventInto(ev, data)
-		}
-		return finish(ev, data)
-	}, false},
-	{"sonic-default", func(ev *cloudtrail.Event, data []byte) error {
+	{"goccy-go-json", withFallback(func(data []byte, ev *cloudtrail.Event) error {
+		return goccy.Unmarshal(data, ev)
+	}), false},
+	{"sonic-default", withFallback(func(data []byte, ev *cloudtrail.Event) error {
 		// sonic's default config keeps invalid UTF-8 where encoding/json
 		// writes U+FFFD: check first, fall back.
+		if !utf8.Valid(data) {
+			return errInvalidUTF8
+		}
+		return sonic.Unmarshal(data, ev)
+	}), false},
+	{"sonic-std", withFallback(func(data []byte, ev *cloudtrail.Event) error {
+		return sonic.ConfigStd.Unmarshal(data, ev)
+	}), false},
+	{"json-v2-v1semantics", withFallback(func(data []byte, ev *cloudtrail.Event) error {
+		return jsonv1.Unmarshal(data, ev)
+	}), false},
+	{"json-v2", withFallback(func(data []byte, ev *cloudtrail.Event) error {
+		return jsonv2.Unmarshal(data, ev, jsonv2.MatchCaseInsensitiveNames(true))
+	}), true},
+}
+
+var errInvalidUTF8 = errors.New("invalid UTF-8")
+
+// withFallback is decode used as trailwatch would use it: into a reset
+// Event, with DecodeEventInto on any error and for what finish leaves to
+// it.
+func withFallback(decode func(data []byte, ev *cloudtrail.Event) error) func(*cloudtrail.Event, []byte) error {
+	return func(ev *cloudtrail.Event, data []byte) error {
 		*ev = cloudtrail.Event{}
-		if !utf8.Valid(data) || sonic.Unmarshal(data, ev) != nil {
+		if decode(data, ev) != nil {
 			return cloudtrail.DecodeEventInto(ev, data)
 		}
 		return finish(ev, data)
-	}, false},
-	{"sonic-std", func(ev *cloudtrail.Event, data []byte) error {
-		*ev = cloudtrail.Event{}
-		if sonic.ConfigStd.Unmarshal(data, ev) != nil {
-			return cloudtrail.DecodeEventInto(ev, data)
-		}
-		return finish(ev, data)
-	}, false},
-	{"json-v2-v1semantics", func(ev *cloudtrail.Event, data []byte) error {
-		*ev = cloudtrail.Event{}
-		if jsonv1.Unmarshal(data, ev) != nil {
-			return cloudtrail.DecodeEventInto(ev, data)
-		}
-		return finish(ev, data)
-	}, false},
-	{"json-v2", func(ev *cloudtrail.Event, data []byte) error {
-		*ev = cloudtrail.Event{}
-		if jsonv2.Unmarshal(data, ev, jsonv2.MatchCaseInsensitiveNames(true)) != nil {
-			return cloudtrail.DecodeEventInto(ev, data)
-		}
-		return finish(ev, data)
-	}, true},
+	}
 }
 
 // finish hands a record that a candidate decoded to DecodeEventInto when
@@ -110,10 +110,10 @@ func builtin(tb testing.TB) *rules.Set {
 // matchedRecords returns the corpus records that raise an alert with the
 // built-in rules: the records whose decode the evaluator pays for.
 func matchedRecords(tb testing.TB, set *rules.Set) [][]byte {
+	alerting := benchdata.Alerting(set)
 	var out [][]byte
 	for _, r := range corpus.Records(tb) {
-		ev, err := cloudtrail.DecodeEvent(r)
-		if err == nil && len(set.Match(ev, nil, nil)) > 0 {
+		if alerting(r) {
 			out = append(out, r)
 		}
 	}

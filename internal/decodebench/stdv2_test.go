@@ -12,11 +12,7 @@ import (
 // standard library's own encoding/json/v2 is measured too, and
 // encoding/json itself runs on it.
 func init() {
-	candidates = append(candidates, candidate{"stdlib-json-v2", func(ev *cloudtrail.Event, data []byte) error {
-		*ev = cloudtrail.Event{}
-		if jsonv2.Unmarshal(data, ev, jsonv2.MatchCaseInsensitiveNames(true)) != nil {
-			return cloudtrail.DecodeEventInto(ev, data)
-		}
-		return finish(ev, data)
-	}, true})
+	candidates = append(candidates, candidate{"stdlib-json-v2", withFallback(func(data []byte, ev *cloudtrail.Event) error {
+		return jsonv2.Unmarshal(data, ev, jsonv2.MatchCaseInsensitiveNames(true))
+	}), true})
 }

@@ -12,9 +12,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/trailwatch/trailwatch/internal/benchdata"
 	"github.com/trailwatch/trailwatch/internal/corpus"
 	"github.com/trailwatch/trailwatch/rules"
-	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
 func main() {
@@ -41,9 +41,5 @@ func run(dir string, copies, mix, every int) error {
 	if err != nil {
 		return err
 	}
-	alerts := func(r []byte) bool {
-		ev, err := cloudtrail.DecodeEvent(r)
-		return err == nil && len(set.Match(ev, nil, nil)) > 0
-	}
-	return corpus.Mix(os.Stdout, recs, alerts, mix, every)
+	return corpus.Mix(os.Stdout, recs, benchdata.Alerting(set), mix, every)
 }
