@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"net/url"
 	"path"
 	"strings"
@@ -30,8 +31,16 @@ func init() {
 		return strings.EqualFold(params[0].(string), params[1].(string)), nil
 	}, new(func(string, string) bool))
 	registerHelper("icontains", func(params ...any) (any, error) {
-		return strings.Contains(strings.ToLower(params[0].(string)), strings.ToLower(params[1].(string))), nil
-	}, new(func(string, string) bool))
+		s := params[0].(string)
+		var buf [256]byte
+		lower, ascii := appendLowerASCII(buf[:0], s)
+		found := false
+		eachString(params[1:], func(sub string) bool {
+			found = containsFold(s, lower, ascii, sub)
+			return found
+		})
+		return found, nil
+	}, new(func(string, ...any) bool))
 	registerHelper("urlDecode", func(params ...any) (any, error) {
 		s := params[0].(string)
 		if d, err := url.QueryUnescape(s); err == nil {
@@ -39,6 +48,40 @@ func init() {
 		}
 		return s, nil
 	}, new(func(string) string))
+}
+
+// containsFold is strings.Contains(strings.ToLower(s), strings.ToLower(sub)).
+// When s is ASCII the caller passes it lowered once (lower, from
+// appendLowerASCII), so that a list of substrings (`icontains(userAgent,
+// offensive_user_agents)`) costs one lowering and a fast search for each,
+// with no allocation for short strings. Strings with bytes outside ASCII
+// take the definition, as lowering can change their length.
+func containsFold(s string, lower []byte, ascii bool, sub string) bool {
+	if !ascii {
+		return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+	}
+	var buf [64]byte
+	lsub, ok := appendLowerASCII(buf[:0], sub)
+	if !ok {
+		return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+	}
+	return bytes.Contains(lower, lsub)
+}
+
+// appendLowerASCII appends s lowered to dst and reports true, or reports
+// false (and appends a partial copy) if s has a byte outside ASCII.
+func appendLowerASCII(dst []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			return dst, false
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst, true
 }
 
 // globMatch matches s against a pattern where * matches any run of

@@ -58,6 +58,9 @@ func TestHelperFunctions(t *testing.T) {
 		{`iglob(userAgent, "boto3/*")`, true},
 		{`iequals(userIdentity.type, "assumedrole")`, true},
 		{`icontains(userAgent, "PYTHON")`, true},
+		{`icontains(userAgent, ["nmap", "PYTHON"])`, true},
+		{`icontains(userAgent, "nmap", "kali")`, false},
+		{`icontains(userAgent, [])`, false},
 		{`any(requestParameters.ipPermissions.items, any(toList(#.ipRanges?.items), isOpenCIDR(#.cidrIp)))`, true},
 		{`any(requestParameters.ipPermissions.items, portInRange(22, #.fromPort, #.toPort))`, true},
 		{`any(requestParameters.ipPermissions.items, portInRange(3389, #.fromPort, #.toPort))`, false},
@@ -382,6 +385,22 @@ func FuzzOneLine(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := oneLine(s), strings.Join(strings.Fields(s), " "); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
+
+// FuzzContainsFold checks icontains' allocation-free search against its
+// definition, strings.Contains of the lowered strings.
+func FuzzContainsFold(f *testing.F) {
+	f.Add("Mozilla/5.0 (compatible; Nmap Scripting Engine)", "nmap")
+	f.Add("aaab", "AAB")
+	f.Add("İstanbul", "i")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, s, sub string) {
+		var buf [8]byte
+		lower, ascii := appendLowerASCII(buf[:0], s)
+		if got, want := containsFold(s, lower, ascii, sub), strings.Contains(strings.ToLower(s), strings.ToLower(sub)); got != want {
+			t.Errorf("containsFold(%q, %q) = %v, want %v", s, sub, got, want)
 		}
 	})
 }

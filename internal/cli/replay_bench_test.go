@@ -67,18 +67,13 @@ func BenchmarkReplayJSON(b *testing.B) {
 	}{{"corpus", corpusFile, nCorpus}, {"mix", mixFile, nMix}} {
 		b.Run(in.name, func(b *testing.B) {
 			var errs strings.Builder
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cputime.Process()
-			for i := 0; i < b.N; i++ {
+			cputime.Run(b, in.n, func() {
 				errs.Reset()
 				code := Main(context.Background(), []string{"replay", "--output", "json", in.file}, Stdio{In: strings.NewReader(""), Out: io.Discard, Err: &errs})
 				if code != 0 {
 					b.Fatalf("replay exited %d: %s", code, errs.String())
 				}
-			}
-			b.StopTimer()
-			cputime.Report(b, in.n*b.N, cpu0)
+			})
 		})
 	}
 }

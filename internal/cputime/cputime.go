@@ -10,6 +10,19 @@ import (
 	"time"
 )
 
+// Run runs fn b.N times, each handling records records, and reports
+// allocations and throughput (see Report) for them.
+func Run(b *testing.B, records int, fn func()) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := Process()
+	for i := 0; i < b.N; i++ {
+		fn()
+	}
+	b.StopTimer()
+	Report(b, records*b.N, start)
+}
+
 // Report reports n records' throughput by the CPU time the process used
 // since start (a Process() reading) as "records/cpu-s" and "cpu-ns/record",
 // beside the wall-clock "records/s" and "ns/record". Call it after the

@@ -149,15 +149,11 @@ func BenchmarkDecodeAll(b *testing.B) {
 	for _, c := range candidates {
 		b.Run(c.name, func(b *testing.B) {
 			var ev cloudtrail.Event
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cputime.Process()
-			for i := 0; i < b.N; i++ {
+			cputime.Run(b, len(recs), func() {
 				for _, r := range recs {
 					_ = c.decode(&ev, r)
 				}
-			}
-			cputime.Report(b, b.N*len(recs), cpu0)
+			})
 		})
 	}
 }
@@ -182,26 +178,19 @@ func BenchmarkMatched(b *testing.B) {
 	for _, c := range candidates {
 		b.Run(c.name, func(b *testing.B) {
 			var ev cloudtrail.Event
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cputime.Process()
-			for i := 0; i < b.N; i++ {
+			cputime.Run(b, len(recs), func() {
 				for _, r := range recs {
 					if _, err := cloudtrail.DecodeHeader(&ev, r); err == nil && c.decode(&ev, r) == nil {
 						dst = set.Match(&ev, dst[:0], nil)
 						alert(&ev, dst)
 					}
 				}
-			}
-			cputime.Report(b, b.N*len(recs), cpu0)
+			})
 		})
 	}
 	b.Run("lazy", func(b *testing.B) {
 		var ev cloudtrail.Event
-		b.ReportAllocs()
-		b.ResetTimer()
-		cpu0 := cputime.Process()
-		for i := 0; i < b.N; i++ {
+		cputime.Run(b, len(recs), func() {
 			for _, r := range recs {
 				complete, err := cloudtrail.DecodeHeader(&ev, r)
 				if err == nil {
@@ -209,7 +198,6 @@ func BenchmarkMatched(b *testing.B) {
 					alert(&ev, dst)
 				}
 			}
-		}
-		cputime.Report(b, b.N*len(recs), cpu0)
+		})
 	})
 }
