@@ -263,7 +263,7 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 // earliest time one of the held entries it stepped over is due (zero when
 // none).
 func (o *Outbox) next(notifier string, now time.Time) (seq uint64, rec *record, heldDue time.Time, err error) {
-	err = o.db.View(func(tx *bolt.Tx) error {
+	err = o.view(func(tx *bolt.Tx) error {
 		nb, err := notifierBucket(tx, notifier, false)
 		if err != nil || nb == nil {
 			return err
@@ -378,7 +378,7 @@ func (o *Outbox) settle(notifier string, seq uint64, rec *record, alert notifier
 		}
 	}
 
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.update(func(tx *bolt.Tx) error {
 		nb, err := notifierBucket(tx, notifier, false)
 		if err != nil {
 			return err

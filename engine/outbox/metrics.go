@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Outcomes counted by trailwatch_alerts_total.
@@ -19,6 +20,7 @@ type metrics struct {
 	depth      *prometheus.GaugeVec
 	eventDelay *prometheus.HistogramVec
 	queueDelay *prometheus.HistogramVec
+	evictions  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,7 +47,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: buckets,
 		}, []string{"notifier"}),
 	}
+	m.evictions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "trailwatch_outbox_evictions_total",
+		Help: "Delivered entries dropped, oldest first, to keep the outbox under its size cap (outbox.max_bytes).",
+	})
 	var err error
+	if m.evictions, err = register(reg, m.evictions); err != nil {
+		return nil, err
+	}
 	m.alerts, err = register(reg, m.alerts)
 	if err != nil {
 		return nil, err
@@ -84,6 +93,10 @@ var (
 	parkedSecondsDesc = prometheus.NewDesc("trailwatch_notifier_parked_seconds",
 		"Seconds until a parked notifier's head alert is tried again (0 when not parked).",
 		[]string{"notifier"}, nil)
+	bytesDesc = prometheus.NewDesc("trailwatch_outbox_bytes",
+		"What the outbox's entries take up in its file, near enough (the size cap counts this).", nil, nil)
+	maxBytesDesc = prometheus.NewDesc("trailwatch_outbox_max_bytes",
+		"The outbox's size cap (negative: none).", nil, nil)
 )
 
 // parkedCollector reports, when scraped, which notifiers are parked.
@@ -93,6 +106,8 @@ type parkedCollector struct{ o *Outbox }
 func (c parkedCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- parkedDesc
 	ch <- parkedSecondsDesc
+	ch <- bytesDesc
+	ch <- maxBytesDesc
 }
 
 // Collect implements prometheus.Collector: every notifier that is running
@@ -103,6 +118,11 @@ func (c parkedCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return // closed, or unreadable: absent rather than wrong
 	}
+	var size int64
+	if o.view(func(tx *bolt.Tx) error { size = storedBytes(tx); return nil }) == nil {
+		ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.GaugeValue, float64(size))
+	}
+	ch <- prometheus.MustNewConstMetric(maxBytesDesc, prometheus.GaugeValue, float64(o.opts.MaxBytes))
 	now := o.opts.Now()
 	names := map[string]*Parked{}
 	o.mu.Lock()

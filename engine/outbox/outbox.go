@@ -147,6 +147,16 @@ type Options struct {
 	// ReadOnly opens the file for List and Depth only, under a shared lock.
 	// The file must exist.
 	ReadOnly bool
+	// RequirePaired makes Open refuse (ErrMissing) to create the file, or
+	// to use an empty one, when its directory already holds read positions
+	// (a source's state, or lifecycle.json): the outbox that went with
+	// them was lost, and with it the alerts still pending. `run` sets it
+	// unless told --accept-empty-outbox.
+	RequirePaired bool
+	// MaxBytes caps what the entries take up (default DefaultMaxBytes;
+	// negative: no cap). Past it, Enqueue drops the oldest delivered
+	// entries, which also ends their idempotency.
+	MaxBytes int64
 }
 
 func (o *Options) setDefaults() {
@@ -171,6 +181,9 @@ func (o *Options) setDefaults() {
 	def(&o.Retention, DefaultRetention)
 	def(&o.PurgeInterval, DefaultPurgeInterval)
 	def(&o.LockTimeout, DefaultLockTimeout)
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
 	if o.MaxBackoff < o.InitialBackoff {
 		o.MaxBackoff = o.InitialBackoff
 	}
@@ -263,6 +276,7 @@ type Entry struct {
 // for concurrent use.
 type Outbox struct {
 	db      *bolt.DB
+	path    string
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
@@ -272,27 +286,70 @@ type Outbox struct {
 	wake    map[string]chan struct{}
 	running bool
 	drains  map[string]*drainer
+
+	evictedSinceWarn int
+	lastEvictWarn    time.Time
 }
 
 // Open opens (creating if needed, with its directory) the outbox file at
 // path. It fails with an error wrapping ErrLocked when another process holds
-// the file for longer than opts.LockTimeout.
-func Open(path string, opts Options) (*Outbox, error) {
+// the file for longer than opts.LockTimeout, ErrCorrupt when the file is
+// damaged (it checks every page), and ErrMissing when opts.RequirePaired
+// forbids creating it.
+func Open(path string, opts Options) (o *Outbox, err error) {
 	opts.setDefaults()
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("open outbox: %w", err)
 		}
+		if opts.RequirePaired && fresh(path) {
+			if positions := positionsIn(filepath.Dir(path)); len(positions) > 0 {
+				return nil, missingError(path, positions)
+			}
+		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	if !opts.ReadOnly && !fresh(path) {
+		// Check an existing file before opening it for writing: bbolt
+		// reads the freelist then, and panics on a damaged one, leaving
+		// the file locked. A read-only open reads no freelist and closes
+		// cleanly, and Check recovers its own panics.
+		ro := opts
+		ro.ReadOnly, ro.Registerer = true, nil
+		c, err := Open(path, ro)
+		if err != nil {
+			return nil, err
+		}
+		c.Close()
+	}
+	var db *bolt.DB
+	defer func() {
+		// bbolt panics on some damage (an invalid freelist page, a page
+		// of the wrong type): report it rather than crash.
+		if r := recover(); r != nil {
+			if db != nil {
+				_ = db.Close()
+			}
+			o, err = nil, corruptError(path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
+		db = nil
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open outbox %s: %w (is trailwatch running? stop it, or wait)", path, ErrLocked)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+			return nil, corruptError(path, err)
 		}
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	o := &Outbox{
+	if err := checkFile(db); err != nil {
+		db.Close()
+		return nil, corruptError(path, err)
+	}
+	o = &Outbox{
 		db:     db,
+		path:   path,
 		opts:   opts,
 		log:    opts.Logger.With("component", "outbox"),
 		depth:  map[string]int{},
@@ -366,15 +423,23 @@ type Parked struct {
 func (o *Outbox) Parked() ([]Parked, error) {
 	now := o.opts.Now()
 	var out []Parked
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		return forEachNotifier(tx, func(name string, nb *bolt.Bucket) error {
-			k, _ := nb.Bucket(bPending).Cursor().First()
-			if k == nil {
-				return nil
+			// The head, past deliveries another process holds (those
+			// are not this notifier's to wait on).
+			var r *record
+			c := nb.Bucket(bPending).Cursor()
+			for k, _ := c.First(); k != nil && r == nil; k, _ = c.Next() {
+				x, err := getRecord(nb, seqOf(k))
+				if err != nil {
+					return err
+				}
+				if !x.Held {
+					r = x
+				}
 			}
-			r, err := getRecord(nb, seqOf(k))
-			if err != nil {
-				return err
+			if r == nil {
+				return nil
 			}
 			if r.Attempts > 0 && r.NextAttempt.After(now) && r.Backoff >= ParkedAfter {
 				out = append(out, Parked{Notifier: name, Until: r.NextAttempt, Wait: r.Backoff,
@@ -461,7 +526,11 @@ func (o *Outbox) Enqueue(ctx context.Context, items ...Item) (added int, err err
 	now := o.opts.Now()
 	perNotifier := map[string]int{}
 	var stored []int // indexes of the items this call added
-	err = o.db.Update(func(tx *bolt.Tx) error {
+	var (
+		dropped int
+		total   int64
+	)
+	err = o.update(func(tx *bolt.Tx) error {
 		clear(perNotifier)
 		stored = stored[:0]
 		for i, e := range enc {
@@ -496,12 +565,14 @@ func (o *Outbox) Enqueue(ctx context.Context, items ...Item) (added int, err err
 			perNotifier[e.item.Notifier]++
 			stored = append(stored, i)
 		}
-		return nil
+		dropped, total, err = o.evict(tx)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("enqueue alerts: %w", err)
 	}
 	o.logQueued(items, stored)
+	o.noteEviction(dropped, total)
 	for name, n := range perNotifier {
 		o.addDepth(name, n)
 		o.signal(name)
@@ -542,7 +613,7 @@ func (o *Outbox) logQueued(items []Item, stored []int) {
 // ordered by notifier name and then enqueue order.
 func (o *Outbox) List(filter State) ([]Entry, error) {
 	var out []Entry
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		return forEachNotifier(tx, func(name string, nb *bolt.Bucket) error {
 			recs := nb.Bucket(bRecords)
 			if filter == Pending {
@@ -584,7 +655,7 @@ func (o *Outbox) List(filter State) ([]Entry, error) {
 // place in the queue is its original enqueue order.
 func (o *Outbox) Requeue(key, notifier string) error {
 	now := o.opts.Now()
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.update(func(tx *bolt.Tx) error {
 		nb, err := notifierBucket(tx, notifier, false)
 		if err != nil {
 			return err
@@ -634,8 +705,9 @@ func (o *Outbox) Depth(notifier string) int {
 }
 
 // Purge deletes the delivered and dead entries that finished Retention or
-// more ago, after which their keys may be enqueued again. Pending
-// entries are never purged. It returns how many entries it deleted.
+// more ago, after which their keys may be enqueued again, and the oldest
+// delivered entries past the size cap (MaxBytes). Pending entries are never
+// purged. It returns how many entries it deleted.
 func (o *Outbox) Purge() (int, error) {
 	cutoff := o.opts.Now().Add(-o.opts.Retention)
 	total := 0
@@ -648,14 +720,27 @@ func (o *Outbox) Purge() (int, error) {
 			return total, fmt.Errorf("purge outbox: %w", err)
 		}
 		if n == 0 {
-			return total, nil
+			break
 		}
 	}
+	// Keep the size cap too: deliveries since the last Enqueue grew the
+	// records a little.
+	var dropped int
+	var size int64
+	err := o.update(func(tx *bolt.Tx) (err error) {
+		dropped, size, err = o.evict(tx)
+		return err
+	})
+	if err != nil {
+		return total, fmt.Errorf("purge outbox: %w", err)
+	}
+	o.noteEviction(dropped, size)
+	return total + dropped, nil
 }
 
 func (o *Outbox) purgeBatch(cutoff time.Time, limit int) (int, error) {
 	n := 0
-	err := o.db.Update(func(tx *bolt.Tx) error {
+	err := o.update(func(tx *bolt.Tx) error {
 		n = 0
 		return forEachNotifier(tx, func(name string, nb *bolt.Bucket) error {
 			var dones [][]byte
@@ -671,10 +756,7 @@ func (o *Outbox) purgeBatch(cutoff time.Time, limit int) (int, error) {
 					if err := json.Unmarshal(v, &r); err != nil {
 						return fmt.Errorf("decode entry %d of %q: %w", seqOf(seq), name, err)
 					}
-					if err := nb.Bucket(bKeys).Delete([]byte(r.Key)); err != nil {
-						return err
-					}
-					if err := nb.Bucket(bRecords).Delete(seq); err != nil {
+					if err := deleteRecord(nb, seqOf(seq), r.Key); err != nil {
 						return err
 					}
 				}

@@ -30,6 +30,9 @@ var (
 	bDone      = []byte("done")
 
 	kVersion = []byte("version")
+	// kBytes in the meta bucket is what the entries take up (entrySize
+	// summed), kept by putRecord and deleteRecord, for the size cap.
+	kBytes = []byte("bytes")
 )
 
 // schemaVersion is bumped on an incompatible change of the layout above.
@@ -97,8 +100,52 @@ func initSchema(tx *bolt.Tx) error {
 	} else if err := meta.Put(kVersion, u64(schemaVersion)); err != nil {
 		return err
 	}
-	_, err = tx.CreateBucketIfNotExists(bNotifiers)
-	return err
+	if _, err = tx.CreateBucketIfNotExists(bNotifiers); err != nil {
+		return err
+	}
+	if meta.Get(kBytes) == nil {
+		// A file from before the size cap: count its entries once.
+		var total int64
+		err := forEachNotifier(tx, func(_ string, nb *bolt.Bucket) error {
+			return nb.Bucket(bRecords).ForEach(func(_, v []byte) error {
+				var r struct {
+					Key string `json:"key"`
+				}
+				_ = json.Unmarshal(v, &r)
+				total += entrySize(r.Key, len(v))
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		return meta.Put(kBytes, u64(uint64(total)))
+	}
+	return nil
+}
+
+// entrySize is what one entry takes up in the file, near enough: its
+// record, its key in the index, and the index entries.
+func entrySize(key string, recordLen int) int64 {
+	return int64(recordLen + 2*len(key) + 48)
+}
+
+// storedBytes returns what the entries take up (kBytes).
+func storedBytes(tx *bolt.Tx) int64 {
+	meta := tx.Bucket(bMeta)
+	if meta == nil {
+		return 0
+	}
+	return int64(seqOf(meta.Get(kBytes)))
+}
+
+// addBytes changes kBytes by n (in a writable transaction).
+func addBytes(tx *bolt.Tx, n int64) error {
+	meta := tx.Bucket(bMeta)
+	if meta == nil || n == 0 {
+		return nil
+	}
+	return meta.Put(kBytes, u64(uint64(max(storedBytes(tx)+n, 0))))
 }
 
 // notifierBucket returns name's bucket, creating it when create is set
@@ -149,12 +196,40 @@ func getRecord(nb *bolt.Bucket, seq uint64) (*record, error) {
 	return &r, nil
 }
 
+// putRecord stores r as entry seq, new or replacing, and counts its size.
 func putRecord(nb *bolt.Bucket, seq uint64, r *record) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode entry %d: %w", seq, err)
 	}
-	return nb.Bucket(bRecords).Put(u64(seq), b)
+	recs := nb.Bucket(bRecords)
+	delta := entrySize(r.Key, len(b))
+	if old := recs.Get(u64(seq)); old != nil {
+		delta -= entrySize(r.Key, len(old))
+	}
+	if err := recs.Put(u64(seq), b); err != nil {
+		return err
+	}
+	return addBytes(nb.Tx(), delta)
+}
+
+// deleteRecord removes entry seq (whose key is key) from the records and
+// the key index, and uncounts its size. The pending and done indexes are
+// the caller's.
+func deleteRecord(nb *bolt.Bucket, seq uint64, key string) error {
+	recs := nb.Bucket(bRecords)
+	old := recs.Get(u64(seq))
+	if old == nil {
+		return nil
+	}
+	n := entrySize(key, len(old))
+	if err := nb.Bucket(bKeys).Delete([]byte(key)); err != nil {
+		return err
+	}
+	if err := recs.Delete(u64(seq)); err != nil {
+		return err
+	}
+	return addBytes(nb.Tx(), -n)
 }
 
 func decodeEntry(notifier string, k, v []byte) (Entry, error) {

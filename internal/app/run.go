@@ -36,6 +36,8 @@ type RunOptions struct {
 	// Registry receives the metrics and serves them on listen:; nil is a
 	// new registry.
 	Registry *prometheus.Registry
+	// AcceptEmptyOutbox is --accept-empty-outbox (Options.AcceptEmptyOutbox).
+	AcceptEmptyOutbox bool
 }
 
 // Run is `trailwatch run`: it builds the service for cfg and set (loaded
@@ -52,6 +54,7 @@ func Run(ctx context.Context, cfg *config.Config, set *rules.Set, opts RunOption
 	r := &runner{
 		cfgPath: opts.ConfigPath, rulePaths: opts.RulePaths, logger: opts.Logger,
 		reg: opts.Registry, reload: opts.Reload, watch: opts.Watch,
+		acceptEmpty: opts.AcceptEmptyOutbox,
 	}
 	return r.run(ctx, cfg, set)
 }
@@ -65,6 +68,8 @@ type runner struct {
 	reg       *prometheus.Registry
 	reload    <-chan struct{}
 	watch     bool // --watch
+	// acceptEmpty is --accept-empty-outbox.
+	acceptEmpty bool
 
 	// watchPaths are the rule paths of the newest configuration that
 	// loaded: what the next reload will read.
@@ -100,7 +105,7 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		r.watchPaths = cfg.RulePaths()
 	}
 
-	svc, err := NewService(ctx, cfg, set, Options{Logger: logger, Registerer: reg})
+	svc, err := NewService(ctx, cfg, set, Options{Logger: logger, Registerer: reg, AcceptEmptyOutbox: r.acceptEmpty})
 	if err != nil {
 		if ctx.Err() != nil {
 			// Stopped during the start-up checks: a clean shutdown.

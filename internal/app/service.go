@@ -29,6 +29,10 @@ type Options struct {
 	// Registerer receives the parts' metrics; nil keeps them in a private
 	// registry.
 	Registerer prometheus.Registerer
+	// AcceptEmptyOutbox (run --accept-empty-outbox) starts with a new
+	// outbox even though the state directory holds read positions: the
+	// alerts pending in the lost one are not sent (outbox.RequirePaired).
+	AcceptEmptyOutbox bool
 }
 
 func (o Options) withDefaults() Options {
@@ -76,8 +80,12 @@ func NewService(ctx context.Context, cfg *config.Config, set *rules.Set, opts Op
 			s.Close()
 		}
 	}()
-	if s.ob, err = outbox.Open(filepath.Join(cfg.StateDir, outbox.FileName), outbox.Options{Logger: logger, Registerer: reg,
-		AttemptTimeout: cfg.Outbox.SendTimeout}); err != nil {
+	obPath := filepath.Join(cfg.StateDir, outbox.FileName)
+	if st, err := os.Stat(obPath); opts.AcceptEmptyOutbox && (err != nil || st.Size() == 0) {
+		logger.Warn("starting with a new, empty outbox (--accept-empty-outbox): alerts pending in a lost one are not sent", "path", obPath)
+	}
+	if s.ob, err = outbox.Open(obPath, outbox.Options{Logger: logger, Registerer: reg,
+		AttemptTimeout: cfg.Outbox.SendTimeout, RequirePaired: !opts.AcceptEmptyOutbox}); err != nil {
 		return nil, err
 	}
 	if s.targets, err = cfg.BuildNotifiers(ctx, config.Deps{Logger: logger}); err != nil {

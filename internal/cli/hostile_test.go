@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/notifiers"
@@ -168,4 +172,142 @@ func TestRunSurvivesHostileRule(t *testing.T) {
 	if !strings.Contains(logs.String(), "evaluation budget") {
 		t.Errorf("the log does not say why the rule failed:\n%s", logs.String())
 	}
+}
+
+// switchServer answers 500 until ok is set, then 200, and counts the
+// alerts it accepted.
+type switchServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	ok       bool
+	accepted int
+}
+
+func newSwitchServer(t *testing.T) *switchServer {
+	s := &switchServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.ok {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		s.accepted++
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *switchServer) set(ok bool) { s.mu.Lock(); s.ok = ok; s.mu.Unlock() }
+func (s *switchServer) count() int  { s.mu.Lock(); defer s.mu.Unlock(); return s.accepted }
+
+// damageFreelist spoils the page type of the freelist page each of
+// bbolt's two meta pages names (the damage that made bbolt panic with
+// "invalid freelist page").
+func damageFreelist(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	for meta := 0; meta < 2; meta++ {
+		fl := binary.LittleEndian.Uint64(data[meta*ps+48:]) // header 16 + magic, version, page size, flags, root bucket 32
+		binary.LittleEndian.PutUint16(data[int(fl)*ps+8:], 0x02)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunDamagedOutbox: with three alerts pending for a webhook that is
+// down, outbox.db is damaged. run and outbox say so and what to do — no
+// panic, no crash loop — `outbox --salvage` saves the three, and once the
+// webhook is back the restarted service delivers them.
+func TestRunDamagedOutbox(t *testing.T) {
+	hook := newSwitchServer(t)
+	e := newRunEnv(t, fmt.Sprintf("  - name: hook\n    type: webhook\n    url: %s/hook\n", hook.URL))
+	r := e.start()
+	e.put(rootLogin("dmg-1"), rootLogin("dmg-2"), rootLogin("dmg-3"))
+	e.eventually(r, "three alerts pending for the webhook", func() bool {
+		m := e.scrape()
+		return m[`trailwatch_alerts_total{notifier="out",outcome="sent"}`] == 3 && m[`trailwatch_outbox_depth{notifier="hook"}`] == 3
+	})
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("run exit %d", code)
+	}
+	obPath := filepath.Join(e.dir, "state", outbox.FileName)
+	damageFreelist(t, obPath)
+
+	code, errOut := runRefused(t, "--config", e.cfgPath)
+	if code == 0 || !strings.Contains(errOut, "outbox file is damaged") || !strings.Contains(errOut, "trailwatch outbox --salvage") {
+		t.Errorf("run on a damaged outbox: exit %d, stderr:\n%s", code, errOut)
+	}
+	code, out, errOut := runArgs(t, "outbox", "--config", e.cfgPath)
+	if code == 0 || !strings.Contains(out+errOut, "outbox file is damaged") {
+		t.Errorf("outbox on a damaged outbox: exit %d:\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runArgs(t, "outbox", "--config", e.cfgPath, "--salvage")
+	if code != 0 || !strings.Contains(out, "saved 3 pending") {
+		t.Fatalf("outbox --salvage: exit %d:\n%s%s", code, out, errOut)
+	}
+
+	hook.set(true)
+	r = e.start()
+	e.eventually(r, "the salvaged alerts delivered", func() bool { return hook.count() == 3 })
+	if got := len(e.readAlerts()); got != 3 {
+		t.Errorf("the file notifier has %d alerts, want the 3 from before, none again", got)
+	}
+}
+
+// TestRunRefusesLostOutbox: 20 alerts wait for a webhook that is down when
+// outbox.db is deleted (or emptied). run used to start with a new outbox,
+// and the 20 were never sent, without a word; now it refuses, saying why,
+// until told --accept-empty-outbox.
+func TestRunRefusesLostOutbox(t *testing.T) {
+	hook := newSwitchServer(t)
+	e := newRunEnv(t, fmt.Sprintf("  - name: hook\n    type: webhook\n    url: %s/hook\n", hook.URL))
+	r := e.start()
+	var recs []record
+	for i := range 20 {
+		recs = append(recs, rootLogin(fmt.Sprintf("lost-%d", i)))
+	}
+	e.put(recs...)
+	e.eventually(r, "20 alerts pending for the webhook", func() bool {
+		return e.scrape()[`trailwatch_outbox_depth{notifier="hook"}`] == 20
+	})
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("run exit %d", code)
+	}
+	obPath := filepath.Join(e.dir, "state", outbox.FileName)
+	for _, lose := range []func() error{
+		func() error { return os.Remove(obPath) },
+		func() error { return os.WriteFile(obPath, nil, 0o600) },
+	} {
+		if err := lose(); err != nil {
+			t.Fatal(err)
+		}
+		code, errOut := runRefused(t, "--config", e.cfgPath)
+		if code == 0 || !strings.Contains(errOut, "outbox file is missing or empty") || !strings.Contains(errOut, "--accept-empty-outbox") {
+			t.Errorf("run without its outbox: exit %d, stderr:\n%s", code, errOut)
+		}
+		if st, err := os.Stat(obPath); err == nil && st.Size() > 0 {
+			t.Fatal("the refused run created a new outbox: the next start would not refuse")
+		}
+	}
+	r = e.startArgs("--accept-empty-outbox")
+	if !strings.Contains(r.stderr.String(), "starting with a new, empty outbox") {
+		t.Errorf("no warning for the accepted loss:\n%s", r.stderr)
+	}
+}
+
+// runRefused runs `trailwatch run` with args, expecting it to refuse to
+// start; if it starts after all, it is stopped after a while (exit 0).
+func runRefused(t *testing.T, args ...string) (code int, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var errb syncBuffer
+	code = Main(ctx, append([]string{"run"}, args...), Stdio{In: strings.NewReader(""), Out: io.Discard, Err: &errb})
+	return code, errb.String()
 }

@@ -16,7 +16,7 @@ import (
 
 func newOutboxCmd(stdio Stdio) *cobra.Command {
 	var cfgPath, stateDir, state string
-	var dead, pending, jsonOut bool
+	var dead, pending, jsonOut, salvage bool
 	var requeue []string
 	cmd := &cobra.Command{
 		Use:   "outbox [--dead|--pending|--state STATE] [--requeue NOTIFIER|KEY/NOTIFIER] [--config FILE | --state-dir DIR]",
@@ -27,7 +27,12 @@ delivery to a notifier (with their attempts, next attempt and last error) and de
 what waits (the default), --state all everything.
 
 --requeue NOTIFIER moves every dead letter of that notifier back to pending (after fixing
-its configuration, say); --requeue KEY/NOTIFIER moves one. The outbox is locked while
+its configuration, say); --requeue KEY/NOTIFIER moves one.
+
+--salvage is for a damaged outbox.db (trailwatch run and this command say so): it moves
+the file aside (outbox.db.damaged-TIME), copies every entry that can still be read into
+a new outbox.db in its state, and reports what could not be read. The pending alerts it
+saved are sent when the service starts. The outbox is locked while
 trailwatch run is running: stop the service (or wait) to list or requeue.
 
 Without --config or --state-dir, the configuration is $TRAILWATCH_CONFIG, else
@@ -78,6 +83,9 @@ Without --config or --state-dir, the configuration is $TRAILWATCH_CONFIG, else
 			if stateDir == "" {
 				return usageError{errors.New("outbox needs --config FILE or --state-dir DIR (or $TRAILWATCH_CONFIG)")}
 			}
+			if salvage {
+				return salvageOutbox(stdio, filepath.Join(stateDir, outbox.FileName))
+			}
 			filter, _ := outbox.ParseState(state)
 			ob, err := outbox.Open(filepath.Join(stateDir, outbox.FileName), outbox.Options{ReadOnly: len(requeue) == 0})
 			if err != nil {
@@ -115,8 +123,26 @@ Without --config or --state-dir, the configuration is $TRAILWATCH_CONFIG, else
 	cmd.Flags().BoolVar(&dead, "dead", false, "list dead letters (as --state dead)")
 	cmd.Flags().BoolVar(&pending, "pending", false, "list what waits for delivery (as --state pending, the default)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "one JSON object per entry")
+	cmd.Flags().BoolVar(&salvage, "salvage", false, "move a damaged outbox.db aside and copy what can be read into a new one")
 	cmd.Flags().StringArrayVar(&requeue, "requeue", nil, "move dead letters back to pending: NOTIFIER (all of its dead letters) or KEY/NOTIFIER (one); repeatable")
 	return cmd
+}
+
+// salvageOutbox runs outbox.Salvage on path and says what it saved.
+func salvageOutbox(stdio Stdio, path string) error {
+	rep, err := outbox.Salvage(path, outbox.Options{})
+	if err != nil {
+		return exitCode(1, err.Error())
+	}
+	fmt.Fprintf(stdio.Out, "moved the damaged outbox to %s\n", rep.Damaged)
+	fmt.Fprintf(stdio.Out, "saved %d pending, %d delivered and %d dead entries into a new %s\n", rep.Pending, rep.Delivered, rep.Dead, path)
+	for _, l := range rep.Lost {
+		fmt.Fprintf(stdio.Out, "could not read: %s\n", terminalSafe(l))
+	}
+	if len(rep.Lost) > 0 {
+		fmt.Fprintln(stdio.Out, "alerts in what could not be read are lost; if the read positions are older than them, they may be raised again")
+	}
+	return nil
 }
 
 // requeueDead moves dead letters back to pending: every one of a

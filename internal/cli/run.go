@@ -33,7 +33,7 @@ func reloadChan(ctx context.Context) <-chan struct{} {
 func newRunCmd(stdio Stdio) *cobra.Command {
 	var cfgPath, logFormat, logLevel string
 	var rulePaths []string
-	var watch bool
+	var watch, acceptEmpty bool
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Tail CloudTrail's CloudWatch Logs log group and deliver alerts (the service)",
@@ -42,7 +42,14 @@ FilterLogEvents, re-reading a lookback window so late deliveries are caught and
 deduplicating by eventID; evaluates every record against the rules; writes each alert
 to a durable outbox in state_dir for every notifier its route names; and only then
 advances its position. After a crash or restart it resumes where it was: nothing
-missed, nothing alerted twice. SIGTERM or SIGINT persists in-flight work and exits 0.
+missed, and each alert delivered at least once (the README's "Reliability" says what
+each notifier guarantees). SIGTERM or SIGINT persists in-flight work and exits 0.
+
+If outbox.db is missing or empty while state_dir holds read positions, run refuses to
+start: the alerts still pending in the lost outbox would be dropped without a word.
+--accept-empty-outbox starts anyway, with a new outbox (after trailwatch outbox
+--salvage, say, or when the loss is known and accepted). A damaged outbox.db is
+reported with what to do; run never starts on one.
 
 With listen: (e.g. 127.0.0.1:9090) it serves Prometheus metrics on /metrics, liveness
 on /healthz and readiness on /readyz (every log group read successfully within a few
@@ -106,13 +113,14 @@ AWS_ENDPOINT_URL_CLOUDWATCH_LOGS (and _KINESIS, _DYNAMODB, _SQS, _S3) are honour
 			logUnrouted(logger, cfg, set)
 			return app.Run(cmd.Context(), cfg, set, app.RunOptions{
 				ConfigPath: cfgPath, RulePaths: rulePaths, Watch: watch,
-				Reload: reloadChan(cmd.Context()), Logger: logger,
+				Reload: reloadChan(cmd.Context()), Logger: logger, AcceptEmptyOutbox: acceptEmpty,
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
 	rulesFlag(cmd, &rulePaths)
 	cmd.Flags().BoolVar(&watch, "watch", false, "reload when the configuration or a rule file changes (as reload.watch: true)")
+	cmd.Flags().BoolVar(&acceptEmpty, "accept-empty-outbox", false, "start with a new, empty outbox even though state_dir holds read positions (the old outbox's pending alerts are lost)")
 	addLogFlags(cmd, &logFormat, &logLevel)
 	return cmd
 }
