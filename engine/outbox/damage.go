@@ -50,15 +50,17 @@ func corruptError(path string, cause any) error {
 		"and copies every entry that can still be read into a new outbox", path, ErrCorrupt, cause, filepath.Dir(path))
 }
 
-// view is db.View that turns a panic of bbolt (a damaged page) into an
-// error wrapping ErrCorrupt.
+// view is db.View that turns a panic of bbolt (a damaged page), or a fault
+// reading the mapped file, into an error wrapping ErrCorrupt.
 func (o *Outbox) view(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer o.recoverDamage(&err)
 	return o.db.View(fn)
 }
 
 // update is db.Update, with view's handling of damage.
 func (o *Outbox) update(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer o.recoverDamage(&err)
 	return o.db.Update(fn)
 }
@@ -70,19 +72,38 @@ func (o *Outbox) recoverDamage(err *error) {
 	}
 }
 
-// checkFile runs bbolt's consistency check over the whole file.
+// checkFile reads every bucket, key and value of the file, on the caller's
+// goroutine (which must recover panics and faults): a damaged page panics
+// or faults here rather than later. bbolt's own Check runs on a goroutine
+// of its own, where a fault in the mapped file cannot be recovered.
 func checkFile(db *bolt.DB) error {
 	return db.View(func(tx *bolt.Tx) error {
-		var problems []string
-		for err := range tx.Check() {
-			if len(problems) < 5 {
-				problems = append(problems, err.Error())
+		var sum byte
+		var walk func(b *bolt.Bucket, depth int) error
+		walk = func(b *bolt.Bucket, depth int) error {
+			if depth > 4 {
+				return errors.New("buckets nested deeper than the outbox's layout")
 			}
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				sum ^= k[0] ^ k[len(k)-1]
+				if v == nil {
+					nb := b.Bucket(k)
+					if nb == nil {
+						return fmt.Errorf("key %q holds neither a value nor a bucket", k)
+					}
+					if err := walk(nb, depth+1); err != nil {
+						return err
+					}
+					continue
+				}
+				if len(v) > 0 {
+					sum ^= v[0] ^ v[len(v)-1]
+				}
+			}
+			return nil
 		}
-		if len(problems) > 0 {
-			return errors.New(strings.Join(problems, "; "))
-		}
-		return nil
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(b, 1) })
 	})
 }
 
@@ -326,6 +347,7 @@ type salvaged struct {
 // records in turn, each read stopping at the first damaged page (bbolt
 // panics there) and going on with the next notifier.
 func readDamaged(path string) (out []salvaged, lost []string) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	var db *bolt.DB
 	func() {
 		defer func() {

@@ -46,6 +46,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -311,8 +312,8 @@ func Open(path string, opts Options) (o *Outbox, err error) {
 	if !opts.ReadOnly && !fresh(path) {
 		// Check an existing file before opening it for writing: bbolt
 		// reads the freelist then, and panics on a damaged one, leaving
-		// the file locked. A read-only open reads no freelist and closes
-		// cleanly, and Check recovers its own panics.
+		// the file locked. A panic in a read-only open leaves at most a
+		// shared lock, which does not stop the error from being told.
 		ro := opts
 		ro.ReadOnly, ro.Registerer = true, nil
 		c, err := Open(path, ro)
@@ -322,9 +323,11 @@ func Open(path string, opts Options) (o *Outbox, err error) {
 		c.Close()
 	}
 	var db *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		// bbolt panics on some damage (an invalid freelist page, a page
-		// of the wrong type): report it rather than crash.
+		// of the wrong type), and reading a damaged mapped file can
+		// fault: report it rather than crash.
 		if r := recover(); r != nil {
 			if db != nil {
 				_ = db.Close()
@@ -332,7 +335,8 @@ func Open(path string, opts Options) (o *Outbox, err error) {
 			o, err = nil, corruptError(path, r)
 		}
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	// Read-only, the freelist is loaded now, where its damage is caught.
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly, PreLoadFreelist: opts.ReadOnly})
 	if err != nil {
 		db = nil
 		switch {
@@ -343,9 +347,12 @@ func Open(path string, opts Options) (o *Outbox, err error) {
 		}
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	if err := checkFile(db); err != nil {
-		db.Close()
-		return nil, corruptError(path, err)
+	if opts.ReadOnly {
+		// (A writable open was preceded by a read-only one.)
+		if err := checkFile(db); err != nil {
+			db.Close()
+			return nil, corruptError(path, err)
+		}
 	}
 	o = &Outbox{
 		db:     db,
