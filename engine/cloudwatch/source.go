@@ -310,6 +310,10 @@ func (g *group) init(ctx context.Context) error {
 	}
 	if ok {
 		g.st = st
+		if was, clamped := st.clampFuture(g.s.opts.Now()); clamped {
+			g.s.log.Warn("saved position is in the future (was the clock stepped back?): reading from now instead, or records until then would be skipped",
+				"log_group", g.name, "saved_position", was.UTC(), "now", time.UnixMilli(st.Position).UTC())
+		}
 		g.s.log.Info("resuming log group", "log_group", g.name, "position", time.UnixMilli(st.Position).UTC(), "window", len(st.Seen))
 		g.s.m.position.WithLabelValues(g.name).Set(float64(st.Position) / 1000)
 		return nil

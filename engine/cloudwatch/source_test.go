@@ -3,6 +3,9 @@ package cloudwatch
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,4 +258,54 @@ func TestBacklog(t *testing.T) {
 	if rep := col.repeated(); len(rep) > 0 {
 		t.Errorf("%d records handed on more than once, e.g. %v", len(rep), rep[0])
 	}
+}
+
+// TestPositionInTheFuture: a saved position an hour ahead of the clock (it
+// was stepped back) used to skip every record until the clock caught up,
+// with nothing said; it is clamped to now, with a warning, and the records
+// written since are read.
+func TestPositionInTheFuture(t *testing.T) {
+	env := startMoto(t)
+	const group = "future"
+	createGroup(t, env.client, group, "a")
+	dir := t.TempDir()
+	ahead := time.Now().Add(time.Hour).UnixMilli()
+	if err := saveState(dir, group, &groupState{Position: ahead, Floor: ahead, Seen: map[string]seenEntry{}}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncLog
+	opts := testOptions(t, dir, nil)
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	col := newCollector()
+	r := start(t, newSource(t, env.client, testConfig("now", group), opts), col.handle)
+	put(t, env.client, group, "a", ct("after-clock-step", time.Now()))
+	eventually(t, 20*time.Second, "the record written after the clock stepped back", func() bool { return col.has("after-clock-step") })
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !strings.Contains(logs.String(), "saved position is in the future") {
+		t.Errorf("no warning:\n%s", logs.String())
+	}
+	st, _, err := loadState(dir, group)
+	if err != nil || st.Position >= ahead {
+		t.Errorf("saved position after the run = %v (%v), want it back from the future", st.Position, err)
+	}
+}
+
+// syncLog is a log sink safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"time"
 )
 
 // stateVersion is the version of the state file format.
@@ -71,6 +72,26 @@ func (g *groupState) prune(cutoff int64) {
 			delete(g.Dups, k)
 		}
 	}
+}
+
+// clampFuture moves a position (and a first-run floor) that lies ahead of
+// now back to now, and reports the old position when it did. A position in
+// the future — the clock was stepped back, or the host's clock was wrong
+// when it was saved — would skip every record until the clock caught up,
+// silently. Records between now-lookback and the old position are read
+// again; the dedup window keeps those already handled from being handed on
+// twice.
+func (g *groupState) clampFuture(now time.Time) (was time.Time, clamped bool) {
+	nowMS := now.UnixMilli()
+	if g.Floor > nowMS {
+		g.Floor = nowMS
+	}
+	if g.Position <= nowMS {
+		return time.Time{}, false
+	}
+	was = time.UnixMilli(g.Position)
+	g.Position = nowMS
+	return was, true
 }
 
 // countDup records a second delivery and reports whether it is the first
