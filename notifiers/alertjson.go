@@ -55,6 +55,7 @@ func (a *Alert) appendJSON(dst []byte) ([]byte, bool) {
 	if dst, ok = appendJSONTime(dst, a.EventTime); !ok {
 		return dst, false
 	}
+	dst = appendOptString(dst, `,"event_time_warning":`, a.EventTimeWarning)
 	dst = append(dst, `,"event_name":`...)
 	dst = appendJSONString(dst, a.EventName)
 	dst = append(dst, `,"event_source":`...)

@@ -42,19 +42,25 @@ type Alert struct {
 	// FIFO deduplication id, the outbox's idempotency key.
 	DedupKey string `json:"dedup_key"`
 
-	EventID      string    `json:"event_id"`
-	EventTime    time.Time `json:"event_time"`
-	EventName    string    `json:"event_name"`
-	EventSource  string    `json:"event_source"`
-	Principal    string    `json:"principal"`
-	UserName     string    `json:"user_name,omitempty"`
-	AccessKeyID  string    `json:"access_key_id,omitempty"`
-	SourceIP     string    `json:"source_ip"`
-	UserAgent    string    `json:"user_agent,omitempty"`
-	AWSRegion    string    `json:"aws_region"`
-	AccountID    string    `json:"account_id"`
-	ErrorCode    string    `json:"error_code,omitempty"`
-	ErrorMessage string    `json:"error_message,omitempty"`
+	EventID   string    `json:"event_id"`
+	EventTime time.Time `json:"event_time"`
+	// EventTimeWarning, when set, says why the record's eventTime was not
+	// trusted (missing, unparseable, or far ahead of the clock: a forged or
+	// damaged record): the alert went out without dedup or threshold
+	// windows, and for a missing time EventTime is when it was read.
+	EventTimeWarning string `json:"event_time_warning,omitempty"`
+
+	EventName    string `json:"event_name"`
+	EventSource  string `json:"event_source"`
+	Principal    string `json:"principal"`
+	UserName     string `json:"user_name,omitempty"`
+	AccessKeyID  string `json:"access_key_id,omitempty"`
+	SourceIP     string `json:"source_ip"`
+	UserAgent    string `json:"user_agent,omitempty"`
+	AWSRegion    string `json:"aws_region"`
+	AccountID    string `json:"account_id"`
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
 
 	// Count is how many matching events this alert stands for (1 for a
 	// plain match; more for threshold alerts or after suppressed repeats).

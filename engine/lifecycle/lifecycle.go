@@ -53,6 +53,10 @@ const (
 	DefaultSeenIDs = 8192
 	// DefaultSilenceRefresh is how often shared silences are read again.
 	DefaultSilenceRefresh = 10 * time.Second
+	// MaxClockSkew is how far ahead of the clock an eventTime may be and
+	// still be trusted: CloudTrail's clocks and this host's differ a
+	// little, and no more. The windows never move further ahead than this.
+	MaxClockSkew = 5 * time.Minute
 )
 
 // Config is the lifecycle's part of the configuration file.
@@ -86,6 +90,9 @@ type Options struct {
 	// Logger receives silenced alerts (info) and state problems. Nil
 	// discards.
 	Logger *slog.Logger
+	// Now is the clock that bounds event time (MaxClockSkew). Nil means
+	// time.Now.
+	Now func() time.Time
 	// Registerer, if set, receives the lifecycle metrics.
 	Registerer prometheus.Registerer
 	// SharedSilences, if set, is where the silences are read (instead of
@@ -192,6 +199,9 @@ func Open(cfg Config, opts Options) (*Lifecycle, error) {
 	if opts.SilenceRefresh <= 0 {
 		opts.SilenceRefresh = DefaultSilenceRefresh
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	for name, sc := range opts.Storm {
 		if err := sc.Validate(); err != nil {
 			return nil, fmt.Errorf("open lifecycle: notifier %q: %w", name, err)
@@ -257,6 +267,7 @@ type Batch struct {
 type batchStats struct {
 	suppressed, thresholdHeld, late, replayed, silenced map[string]int
 	folded                                              map[string]int
+	untrusted                                           map[string]int // by reason
 }
 
 func (s *batchStats) add(m *map[string]int, k string) {
@@ -348,6 +359,9 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) 
 		return nil
 	}
 	b.seen[idem] = struct{}{}
+	if reason, problem := b.l.eventTimeProblem(ev); problem != "" {
+		return b.untrustedTime(a, r, ev, idem, reason, problem)
+	}
 	if ev.EventTime.After(b.watermark) {
 		b.watermark = ev.EventTime
 	}
@@ -359,6 +373,58 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) 
 		b.recordSilenced(silence, r, ev)
 	}
 	return outs
+}
+
+// Reasons an eventTime is not trusted, the label of
+// trailwatch_event_time_untrusted_total.
+const (
+	timeInvalid = "invalid" // missing, unparseable, or before 1970
+	timeFuture  = "future"  // more than MaxClockSkew ahead of the clock
+)
+
+// eventTimeProblem says why ev's eventTime cannot be trusted to place it
+// in the windows, or "". Whoever can write to the log group can write any
+// eventTime: one stamped 20 minutes ahead moved the windows ahead with it
+// (every threshold group looked expired, so bursts never alerted, and the
+// watermark was saved so); one past year 2262 overflowed the nanosecond
+// count; an unparseable one alerted at 0001-01-01.
+func (l *Lifecycle) eventTimeProblem(ev *cloudtrail.Event) (reason, problem string) {
+	t := ev.EventTime
+	switch {
+	case t.IsZero():
+		return timeInvalid, "eventTime is missing or not a time"
+	case t.Year() < 1970:
+		return timeInvalid, fmt.Sprintf("eventTime %s is before 1970", t.UTC().Format(time.RFC3339))
+	}
+	if now := l.opts.Now(); t.After(now.Add(MaxClockSkew)) {
+		return timeFuture, fmt.Sprintf("eventTime %s is %s ahead of the clock", t.UTC().Format(time.RFC3339), t.Sub(now).Round(time.Second))
+	}
+	return "", ""
+}
+
+// untrustedTime handles an alert whose record's eventTime cannot be
+// trusted: it takes no part in dedup or threshold windows and does not
+// move them (it cannot blind them), goes out on its own — silences still
+// apply, at the time it was read — and says why in Alert.EventTimeWarning.
+func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem, reason, problem string) []Output {
+	now := b.l.opts.Now().UTC()
+	b.stats.add(&b.stats.untrusted, reason)
+	at := *ev
+	at.EventTime = now
+	for _, s := range b.silences {
+		if s.matches(r.ID, &at) {
+			b.stats.add(&b.stats.silenced, r.ID)
+			b.recordSilenced(s, r, &at)
+			return nil
+		}
+	}
+	a.EventTimeWarning = problem + ": the record may be forged or damaged, so dedup and threshold windows were not applied"
+	if reason == timeInvalid {
+		a.EventTime = now
+		a.EventTimeWarning += "; event_time is when trailwatch read it"
+	}
+	b.l.log.Warn("alert on a record whose eventTime cannot be trusted", "rule", r.ID, "event_id", ev.EventID, "problem", problem)
+	return []Output{{Key: idem, Alert: a}}
 }
 
 // recordSilenced counts an alert silence s held back.
@@ -616,6 +682,14 @@ func (l *Lifecycle) load() error {
 		return err
 	}
 	l.watermark = snap.Watermark
+	if now := l.opts.Now(); l.watermark.After(now.Add(MaxClockSkew)) {
+		// Saved by a version that trusted any eventTime, or before the
+		// clock was stepped back: left there, it would expire every window.
+		// It is dropped: the next records set it again.
+		l.log.Warn("lifecycle watermark is in the future: dropping it, the next records set it again",
+			"watermark", l.watermark.UTC(), "now", now.UTC())
+		l.watermark = time.Time{}
+	}
 	for _, e := range snap.Entries {
 		if e == nil || e.Key == "" {
 			continue

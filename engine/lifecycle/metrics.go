@@ -11,6 +11,7 @@ type metrics struct {
 	replayed      *prometheus.CounterVec
 	silenced      *prometheus.CounterVec
 	folded        *prometheus.CounterVec
+	untrusted     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
 			Name: "trailwatch_alerts_silenced_total",
 			Help: "Alerts held back by a silence (recorded, not sent), by rule.",
 		}, []string{"rule"}),
+		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trailwatch_event_time_untrusted_total",
+			Help: "Alerts on records whose eventTime was missing or invalid, or more than 5 minutes ahead of the clock: sent without dedup or threshold windows, by reason (invalid, future).",
+		}, []string{"reason"}),
 		folded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trailwatch_alerts_folded_total",
 			Help: "Alerts folded into a storm digest instead of sent alone, by notifier.",
@@ -53,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
 			Name: "trailwatch_lifecycle_keys",
 			Help: "Dedup keys and threshold groups held in memory.",
 		}, func() float64 { return float64(l.Len()) })
-		reg.MustRegister(m.evictions, m.conflicts, m.suppressed, m.thresholdHeld, m.late, m.replayed, m.silenced, m.folded, keys)
+		reg.MustRegister(m.evictions, m.conflicts, m.suppressed, m.thresholdHeld, m.late, m.replayed, m.silenced, m.folded, m.untrusted, keys)
 	}
 	return m
 }
@@ -63,7 +68,7 @@ func (m *metrics) observe(s *batchStats) {
 		v *prometheus.CounterVec
 		c map[string]int
 	}{{m.suppressed, s.suppressed}, {m.thresholdHeld, s.thresholdHeld}, {m.late, s.late},
-		{m.replayed, s.replayed}, {m.silenced, s.silenced}, {m.folded, s.folded}} {
+		{m.replayed, s.replayed}, {m.silenced, s.silenced}, {m.folded, s.folded}, {m.untrusted, s.untrusted}} {
 		for k, n := range p.c {
 			p.v.WithLabelValues(k).Add(float64(n))
 		}

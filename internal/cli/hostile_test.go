@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -310,4 +311,86 @@ func runRefused(t *testing.T, args ...string) (code int, stderr string) {
 	var errb syncBuffer
 	code = Main(ctx, append([]string{"run"}, args...), Stdio{In: strings.NewReader(""), Out: io.Discard, Err: &errb})
 	return code, errb.String()
+}
+
+const denyBurstRule = `rules:
+  - id: deny-burst
+    title: Denied burst
+    severity: medium
+    when: errorCode == "AccessDenied"
+    threshold: {count: 3, window: 10m, group_by: [sourceIPAddress]}
+`
+
+// denied is an AccessDenied call from the attacker's address, with its
+// eventTime as given (a JSON value, or "%s" for put's timestamp).
+func denied(id, eventTime string) record {
+	return record{id, `{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/mallory","accountId":"111122223333"},` +
+		`"eventTime":` + eventTime + `,"eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1",` +
+		`"sourceIPAddress":"203.0.113.66","errorCode":"AccessDenied","eventID":"` + id + `","recipientAccountId":"111122223333"}`}
+}
+
+// TestReplayUntrustedEventTime: a forged record stamped in 2099 first, and
+// one with an unparseable eventTime, then a burst: the burst's threshold
+// alert comes out (the forged record used to expire every window), and the
+// two others come out on their own, flagged.
+func TestReplayUntrustedEventTime(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	var lines []string
+	for _, r := range []record{
+		denied("forged", `"2099-01-01T00:00:00Z"`), denied("garbled", `"yesterday"`),
+		denied("b1", `"2024-05-01T08:00:00Z"`), denied("b2", `"2024-05-01T08:01:00Z"`), denied("b3", `"2024-05-01T08:02:00Z"`),
+	} {
+		lines = append(lines, r.msg)
+	}
+	events := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(events, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rulesPath, []byte(denyBurstRule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runArgs(t, "replay", "--rules", rulesPath, "--output", "json", events)
+	if code != 0 {
+		t.Fatalf("replay: exit %d\n%s", code, errOut)
+	}
+	got := map[string]notifiers.Alert{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var a notifiers.Alert
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got[a.EventID] = a
+	}
+	if a, ok := got["b3"]; !ok || a.Count != 3 {
+		t.Errorf("no threshold alert for the burst (count 3 at b3); alerts: %v", got)
+	}
+	if w := got["forged"].EventTimeWarning; !strings.Contains(w, "ahead of the clock") {
+		t.Errorf("forged alert's warning = %q", w)
+	}
+	if a := got["garbled"]; !strings.Contains(a.EventTimeWarning, "not a time") || a.EventTime.Year() < 2000 {
+		t.Errorf("garbled alert: event_time %v, warning %q; want the read time and a warning", a.EventTime, a.EventTimeWarning)
+	}
+}
+
+// TestRunUntrustedEventTime: the same in the live service — one record
+// written to the log group stamped 20 minutes ahead, then a burst.
+func TestRunUntrustedEventTime(t *testing.T) {
+	e := newRunEnv(t, "")
+	e.writeFile(e.rules, denyBurstRule)
+	r := e.start()
+	e.put(denied("forged", `"`+time.Now().Add(20*time.Minute).UTC().Format(time.RFC3339)+`"`))
+	e.eventually(r, "the forged record's own alert", func() bool { return len(e.readAlerts()) == 1 })
+	e.put(denied("b1", `"%s"`), denied("b2", `"%s"`), denied("b3", `"%s"`))
+	e.eventually(r, "the burst's threshold alert", func() bool { return len(e.readAlerts()) == 2 })
+	alerts := e.readAlerts()
+	if a := alerts[1]; a.EventID != "b3" || a.Count != 3 {
+		t.Errorf("second alert %s count %d, want b3 count 3", a.EventID, a.Count)
+	}
+	if !strings.Contains(alerts[0].EventTimeWarning, "ahead of the clock") {
+		t.Errorf("forged alert's warning = %q", alerts[0].EventTimeWarning)
+	}
+	if got := e.scrape()[`trailwatch_event_time_untrusted_total{reason="future"}`]; got != 1 {
+		t.Errorf("trailwatch_event_time_untrusted_total{reason=\"future\"} = %v, want 1", got)
+	}
 }

@@ -1,4 +1,4 @@
-package cli
+package files_test
 
 import (
 	"bufio"
@@ -18,14 +18,14 @@ const maxBombRSS = 100 * 1000 * 1000
 
 // buildTrailwatch builds the real binary (without the race detector, whose
 // shadow memory would swamp the figure being measured) and the maxrss
-// helper (testdata/maxrss) into dir.
+// helper (engine/files/testdata/maxrss) into dir.
 func buildTrailwatch(t *testing.T, dir string) (bin, maxrss string) {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatalf("this test builds trailwatch with the go command, which is not on PATH: %v", err)
 	}
 	bin, maxrss = filepath.Join(dir, "trailwatch"), filepath.Join(dir, "maxrss")
-	for out, pkg := range map[string]string{bin: "./cmd/trailwatch", maxrss: "./internal/cli/testdata/maxrss"} {
+	for out, pkg := range map[string]string{bin: "./cmd/trailwatch", maxrss: "./engine/files/testdata/maxrss"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir = "../.."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -70,7 +70,7 @@ func repeat(w *bufio.Writer, c byte, n int) {
 // bombs — one record, one member before "Records", one JSON Lines line and
 // a nest of brackets, each inflating to 200 MiB from about 200 KB — and
 // checks that each process's peak resident memory (getrusage's ru_maxrss,
-// through testdata/maxrss) stays under 100 MB, that the bomb is reported,
+// through engine/files/testdata/maxrss) stays under 100 MB, that the bomb is reported,
 // and that the good records around it are still found.
 func TestBombsBoundedRSS(t *testing.T) {
 	if testing.Short() {
