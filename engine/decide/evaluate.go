@@ -261,7 +261,7 @@ func NewAlert(r *rules.Rule, ev *cloudtrail.Event, raw json.RawMessage) notifier
 		ErrorCode:    ev.ErrorCode,
 		ErrorMessage: ev.ErrorMessage,
 		Count:        1,
-		Event:        raw,
+		Event:        notifiers.CleanJSON(raw), // no invalid UTF-8 or lone surrogates in any output
 	}
 }
 

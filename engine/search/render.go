@@ -8,8 +8,9 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/trailwatch/trailwatch/notifiers"
 )
 
 // Output formats for Render.
@@ -324,18 +325,6 @@ func writeJSONField(w *bufio.Writer, k string, v map[string]any, esc func(string
 	}
 }
 
-// visible writes control characters as \xNN, like the CLI's terminalSafe.
-func visible(s string) string {
-	if strings.IndexFunc(s, unicode.IsControl) < 0 {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			fmt.Fprintf(&b, "\\x%02x", r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// visible is notifiers.Terminal, the one rule for event fields printed to
+// a terminal.
+func visible(s string) string { return notifiers.Terminal(s) }

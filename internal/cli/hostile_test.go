@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/notifiers"
@@ -393,4 +394,56 @@ func TestRunUntrustedEventTime(t *testing.T) {
 	if got := e.scrape()[`trailwatch_event_time_untrusted_total{reason="future"}`]; got != 1 {
 		t.Errorf("trailwatch_event_time_untrusted_total{reason=\"future\"} = %v, want 1", got)
 	}
+}
+
+// TestHostileTextInOutputs: a record whose fields hold invalid UTF-8, a
+// lone surrogate escape, a bidi override and a zero-width space. replay's
+// JSON lines and the file notifier's lines are UTF-8 with no lone
+// surrogate (jq used to reject them), and the terminal output shows the
+// invisible characters instead of acting on them.
+func TestHostileTextInOutputs(t *testing.T) {
+	dir := t.TempDir()
+	rec := "{\"eventVersion\":\"1.08\",\"eventID\":\"text-1\",\"eventTime\":\"2024-05-01T08:00:00Z\",\"eventSource\":\"signin.amazonaws.com\"," +
+		"\"eventName\":\"ConsoleLogin\",\"awsRegion\":\"us-east-1\",\"sourceIPAddress\":\"203.0.113.9\",\"userAgent\":\"bad\xff\xfe \\ud800 agent\"," +
+		"\"userIdentity\":{\"type\":\"Root\",\"arn\":\"arn:aws:iam::111122223333:root\\u202Etxt.exe\\u200B\",\"accountId\":\"111122223333\"}," +
+		"\"responseElements\":{\"ConsoleLogin\":\"Success\"},\"recipientAccountId\":\"111122223333\"}\n"
+	events := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(events, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clean := func(where string, out string) {
+		t.Helper()
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !utf8.ValidString(line) || string(notifiers.CleanJSON([]byte(line))) != line {
+				t.Errorf("%s: line is not clean UTF-8 JSON: %q", where, line)
+			}
+			if !json.Valid([]byte(line)) {
+				t.Errorf("%s: not JSON: %q", where, line)
+			}
+		}
+	}
+	code, out, errOut := runArgs(t, "replay", "--rules", "builtin:aws", "--output", "json", events)
+	if code != 0 || !strings.Contains(out, `"event_id":"text-1"`) {
+		t.Fatalf("replay --output json: exit %d\n%s%s", code, out, errOut)
+	}
+	clean("replay --output json", out)
+
+	code, out, _ = runArgs(t, "replay", "--rules", "builtin:aws", events)
+	if code != 0 || strings.ContainsAny(out, "\u202E\u200B") || !strings.Contains(out, `\u{202e}`) {
+		t.Errorf("replay's text output acts on invisible characters:\n%q", out)
+	}
+
+	alerts := filepath.Join(dir, "alerts.jsonl")
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("state_dir: "+filepath.Join(dir, "state")+"\nrules: [builtin:aws]\nnotifiers:\n  - name: out\n    type: file\n    path: "+alerts+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runArgs(t, "replay", "--config", cfg, "--notify", events); code != 0 {
+		t.Fatalf("replay --notify: exit %d\n%s%s", code, out, errOut)
+	}
+	data, err := os.ReadFile(alerts)
+	if err != nil || !strings.Contains(string(data), "text-1") {
+		t.Fatalf("the file notifier wrote %q, %v", data, err)
+	}
+	clean("the file notifier", string(data))
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -282,20 +281,9 @@ func orDash(s string) string {
 	return s
 }
 
-func terminalSafe(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == unicode.ReplacementChar }) < 0 {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			fmt.Fprintf(&b, "\\x%02x", r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// terminalSafe is notifiers.Terminal: the one rule for event fields
+// printed to a terminal.
+func terminalSafe(s string) string { return notifiers.Terminal(s) }
 
 // writeAlertJSON writes the alert's public JSON form as one line
 // (notifiers.Alert.AppendJSON: json.Marshal's bytes, several times faster).
