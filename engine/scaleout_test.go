@@ -1,4 +1,4 @@
-package kinesis_test
+package engine_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/engine/source"
+	"github.com/trailwatch/trailwatch/internal/kinesistest"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
@@ -181,9 +182,9 @@ type process struct {
 }
 
 type cluster struct {
-	e                      *env
+	e                      *kinesistest.Env
 	stream, leases, ledger string
-	clock                  *fakeClock
+	clock                  *kinesistest.Clock
 	set                    *rules.Set
 	endpoint               *shared
 }
@@ -191,12 +192,12 @@ type cluster struct {
 func (c *cluster) start(t *testing.T, worker, stateDir string, hook func(p *process) func(context.Context, source.Batch, source.Handler) error) *process {
 	t.Helper()
 	p := &process{k: &killSwitch{}, done: make(chan error, 1)}
-	ddb := killableDynamo{c: c.e.ddb, k: p.k}
+	ddb := killableDynamo{c: c.e.DynamoDB, k: p.k}
 	cfg := kinesis.Config{
 		Stream: c.stream, LeaseTable: c.leases, Start: "trim_horizon", WorkerID: worker,
 		PollInterval: 20 * time.Millisecond, LeaseDuration: 30 * time.Second, MaxRecords: 2,
 	}
-	src, err := kinesis.New(killableKinesis{API: c.e.kin, k: p.k}, ddb, cfg, kinesis.Options{
+	src, err := kinesis.New(killableKinesis{API: c.e.Kinesis, k: p.k}, ddb, cfg, kinesis.Options{
 		Now: c.clock.Now, RefreshInterval: 30 * time.Millisecond, Logger: testLogger(t, worker),
 	})
 	if err != nil {
@@ -265,12 +266,12 @@ func testLogger(_ *testing.T, worker string) *slog.Logger {
 // restarted from its state dir and delivers what its outbox still held.
 // Every record must be alerted exactly once.
 func TestTwoProcessesOneKilled(t *testing.T) {
-	e := newEnv(t)
+	e := kinesistest.NewEnv(t)
 	ctx := context.Background()
-	recs := corpus(t, 48)
-	stream, leases := e.stream(t, 4)
-	ledger := fmt.Sprintf("deliveries-%d", seq.Add(1))
-	if err := dynamostate.CreateTable(ctx, e.ddb, ledger); err != nil {
+	recs := kinesistest.Corpus(t, 48)
+	stream, leases := e.Stream(t, 4)
+	ledger := fmt.Sprintf("deliveries-%d", kinesistest.Seq.Add(1))
+	if err := dynamostate.CreateTable(ctx, e.DynamoDB, ledger); err != nil {
 		t.Fatal(err)
 	}
 	ruleFile := filepath.Join(t.TempDir(), "rules.yaml")
@@ -287,11 +288,11 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{e: e, stream: stream, leases: leases, ledger: ledger, clock: newClock(), set: set, endpoint: &shared{sent: map[string]int{}}}
-	e.put(t, stream, recs, 2)
+	c := &cluster{e: e, stream: stream, leases: leases, ledger: ledger, clock: kinesistest.NewClock(), set: set, endpoint: &shared{sent: map[string]int{}}}
+	e.Put(t, stream, recs, 2)
 
 	// B counts what it handles, to show that A's last batch was read again.
-	var handledByB collector
+	var handledByB kinesistest.Collector
 	dirA, dirB := t.TempDir(), t.TempDir()
 	var inflight [][]byte
 	killed := make(chan struct{})
@@ -324,7 +325,7 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 		}
 	})
 	// A alone first takes every shard, so it has batches to be killed in.
-	observer, err := kinesis.NewLeases(e.ddb, leases, "observer", time.Minute, c.clock.Now)
+	observer, err := kinesis.NewLeases(e.DynamoDB, leases, "observer", time.Minute, c.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,19 +342,19 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, "A to hold every shard", func() bool { return owners()["worker-a"] == 4 })
+	kinesistest.WaitFor(t, "A to hold every shard", func() bool { return owners()["worker-a"] == 4 })
 	b := c.start(t, "worker-b", dirB, func(*process) func(context.Context, source.Batch, source.Handler) error {
 		return func(ctx context.Context, b source.Batch, handle source.Handler) error {
 			if err := handle(ctx, b); err != nil {
 				return err
 			}
-			handledByB.add(b.Records)
+			handledByB.Add(b.Records)
 			return nil
 		}
 	})
 
 	// B takes a fair share from A (A holds more than half).
-	waitFor(t, "B to take a shard from A", func() bool { return owners()["worker-b"] > 0 })
+	kinesistest.WaitFor(t, "B to take a shard from A", func() bool { return owners()["worker-b"] > 0 })
 	close(bRunning)
 	select {
 	case <-killed:
@@ -366,7 +367,7 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 	// A's leases expire; B takes its shards and reads on from A's
 	// checkpoints, A's unfinished batch first.
 	c.clock.Advance(31 * time.Second)
-	waitFor(t, "B to read A's unfinished batch again", func() bool { return handledByB.has(inflight) })
+	kinesistest.WaitFor(t, "B to read A's unfinished batch again", func() bool { return handledByB.Has(inflight) })
 
 	// A restarts from its state dir (a new worker id, as a new pod would
 	// have): its outbox delivers what A had not yet delivered, and it takes
@@ -374,10 +375,10 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 	t.Logf("B read A's batch again")
 	a2 := c.start(t, "worker-a2", dirA, nil)
 
-	waitFor(t, "every record alerted", func() bool {
+	kinesistest.WaitFor(t, "every record alerted", func() bool {
 		got := c.endpoint.snapshot()
 		for _, r := range recs {
-			if got[eventID(r)] == 0 {
+			if got[kinesistest.EventID(r)] == 0 {
 				return false
 			}
 		}
@@ -385,11 +386,11 @@ func TestTwoProcessesOneKilled(t *testing.T) {
 	})
 	t.Logf("every record alerted")
 	// Let both outboxes drain before judging duplicates.
-	waitFor(t, "the outboxes to drain", func() bool { return b.ob.Depth("shared") == 0 && a2.ob.Depth("shared") == 0 })
+	kinesistest.WaitFor(t, "the outboxes to drain", func() bool { return b.ob.Depth("shared") == 0 && a2.ob.Depth("shared") == 0 })
 	got := c.endpoint.snapshot()
 	for _, r := range recs {
-		if n := got[eventID(r)]; n != 1 {
-			t.Errorf("record %s alerted %d times, want 1", eventID(r), n)
+		if n := got[kinesistest.EventID(r)]; n != 1 {
+			t.Errorf("record %s alerted %d times, want 1", kinesistest.EventID(r), n)
 		}
 	}
 	if len(got) != len(recs) {

@@ -1,4 +1,4 @@
-package lifecycle_test
+package engine_test
 
 import (
 	"bufio"
@@ -187,12 +187,57 @@ func TestReplayEqualsLivePipeline(t *testing.T) {
 	}
 }
 
+// rollbackRules are the rollback test's rules: a threshold, whose count
+// must be undone, and a plain match.
+const rollbackRules = `
+rules:
+  - id: deny-burst
+    title: Denied burst
+    severity: medium
+    when: errorCode == "AccessDenied"
+    threshold: {count: 3, window: 10m, group_by: [sourceIPAddress]}
+  - id: key-created
+    title: Access key created
+    severity: high
+    when: eventName == "CreateAccessKey"
+    dedup: {window: 1h}
+`
+
+var t0 = time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC)
+
+// event is a CloudTrail record for the tests, at t0+at.
+type event struct {
+	id, name, code string
+	at             time.Duration
+}
+
+func (e event) raw() []byte {
+	if e.name == "" {
+		e.name = "ListBuckets"
+	}
+	rec := map[string]any{
+		"eventVersion": "1.08",
+		"userIdentity": map[string]any{"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+		"eventTime":    t0.Add(e.at).Format(time.RFC3339Nano),
+		"eventSource":  "s3.amazonaws.com", "eventName": e.name, "awsRegion": "us-east-1",
+		"sourceIPAddress": "198.51.100.1", "eventID": e.id, "recipientAccountId": "111122223333",
+	}
+	if e.code != "" {
+		rec["errorCode"] = e.code
+	}
+	b, _ := json.Marshal(rec)
+	return b
+}
+
 // TestServiceRollsBackWhenTheOutboxFails checks that a batch whose alerts
 // could not be written leaves the lifecycle as it was, so the batch read
 // again raises the same alerts.
 func TestServiceRollsBackWhenTheOutboxFails(t *testing.T) {
 	dir := t.TempDir()
-	set := loadRules(t)
+	set, err := rules.LoadFiles([]rules.File{{Name: "test.yaml", Data: []byte(rollbackRules)}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	lc, err := lifecycle.Open(lifecycle.Config{}, lifecycle.Options{StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
