@@ -17,7 +17,6 @@ import (
 var (
 	_ source.Source  = (*Source)(nil)
 	_ source.Origins = (*Source)(nil)
-	_ source.Ready   = readySource{}
 )
 
 // Run is Read for the pipeline: each batch is one log group's page of new
@@ -42,13 +41,6 @@ func (s *Source) Run(ctx context.Context, handle source.Handler) error {
 
 // Origins are the configured log groups (for the dead man's switch).
 func (s *Source) Origins() []string { return append([]string(nil), s.cfg.LogGroups...) }
-
-// Prepare applies the defaults of the `source.cloudwatch` block and
-// validates it: the registry's check of the block.
-func (c *Config) Prepare() error {
-	c.SetDefaults()
-	return c.Validate()
-}
 
 // Open builds the source of a prepared `source.cloudwatch` block for the
 // registry: a client from the SDK's default chain (see NewClient), a
@@ -75,14 +67,7 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	if err != nil {
 		return nil, err
 	}
-	return readySource{src, polls}, nil
-}
-
-// readySource is the Source with its readiness: the tracker's Ready
-// (and its metric) beside the Source's own methods.
-type readySource struct {
-	*Source
-	*source.PollTracker
+	return source.WithReady(src, polls), nil
 }
 
 // pollObserver reports each successful FilterLogEvents call (the start-up

@@ -9,17 +9,7 @@ import (
 
 // The pipeline's view of the source: Source implements source.Source, and
 // Open builds it for the source registry (type "kinesis").
-var (
-	_ source.Source = (*Source)(nil)
-	_ source.Ready  = readySource{}
-)
-
-// Prepare applies the defaults of the `source.kinesis` block and validates
-// it: the registry's check of the block.
-func (c *Config) Prepare() error {
-	c.SetDefaults()
-	return c.Validate()
-}
+var _ source.Source = (*Source)(nil)
 
 // AWSRegion is the stream's region: shared_state's table is in it unless
 // shared_state names its own.
@@ -48,12 +38,5 @@ func Open(ctx context.Context, cfg *Config, deps source.Deps) (source.Source, er
 	if err != nil {
 		return nil, err
 	}
-	return readySource{src, polls}, nil
-}
-
-// readySource is the Source with its readiness: the tracker's Ready
-// (and its metric) beside the Source's own methods.
-type readySource struct {
-	*Source
-	*source.PollTracker
+	return source.WithReady(src, polls), nil
 }

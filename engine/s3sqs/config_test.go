@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 func TestConfig(t *testing.T) {
@@ -29,7 +31,7 @@ func TestConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.cfg
-			err := c.Prepare()
+			err := source.Prepare(&c)
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatal(err)

@@ -54,8 +54,8 @@ func (p *PollTracker) Polled(group string) {
 }
 
 // Ready returns an error naming each origin without a successful read
-// within the maximum age. A PollTracker is a source.Ready: a source
-// embeds it beside its own type to say whether it reads.
+// within the maximum age. A PollTracker is a source.Ready: a source's
+// Open hands it over with WithReady to say whether the source reads.
 func (p *PollTracker) Ready(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

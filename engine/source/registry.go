@@ -56,7 +56,7 @@ var (
 //
 // Adding a source to trailwatch is its package plus one call:
 //
-//	source.Register("cloudwatch", cloudwatch.ValidateConfig, cloudwatch.Build)
+//	source.Register("cloudwatch", source.Prepare[cloudwatch.Config], cloudwatch.Open)
 func Register[C any](name string, validate func(*C) error, build func(ctx context.Context, c *C, deps Deps) (Source, error)) {
 	mu.Lock()
 	defer mu.Unlock()

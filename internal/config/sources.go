@@ -20,9 +20,9 @@ import (
 // engine/source.Register). Each source keeps its Config, its check and its
 // constructor beside its code.
 func init() {
-	source.Register("cloudwatch", (*cloudwatch.Config).Prepare, cloudwatch.Open)
-	source.Register("kinesis", (*kinesis.Config).Prepare, kinesis.Open)
-	source.Register("s3sqs", (*s3sqs.Config).Prepare, s3sqs.Open)
+	source.Register("cloudwatch", source.Prepare[cloudwatch.Config], cloudwatch.Open)
+	source.Register("kinesis", source.Prepare[kinesis.Config], kinesis.Open)
+	source.Register("s3sqs", source.Prepare[s3sqs.Config], s3sqs.Open)
 }
 
 // Source is the `source` block: one registered source type and its

@@ -32,6 +32,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/awslogs"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
 	"github.com/trailwatch/trailwatch/engine/s3sqs"
+	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/cfn"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/internal/mdcheck"
@@ -110,7 +111,7 @@ func TestTemplate(t *testing.T) {
 		p := cfn.Get(params, "VisibilityTimeout")
 		for _, secs := range []int{0, 2, 3, 300, 43200, 43201} {
 			c := s3sqs.Config{Queue: example["Queue"], VisibilityTimeout: time.Duration(secs) * time.Second}
-			cfnErr, cfgErr := cfn.Accepts(p, strconv.Itoa(secs)), c.Prepare()
+			cfnErr, cfgErr := cfn.Accepts(p, strconv.Itoa(secs)), source.Prepare(&c)
 			if secs == 0 {
 				continue // the config's default, never CloudFormation's value
 			}
