@@ -49,9 +49,16 @@ const (
 	// EvalBudget is how many units one evaluation may spend: one per step
 	// of a loop, one per 64 bytes of string built.
 	EvalBudget = 1_000_000
-	// EvalTimeout is how long one evaluation may run.
-	EvalTimeout = time.Second
+	// EvalTimeout is how long one evaluation may run, by the wall clock.
+	// It is a backstop for what EvalBudget does not count (a step that
+	// scans a long string): it must not fail an ordinary rule on a machine
+	// so loaded that the evaluation is descheduled for a while (at 1 s a
+	// 10,000-step rule failed so under a loaded -race test run).
+	EvalTimeout = 5 * time.Second
 )
+
+// evalTimeout is EvalTimeout, shortened by tests of the time limit.
+var evalTimeout = EvalTimeout
 
 // bytesPerUnit is how many bytes of built string cost one unit.
 const bytesPerUnit = 64
@@ -93,7 +100,7 @@ func charge(env any, n int64) error {
 	}
 	// The clock is read every 256 units, not every step.
 	if before>>8 != st.units>>8 && time.Now().After(st.deadline) {
-		return fmt.Errorf("%w: ran longer than %s", ErrBudget, EvalTimeout)
+		return fmt.Errorf("%w: ran longer than %s", ErrBudget, evalTimeout)
 	}
 	return nil
 }
@@ -115,7 +122,7 @@ func runProgram(m *vm.VM, p *vm.Program, ev *cloudtrail.Event) (any, error) {
 		return m.Run(p, ev)
 	}
 	st := statePool.Get().(*evalState)
-	st.units, st.deadline = 0, time.Now().Add(EvalTimeout)
+	st.units, st.deadline = 0, time.Now().Add(evalTimeout)
 	if _, nested := evals.LoadOrStore(ev, st); nested {
 		// The same record is being evaluated already (by the caller, or
 		// another goroutine): that evaluation's budget governs.
