@@ -82,6 +82,7 @@ func start(t testing.TB, name string, args ...string) *server {
 	}
 	s := &server{cmd: exec.Command(path, args...), done: make(chan struct{})}
 	s.cmd.Env = childEnv()
+	dieWithTest(s.cmd)
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
 	s.cmd.Stderr = pw
