@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine"
 	"github.com/trailwatch/trailwatch/engine/decide"
+	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/engine/source"
@@ -34,20 +34,6 @@ func corpusFiles(t *testing.T) []string {
 		t.Skip("the CloudTrail corpus (../shared/corpus/*.jsonl beside the checkout) is absent")
 	}
 	return files
-}
-
-// sliceSource feeds fixed batches, then ends.
-type sliceSource struct{ batches [][][]byte }
-
-func (s *sliceSource) Check(context.Context) error { return nil }
-
-func (s *sliceSource) Run(ctx context.Context, handle source.Handler) error {
-	for _, b := range s.batches {
-		if err := handle(ctx, records(b)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // records is raw as a batch.
@@ -83,15 +69,15 @@ func alertID(a *notifiers.Alert) string {
 
 // TestReplayEqualsLivePipeline replays the corpus with the built-in rules
 // (threshold rules among them) through `trailwatch replay`, and feeds the
-// same records in batches through engine.Service with a real outbox; both
-// must raise the same alerts.
+// same files through run's files source and engine.Service with a real
+// outbox; both must raise the same alerts.
 func TestReplayEqualsLivePipeline(t *testing.T) {
-	files := corpusFiles(t)
+	corpusPaths := corpusFiles(t)
 	for _, dedup := range []string{"0s", "1h"} {
 		t.Run("global dedup window "+dedup, func(t *testing.T) {
 			// Replay.
 			var out, errOut bytes.Buffer
-			args := append([]string{"replay", "-q", "-o", "json", "--rules", "builtin", "--dedup-window", dedup}, files...)
+			args := append([]string{"replay", "-q", "-o", "json", "--rules", "builtin", "--dedup-window", dedup}, corpusPaths...)
 			if code := cli.Main(context.Background(), args, cli.Stdio{In: strings.NewReader(""), Out: &out, Err: &errOut}); code != 0 {
 				t.Fatalf("replay exit %d: %s", code, errOut.String())
 			}
@@ -113,30 +99,23 @@ func TestReplayEqualsLivePipeline(t *testing.T) {
 				t.Fatal("the corpus raised no threshold alert; the comparison would prove little")
 			}
 
-			// The live pipeline, in batches of 64 records.
-			var batches [][][]byte
-			var cur [][]byte
-			for _, f := range files {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, line := range bytes.Split(data, []byte("\n")) {
-					if len(bytes.TrimSpace(line)) == 0 {
-						continue
-					}
-					cur = append(cur, line)
-					if len(cur) == 64 {
-						batches, cur = append(batches, cur), nil
-					}
-				}
+			// The live pipeline: run's files source over the same files, in
+			// batches of 64 records, stopped after its first listing.
+			dir := t.TempDir()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			src, err := files.NewSource(files.Config{Paths: corpusPaths, BatchRecords: 64, PollInterval: time.Hour, Start: "beginning"},
+				files.SourceOptions{StateDir: dir, After: func(time.Duration) <-chan time.Time {
+					cancel()
+					return nil
+				}})
+			if err != nil {
+				t.Fatal(err)
 			}
-			batches = append(batches, cur)
 			set, err := rules.Load("builtin")
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := t.TempDir()
 			ob, err := outbox.Open(filepath.Join(dir, outbox.FileName), outbox.Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -151,13 +130,13 @@ func TestReplayEqualsLivePipeline(t *testing.T) {
 				t.Fatal(err)
 			}
 			svc := &engine.Service{
-				Source: &sliceSource{batches: batches},
+				Source: src,
 				Decider: decide.New(decide.NewEvaluator(set, decide.EvaluatorOptions{DedupWindow: -1}),
 					func(*notifiers.Alert, *rules.Rule) []string { return []string{"rec"} }, decide.Options{Lifecycle: lc}),
 				Outbox:    ob,
 				Notifiers: map[string]notifiers.Notifier{"rec": &nopNotifier{}},
 			}
-			if err := svc.Run(context.Background()); err != nil {
+			if err := svc.Run(ctx); err != nil {
 				t.Fatal(err)
 			}
 			entries, err := ob.List(outbox.All)

@@ -37,12 +37,7 @@ type Record struct {
 
 // Place returns where the record was read: "file:line" for JSON Lines,
 // "file: record N" for S3 log files.
-func (r Record) Place() string {
-	if r.Line > 0 {
-		return fmt.Sprintf("%s:%d", r.File, r.Line)
-	}
-	return fmt.Sprintf("%s: record %d", r.File, r.Index)
-}
+func (r Record) Place() string { return r.place().String() }
 
 // Options adjusts a Reader.
 type Options struct {

@@ -209,7 +209,7 @@ func TestCheck(t *testing.T) {
 		want   []string
 	}{
 		{"a good configuration", memSourceBlock(record("k1", "CreateAccessKey")), "", nil},
-		{"no source", "", "", []string{"run needs a source: one of source.app-test-blind, source.app-test-mem, source.cloudwatch, source.kinesis"}},
+		{"no source", "", "", []string{"run needs a source: one of source.app-test-blind, source.app-test-mem, source.cloudwatch, source.files, source.kinesis"}},
 		{"the source's own check fails", "source:\n  app-test-mem:\n    records: [x]\n    fail: no such stream\n", "", []string{"no such stream"}},
 		{"quiet_after with a source whose origins are not known", "source:\n  app-test-blind:\n    records: [x]\n", "quiet_after: 1h\n",
 			[]string{"quiet_after needs a source whose log groups are known in advance (source.cloudwatch), not source.app-test-blind"}},

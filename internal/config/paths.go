@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// IsPathKey reports whether a configuration key holds a file system path:
-// state_dir, a file notifier's path, and every key ending in _file or
-// _dir. Such values are relative to the configuration file, so that every
+// IsPathKey reports whether a configuration key holds a file system path
+// (or a list of them): state_dir, a file notifier's path, source.files'
+// paths, and every key ending in _file or _dir. Such values are relative to the configuration file, so that every
 // command given the same --config, from any directory, uses the same
 // files as the running service.
 func IsPathKey(key string) bool {
-	return key == "path" || key == "state_dir" || strings.HasSuffix(key, "_file") || strings.HasSuffix(key, "_dir")
+	return key == "path" || key == "paths" || key == "state_dir" || strings.HasSuffix(key, "_file") || strings.HasSuffix(key, "_dir")
 }
 
 // resolve returns path p of the configuration resolved against the
@@ -49,9 +49,17 @@ func (c *Config) resolveIn(v reflect.Value) {
 				continue
 			}
 			fv := v.Field(i)
-			if fv.Kind() == reflect.String && IsPathKey(yamlName(f)) && fv.CanSet() {
-				fv.SetString(c.resolve(fv.String()))
-				continue
+			if IsPathKey(yamlName(f)) && fv.CanSet() {
+				switch {
+				case fv.Kind() == reflect.String:
+					fv.SetString(c.resolve(fv.String()))
+					continue
+				case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+					for j := 0; j < fv.Len(); j++ {
+						fv.Index(j).SetString(c.resolve(fv.Index(j).String()))
+					}
+					continue
+				}
 			}
 			c.resolveIn(fv)
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
+	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
@@ -130,6 +131,33 @@ var reference = map[string]keyDoc{
 		Doc:     "Where the first run begins when `state_dir` holds no position for a log group: `now`, `beginning`, an RFC 3339 time, or a negative duration such as `-1h`.",
 		Default: cloudwatch.DefaultStart,
 		Example: "-1h",
+	},
+
+	// source.files
+	"source.files": {
+		Doc:     "Read CloudTrail's log files from local directories (a sync of the trail's bucket, a shipper's spool directory) as `replay` reads them: JSON Lines, `{\"Records\": [...]}` files, gzipped or not, in lexical order (time order in the `AWSLogs/…` layout). Each file is read once; how far is kept in `state_dir/files`, and a file that grows is read on from the record after the last one handled. A file must be whole when it appears under its name (write it elsewhere, or under a hidden name, and rename it).",
+		Example: "{paths: [/var/lib/cloudtrail/AWSLogs]}",
+	},
+	"source.files.paths": {
+		Doc:      "Files and directories to read, relative to the configuration file. In a directory, event files (`*.json`, `*.jsonl`, `*.ndjson`, with or without `.gz`) are read, hidden files and directories are not.",
+		Example:  "[/var/lib/cloudtrail/AWSLogs]",
+		Required: true,
+	},
+	"source.files.poll_interval": {
+		Doc:     "How often the paths are listed again for new files and files that grew (at least 100ms).",
+		Default: files.DefaultPollInterval,
+		Example: "30s",
+	},
+	"source.files.batch_records": {
+		Doc:     "How many records go to the pipeline in one batch (one outbox transaction and one saved position), 1 to 100000.",
+		Default: files.DefaultBatchRecords,
+		Example: "500",
+	},
+	"source.files.start": {
+		Doc:     "What the first run (no position in `state_dir`) reads: `beginning`, every file present and every later one; `now`, only the files that appear or grow after it started.",
+		Default: files.DefaultStart,
+		Enum:    []string{"beginning", "now"},
+		Example: "now",
 	},
 
 	// source.kinesis

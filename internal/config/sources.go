@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
+	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/s3sqs"
 	"github.com/trailwatch/trailwatch/engine/source"
@@ -21,6 +22,7 @@ import (
 // constructor beside its code.
 func init() {
 	source.Register("cloudwatch", source.Prepare[cloudwatch.Config], cloudwatch.Open)
+	source.Register("files", source.Prepare[files.Config], files.Open)
 	source.Register("kinesis", source.Prepare[kinesis.Config], kinesis.Open)
 	source.Register("s3sqs", source.Prepare[s3sqs.Config], s3sqs.Open)
 }
