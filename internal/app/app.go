@@ -18,9 +18,11 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/trailwatch/trailwatch/engine/decide"
 	"github.com/trailwatch/trailwatch/engine/dynamostate"
@@ -78,6 +80,39 @@ func NewNotifier(ctx context.Context, cfg *config.Config, name string, logger *s
 		}
 	}
 	return nil, fmt.Errorf("notifier %q is not defined in %s", name, cfg.File)
+}
+
+// TestAlert is the clearly marked alert `trailwatch notify-test` sends
+// (title "TEST: ...", Test set), about no real event; its dedup key is
+// new at every call.
+func TestAlert(now time.Time) notifiers.Alert {
+	raw, _ := json.Marshal(map[string]any{
+		"eventVersion": "1.09", "eventID": "trailwatch-notify-test", "eventTime": now.UTC().Format(time.RFC3339),
+		"eventSource": "trailwatch.test", "eventName": "NotifyTest", "awsRegion": "us-east-1",
+		"sourceIPAddress": "192.0.2.1", "userAgent": "trailwatch notify-test",
+		"userIdentity": map[string]any{"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/trailwatch-test", "userName": "trailwatch-test"},
+	})
+	return notifiers.Alert{
+		RuleID:      "trailwatch-notify-test",
+		Title:       "TEST: trailwatch notification check",
+		Severity:    "info",
+		Summary:     "This is a test alert from `trailwatch notify-test`: no action is needed.",
+		Description: "Sent by an operator to check that this notifier delivers. It is not about any real event.",
+		DedupKey:    fmt.Sprintf("notify-test-%d", now.UnixNano()),
+		EventID:     "trailwatch-notify-test",
+		EventTime:   now.UTC(),
+		EventName:   "NotifyTest",
+		EventSource: "trailwatch.test",
+		Principal:   "arn:aws:iam::111122223333:user/trailwatch-test",
+		UserName:    "trailwatch-test",
+		SourceIP:    "192.0.2.1",
+		UserAgent:   "trailwatch notify-test",
+		AWSRegion:   "us-east-1",
+		AccountID:   "111122223333",
+		Count:       1,
+		Test:        true,
+		Event:       raw,
+	}
 }
 
 // CloseNotifiers closes the notifiers that hold resources (files).

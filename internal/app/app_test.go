@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,14 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/internal/config"
-	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
@@ -160,41 +157,15 @@ func TestRegisteredSourceRunsAsRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	var alerts []notifiers.Alert
-	for len(alerts) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no alert reached the file notifier")
-		}
-		time.Sleep(10 * time.Millisecond)
-		data, _ := os.ReadFile(e.alerts)
-		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-			var a notifiers.Alert
-			if json.Unmarshal(line, &a) == nil && a.RuleID != "" {
-				alerts = append(alerts, a)
-			}
-		}
-	}
+	eventually(t, "an alert at the file notifier", func() bool { return len(alertsIn(t, e.alerts)) > 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(alerts) != 1 || alerts[0].RuleID != "key-created" || alerts[0].EventID != "k1" {
+	if alerts := alertsIn(t, e.alerts); len(alerts) != 1 || alerts[0].RuleID != "key-created" || alerts[0].EventID != "k1" {
 		t.Errorf("alerts = %+v, want key-created on k1 only", alerts)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if c := m.GetCounter(); c != nil {
-				counts[mf.GetName()] += c.GetValue()
-			}
-		}
-	}
-	if counts["trailwatch_records_read_total"] != 2 || counts["trailwatch_records_skipped_total"] != 1 {
+	if counts := counters(t, reg); counts["trailwatch_records_read_total"] != 2 || counts["trailwatch_records_skipped_total"] != 1 {
 		t.Errorf("records read %v, skipped %v; want 2 and 1", counts["trailwatch_records_read_total"], counts["trailwatch_records_skipped_total"])
 	}
 }

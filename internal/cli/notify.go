@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,37 +12,6 @@ import (
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
-
-// testAlert is the clearly marked alert notify-test sends.
-func testAlert(now time.Time) notifiers.Alert {
-	raw, _ := json.Marshal(map[string]any{
-		"eventVersion": "1.09", "eventID": "trailwatch-notify-test", "eventTime": now.UTC().Format(time.RFC3339),
-		"eventSource": "trailwatch.test", "eventName": "NotifyTest", "awsRegion": "us-east-1",
-		"sourceIPAddress": "192.0.2.1", "userAgent": "trailwatch notify-test",
-		"userIdentity": map[string]any{"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/trailwatch-test", "userName": "trailwatch-test"},
-	})
-	return notifiers.Alert{
-		RuleID:      "trailwatch-notify-test",
-		Title:       "TEST: trailwatch notification check",
-		Severity:    "info",
-		Summary:     "This is a test alert from `trailwatch notify-test`: no action is needed.",
-		Description: "Sent by an operator to check that this notifier delivers. It is not about any real event.",
-		DedupKey:    fmt.Sprintf("notify-test-%d", now.UnixNano()),
-		EventID:     "trailwatch-notify-test",
-		EventTime:   now.UTC(),
-		EventName:   "NotifyTest",
-		EventSource: "trailwatch.test",
-		Principal:   "arn:aws:iam::111122223333:user/trailwatch-test",
-		UserName:    "trailwatch-test",
-		SourceIP:    "192.0.2.1",
-		UserAgent:   "trailwatch notify-test",
-		AWSRegion:   "us-east-1",
-		AccountID:   "111122223333",
-		Count:       1,
-		Test:        true,
-		Event:       raw,
-	}
-}
 
 func newNotifyTestCmd(stdio Stdio) *cobra.Command {
 	var cfgPath string
@@ -86,7 +54,7 @@ is one a retry could fix. Secrets never appear in its output.`,
 					failed++
 					continue
 				}
-				err = nt.Notify(cmd.Context(), testAlert(time.Now()))
+				err = nt.Notify(cmd.Context(), app.TestAlert(time.Now()))
 				if c, ok := nt.(interface{ Close() error }); ok {
 					c.Close()
 				}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
 
@@ -79,7 +80,7 @@ func TestOutboxCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := testAlert(time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC))
+	a := app.TestAlert(time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC))
 	a.RuleID = "aws-root-console-login"
 	if _, err := ob.Enqueue(context.Background(), outbox.Item{Key: "k1", Notifier: "secfeed", Alert: a}); err != nil {
 		t.Fatal(err)

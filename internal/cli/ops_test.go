@@ -13,6 +13,7 @@ import (
 
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
 
@@ -182,7 +183,7 @@ func TestOutboxDeadAndBulkRequeue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := testAlert(time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC))
+	a := app.TestAlert(time.Date(2024, 5, 1, 8, 0, 0, 0, time.UTC))
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := ob.Enqueue(ctx, outbox.Item{Key: "k1", Notifier: "hook", Alert: a}, outbox.Item{Key: "k2", Notifier: "hook", Alert: a}, outbox.Item{Key: "k1", Notifier: "mail", Alert: a}); err != nil {
 		t.Fatal(err)

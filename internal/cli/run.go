@@ -36,7 +36,7 @@ func newRunCmd(stdio Stdio) *cobra.Command {
 	var watch, acceptEmpty bool
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
-		Short: "Tail CloudTrail's CloudWatch Logs log group and deliver alerts (the service)",
+		Short: "Read CloudTrail from the configured source and deliver alerts (the service)",
 		Long: `run is the long-running service. It reads the log groups of the configuration with
 FilterLogEvents, re-reading a lookback window so late deliveries are caught and
 deduplicating by eventID; evaluates every record against the rules; writes each alert
@@ -71,6 +71,11 @@ notifications announce them on an SQS queue, which any number of instances share
 notification is deleted only once its log file's alerts are in the outbox, and one
 whose log file cannot be read goes to the queue's dead-letter queue with the reason.
 See the README's "CloudTrail in S3" and examples/deploy/s3sqs.
+
+With source.files, run reads CloudTrail's log files as they arrive in local
+directories (aws s3 sync of the trail's bucket, a shipper's spool directory), each
+file once, keeping in state_dir how far each was read; a file that grows is read on
+from the next record. See docs/sources.md.
 
 SIGHUP reloads the configuration and the rules: the new set is validated completely
 and swapped in between two batches; on any problem the running set stays and every
