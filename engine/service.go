@@ -52,10 +52,19 @@ type Service struct {
 	newestMu sync.Mutex
 	newest   time.Time // newest record timestamp seen
 
-	warnMu       sync.Mutex
-	lastWarn     time.Time
-	skippedSince int
+	// skipMu guards the report of skipped records: skipFrom starts the
+	// current minute, skipShown were logged each with its place in it,
+	// skipHidden were only counted.
+	skipMu                sync.Mutex
+	skipFrom              time.Time
+	skipShown, skipHidden int
 }
+
+// SkipReportsPerMinute is how many skipped records (not CloudTrail
+// records) run logs each with its place per minute; past it, the rest of
+// the minute's are counted (trailwatch_records_skipped_total) and their
+// number logged with the next report.
+const SkipReportsPerMinute = 10
 
 // Run runs the pipeline and the outbox's delivery until ctx ends or the
 // source fails. It returns nil on a clean shutdown.
@@ -173,19 +182,30 @@ func (s *Service) logger() *slog.Logger {
 	return s.Logger
 }
 
-// skipped logs records that are not CloudTrail records, at most once a
-// minute with the count since the last warning.
-func (s *Service) skipped(_ source.Record, err error) {
-	s.warnMu.Lock()
-	defer s.warnMu.Unlock()
-	s.skippedSince++
+// skipped logs a record that is not a CloudTrail record with its place
+// (log group, stream and log event id; object and line or position) and
+// why, at most SkipReportsPerMinute a minute: anyone who can write to the
+// origin can write such records, and the log must not become the flood.
+// The ones not shown are counted, and their number comes with the first
+// report of the next minute.
+func (s *Service) skipped(r source.Record, err error) {
+	s.skipMu.Lock()
+	defer s.skipMu.Unlock()
 	now := s.now()
-	if now.Sub(s.lastWarn) < time.Minute {
+	if s.skipFrom.IsZero() || now.Sub(s.skipFrom) >= time.Minute {
+		if s.skipHidden > 0 {
+			s.logger().Warn("more log events that are not CloudTrail records were skipped, not shown one by one",
+				"count", s.skipHidden, "since", s.skipFrom.UTC().Format(time.RFC3339))
+		}
+		s.skipFrom, s.skipShown, s.skipHidden = now, 0, 0
+	}
+	if s.skipShown >= SkipReportsPerMinute {
+		s.skipHidden++
 		return
 	}
-	s.logger().Warn("skipped log events that are not CloudTrail records", "count", s.skippedSince, "last_error", err.Error())
-	s.lastWarn = now
-	s.skippedSince = 0
+	s.skipShown++
+	s.logger().Warn("skipped a log event that is not a CloudTrail record",
+		append(r.Place.LogAttrs(), "err", err.Error())...)
 }
 
 // watchQuiet runs the dead man's switch until ctx ends: whenever a log

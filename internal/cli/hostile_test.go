@@ -16,6 +16,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
@@ -446,4 +449,33 @@ func TestHostileTextInOutputs(t *testing.T) {
 		t.Fatalf("the file notifier wrote %q, %v", data, err)
 	}
 	clean("the file notifier", string(data))
+}
+
+// TestRunLogsSkippedRecordsWithTheirPlace: a log event that is not a
+// CloudTrail record, written to the log group, is skipped, counted, and
+// logged with its log group, stream and CloudWatch Logs event id (it used
+// to be a count once a minute, with no place).
+func TestRunLogsSkippedRecordsWithTheirPlace(t *testing.T) {
+	e := newRunEnv(t, "")
+	r := e.start()
+	e.put(record{"junk", "not a CloudTrail record at all"}, rootLogin("after-junk"))
+	e.eventually(r, "the alert after the junk", func() bool { return len(e.readAlerts()) == 1 })
+	out, err := e.client.FilterLogEvents(context.Background(), &cloudwatchlogs.FilterLogEventsInput{LogGroupName: &e.group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, ev := range out.Events {
+		if aws.ToString(ev.Message) == "not a CloudTrail record at all" {
+			id = aws.ToString(ev.EventId)
+		}
+	}
+	if id == "" {
+		t.Fatalf("FilterLogEvents returned no event id for the junk log event: %+v", out.Events)
+	}
+	want := fmt.Sprintf("log_group=%s log_stream=%s log_event_id=%s", e.group, e.stream, id)
+	e.eventually(r, "the report of the skipped record", func() bool { return strings.Contains(r.stderr.String(), want) })
+	if e.scrape()["trailwatch_records_skipped_total"] != 1 {
+		t.Errorf("trailwatch_records_skipped_total = %v, want 1", e.scrape()["trailwatch_records_skipped_total"])
+	}
 }
