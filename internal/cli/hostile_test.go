@@ -479,3 +479,41 @@ func TestRunLogsSkippedRecordsWithTheirPlace(t *testing.T) {
 		t.Errorf("trailwatch_records_skipped_total = %v, want 1", e.scrape()["trailwatch_records_skipped_total"])
 	}
 }
+
+// TestValidateReadsSecretFiles: validate --config reads every notifier's
+// *_file secret as run does (it used to pass a configuration run then
+// refused), naming the file and never its content, and reports ${VAR} set
+// to "" as empty, not as unset.
+func TestValidateReadsSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	plain := filepath.Join(dir, "hook-url")
+	if err := os.WriteFile(plain, []byte("http://hooks.example.com"+secretHookPath+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(notifiersYAML string) {
+		t.Helper()
+		data := "rules: [rules.yaml]\nnotifiers:\n" + notifiersYAML
+		if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(rulesPath, []byte(runRootLoginRule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write("  - name: hook\n    type: webhook\n    url_file: " + plain + "\n  - name: pager\n    type: pagerduty\n    routing_key_file: " + filepath.Join(dir, "missing-key") + "\n")
+	code, out, errOut := runArgs(t, "validate", "--config", cfg)
+	if code != 1 || !strings.Contains(out, `notifier "hook": webhook: url_file: must use https`) ||
+		!strings.Contains(out, `notifier "pager": pagerduty: routing_key_file: read secret file: open `+filepath.Join(dir, "missing-key")) {
+		t.Errorf("validate with unusable secret files: exit %d\n%s%s", code, out, errOut)
+	}
+	assertNoSecret(t, "validate's output", out+errOut)
+
+	t.Setenv("TW_TEST_HOOK_URL", "")
+	write("  - name: hook\n    type: webhook\n    url: ${TW_TEST_HOOK_URL}\n")
+	code, out, errOut = runArgs(t, "validate", "--config", cfg)
+	if code != 1 || !strings.Contains(out+errOut, "environment variable TW_TEST_HOOK_URL is set but empty") {
+		t.Errorf("validate with an empty variable: exit %d\n%s%s", code, out, errOut)
+	}
+}

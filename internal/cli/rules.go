@@ -37,7 +37,8 @@ With --config it also checks the configuration file: unknown keys, notifiers and
 options, routes, and that every notifier a rule or route names exists; and it warns,
 naming each, about enabled rules whose alerts no route would deliver anywhere (run
 raises them and sends nothing). A configuration with a source is checked for what run
-needs (state_dir); with --check-aws, validate runs run's own start-up checks against
+needs (state_dir), and every notifier's secret files (url_file, token_file,
+password_file, ...) are read as run reads them; with --check-aws, validate runs run's own start-up checks against
 AWS, as run does before it says it is running: the log groups or stream can be read,
 shared_state's table answers, state_dir can be written, every notifier can be built.
 Secrets are never printed.`,
@@ -53,6 +54,10 @@ Secrets are never printed.`,
 				return err
 			}
 			if cfg != nil {
+				if err := cfg.CheckSecrets(); err != nil {
+					fmt.Fprintln(stdio.Out, err.Error())
+					return exitCode(1, "secret files that run could not use")
+				}
 				if err := checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS); err != nil {
 					return err
 				}

@@ -161,6 +161,35 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data, os.LookupEnv)
 }
 
+// CheckSecrets reads every notifier's secret files (url_file, token_file,
+// password_file, ...) as building the notifier does, and reports each one
+// that cannot be read or holds what the notifier would refuse, at the
+// notifier's place. It never returns a secret. `trailwatch validate
+// --config` calls it; run reads them when it builds the notifiers.
+func (c *Config) CheckSecrets() error {
+	var errs ErrorList
+	for _, n := range c.Notifiers {
+		s, ok := n.Spec.(interface{ ReadSecrets() error })
+		if !ok {
+			continue
+		}
+		err := s.ReadSecrets()
+		each := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			each = j.Unwrap()
+		}
+		for _, e := range each {
+			if e != nil {
+				errs = append(errs, &Error{Pos: n.Pos, Msg: fmt.Sprintf("notifier %q: %v", n.Name, e)})
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}
+
 // CheckRuleNotifiers reports rules whose `notify` names a notifier the
 // configuration does not define.
 func (c *Config) CheckRuleNotifiers(set *rules.Set) error {

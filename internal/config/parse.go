@@ -114,13 +114,18 @@ func (p *parser) expandEnv(n *yaml.Node) {
 		}
 		n.Value = envRe.ReplaceAllStringFunc(n.Value, func(m string) string {
 			sm := envRe.FindStringSubmatch(m)
-			if v, ok := p.env(sm[1]); ok && v != "" {
+			v, set := p.env(sm[1])
+			if set && v != "" {
 				return v
 			}
 			if sm[2] != "" {
 				return sm[3]
 			}
-			p.errorf(n, "environment variable %s is not set", sm[1])
+			if set {
+				p.errorf(n, "environment variable %s is set but empty", sm[1])
+			} else {
+				p.errorf(n, "environment variable %s is not set", sm[1])
+			}
 			return ""
 		})
 		if n.Style == 0 {

@@ -284,14 +284,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Notifier, error) {
 	n := &Notifier{cfg: cfg, logger: o.logger, now: o.now}
 	switch cfg.transport() {
 	case TransportSMTP:
-		if cfg.PasswordFile != "" {
-			b, err := os.ReadFile(cfg.PasswordFile)
-			if err != nil {
-				// The error names the file, never its content.
-				return nil, fmt.Errorf("email: read password_file: %w", err)
-			}
-			n.cfg.Password = strings.TrimRight(string(b), "\r\n")
+		pw, err := cfg.password()
+		if err != nil {
+			return nil, err
 		}
+		n.cfg.Password = pw
 		tlsCfg, err := tlsConfig(&cfg)
 		if err != nil {
 			return nil, err
@@ -306,6 +303,32 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Notifier, error) {
 		n.send = s.send
 	}
 	return n, nil
+}
+
+// password returns password, or password_file's content without its
+// trailing line break.
+func (c *Config) password() (string, error) {
+	if c.PasswordFile == "" {
+		return c.Password, nil
+	}
+	b, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		// The error names the file, never its content.
+		return "", fmt.Errorf("email: read password_file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// ReadSecrets reads password_file and tls_ca_file as New does and reports
+// what New would refuse, never their content (validate --config calls
+// it).
+func (c *Config) ReadSecrets() error {
+	if c.transport() != TransportSMTP {
+		return nil
+	}
+	_, perr := c.password()
+	_, terr := tlsConfig(c)
+	return errors.Join(perr, terr)
 }
 
 func tlsConfig(cfg *Config) (*tls.Config, error) {

@@ -94,6 +94,25 @@ type Notifier struct {
 
 var _ notifiers.Notifier = (*Notifier)(nil)
 
+// routingKey returns routing_key, or routing_key_file's content.
+func (c *Config) routingKey() (string, error) {
+	if c.RoutingKeyFile == "" {
+		return c.RoutingKey, nil
+	}
+	k, err := notifiers.ReadSecretFile(c.RoutingKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("pagerduty: routing_key_file: %w", err)
+	}
+	return k, nil
+}
+
+// ReadSecrets reads routing_key_file as New does and reports what New
+// would refuse, never its content (validate --config calls it).
+func (c *Config) ReadSecrets() error {
+	_, err := c.routingKey()
+	return err
+}
+
 // New validates cfg, reads RoutingKeyFile if given, and returns a ready
 // Notifier.
 func New(cfg Config, opts ...Option) (*Notifier, error) {
@@ -110,11 +129,9 @@ func New(cfg Config, opts ...Option) (*Notifier, error) {
 	if n.url == "" {
 		n.url = DefaultURL
 	}
-	if cfg.RoutingKeyFile != "" {
-		var err error
-		if n.routingKey, err = notifiers.ReadSecretFile(cfg.RoutingKeyFile); err != nil {
-			return nil, fmt.Errorf("pagerduty: routing_key_file: %w", err)
-		}
+	var err error
+	if n.routingKey, err = cfg.routingKey(); err != nil {
+		return nil, err
 	}
 	for _, o := range opts {
 		o(n)

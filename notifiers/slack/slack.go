@@ -109,6 +109,36 @@ type Notifier struct {
 
 var _ notifiers.Notifier = (*Notifier)(nil)
 
+// secrets returns the webhook URL and the token: as given, or read from
+// webhook_url_file and token_file (the URL checked as webhook_url is).
+func (c *Config) secrets() (webhookURL, token string, err error) {
+	webhookURL, token = c.WebhookURL, c.Token
+	var errs []error
+	if c.WebhookURLFile != "" {
+		webhookURL, err = notifiers.ReadSecretFile(c.WebhookURLFile)
+		if err == nil {
+			err = notifiers.CheckURL(webhookURL)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slack: webhook_url_file: %w", err))
+		}
+	}
+	if c.TokenFile != "" {
+		if token, err = notifiers.ReadSecretFile(c.TokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("slack: token_file: %w", err))
+		}
+	}
+	return webhookURL, token, errors.Join(errs...)
+}
+
+// ReadSecrets reads webhook_url_file and token_file as New does and
+// reports what New would refuse, never their content (validate --config
+// calls it).
+func (c *Config) ReadSecrets() error {
+	_, _, err := c.secrets()
+	return err
+}
+
 // New validates cfg, reads the *_file option if given, and returns a ready
 // Notifier.
 func New(cfg Config, opts ...Option) (*Notifier, error) {
@@ -125,18 +155,8 @@ func New(cfg Config, opts ...Option) (*Notifier, error) {
 		now:        time.Now,
 	}
 	var err error
-	if cfg.WebhookURLFile != "" {
-		if n.webhookURL, err = notifiers.ReadSecretFile(cfg.WebhookURLFile); err != nil {
-			return nil, fmt.Errorf("slack: webhook_url_file: %w", err)
-		}
-		if err := notifiers.CheckURL(n.webhookURL); err != nil {
-			return nil, fmt.Errorf("slack: webhook_url_file: %w", err)
-		}
-	}
-	if cfg.TokenFile != "" {
-		if n.token, err = notifiers.ReadSecretFile(cfg.TokenFile); err != nil {
-			return nil, fmt.Errorf("slack: token_file: %w", err)
-		}
+	if n.webhookURL, n.token, err = cfg.secrets(); err != nil {
+		return nil, err
 	}
 	for _, o := range opts {
 		o(n)

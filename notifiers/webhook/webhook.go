@@ -116,20 +116,36 @@ type Notifier struct {
 
 var _ notifiers.Notifier = (*Notifier)(nil)
 
+// url returns the endpoint: url, or url_file's content, checked as url is.
+func (c *Config) url() (string, error) {
+	if c.URLFile == "" {
+		return c.URL, nil
+	}
+	u, err := notifiers.ReadSecretFile(c.URLFile)
+	if err == nil {
+		err = notifiers.CheckURL(u)
+	}
+	if err != nil {
+		return "", fmt.Errorf("webhook: url_file: %w", err)
+	}
+	return u, nil
+}
+
+// ReadSecrets reads url_file as New does and reports what New would
+// refuse in it, never its content (validate --config calls it).
+func (c *Config) ReadSecrets() error {
+	_, err := c.url()
+	return err
+}
+
 // New validates cfg, reads URLFile if given, and returns a ready Notifier.
 func New(cfg Config, opts ...Option) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := cfg.URL
-	if cfg.URLFile != "" {
-		var err error
-		if u, err = notifiers.ReadSecretFile(cfg.URLFile); err != nil {
-			return nil, fmt.Errorf("webhook: url_file: %w", err)
-		}
-		if err := notifiers.CheckURL(u); err != nil {
-			return nil, fmt.Errorf("webhook: url_file: %w", err)
-		}
+	u, err := cfg.url()
+	if err != nil {
+		return nil, err
 	}
 	n := &Notifier{
 		url:     u,
