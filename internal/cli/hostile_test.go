@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -244,8 +248,8 @@ func TestRunDamagedOutbox(t *testing.T) {
 	obPath := filepath.Join(e.dir, "state", outbox.FileName)
 	damageFreelist(t, obPath)
 
-	code, errOut := runRefused(t, "--config", e.cfgPath)
-	if code == 0 || !strings.Contains(errOut, "outbox file is damaged") || !strings.Contains(errOut, "trailwatch outbox --salvage") {
+	code, errOut := runProcessRefused(t, e)
+	if code == 0 || strings.Contains(errOut, "panic") || !strings.Contains(errOut, "outbox file is damaged") || !strings.Contains(errOut, "trailwatch outbox --salvage") {
 		t.Errorf("run on a damaged outbox: exit %d, stderr:\n%s", code, errOut)
 	}
 	code, out, errOut := runArgs(t, "outbox", "--config", e.cfgPath)
@@ -267,8 +271,10 @@ func TestRunDamagedOutbox(t *testing.T) {
 
 // TestRunRefusesLostOutbox: 20 alerts wait for a webhook that is down when
 // outbox.db is deleted (or emptied). run used to start with a new outbox,
-// and the 20 were never sent, without a word; now it refuses, saying why,
-// until told --accept-empty-outbox.
+// and the 20 were never sent, without a word; now the real binary refuses,
+// saying why and creating nothing, until told --accept-empty-outbox; then
+// it starts, warns, delivers what comes next, and the next start needs no
+// flag (the new outbox is paired with the positions).
 func TestRunRefusesLostOutbox(t *testing.T) {
 	hook := newSwitchServer(t)
 	e := newRunEnv(t, fmt.Sprintf("  - name: hook\n    type: webhook\n    url: %s/hook\n", hook.URL))
@@ -292,7 +298,7 @@ func TestRunRefusesLostOutbox(t *testing.T) {
 		if err := lose(); err != nil {
 			t.Fatal(err)
 		}
-		code, errOut := runRefused(t, "--config", e.cfgPath)
+		code, errOut := runProcessRefused(t, e)
 		if code == 0 || !strings.Contains(errOut, "outbox file is missing or empty") || !strings.Contains(errOut, "--accept-empty-outbox") {
 			t.Errorf("run without its outbox: exit %d, stderr:\n%s", code, errOut)
 		}
@@ -300,21 +306,48 @@ func TestRunRefusesLostOutbox(t *testing.T) {
 			t.Fatal("the refused run created a new outbox: the next start would not refuse")
 		}
 	}
-	r = e.startArgs("--accept-empty-outbox")
-	if !strings.Contains(r.stderr.String(), "starting with a new, empty outbox") {
-		t.Errorf("no warning for the accepted loss:\n%s", r.stderr)
+
+	hook.set(true)
+	var logs syncBuffer
+	p := startRunProcess(t, &logs, e, "--accept-empty-outbox")
+	if !strings.Contains(logs.String(), "starting with a new, empty outbox") {
+		t.Errorf("no warning for the accepted loss:\n%s", logs.String())
+	}
+	e.put(rootLogin("after-accept"))
+	waitFor(t, &logs, "the new alert at the webhook", func() bool { return hook.count() == 1 })
+	if err := p.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatalf("run --accept-empty-outbox after SIGTERM: %v\n%s", err, logs.String())
+	}
+	var again syncBuffer
+	startRunProcess(t, &again, e)
+	if strings.Contains(again.String(), "empty outbox") {
+		t.Errorf("the restart without the flag speaks of an empty outbox:\n%s", again.String())
 	}
 }
 
-// runRefused runs `trailwatch run` with args, expecting it to refuse to
-// start; if it starts after all, it is stopped after a while (exit 0).
-func runRefused(t *testing.T, args ...string) (code int, stderr string) {
+// runProcessRefused runs `trailwatch run` on e's configuration as a real
+// process, expecting it to refuse to start; if it starts after all, it is
+// killed after a while.
+func runProcessRefused(t *testing.T, e *runEnv, args ...string) (code int, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var errb syncBuffer
-	code = Main(ctx, append([]string{"run"}, args...), Stdio{In: strings.NewReader(""), Out: io.Discard, Err: &errb})
-	return code, errb.String()
+	cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"-test.run=^$", "--", "run", "--config", e.cfgPath}, args...)...)
+	cmd.Env = append(append(os.Environ(), "TRAILWATCH_TEST_MAIN=1"), e.env...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("run did not refuse within 30s:\n%s", errb.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), errb.String()
 }
 
 const denyBurstRule = `rules:
@@ -342,7 +375,7 @@ func TestReplayUntrustedEventTime(t *testing.T) {
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	var lines []string
 	for _, r := range []record{
-		denied("forged", `"2099-01-01T00:00:00Z"`), denied("garbled", `"yesterday"`),
+		denied("forged", `"2099-01-01T00:00:00Z"`), denied("garbled", `"yesterday"`), denied("far", `"2300-01-01T00:00:00Z"`),
 		denied("b1", `"2024-05-01T08:00:00Z"`), denied("b2", `"2024-05-01T08:01:00Z"`), denied("b3", `"2024-05-01T08:02:00Z"`),
 	} {
 		lines = append(lines, r.msg)
@@ -369,33 +402,51 @@ func TestReplayUntrustedEventTime(t *testing.T) {
 	if a, ok := got["b3"]; !ok || a.Count != 3 {
 		t.Errorf("no threshold alert for the burst (count 3 at b3); alerts: %v", got)
 	}
-	if w := got["forged"].EventTimeWarning; !strings.Contains(w, "ahead of the clock") {
-		t.Errorf("forged alert's warning = %q", w)
+	for _, id := range []string{"forged", "far"} {
+		if w := got[id].EventTimeWarning; !strings.Contains(w, "ahead of the clock") {
+			t.Errorf("%s alert's warning = %q", id, w)
+		}
 	}
 	if a := got["garbled"]; !strings.Contains(a.EventTimeWarning, "not a time") || a.EventTime.Year() < 2000 {
 		t.Errorf("garbled alert: event_time %v, warning %q; want the read time and a warning", a.EventTime, a.EventTimeWarning)
 	}
 }
 
-// TestRunUntrustedEventTime: the same in the live service — one record
-// written to the log group stamped 20 minutes ahead, then a burst.
+// TestRunUntrustedEventTime: the same in the live service — records
+// written to the log group stamped 20 minutes ahead, past year 2262 and
+// with no time at all, then a burst; after a restart (the watermark is
+// saved in lifecycle.json) a second burst alerts too.
 func TestRunUntrustedEventTime(t *testing.T) {
 	e := newRunEnv(t, "")
 	e.writeFile(e.rules, denyBurstRule)
 	r := e.start()
-	e.put(denied("forged", `"`+time.Now().Add(20*time.Minute).UTC().Format(time.RFC3339)+`"`))
-	e.eventually(r, "the forged record's own alert", func() bool { return len(e.readAlerts()) == 1 })
+	e.put(denied("forged", `"`+time.Now().Add(20*time.Minute).UTC().Format(time.RFC3339)+`"`),
+		denied("far", `"2300-01-01T00:00:00Z"`), denied("garbled", `"yesterday"`))
+	e.eventually(r, "the forged records' own alerts", func() bool { return len(e.readAlerts()) == 3 })
 	e.put(denied("b1", `"%s"`), denied("b2", `"%s"`), denied("b3", `"%s"`))
-	e.eventually(r, "the burst's threshold alert", func() bool { return len(e.readAlerts()) == 2 })
+	e.eventually(r, "the burst's threshold alert", func() bool { return len(e.readAlerts()) == 4 })
 	alerts := e.readAlerts()
-	if a := alerts[1]; a.EventID != "b3" || a.Count != 3 {
-		t.Errorf("second alert %s count %d, want b3 count 3", a.EventID, a.Count)
+	if a := alerts[3]; a.EventID != "b3" || a.Count != 3 {
+		t.Errorf("fourth alert %s count %d, want b3 count 3", a.EventID, a.Count)
 	}
-	if !strings.Contains(alerts[0].EventTimeWarning, "ahead of the clock") {
-		t.Errorf("forged alert's warning = %q", alerts[0].EventTimeWarning)
+	for i, want := range []string{"ahead of the clock", "ahead of the clock", "not a time"} {
+		if a := alerts[i]; !strings.Contains(a.EventTimeWarning, want) || a.EventTime.Year() < 2000 {
+			t.Errorf("alert %s: event_time %v, warning %q; want a warning saying %q", a.EventID, a.EventTime, a.EventTimeWarning, want)
+		}
 	}
-	if got := e.scrape()[`trailwatch_event_time_untrusted_total{reason="future"}`]; got != 1 {
-		t.Errorf("trailwatch_event_time_untrusted_total{reason=\"future\"} = %v, want 1", got)
+	m := e.scrape()
+	if m[`trailwatch_event_time_untrusted_total{reason="future"}`] != 2 || m[`trailwatch_event_time_untrusted_total{reason="invalid"}`] != 1 {
+		t.Errorf("trailwatch_event_time_untrusted_total: future %v, invalid %v; want 2 and 1",
+			m[`trailwatch_event_time_untrusted_total{reason="future"}`], m[`trailwatch_event_time_untrusted_total{reason="invalid"}`])
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("run exit %d", code)
+	}
+	r = e.start()
+	e.put(denied("c1", `"%s"`), denied("c2", `"%s"`), denied("c3", `"%s"`))
+	e.eventually(r, "the second burst's threshold alert after a restart", func() bool { return len(e.readAlerts()) == 5 })
+	if a := e.readAlerts()[4]; a.EventID != "c3" || a.Count != 3 {
+		t.Errorf("fifth alert %s count %d, want c3 count 3", a.EventID, a.Count)
 	}
 }
 

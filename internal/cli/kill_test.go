@@ -73,10 +73,11 @@ func TestRunSurvivesKill9(t *testing.T) {
 
 // startRunProcess starts `trailwatch run --config` on e's configuration as
 // a real process (this test binary, through TestMain), logging to logs,
-// and waits until it is ready. It is killed at the end of the test.
-func startRunProcess(t *testing.T, logs *syncBuffer, e *runEnv) *exec.Cmd {
+// with args added, and waits until it is ready. It is killed at the end
+// of the test.
+func startRunProcess(t *testing.T, logs *syncBuffer, e *runEnv, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "run", "--config", e.cfgPath, "--log-level", "debug")
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--", "run", "--config", e.cfgPath, "--log-level", "debug"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "TRAILWATCH_TEST_MAIN=1"), e.env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
