@@ -153,8 +153,14 @@ func (r *runner) run(ctx context.Context, cfg *config.Config, set *rules.Set) er
 		<-reloadDone
 	}()
 
-	logger.Info("trailwatch running", "source", cfg.Source.Type, "log_groups", svc.Origins(), "rules", set.Len(), "notifiers", len(svc.Notifiers()),
-		"state_dir", cfg.StateDir, "listen", cfg.Listen, "quiet_after", cfg.QuietAfter.String())
+	attrs := []any{"source", cfg.Source.Type}
+	if o := svc.Origins(); len(o) > 0 {
+		// Only a source that knows its origins in advance (CloudWatch
+		// Logs) has them to show.
+		attrs = append(attrs, "log_groups", o)
+	}
+	logger.Info("trailwatch running", append(attrs, "rules", set.Len(), "notifiers", len(svc.Notifiers()),
+		"state_dir", cfg.StateDir, "listen", cfg.Listen, "quiet_after", cfg.QuietAfter.String())...)
 	if err := r.svc.Run(ctx); err != nil {
 		return err
 	}
