@@ -156,3 +156,14 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 }
+
+// BenchmarkLoadBuiltin is what every command pays before its first record:
+// loading, checking and compiling the built-in rules.
+func BenchmarkLoadBuiltin(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load("builtin"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -64,6 +64,7 @@ func (e *compileError) Error() string {
 type program struct {
 	*vm.Program
 	fields cloudtrail.Fields
+	pred   *pred // the condition in Go, or a guard of it (predicate.go); nil for values
 }
 
 // fieldsRead returns the lazy event fields that node reads: any
@@ -85,7 +86,12 @@ func (v *fieldVisitor) Visit(node *ast.Node) {
 
 // compileCondition compiles a rule condition to a boolean program.
 func compileCondition(src string, extra ...expr.Option) (*program, error) {
-	return compileExpr(src, append([]expr.Option{expr.AsBool()}, extra...)...)
+	p, err := compileExpr(src, append([]expr.Option{expr.AsBool()}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	p.pred = compilePred(p.Node())
+	return p, nil
 }
 
 // compileValue compiles an expression whose value is rendered (summary
@@ -139,13 +145,24 @@ func (c *Condition) Eval(ev *cloudtrail.Event) (bool, error) {
 // stack) on every call, which is most of a rule evaluation's allocations.
 var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
 
-// run evaluates a compiled program on ev with a pooled VM.
+// run evaluates a compiled program on ev: a condition in Go when it can
+// (see compilePred), else with a pooled VM.
 func run(p *program, ev *cloudtrail.Event) (any, error) {
 	if p.fields != 0 {
 		if err := ev.Need(p.fields); err != nil {
 			return nil, err
 		}
 	}
+	if p.pred != nil && ev != nil {
+		if ok := p.pred.fn(ev); !ok || p.pred.exact {
+			return ok, nil
+		}
+	}
+	return runVM(p, ev)
+}
+
+// runVM evaluates p on ev in expr's VM (ev's lazy fields p reads decoded).
+func runVM(p *program, ev *cloudtrail.Event) (any, error) {
 	m := vmPool.Get().(*vm.VM)
 	out, err := runProgram(m, p.Program, ev)
 	vmPool.Put(m)

@@ -19,15 +19,10 @@ func init() {
 		return found, nil
 	}, new(func(string, ...any) bool))
 	registerHelper("isIP", func(params ...any) (any, error) {
-		_, err := netip.ParseAddr(params[0].(string))
-		return err == nil, nil
+		return isIP(params[0].(string)), nil
 	}, new(func(string) bool))
 	registerHelper("isPrivateIP", func(params ...any) (any, error) {
-		a, err := netip.ParseAddr(params[0].(string))
-		if err != nil {
-			return false, nil
-		}
-		return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || cgnat.Contains(a.Unmap()), nil
+		return isPrivateIP(params[0].(string)), nil
 	}, new(func(string) bool))
 	registerHelper("isOpenCIDR", func(params ...any) (any, error) {
 		return isOpenCIDR(toString(params[0])), nil
@@ -35,6 +30,19 @@ func init() {
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+func isPrivateIP(s string) bool {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return false
+	}
+	return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || cgnat.Contains(a.Unmap())
+}
 
 // prefixCache holds parsed CIDRs. Rules almost always pass constants, but
 // an argument could come from the event, so the cache is bounded and keys
@@ -53,6 +61,33 @@ func inCIDR(ip, cidr string) bool {
 	}
 	p, ok := parsePrefix(cidr)
 	return ok && p.Contains(a.Unmap())
+}
+
+// cidrMatcher is inCIDR(ip, cidrs...) with the CIDRs parsed once.
+type cidrMatcher struct{ prefixes []netip.Prefix }
+
+func newCIDRMatcher(cidrs []string) *cidrMatcher {
+	m := &cidrMatcher{}
+	for _, c := range cidrs {
+		if p, ok := parsePrefix(c); ok {
+			m.prefixes = append(m.prefixes, p)
+		}
+	}
+	return m
+}
+
+func (m *cidrMatcher) contains(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range m.prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func parsePrefix(cidr string) (netip.Prefix, bool) {

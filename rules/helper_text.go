@@ -50,6 +50,94 @@ func init() {
 	}, new(func(string) string))
 }
 
+// icontainsAny is icontains(s, subs...) for a list of strings.
+func icontainsAny(s string, subs []string) bool {
+	var buf [256]byte
+	lower, ascii := appendLowerASCII(buf[:0], s)
+	for _, sub := range subs {
+		if containsFold(s, lower, ascii, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldMatcher is icontains(s, subs...) with the substrings known in
+// advance: one pass over s finds every place where the first two bytes of
+// an ASCII substring occur (case-insensitively, from a bitmap of those
+// pairs), and only there compares the substrings that start with them. A
+// string s with bytes outside ASCII, and substrings shorter than two bytes
+// or outside ASCII, take icontainsAny.
+type foldMatcher struct {
+	subs   []string             // all of them, for s outside ASCII
+	others []string             // shorter than two bytes, or outside ASCII
+	pairs  [1 << 16 / 64]uint64 // bitmap of the lowered first two bytes
+	byPair map[uint16][]string  // lowered substrings by their first two bytes
+}
+
+func newFoldMatcher(subs []string) *foldMatcher {
+	m := &foldMatcher{subs: subs, byPair: map[uint16][]string{}}
+	for _, sub := range subs {
+		lower, ascii := appendLowerASCII(nil, sub)
+		if !ascii || len(lower) < 2 {
+			m.others = append(m.others, sub)
+			continue
+		}
+		k := uint16(lower[0])<<8 | uint16(lower[1])
+		m.pairs[k>>6] |= 1 << (k & 63)
+		m.byPair[k] = append(m.byPair[k], string(lower))
+	}
+	return m
+}
+
+func (m *foldMatcher) match(s string) bool {
+	if len(m.others) > 0 && icontainsAny(s, m.others) {
+		return true
+	}
+	for i := 0; i+1 < len(s); i++ {
+		c0, c1 := s[i], s[i+1]
+		if c0|c1 >= 0x80 {
+			return icontainsAny(s, m.subs)
+		}
+		k := uint16(lowerASCII[c0])<<8 | uint16(lowerASCII[c1])
+		if m.pairs[k>>6]&(1<<(k&63)) == 0 {
+			continue
+		}
+		for _, sub := range m.byPair[k] {
+			if len(s)-i >= len(sub) && equalFoldASCII(s[i:i+len(sub)], sub) {
+				return true
+			}
+		}
+	}
+	if len(s) > 0 && s[len(s)-1] >= 0x80 {
+		return icontainsAny(s, m.subs)
+	}
+	return false
+}
+
+// lowerASCII maps an ASCII byte to its lower case.
+var lowerASCII = func() (t [128]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// equalFoldASCII reports whether s, lowered, is lower (an ASCII string
+// already lowered); a byte of s outside ASCII never matches.
+func equalFoldASCII(s, lower string) bool {
+	for i := 0; i < len(lower); i++ {
+		c := s[i]
+		if c >= 0x80 || lowerASCII[c] != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // containsFold is strings.Contains(strings.ToLower(s), strings.ToLower(sub)).
 // When s is ASCII the caller passes it lowered once (lower, from
 // appendLowerASCII), so that a list of substrings (`icontains(userAgent,

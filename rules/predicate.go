@@ -1,0 +1,378 @@
+package rules
+
+import (
+	"reflect"
+	"regexp"
+	"strings"
+	"unsafe"
+
+	"github.com/expr-lang/expr/ast"
+
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
+)
+
+// Conditions in Go. Most rule conditions, or their first conjuncts, are
+// comparisons of the record's typed scalar fields with constants:
+// `eventName in [...] && errorCode == ""`, `userIdentity.type == "Root"`,
+// `userAgent startsWith "aws-cli/"`. In expr's VM each such comparison
+// reads the field by reflection and boxes the string it reads (an
+// allocation), and every run pays for the VM itself. A rule that is not
+// filed under an eventName (see index) runs on every record, so that cost
+// is paid per record of the trail.
+//
+// compilePred turns the part of a compiled condition that it understands
+// into a Go function over the Event's fields (read at fixed offsets,
+// nothing boxed):
+//
+//   - when it understands all of it, the function is the condition: run
+//     returns its verdict without the VM;
+//   - otherwise it may still find a guard, a necessary condition: when the
+//     guard is false, the VM would return false, without a run-time error
+//     (so the error counters and reports are unchanged), and run returns
+//     false without the VM; when it is true, the VM decides.
+//
+// What it understands: &&, ||, !, the constants true and false, bool
+// fields, and ==, !=, in, not in, startsWith, endsWith, contains and
+// matches between string fields and string constants (or two string
+// fields, for == and !=), and the helpers icontains, isIP, isPrivateIP and
+// inCIDR called on a string field with constant arguments. A guard is
+// taken only from what the VM evaluates before anything it does not
+// understand (the left operands of && first), because only those parts
+// are sure not to fail at run time. TestPredicatesAgreeWithVM holds every
+// built-in rule's function to the VM on the corpus, and FuzzPredicates on
+// arbitrary records.
+
+// pred is a compiled condition, or a guard of one.
+type pred struct {
+	fn    func(*cloudtrail.Event) bool
+	exact bool // fn is the condition itself, not only a guard
+}
+
+// compilePred returns the Go form of a compiled boolean expression's tree,
+// nil when there is none.
+func compilePred(node ast.Node) *pred {
+	fn, exact, ok := predOf(node)
+	if !ok {
+		return nil
+	}
+	return &pred{fn: fn, exact: exact}
+}
+
+type evFunc = func(*cloudtrail.Event) bool
+
+// predOf returns a function that is node's value (exact) or a necessary
+// condition of it, which is false only when evaluating node in the VM
+// gives false without an error.
+func predOf(node ast.Node) (fn evFunc, exact, ok bool) {
+	switch n := node.(type) {
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "&&", "and":
+			l, lexact, lok := predOf(n.Left)
+			if !lok {
+				return nil, false, false
+			}
+			if !lexact {
+				// The VM evaluates the left operand first: past an
+				// operand not understood, nothing is sure not to fail.
+				return l, false, true
+			}
+			r, rexact, rok := predOf(n.Right)
+			if !rok {
+				return l, false, true
+			}
+			return func(ev *cloudtrail.Event) bool { return l(ev) && r(ev) }, rexact, true
+		case "||", "or":
+			l, lexact, lok := predOf(n.Left)
+			if !lok {
+				return nil, false, false
+			}
+			r, rexact, rok := predOf(n.Right)
+			if !rok {
+				return nil, false, false
+			}
+			return func(ev *cloudtrail.Event) bool { return l(ev) || r(ev) }, lexact && rexact, true
+		}
+		if fn, ok := comparison(n); ok {
+			return fn, true, true
+		}
+	case *ast.UnaryNode:
+		if n.Operator == "!" || n.Operator == "not" {
+			inner, exact, ok := predOf(n.Node)
+			if ok && exact {
+				return func(ev *cloudtrail.Event) bool { return !inner(ev) }, true, true
+			}
+		}
+	case *ast.BoolNode:
+		v := n.Value
+		return func(*cloudtrail.Event) bool { return v }, true, true
+	case *ast.ConstantNode:
+		if v, isBool := n.Value.(bool); isBool {
+			return func(*cloudtrail.Event) bool { return v }, true, true
+		}
+	case *ast.IdentifierNode, *ast.MemberNode:
+		if off, ok := fieldOffset(n, reflect.Bool); ok {
+			return func(ev *cloudtrail.Event) bool { return *(*bool)(unsafe.Add(unsafe.Pointer(ev), off)) }, true, true
+		}
+	case *ast.CallNode:
+		if fn, ok := helperPred(n); ok {
+			return fn, true, true
+		}
+	}
+	return nil, false, false
+}
+
+// comparison compiles a comparison of string operands.
+func comparison(n *ast.BinaryNode) (evFunc, bool) {
+	if n.Operator == "==" || n.Operator == "!=" {
+		l, lok := strOperand(n.Left)
+		r, rok := strOperand(n.Right)
+		if !lok || !rok {
+			return nil, false
+		}
+		if n.Operator == "==" {
+			return func(ev *cloudtrail.Event) bool { return l(ev) == r(ev) }, true
+		}
+		return func(ev *cloudtrail.Event) bool { return l(ev) != r(ev) }, true
+	}
+	off, ok := fieldOffset(n.Left, reflect.String)
+	if !ok {
+		return nil, false
+	}
+	field := func(ev *cloudtrail.Event) string { return *(*string)(unsafe.Add(unsafe.Pointer(ev), off)) }
+	if n.Operator == "in" {
+		set, ok := constStrings(n.Right)
+		if !ok {
+			return nil, false
+		}
+		if len(set) <= 4 {
+			list := make([]string, 0, len(set))
+			for s := range set {
+				list = append(list, s)
+			}
+			return func(ev *cloudtrail.Event) bool {
+				v := field(ev)
+				for _, s := range list {
+					if v == s {
+						return true
+					}
+				}
+				return false
+			}, true
+		}
+		return func(ev *cloudtrail.Event) bool { _, in := set[field(ev)]; return in }, true
+	}
+	c, ok := n.Right.(*ast.StringNode)
+	if !ok {
+		return nil, false
+	}
+	s := c.Value
+	switch n.Operator {
+	case "startsWith":
+		return func(ev *cloudtrail.Event) bool { return strings.HasPrefix(field(ev), s) }, true
+	case "endsWith":
+		return func(ev *cloudtrail.Event) bool { return strings.HasSuffix(field(ev), s) }, true
+	case "contains":
+		return func(ev *cloudtrail.Event) bool { return strings.Contains(field(ev), s) }, true
+	case "matches":
+		re, err := regexp.Compile(s)
+		if err != nil {
+			return nil, false
+		}
+		return func(ev *cloudtrail.Event) bool { return re.MatchString(field(ev)) }, true
+	}
+	return nil, false
+}
+
+// strOperand compiles a string field or a string constant.
+func strOperand(n ast.Node) (func(*cloudtrail.Event) string, bool) {
+	if c, ok := n.(*ast.StringNode); ok {
+		s := c.Value
+		return func(*cloudtrail.Event) string { return s }, true
+	}
+	off, ok := fieldOffset(n, reflect.String)
+	if !ok {
+		return nil, false
+	}
+	return func(ev *cloudtrail.Event) string { return *(*string)(unsafe.Add(unsafe.Pointer(ev), off)) }, true
+}
+
+// constStrings returns the strings of a constant list (a list literal, a
+// named list, or the set expr's optimizer makes of a literal), when every
+// element is a string: `in` compares elements of other types by other rules.
+func constStrings(n ast.Node) (map[string]struct{}, bool) {
+	set := map[string]struct{}{}
+	switch x := n.(type) {
+	case *ast.ArrayNode:
+		for _, e := range x.Nodes {
+			s, ok := e.(*ast.StringNode)
+			if !ok {
+				return nil, false
+			}
+			set[s.Value] = struct{}{}
+		}
+	case *ast.ConstantNode:
+		switch v := x.Value.(type) {
+		case map[string]struct{}:
+			for s := range v {
+				set[s] = struct{}{}
+			}
+		case []string:
+			for _, s := range v {
+				set[s] = struct{}{}
+			}
+		case []any:
+			for _, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return nil, false
+				}
+				set[s] = struct{}{}
+			}
+		default:
+			return nil, false
+		}
+	default:
+		return nil, false
+	}
+	return set, true
+}
+
+// fieldOffset returns where in an Event the field that node names lies,
+// when node is a path of the Event's struct fields (by their expr names,
+// through nested structs only, never a map, slice or pointer) ending in a
+// field of kind k.
+func fieldOffset(node ast.Node, k reflect.Kind) (uintptr, bool) {
+	t, off, ok := fieldPath(node)
+	if !ok || t.Kind() != k || t.Name() != k.String() {
+		// t.Name() keeps out named types of kind k (none today): their
+		// comparisons could be methods.
+		return 0, false
+	}
+	return off, true
+}
+
+func fieldPath(node ast.Node) (reflect.Type, uintptr, bool) {
+	switch n := node.(type) {
+	case *ast.IdentifierNode:
+		return structField(reflect.TypeOf(cloudtrail.Event{}), 0, n.Value)
+	case *ast.MemberNode:
+		if n.Optional || n.Method {
+			return nil, 0, false
+		}
+		prop, ok := n.Property.(*ast.StringNode)
+		if !ok {
+			return nil, 0, false
+		}
+		t, off, ok := fieldPath(n.Node)
+		if !ok || t.Kind() != reflect.Struct {
+			return nil, 0, false
+		}
+		return structField(t, off, prop.Value)
+	}
+	return nil, 0, false
+}
+
+// structField finds the field of struct t whose expr name is name, as
+// expr resolves it.
+func structField(t reflect.Type, base uintptr, name string) (reflect.Type, uintptr, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() || f.Anonymous {
+			continue
+		}
+		if f.Tag.Get("expr") == name {
+			return f.Type, base + f.Offset, true
+		}
+	}
+	return nil, 0, false
+}
+
+// strPredHelpers specialize helpers called on one string with constant
+// further arguments: given the constants, each returns the helper as a
+// function of the string, or false when it cannot. Each shares its
+// definition with the helper's own implementation.
+var strPredHelpers = map[string]func(consts []string) (func(string) bool, bool){
+	"icontains": func(subs []string) (func(string) bool, bool) {
+		return newFoldMatcher(subs).match, true
+	},
+	"inCIDR": func(cidrs []string) (func(string) bool, bool) {
+		m := newCIDRMatcher(cidrs)
+		return m.contains, true
+	},
+	"isIP": func(consts []string) (func(string) bool, bool) {
+		return isIP, len(consts) == 0
+	},
+	"isPrivateIP": func(consts []string) (func(string) bool, bool) {
+		return isPrivateIP, len(consts) == 0
+	},
+}
+
+// helperPred compiles a call of one of strPredHelpers on a string field
+// with constant arguments.
+func helperPred(n *ast.CallNode) (evFunc, bool) {
+	id, ok := n.Callee.(*ast.IdentifierNode)
+	if !ok || len(n.Arguments) == 0 {
+		return nil, false
+	}
+	spec, ok := strPredHelpers[id.Value]
+	if !ok {
+		return nil, false
+	}
+	if _, isHelper := helperTable[id.Value]; !isHelper {
+		return nil, false
+	}
+	off, ok := fieldOffset(n.Arguments[0], reflect.String)
+	if !ok {
+		return nil, false
+	}
+	var consts []any
+	for _, a := range n.Arguments[1:] {
+		switch x := a.(type) {
+		case *ast.StringNode:
+			consts = append(consts, x.Value)
+		case *ast.ConstantNode:
+			consts = append(consts, x.Value)
+		case *ast.ArrayNode:
+			for _, e := range x.Nodes {
+				s, ok := e.(*ast.StringNode)
+				if !ok {
+					return nil, false
+				}
+				consts = append(consts, s.Value)
+			}
+		default:
+			return nil, false
+		}
+	}
+	var strs []string
+	if !flattenStrings(consts, &strs) {
+		return nil, false
+	}
+	fn, ok := spec(strs)
+	if !ok {
+		return nil, false
+	}
+	return func(ev *cloudtrail.Event) bool { return fn(*(*string)(unsafe.Add(unsafe.Pointer(ev), off))) }, true
+}
+
+// flattenStrings appends the strings of args as eachString visits them,
+// and reports false if args hold anything eachString would not visit
+// (the helper then skips it, and so must the compiled form: it cannot).
+func flattenStrings(args []any, out *[]string) bool {
+	for _, a := range args {
+		switch x := a.(type) {
+		case string:
+			*out = append(*out, x)
+		case []any:
+			if !flattenStrings(x, out) {
+				return false
+			}
+		case []string:
+			*out = append(*out, x...)
+		default:
+			return false
+		}
+	}
+	return true
+}

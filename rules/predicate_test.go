@@ -1,0 +1,215 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/rules/cloudtrail"
+)
+
+// conditionPrograms returns every condition of set (rules' conditions and
+// their excepts) with a name for messages.
+func conditionPrograms(set *Set) (names []string, progs []*program) {
+	for _, r := range set.Rules() {
+		if r.program != nil {
+			names, progs = append(names, r.ID), append(progs, r.program)
+		}
+		for i, p := range r.except {
+			names, progs = append(names, fmt.Sprintf("%s except %d", r.ID, i)), append(progs, p)
+		}
+	}
+	return names, progs
+}
+
+// checkPredicates compares, for every condition, run (with its Go form)
+// with expr's VM alone on ev: an exact form must give the VM's value, and
+// a guard may say false only when the VM says false without an error.
+func checkPredicates(t *testing.T, names []string, progs []*program, ev *cloudtrail.Event, where string) {
+	t.Helper()
+	for i, p := range progs {
+		if p.pred == nil {
+			continue
+		}
+		if p.fields != 0 {
+			if err := ev.Need(p.fields); err != nil {
+				continue
+			}
+		}
+		got := p.pred.fn(ev)
+		want, err := runVM(p, ev)
+		switch {
+		case p.pred.exact && (err != nil || want != got):
+			t.Errorf("%s: %s: Go form says %v, the VM %v (err %v)", where, names[i], got, want, err)
+		case !p.pred.exact && !got && (err != nil || want != false):
+			t.Errorf("%s: %s: guard says false, the VM %v (err %v)", where, names[i], want, err)
+		}
+	}
+}
+
+// TestPredicatesAgreeWithVM holds the Go form of every built-in condition
+// to expr's VM on every corpus record (decoded by the header and whole)
+// and on every event of the rules' own tests, and checks that the rules
+// that run on every record have one.
+func TestPredicatesAgreeWithVM(t *testing.T) {
+	set, err := Load("builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, progs := conditionPrograms(set)
+	exact, guarded := 0, 0
+	for _, p := range progs {
+		switch {
+		case p.pred == nil:
+		case p.pred.exact:
+			exact++
+		default:
+			guarded++
+		}
+	}
+	t.Logf("%d conditions: %d in Go, %d with a guard", len(progs), exact, guarded)
+	for _, r := range set.index.unindexed {
+		if r.program != nil && r.program.pred == nil {
+			t.Errorf("rule %s runs on every record and has no Go form or guard", r.ID)
+		}
+	}
+	for _, r := range set.Rules() {
+		for _, tc := range r.Tests {
+			for j, raw := range append(tc.Events, tc.Event) {
+				if raw == nil {
+					continue
+				}
+				if ev, err := cloudtrail.DecodeEvent(raw); err == nil {
+					checkPredicates(t, names, progs, ev, fmt.Sprintf("%s test %q event %d", r.ID, tc.Name, j))
+				}
+			}
+		}
+	}
+	corpus.ForEachRecord(t, func(place string, line []byte) {
+		var ev cloudtrail.Event
+		if _, err := cloudtrail.DecodeHeader(&ev, line); err == nil {
+			checkPredicates(t, names, progs, &ev, place+" (header)")
+		}
+		if whole, err := cloudtrail.DecodeEvent(line); err == nil {
+			checkPredicates(t, names, progs, whole, place)
+		}
+	})
+}
+
+// TestPredicateForms checks what compilePred understands, and that it
+// gives up on what it must not decide, against the VM.
+func TestPredicateForms(t *testing.T) {
+	events := []string{
+		`{"eventVersion":"1.08","eventName":"ConsoleLogin","userIdentity":{"type":"Root","arn":"arn:aws:iam::1:root"},"readOnly":true,"userAgent":"Mozilla PACU/1.0","sourceIPAddress":"10.1.2.3"}`,
+		`{"eventVersion":"1.08","eventName":"GetObject","errorCode":"AccessDenied","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/i-0123456789abcdef0"},"userAgent":"ÄWS-CLI TruffleHog","sourceIPAddress":"203.0.113.9"}`,
+		`{"eventVersion":"1.08","eventName":"","userAgent":"","sourceIPAddress":"::ffff:192.168.0.1","requestParameters":{"x":1}}`,
+		`{"eventVersion":"1.08","eventName":"DescribeInstances","userIdentity":{"type":"IAMUser","userName":"IAMUser"},"sourceIPAddress":"cloudformation.amazonaws.com","vpcEndpointAccountId":"IAMUser"}`,
+	}
+	cases := []struct {
+		src   string
+		exact bool
+		pred  bool // a Go form or guard is expected
+	}{
+		{`eventName == "ConsoleLogin"`, true, true},
+		{`"ConsoleLogin" != eventName`, true, true},
+		{`eventName in ["ConsoleLogin", "GetObject", "A", "B", "C", "D"]`, true, true},
+		{`eventName not in ["ConsoleLogin"]`, true, true},
+		{`userIdentity.type == "Root" && readOnly`, true, true},
+		{`!readOnly || errorCode startsWith "Access"`, true, true},
+		{`userIdentity.arn matches ":assumed-role/[^/]+/i-[0-9a-f]{8,17}$"`, true, true},
+		{`userIdentity.arn endsWith ":root" or eventName contains "Object"`, true, true},
+		{`userIdentity.userName == userIdentity.type`, true, true},
+		{`userIdentity.userName == vpcEndpointAccountId`, true, true},
+		{`icontains(userAgent, ["pacu", "TRUFFLEHOG"]) && isIP(sourceIPAddress)`, true, true},
+		{`isPrivateIP(sourceIPAddress) || inCIDR(sourceIPAddress, "203.0.113.0/24", ["192.168.0.0/16"])`, true, true},
+		{`not (eventName == "A")`, true, true},
+		{`true && eventName != ""`, true, true},
+		// Partly understood: a guard from what the VM runs first.
+		{`eventName == "GetObject" && requestParameters.bucketName == "b"`, false, true},
+		{`eventName == "ConsoleLogin" && len(userAgent) > 3`, false, true},
+		{`(eventName == "A" && len(userAgent) > 3) || errorCode == "AccessDenied"`, false, true},
+		// Not understood, or not safe to decide.
+		{`len(userAgent) > 3 && eventName == "ConsoleLogin"`, false, false},
+		{`!(eventName == "A" && len(userAgent) > 3)`, false, false},
+		{`eventName == "A" || len(userAgent) > 3`, false, false},
+		{`eventName in ["A", 1]`, false, false},
+		{`inCIDR(sourceIPAddress, userAgent)`, false, false},
+		{`requestParameters.x == "1"`, false, false},
+	}
+	for _, c := range cases {
+		p, err := compileCondition(c.src)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		switch {
+		case !c.pred && p.pred != nil:
+			t.Errorf("%s: has a Go form (exact %v), want none", c.src, p.pred.exact)
+			continue
+		case c.pred && p.pred == nil:
+			t.Errorf("%s: no Go form or guard", c.src)
+			continue
+		case c.pred && p.pred.exact != c.exact:
+			t.Errorf("%s: exact %v, want %v", c.src, p.pred.exact, c.exact)
+		}
+		for i, raw := range events {
+			ev, err := cloudtrail.DecodeEvent([]byte(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPredicates(t, []string{c.src}, []*program{p}, ev, fmt.Sprintf("event %d", i))
+		}
+	}
+}
+
+// FuzzPredicates holds every built-in condition's Go form to the VM on
+// arbitrary records.
+func FuzzPredicates(f *testing.F) {
+	for _, s := range []string{
+		`{"eventName":"ConsoleLogin","userIdentity":{"type":"Root","invokedBy":""},"eventType":"AwsConsoleSignIn","responseElements":{"ConsoleLogin":"Success"}}`,
+		`{"eventType":"AwsVpceEvent","userIdentity":{"accountId":"1"},"vpcEndpointAccountId":"2","sourceIPAddress":"8.8.8.8"}`,
+		`{"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/i-0123456789abcdef0"},"sourceIPAddress":"1.2.3.4","eventSource":"s3.amazonaws.com"}`,
+		`{"userAgent":"kali linux","errorCode":"AccessDenied","readOnly":true,"eventName":"ListBuckets"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	set, err := Load("builtin")
+	if err != nil {
+		f.Fatal(err)
+	}
+	names, progs := conditionPrograms(set)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := cloudtrail.DecodeEvent(data)
+		if err != nil {
+			return
+		}
+		checkPredicates(t, names, progs, ev, "fuzz")
+		var hv cloudtrail.Event
+		if _, err := cloudtrail.DecodeHeader(&hv, data); err == nil {
+			checkPredicates(t, names, progs, &hv, "fuzz (header)")
+		}
+	})
+}
+
+// TestFoldMatcherIsIcontains compares the compiled icontains with its
+// definition, strings.Contains of both sides lowered.
+func TestFoldMatcherIsIcontains(t *testing.T) {
+	subs := []string{"pacu", "TruffleHog", "k", "", "s3scanner", "kelvin", "ÄWS", "ab", "b"}
+	strs := []string{"", "a", "b", "K", "PACU", "xxpAcU", "pac", "aws-cli/2 Trufflehog/3", "\u212aelvin", "\u212a",
+		"äws", "ÄWS", "xÄ", "s3scanneR", "Ab", "zzzzzzzzzzzzzzzab", "\xff\xfeab", "ab\xff", "\xffk"}
+	for i := range subs {
+		for j := i; j <= len(subs); j++ {
+			set := subs[i:j]
+			m := newFoldMatcher(set)
+			for _, s := range strs {
+				want := false
+				for _, sub := range set {
+					want = want || strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+				}
+				if got := m.match(s); got != want {
+					t.Errorf("icontains(%q, %q) = %v, want %v", s, set, got, want)
+				}
+			}
+		}
+	}
+}
