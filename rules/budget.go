@@ -440,8 +440,8 @@ func stepFor(t reflect.Type) string {
 // compileBounded compiles src, which compiled as written with extra, again
 // with the budget patch, and refuses it if it is unbounded.
 func compileBounded(src string, extra []expr.Option) (*vm.Program, error) {
-	opts := append(append([]expr.Option{expr.Patch(budgetPatch{})}, budgetFunctions()...), extra...)
-	p, err := expr.Compile(src, exprOptions(opts...)...)
+	// compile (compile.go) puts the budget's patch and functions first.
+	p, err := compile(src, true, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/expr-lang/expr"
+
 	"github.com/trailwatch/trailwatch/internal/corpus"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -210,6 +212,33 @@ func TestFoldMatcherIsIcontains(t *testing.T) {
 					t.Errorf("icontains(%q, %q) = %v, want %v", s, set, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestFieldsReadIgnoresTheBudget: the budget's rewriting passes $env to
+// its functions, which read no field; the fields an expression needs
+// decoded are those it names itself, as compiled without the budget.
+func TestFieldsReadIgnoresTheBudget(t *testing.T) {
+	for _, src := range []string{
+		`any(requestParameters.items, {# == "a"})`,
+		`str(responseElements.x) + "y" == "zy"`,
+		`join([eventName], ",") == ""`,
+		`len(filter(resources, {.ARN startsWith "x"})) + len(repeat(eventName, 2)) > 0`,
+		`$env.requestParameters != nil`,
+		`len(toJSON($env)) > 0`,
+		`eventName == "A"`,
+	} {
+		plain, err := expr.Compile(src, exprOptions(expr.AsBool())...)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		p, err := compileCondition(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if want := fieldsRead(plain.Node()); p.fields != want {
+			t.Errorf("%s: fields %b, compiled without the budget %b", src, p.fields, want)
 		}
 	}
 }
