@@ -365,7 +365,7 @@ func (l *loader) lifecycleBlocks(f File, r *Rule, dedup, threshold *yaml.Node) {
 			if v := m["key"]; v != nil {
 				if s, ok := l.scalarString(f.Name, v, id, "dedup key"); ok {
 					d.Key = s
-					p, err := compileValue(s, l.names.option())
+					p, err := l.names.compileValue(s)
 					if err != nil {
 						ce := err.(*compileError)
 						l.exprError(f, v, id, ce.Line, ce.Column, "dedup key: "+ce.Msg)
@@ -406,7 +406,7 @@ func (l *loader) lifecycleBlocks(f File, r *Rule, dedup, threshold *yaml.Node) {
 				if !ok {
 					continue
 				}
-				p, err := compileValue(s, l.names.option())
+				p, err := l.names.compileValue(s)
 				if err != nil {
 					ce := err.(*compileError)
 					l.exprError(f, e, id, ce.Line, ce.Column, "threshold group_by: "+ce.Msg)

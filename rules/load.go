@@ -527,7 +527,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	}
 
 	if summary, v := str("summary", false); v != nil {
-		t, err := parseTemplate(summary, l.names.option())
+		t, err := parseTemplateWith(summary, l.names.compileValue)
 		if err != nil {
 			te := err.(*templateError)
 			line, col := offsetToLineCol(summary, te.Offset)

@@ -22,6 +22,30 @@ type names struct {
 	listPos   map[string]Position
 	macros    map[string]*macro
 	macroList []string
+	// values holds the value expressions compiled with these names, by
+	// source: summaries repeat the same placeholders ({{ sourceIPAddress }},
+	// {{ principal(userIdentity) }}) hundreds of times.
+	values map[string]compiledValue
+}
+
+type compiledValue struct {
+	p   *program
+	err error
+}
+
+// compileValue is compileValue(src, n.option()), once for each src. The
+// names must be complete (every file's lists and macros, the overrides)
+// before the first call; programs are immutable and shared.
+func (n *names) compileValue(src string) (*program, error) {
+	if c, ok := n.values[src]; ok {
+		return c.p, c.err
+	}
+	p, err := compileValue(src, n.option())
+	if n.values == nil {
+		n.values = map[string]compiledValue{}
+	}
+	n.values[src] = compiledValue{p, err}
+	return p, err
 }
 
 type macro struct {

@@ -36,8 +36,14 @@ type templateError struct {
 
 func (e *templateError) Error() string { return e.Msg }
 
-// ParseTemplate compiles a summary template.
+// parseTemplate compiles a summary template.
 func parseTemplate(src string, extra ...expr.Option) (*summaryTemplate, error) {
+	return parseTemplateWith(src, func(s string) (*program, error) { return compileValue(s, extra...) })
+}
+
+// parseTemplateWith compiles a summary template, its placeholders with
+// compile (the loader's compiles each distinct placeholder once).
+func parseTemplateWith(src string, compile func(string) (*program, error)) (*summaryTemplate, error) {
 	t := &summaryTemplate{src: src}
 	rest := src
 	off := 0
@@ -65,7 +71,7 @@ func parseTemplate(src string, extra ...expr.Option) (*summaryTemplate, error) {
 		if exprSrc == "" {
 			return nil, &templateError{Offset: off + i, Msg: "empty placeholder {{ }}"}
 		}
-		p, err := compileValue(exprSrc, extra...)
+		p, err := compile(exprSrc)
 		if err != nil {
 			ce := err.(*compileError)
 			return nil, &templateError{Offset: off + i + 2 + lead + ce.Column - 1, Line: ce.Line, Column: ce.Column,
