@@ -72,6 +72,9 @@ type program struct {
 	*vm.Program
 	fields cloudtrail.Fields
 	pred   *pred // the condition in Go, or a guard of it (predicate.go); nil for values
+	// value is a value expression's string value in Go (valueOf), when
+	// it has one; see runText.
+	value func(*cloudtrail.Event) string
 }
 
 // fieldsRead returns the lazy event fields that node reads: any
@@ -126,7 +129,28 @@ func compileCondition(src string, extra ...expr.Option) (*program, error) {
 // compileValue compiles an expression whose value is rendered (summary
 // placeholders, dedup keys).
 func compileValue(src string, extra ...expr.Option) (*program, error) {
-	return compileExpr(src, extra...)
+	p, err := compileExpr(src, extra...)
+	if err != nil {
+		return nil, err
+	}
+	if p.fields == 0 {
+		p.value, _ = valueOf(p.Node())
+	}
+	return p, nil
+}
+
+// runText evaluates a value expression and formats its value with format,
+// which must write a string as itself: without the VM, or boxing the
+// string, when the expression has a Go form (valueOf).
+func runText(p *program, ev *cloudtrail.Event, format func(any) string) (string, error) {
+	if p.value != nil {
+		return p.value(ev), nil
+	}
+	v, err := run(p, ev)
+	if err != nil {
+		return "", err
+	}
+	return format(v), nil
 }
 
 func compileExpr(src string, extra ...expr.Option) (*program, error) {

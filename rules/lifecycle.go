@@ -39,11 +39,11 @@ func (d *Dedup) keyFor(ev *cloudtrail.Event) (string, error) {
 	if d == nil || d.program == nil {
 		return "", nil
 	}
-	out, err := run(d.program, ev)
+	out, err := runText(d.program, ev, valueString)
 	if err != nil {
 		return "", fmt.Errorf("dedup key: %w", err)
 	}
-	return valueString(out), nil
+	return out, nil
 }
 
 // Threshold is a rule's `threshold:` block: the rule raises one alert when
@@ -61,11 +61,11 @@ type Threshold struct {
 func (t *Threshold) groupFor(ev *cloudtrail.Event) ([]string, error) {
 	out := make([]string, len(t.programs))
 	for i, p := range t.programs {
-		v, err := run(p, ev)
+		v, err := runText(p, ev, valueString)
 		if err != nil {
 			return nil, fmt.Errorf("threshold group_by %q: %w", t.GroupBy[i], err)
 		}
-		out[i] = valueString(v)
+		out[i] = v
 	}
 	return out, nil
 }

@@ -376,3 +376,52 @@ func flattenStrings(args []any, out *[]string) bool {
 	}
 	return true
 }
+
+// valueOf returns node's value as a Go function when node is a string
+// field, a string constant, principal(userIdentity), or a conditional
+// (what `a ?? b` on strings becomes, see missingStrings) of those with a
+// condition compilePred decides exactly: what most summary placeholders,
+// dedup keys and group_by expressions are. The VM would read the field by
+// reflection and box it, and for principal box a copy of the whole
+// userIdentity. TestValuesAgreeWithVM holds it to the VM.
+func valueOf(node ast.Node) (func(*cloudtrail.Event) string, bool) {
+	switch n := node.(type) {
+	case *ast.StringNode:
+		s := n.Value
+		return func(*cloudtrail.Event) string { return s }, true
+	case *ast.IdentifierNode, *ast.MemberNode:
+		return strOperand(n)
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "principal" || len(n.Arguments) != 1 {
+			return nil, false
+		}
+		if _, isHelper := helperTable["principal"]; !isHelper {
+			return nil, false
+		}
+		// The helper is Event.Principal of an event with that
+		// userIdentity: of this event, when the argument is its own.
+		t, off, ok := fieldPath(n.Arguments[0])
+		if !ok || t != reflect.TypeOf(cloudtrail.UserIdentity{}) || off != unsafe.Offsetof(cloudtrail.Event{}.UserIdentity) {
+			return nil, false
+		}
+		return (*cloudtrail.Event).Principal, true
+	case *ast.ConditionalNode:
+		cond, exact, ok := predOf(n.Cond)
+		if !ok || !exact {
+			return nil, false
+		}
+		a, aok := valueOf(n.Exp1)
+		b, bok := valueOf(n.Exp2)
+		if !aok || !bok {
+			return nil, false
+		}
+		return func(ev *cloudtrail.Event) string {
+			if cond(ev) {
+				return a(ev)
+			}
+			return b(ev)
+		}, true
+	}
+	return nil, false
+}

@@ -242,3 +242,96 @@ func TestFieldsReadIgnoresTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// valuePrograms returns every value expression of set (summary
+// placeholders, dedup keys, group_by) that has a Go form.
+func valuePrograms(set *Set) (names []string, progs []*program) {
+	add := func(name string, p *program) {
+		if p != nil && p.value != nil {
+			names, progs = append(names, name), append(progs, p)
+		}
+	}
+	for _, r := range set.Rules() {
+		if r.summary != nil {
+			for _, part := range r.summary.parts {
+				add(r.ID+" summary {{ "+part.src+" }}", part.program)
+			}
+		}
+		if r.Dedup != nil {
+			add(r.ID+" dedup key", r.Dedup.program)
+		}
+		if r.Threshold != nil {
+			for i, p := range r.Threshold.programs {
+				add(fmt.Sprintf("%s group_by %d", r.ID, i), p)
+			}
+		}
+	}
+	return names, progs
+}
+
+// checkValues compares each value's Go form with the VM's value, which
+// must be a string (so that every format gives it as is).
+func checkValues(t *testing.T, names []string, progs []*program, ev *cloudtrail.Event, where string) {
+	t.Helper()
+	for i, p := range progs {
+		want, err := runVM(p, ev)
+		if s, ok := want.(string); err != nil || !ok || s != p.value(ev) {
+			t.Errorf("%s: %s: Go form gives %q, the VM %#v (err %v)", where, names[i], p.value(ev), want, err)
+		}
+	}
+}
+
+// TestValuesAgreeWithVM holds the Go form of every built-in value
+// expression to the VM on the corpus and the rules' test events.
+func TestValuesAgreeWithVM(t *testing.T) {
+	set, err := Load("builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, progs := valuePrograms(set)
+	if len(progs) < 100 {
+		t.Errorf("only %d value expressions have a Go form", len(progs))
+	}
+	for _, r := range set.Rules() {
+		for _, tc := range r.Tests {
+			for j, raw := range append(tc.Events, tc.Event) {
+				if ev, err := cloudtrail.DecodeEvent(raw); raw != nil && err == nil {
+					checkValues(t, names, progs, ev, fmt.Sprintf("%s test %q event %d", r.ID, tc.Name, j))
+				}
+			}
+		}
+	}
+	corpus.ForEachRecord(t, func(place string, line []byte) {
+		var ev cloudtrail.Event
+		if _, err := cloudtrail.DecodeHeader(&ev, line); err == nil {
+			checkValues(t, names, progs, &ev, place)
+		}
+	})
+	for _, c := range []struct {
+		src  string
+		fast bool
+	}{
+		{`eventName`, true},
+		{`userIdentity.sessionContext.sessionIssuer.userName`, true},
+		{`principal(userIdentity)`, true},
+		{`userIdentity.userName ?? principal(userIdentity)`, true},
+		{`userIdentity.userName ?? userIdentity.arn ?? "someone"`, true},
+		{`"x"`, true},
+		{`readOnly`, false},
+		{`principal(userIdentity.sessionContext)`, false},
+		{`requestParameters.bucketName`, false},
+		{`requestParameters.bucketName ?? eventName`, false},
+		{`eventName + "x"`, false},
+	} {
+		p, err := compileValue(c.src)
+		if err != nil {
+			if !c.fast {
+				continue // principal of a sessionContext does not type-check, say
+			}
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		if (p.value != nil) != c.fast {
+			t.Errorf("%s: Go form %v, want %v", c.src, p.value != nil, c.fast)
+		}
+	}
+}

@@ -98,7 +98,7 @@ func (t *summaryTemplate) Render(ev *cloudtrail.Event) (string, error) {
 			b.WriteString(p.text)
 			continue
 		}
-		v, err := run(p.program, ev)
+		v, err := runText(p.program, ev, formatValue)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("placeholder {{ %s }}: %w", p.src, err)
@@ -106,7 +106,7 @@ func (t *summaryTemplate) Render(ev *cloudtrail.Event) (string, error) {
 			b.WriteString("?")
 			continue
 		}
-		b.WriteString(formatValue(v))
+		b.WriteString(v)
 	}
 	// A summary is one line: fold any newline an event field carried.
 	return oneLine(b.String()), firstErr
