@@ -118,8 +118,12 @@ func toFloat(v any) (float64, bool) {
 
 // dig walks a dotted path (a.b.0.c or a.b[0].c) through maps and lists,
 // returning nil wherever the path does not exist.
+// digBrackets turns dig's a[0].b into a.0.b; built once (a Replacer per
+// call was most of what a summary that digs allocated).
+var digBrackets = strings.NewReplacer("[", ".", "]", "")
+
 func dig(v any, p string) any {
-	p = strings.NewReplacer("[", ".", "]", "").Replace(p)
+	p = digBrackets.Replace(p)
 	for _, part := range strings.Split(p, ".") {
 		if part == "" {
 			continue
