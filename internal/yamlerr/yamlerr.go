@@ -33,6 +33,7 @@ func Locate(data []byte, err error) (line, col int, msg string) {
 	var se *goccy.SyntaxError
 	if errors.As(perr, &se) && se.Token != nil && se.Token.Position != nil && se.Token.Position.Line > 0 {
 		line, col, msg = se.Token.Position.Line, se.Token.Position.Column, se.Message
+		line, col = continuedKey(se, line, col)
 	}
 	if strings.Contains(msg, "not allowed in this context") || strings.Contains(msg, "did not find expected") {
 		msg += " (check the indentation: the keys of one mapping start in the same column, and a value nested under a key is indented further than the key)"
@@ -41,6 +42,20 @@ func Locate(data []byte, err error) (line, col int, msg string) {
 		msg += " (YAML indents with spaces, not tabs)"
 	}
 	return line, col, msg
+}
+
+// continuedKey places "mapping value is not allowed" at the key that
+// causes it when that key is indented further than the keys above it:
+// YAML reads such a key as the continuation of the value before it (a
+// plain scalar over several lines), and goccy reports where that value
+// starts, a line too early. The key is on the scalar's last line.
+func continuedKey(se *goccy.SyntaxError, line, col int) (int, int) {
+	origin := se.Token.Origin
+	if !strings.Contains(se.Message, "mapping value is not allowed") || !strings.Contains(origin, "\n") {
+		return line, col
+	}
+	last := origin[strings.LastIndex(origin, "\n")+1:]
+	return line + strings.Count(origin, "\n"), len(last) - len(strings.TrimLeft(last, " ")) + 1
 }
 
 func lineHasTab(data []byte, line int) bool {

@@ -17,6 +17,8 @@ func TestLocate(t *testing.T) {
 		{"key indented one space too far", "source:\n  cloudwatch:\n    log_groups: [a]\n     region: x\nstate_dir: /x\n", 4, 6, "check the indentation"},
 		{"key indented less than its siblings", "source:\n  cloudwatch:\n    log_groups: [a]\n   region: x\nstate_dir: /x\n", 4, 4, "check the indentation"},
 		{"list item key out of line", "notifiers:\n  - name: a\n    type: file\n   path: x\n", 4, 4, "check the indentation"},
+		{"key indented further than the one above", "notifiers:\n  - name: out\n    type: file\n      path: out.jsonl\n", 4, 7, "check the indentation"},
+		{"nested key indented further than its sibling", "a:\n  b:\n    c: 1\n      d: 2\n", 4, 7, "check the indentation"},
 		{"unclosed flow list", "a: [b\nc: d\n", 2, 1, "']'"},
 		{"tab indentation", "a:\n\tb: c\n", 2, 1, "not tabs"},
 	}
