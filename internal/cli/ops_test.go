@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/internal/app"
+	"github.com/trailwatch/trailwatch/internal/testservers"
 	"github.com/trailwatch/trailwatch/notifiers"
 )
 
@@ -268,5 +270,80 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 	code, out, errs := proc{}.run(t, "validate", "--config", badTable, "--check-aws")
 	if code != 1 || !strings.Contains(out, "trailwatch-no-such-table") || !strings.Contains(errs, "problem(s) that run would refuse to start with") {
 		t.Errorf("validate --check-aws with a missing shared_state table: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestCheckAWSFindsEveryMissingResource is issue 15's item 3 for every
+// source type, against moto: `validate --check-aws` names every table,
+// stream, log group and queue the configuration uses that does not exist,
+// all at once; run refuses the same configuration before it says it is
+// running.
+func TestCheckAWSFindsEveryMissingResource(t *testing.T) {
+	moto := testservers.StartMoto(t)
+	t.Setenv("AWS_ENDPOINT_URL", moto.Endpoint)
+	dir := t.TempDir()
+	const tail = "state_dir: state\nnotifiers:\n  - {name: out, type: file, path: out.jsonl}\n"
+	for _, tc := range []struct {
+		source string
+		config string
+		want   []string
+	}{
+		{"kinesis", "source:\n  kinesis:\n    stream: no-such-stream\n    lease_table: no-such-leases\n    region: us-east-1\n" +
+			"shared_state:\n  dynamodb_table: no-such-shared\n",
+			[]string{`shared state table "no-such-shared"`, `kinesis stream "no-such-stream"`, `lease table "no-such-leases"`}},
+		{"cloudwatch", "source:\n  cloudwatch:\n    log_groups: [no-such-group, no-such-other]\n    region: us-east-1\n",
+			[]string{`log group "no-such-group"`, `log group "no-such-other"`}},
+		{"s3sqs", "source:\n  s3sqs:\n    queue: https://sqs.us-east-1.amazonaws.com/123456789012/no-such-queue\n    region: us-east-1\n",
+			[]string{"no-such-queue"}},
+	} {
+		t.Run(tc.source, func(t *testing.T) {
+			cfg := filepath.Join(dir, tc.source+".yaml")
+			writeTree(t, dir, map[string]string{tc.source + ".yaml": tc.config + tail})
+			if code, out, errs := (proc{}).run(t, "validate", "--config", cfg); code != 0 {
+				t.Errorf("validate without --check-aws: exit %d\n%s%s", code, out, errs)
+			}
+			code, out, errs := proc{}.run(t, "validate", "--config", cfg, "--check-aws")
+			if want := fmt.Sprintf("%d problem(s) that run would refuse to start with", len(tc.want)); code != 1 || !strings.Contains(errs, want) {
+				t.Errorf("validate --check-aws: exit %d, want 1 and %q\n%s%s", code, want, out, errs)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("validate --check-aws does not name %s:\n%s", w, out)
+				}
+			}
+			code, _, errs = runBounded(t, "run", "--config", cfg)
+			if code != 1 || !strings.Contains(errs, tc.want[0]) || strings.Contains(errs, "trailwatch running") {
+				t.Errorf("run: exit %d, want 1 naming %s before running; log:\n%s", code, tc.want[0], errs)
+			}
+		})
+	}
+}
+
+// TestUnroutedRulesAreNamed is issue 15's item 3: rules whose alerts no
+// route delivers (and that name no notifier) are named by validate, and
+// by run's log when it starts; a configuration that routes everything
+// gets no warning.
+func TestUnroutedRulesAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	const base = "source:\n  cloudwatch:\n    log_groups: [g]\nrules: [builtin:aws]\nnotifiers:\n  - {name: page, type: file, path: page.jsonl}\n"
+	writeTree(t, dir, map[string]string{
+		"critical-only.yaml": base + "state_dir: state\nroutes:\n  - {severity: [critical], notify: [page]}\n",
+		"everything.yaml":    base + "state_dir: state\nroutes:\n  - {severity: [critical], notify: [page]}\n  - {notify: [page]}\n",
+		"no-state.yaml":      base + "routes:\n  - {severity: [critical], notify: [page]}\n",
+	})
+	code, out, errs := proc{}.run(t, "validate", "--config", filepath.Join(dir, "critical-only.yaml"))
+	if code != 0 || !regexp.MustCompile(`warning: \d+ enabled rules would raise alerts that reach no notifier`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^  aws-key-pair-deleted \(medium\) at builtin:aws/`).MatchString(out) ||
+		strings.Contains(out, "  aws-root-console-login (") {
+		t.Errorf("validate with routes for critical alerts only: exit %d, want 0 and a warning naming aws-key-pair-deleted (not the critical aws-root-console-login)\n%s%s", code, out, errs)
+	}
+	if code, out, errs := (proc{}).run(t, "validate", "--config", filepath.Join(dir, "everything.yaml")); code != 0 || strings.Contains(out, "warning") {
+		t.Errorf("validate with every alert routed: exit %d, want no warning\n%s%s", code, out, errs)
+	}
+	// run names them when it starts (here it then refuses the missing
+	// state_dir, before it reaches AWS).
+	code, _, errs = runBounded(t, "run", "--config", filepath.Join(dir, "no-state.yaml"))
+	if code != 1 || !strings.Contains(errs, "level=WARN msg=\"enabled rules whose alerts reach no notifier") || !strings.Contains(errs, "aws-key-pair-deleted") {
+		t.Errorf("run: exit %d, want the warning in its log\n%s", code, errs)
 	}
 }
