@@ -47,6 +47,7 @@ func TestEveryCommandLineParses(t *testing.T) {
 	lines = append(lines, markdownLines(t)...)
 	lines = append(lines, helpLines()...)
 	lines = append(lines, sourceLines(t)...)
+	lines = append(lines, textLines(t)...)
 	counts := map[string]int{}
 	for _, l := range lines {
 		counts[strings.SplitN(l.where, ":", 2)[0]]++
@@ -55,13 +56,17 @@ func TestEveryCommandLineParses(t *testing.T) {
 		}
 	}
 	t.Logf("command lines checked: %v", counts)
-	for _, kind := range []string{"runbook", "markdown", "help", "source"} {
+	for _, kind := range []string{"runbook", "markdown", "help", "source", "text"} {
 		if counts[kind] < 5 {
 			t.Errorf("found %d command lines in %s text; the extraction is broken", counts[kind], kind)
 		}
 	}
 	// The ones issue 15 found broken are among those checked.
-	for _, want := range []string{"search --source-ip", "search --principal", "outbox --dead", "search --user root --since 24h"} {
+	for _, want := range []string{"search --source-ip", "search --principal", "outbox --dead", "search --user root --since 24h",
+		// and the other files users copy from: a CI workflow, a systemd
+		// unit, an example rule's runbook, a configuration's comments.
+		"test --rules rules/ --require-tests", "run --config /etc/trailwatch/config.yaml --log-format json",
+		"search --resource-name {{bucket}} --since 24h", "validate --config examples/config.yaml"} {
 		found := false
 		for _, l := range lines {
 			found = found || strings.HasPrefix(strings.Join(l.args, " "), want)
@@ -152,7 +157,7 @@ func checkCommandLine(l commandLine) error {
 
 // ------------------------------------------------------------ extraction
 
-var lineStartRe = regexp.MustCompile(`(?:^|[\s(` + "`" + `'"])(?:go run \./cmd/trailwatch|(?:\./|/usr/local/bin/)?trailwatch) `)
+var lineStartRe = regexp.MustCompile(`(?:^|[\s(=` + "`" + `'"])(?:go run \./cmd/trailwatch|(?:\./|/usr/local/bin/)?trailwatch) `)
 
 // codeStartRe matches what may come before a command in a code line: a
 // prompt, environment assignments, sudo, or a shell operator.
@@ -379,9 +384,39 @@ func sourceLines(t *testing.T) []commandLine {
 	return out
 }
 
+// textLines are the command lines of the repository's other text files
+// that users read or copy from: YAML (example configurations and rule
+// files with their comments and runbooks, CI workflows, CloudFormation
+// templates), shell scripts and systemd units. They are read as prose,
+// comments and all; the built-in packs are runbookLines'.
+func textLines(t *testing.T) []commandLine {
+	var out []commandLine
+	walkRepoFiles(t, func(rel string) bool {
+		if strings.HasPrefix(filepath.ToSlash(rel), "rules/builtin/") {
+			return false
+		}
+		switch filepath.Ext(rel) {
+		case ".yaml", ".yml", ".sh", ".service":
+			return true
+		}
+		return filepath.ToSlash(rel) == ".ci/run"
+	}, func(rel string, data []byte) {
+		out = append(out, extract("text:"+rel, string(data), true)...)
+	})
+	return out
+}
+
 // walkRepo calls fn with the path (from the repository's root) and content
 // of every file of the repository whose name ends in ext.
 func walkRepo(t *testing.T, ext string, fn func(rel string, data []byte)) {
+	t.Helper()
+	walkRepoFiles(t, func(rel string) bool { return strings.HasSuffix(rel, ext) }, fn)
+}
+
+// walkRepoFiles calls fn with the path (from the repository's root) and
+// content of every file of the repository that match accepts; .git and
+// testdata directories are not entered.
+func walkRepoFiles(t *testing.T, match func(rel string) bool, fn func(rel string, data []byte)) {
 	t.Helper()
 	const root = "../.."
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -391,14 +426,14 @@ func walkRepo(t *testing.T, ext string, fn func(rel string, data []byte)) {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || !strings.HasSuffix(p, ext) {
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() || !match(rel) {
 			return nil
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(root, p)
 		fn(rel, data)
 		return nil
 	})

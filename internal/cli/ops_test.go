@@ -227,16 +227,21 @@ func TestOutboxDeadAndBulkRequeue(t *testing.T) {
 // failing as wrong usage, and says what to give when there is none.
 func TestSearchWithoutSourceUsesTheServiceConfig(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"config.yaml": "state_dir: state\n"})
-	code, _, errs := proc{Env: []string{"TRAILWATCH_CONFIG=" + filepath.Join(dir, "config.yaml")}}.run(t, "search", "--user", "root", "--since", "24h")
-	if code != 1 || !strings.Contains(errs, "source.cloudwatch is required for search --config") {
-		t.Errorf("with $TRAILWATCH_CONFIG: exit %d, want the configuration read (and refused: it has no log groups)\n%s", code, errs)
+	writeTree(t, dir, map[string]string{
+		"config.yaml":  "state_dir: state\n",
+		"kinesis.yaml": "state_dir: state\nsource:\n  kinesis: {stream: s, lease_table: l}\n",
+	})
+	for file, has := range map[string]string{"config.yaml": "no source", "kinesis.yaml": "source.kinesis"} {
+		code, _, errs := proc{Env: []string{"TRAILWATCH_CONFIG=" + filepath.Join(dir, file)}}.run(t, "search", "--user", "root", "--since", "24h")
+		if want := "search --config reads the log groups of source.cloudwatch, and this configuration has " + has + ": give --log-group NAME"; code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("with $TRAILWATCH_CONFIG=%s: exit %d, want the configuration read and refused with %q\n%s", file, code, want, errs)
+		}
 	}
 	old := systemConfig
 	systemConfig = filepath.Join(dir, "absent.yaml")
 	t.Cleanup(func() { systemConfig = old })
 	t.Setenv("TRAILWATCH_CONFIG", "")
-	code, _, errs = runArgs(t, "search", "--user", "root", "--since", "24h")
+	code, _, errs := runArgs(t, "search", "--user", "root", "--since", "24h")
 	if code != 2 || !strings.Contains(errs, "$TRAILWATCH_CONFIG") {
 		t.Errorf("without any configuration: exit %d\n%s", code, errs)
 	}

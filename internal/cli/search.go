@@ -226,7 +226,12 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 		}
 		cw := config.SourceAs[cloudwatch.Config](cfg.Source)
 		if cw == nil {
-			return exitCode(1, cfg.File+": source.cloudwatch is required for search --config")
+			has := "no source"
+			if cfg.Source.Type != "" {
+				has = "source." + cfg.Source.Type
+			}
+			return exitCode(1, fmt.Sprintf("%s: search --config reads the log groups of source.cloudwatch, and this configuration has %s: "+
+				"give --log-group NAME (the log group CloudTrail delivers to), or the files, directories or s3://BUCKET/AWSLogs/ to read", cfg.File, has))
 		}
 		groups = append(groups, cw.LogGroups...)
 		if region == "" {
