@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -335,6 +336,13 @@ func TestRunEndToEnd(t *testing.T) {
 		got := strings.Join(alertEventIDs(e.readAlerts()), ",")
 		if want := "e2e-root-login/root-1,e2e-root-login/root-2"; got != want {
 			t.Errorf("alerts = %s, want %s", got, want)
+		}
+		// Issue 15 item 8: run logs each alert it hands to the outbox, at info.
+		for _, id := range []string{"root-1", "root-2"} {
+			re := regexp.MustCompile(`level=INFO msg="alert queued for delivery" .*rule=e2e-root-login severity=critical event_id=` + id + ` .*notifiers=\[out\]`)
+			if !re.MatchString(r.stderr.String()) {
+				t.Errorf("run's log does not say the alert of %s was queued:\n%s", id, r.stderr)
+			}
 		}
 	})
 

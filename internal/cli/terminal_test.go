@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +31,18 @@ func noiseLine(id string) string {
 // terminal shows.
 func ttyRun(t *testing.T, stdin *os.File, stdout io.Writer, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
+	return ttyRunCols(t, 120, stdin, stdout, env, args...)
+}
+
+// ttyRunCols is ttyRun on a terminal cols columns wide.
+func ttyRunCols(t *testing.T, cols uint16, stdin *os.File, stdout io.Writer, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Fatalf("open a pseudo-terminal: %v", err)
 	}
 	t.Cleanup(func() { ptmx.Close() })
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: cols}); err != nil {
 		t.Fatal(err)
 	}
 	cmd := proc{Env: env}.command(args...)
@@ -141,6 +149,79 @@ func TestReplayOnATerminal(t *testing.T) {
 		}
 		if a := alerts.String(); !strings.Contains(a, "aws-root-console-login") || strings.ContainsRune(a, '\x1b') {
 			t.Errorf("the alerts, piped, should be plain:\n%q", a)
+		}
+	})
+}
+
+// TestSearchOnATerminal is issue 15's item 8 for search, through the real
+// binary on a pseudo-terminal: a search that takes a while shows a
+// progress line (records, rate, input) on the terminal while its results
+// go elsewhere, and on a narrow terminal the table keeps event IDs and
+// source addresses whole, dropping columns instead.
+func TestSearchOnATerminal(t *testing.T) {
+	t.Run("progress", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		var results syncBuffer
+		cmd, screen := ttyRun(t, r, &results, []string{"TERM=xterm"}, "search", "--event-name", "ConsoleLogin", "--output", "jsonl", "-")
+		r.Close()
+		io.WriteString(w, rootLoginLine("tty-search-1"))
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.NewTimer(60 * time.Second)
+		defer deadline.Stop()
+		for i := 0; !strings.Contains(screen.String(), "/s), "); i++ {
+			select {
+			case <-tick.C:
+				var b strings.Builder
+				for j := 0; j < 512; j++ {
+					b.WriteString(noiseLine(fmt.Sprintf("noise-%d-%d", i, j)))
+				}
+				io.WriteString(w, b.String())
+			case <-deadline.C:
+				t.Fatalf("no progress line on the terminal:\n%q", screen.String())
+			}
+		}
+		w.Close()
+		if code := exitOf(t, cmd); code != 0 {
+			t.Fatalf("exit %d:\n%s", code, screen.String())
+		}
+		var none syncBuffer
+		waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "matching records") })
+		if out := screen.String(); !regexp.MustCompile(`\r\x1b\[Kscanned \d+ records \([^)]*/s\), 1 matching: <stdin>`).MatchString(out) {
+			t.Errorf("the terminal lacks the progress line:\n%q", out)
+		}
+		if got := results.String(); !strings.Contains(got, "tty-search-1") || strings.ContainsRune(got, '\x1b') {
+			t.Errorf("the results, piped, should be the one record, plain:\n%q", got)
+		}
+	})
+	t.Run("narrow table", func(t *testing.T) {
+		const id = "3f0c2a9e-1b7d-4c5e-8a6f-000000d11101"
+		const ip = "2001:db8:85a3::8a2e:370:7334"
+		dir := t.TempDir()
+		rec := strings.Replace(strings.Replace(rootLoginLine(id), `"203.0.113.1"`, `"`+ip+`"`, 1), `"type":"Root"`,
+			`"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_AdministratorAccess_0123456789abcdef/someone.with.a.long.name@example.com"`, 1)
+		writeTree(t, dir, map[string]string{"trail.jsonl": rec})
+		for _, cols := range []uint16{100, 80} {
+			cmd, screen := ttyRunCols(t, cols, nil, nil, []string{"TERM=xterm"}, "search", "--event-name", "ConsoleLogin", filepath.Join(dir, "trail.jsonl"))
+			if code := exitOf(t, cmd); code != 0 {
+				t.Fatalf("exit %d:\n%s", code, screen.String())
+			}
+			var none syncBuffer
+			waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "matching records") })
+			out := screen.String()
+			if !strings.Contains(out, id) {
+				t.Errorf("%d columns: the event ID is not shown whole:\n%s", cols, out)
+			}
+			if strings.Contains(out, "SOURCE IP") != strings.Contains(out, ip) {
+				t.Errorf("%d columns: the source address is cut short:\n%s", cols, out)
+			}
+			if cols == 100 && !strings.Contains(out, ip) {
+				t.Errorf("%d columns: the source address should fit, with other columns dropped:\n%s", cols, out)
+			}
 		}
 	})
 }
