@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	goccy "github.com/goccy/go-yaml"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/trailwatch/trailwatch/internal/config"
+	"github.com/trailwatch/trailwatch/internal/mdcheck"
 	"github.com/trailwatch/trailwatch/rules"
 )
 
@@ -210,4 +213,86 @@ func TestRuleSchemaKnowsEveryKey(t *testing.T) {
 			t.Errorf("in %s the rule loader accepts %v but schemas/rules.schema.json has %v: make the schema's properties match (with a description and type for each new key)", c.where, got, c.schema)
 		}
 	}
+}
+
+// TestDocumentedFilesMatchTheSchemas validates the configurations and rule
+// files the documentation shows whole (```yaml blocks of README.md, docs/
+// and the examples' READMEs) against the schemas, and loads each
+// configuration as trailwatch does: what a reader copies must work.
+// Fragments (a few keys of a rule, one block of a configuration) are left
+// out; a block is whole when its top-level keys make a configuration
+// (source, state_dir, notifiers, ...) or a rule file (rules: a list of
+// rules with ids).
+func TestDocumentedFilesMatchTheSchemas(t *testing.T) {
+	cfgSchema := compile(t, "config.schema.json", Config)
+	ruleSchema := compile(t, "rules.schema.json", Rules)
+	docs := append([]string{"../README.md"}, glob(t, "../docs", regexp.MustCompile(`\.md$`))...)
+	docs = append(docs, glob(t, "../examples", regexp.MustCompile(`/README\.md$`))...)
+	configs, ruleFiles := 0, 0
+	for _, doc := range docs {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, block := range mdcheck.CodeBlocks(string(text), "yaml") {
+			where := fmt.Sprintf("%s, yaml block %d", doc, i+1)
+			var top map[string]any
+			if err := goccy.Unmarshal([]byte(block), &top); err != nil || top == nil {
+				continue // a comment, a scalar, a list
+			}
+			inst, err := yamlInstance([]byte(block))
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			switch {
+			case isRuleFile(top):
+				ruleFiles++
+				if err := ruleSchema.Validate(inst); err != nil {
+					t.Errorf("%s does not match rules.schema.json:\n%v", where, err)
+				}
+			case isConfiguration(top):
+				configs++
+				if err := cfgSchema.Validate(inst); err != nil {
+					t.Errorf("%s does not match config.schema.json:\n%v", where, err)
+				}
+				env := func(name string) (string, bool) { return "https://hooks.example.com/" + name, true }
+				if _, err := config.Parse(filepath.Join(filepath.Dir(doc), "config.yaml"), []byte(block), env); err != nil {
+					t.Errorf("%s does not load:\n%v", where, err)
+				}
+			}
+		}
+	}
+	t.Logf("%d whole configurations and %d rule files checked", configs, ruleFiles)
+	if configs < 4 || ruleFiles < 1 {
+		t.Errorf("found %d whole configurations and %d rule files in the documentation; the classification is broken", configs, ruleFiles)
+	}
+}
+
+// isRuleFile reports whether a document's top level is a rule file's:
+// rules, a list of mappings with an id.
+func isRuleFile(top map[string]any) bool {
+	list, ok := top["rules"].([]any)
+	if !ok || len(list) == 0 {
+		return false
+	}
+	r, ok := list[0].(map[string]any)
+	return ok && r["id"] != nil
+}
+
+// isConfiguration reports whether a document's top level is a whole
+// configuration: only configuration keys, one of them the source, the
+// state directory or the notifiers.
+func isConfiguration(top map[string]any) bool {
+	var schema map[string]any
+	if err := json.Unmarshal(Config, &schema); err != nil {
+		panic(err)
+	}
+	props := schema["properties"].(map[string]any)
+	for k := range top {
+		if props[k] == nil {
+			return false
+		}
+	}
+	return top["source"] != nil || top["state_dir"] != nil || top["notifiers"] != nil
 }
