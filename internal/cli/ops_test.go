@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,6 +47,11 @@ const ownRuleYAML = `rules:
 // directory use the service's state_dir (relative to the configuration
 // file), as the running service does.
 func TestConfigPathsFromAnyDirectory(t *testing.T) {
+	hooks := make(chan string, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooks <- r.URL.Path
+	}))
+	defer hook.Close()
 	root := t.TempDir()
 	writeTree(t, root, map[string]string{
 		"live/config.yaml": `state_dir: state
@@ -53,11 +60,15 @@ notifiers:
   - name: out
     type: file
     path: alerts.jsonl
+  - name: hook
+    type: webhook
+    url_file: secrets/hook-url
 routes:
   - notify: [out]
 `,
-		"live/rules/own.yaml": ownRuleYAML,
-		"elsewhere/.keep":     "",
+		"live/secrets/hook-url": hook.URL + "/from-the-secret-file\n",
+		"live/rules/own.yaml":   ownRuleYAML,
+		"elsewhere/.keep":       "",
 	})
 	live := filepath.Join(root, "live")
 	// The outbox a service running in live/ would have made.
@@ -79,6 +90,23 @@ routes:
 	code, out, errs = proc{Dir: filepath.Join(root, "elsewhere")}.run(t, "silence", "list", "--config", "../live/config.yaml")
 	if code != 0 || !strings.Contains(out, id) {
 		t.Errorf("silence list from a sibling directory: exit %d, silence %s not listed\n%s%s", code, id, out, errs)
+	}
+	// The file notifier's path and the webhook's url_file, from a sibling
+	// directory: the files beside the configuration.
+	code, out, errs = proc{Dir: filepath.Join(root, "elsewhere")}.run(t, "notify-test", "--config", "../live/config.yaml", "out", "hook")
+	if code != 0 {
+		t.Errorf("notify-test from a sibling directory: exit %d\n%s%s", code, out, errs)
+	}
+	if data, err := os.ReadFile(filepath.Join(live, "alerts.jsonl")); err != nil || !strings.Contains(string(data), `"rule_id":"trailwatch-notify-test"`) {
+		t.Errorf("the file notifier did not write live/alerts.jsonl: %v %s", err, data)
+	}
+	select {
+	case p := <-hooks:
+		if p != "/from-the-secret-file" {
+			t.Errorf("the webhook was called at %s", p)
+		}
+	default:
+		t.Error("the webhook named by live/secrets/hook-url was not called")
 	}
 	for _, dir := range []string{root, filepath.Join(root, "elsewhere")} {
 		cfg, _ := filepath.Rel(dir, filepath.Join(live, "config.yaml"))
@@ -162,7 +190,8 @@ notifiers:
 		t.Errorf("replay with the enabled rule: exit %d\n%s%s", code, out, errs)
 	}
 	code, out, _ = proc{}.run(t, "rules", "list")
-	if code != 0 || !strings.HasPrefix(out, "ID") || !strings.Contains(out, "aws-instance-launched-outside-regions") {
+	if code != 0 || !regexp.MustCompile(`^ID +SEVERITY +ENABLED +PACK +TAGS +TITLE\n`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^aws-instance-launched-outside-regions +high +false +builtin:aws +\S*attack:\S* +\S`).MatchString(out) {
 		t.Errorf("rules list table: exit %d\n%s", code, out)
 	}
 }
