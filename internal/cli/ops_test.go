@@ -381,3 +381,69 @@ func TestUnroutedRulesAreNamed(t *testing.T) {
 		t.Errorf("run: exit %d, want the warning in its log\n%s", code, errs)
 	}
 }
+
+// TestValidateReportsEveryProblemAtItsKey is issue 15's item 6 through the
+// real binary: one validate run reports every problem of the
+// configuration and of its rules, each at its own key's line and column
+// with the forms accepted; a misspelt lists: entry at its key; a key
+// indented too far on its own line.
+func TestValidateReportsEveryProblemAtItsKey(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"config.yaml": `source:
+  cloudwatch:
+    log_groups: [g]
+    poll_interval: 5
+state_dir: state
+rules: [builtin:aws, team.yaml]
+lists:
+  allowed_region: [eu-west-1]
+notifiers:
+  - name: out
+    type: file
+    path: out.jsonl
+  - name: mail
+    type: email
+    ses: true
+routes:
+  - min_severity: urgent
+    notify: [out, pager]
+rule_overrides:
+  - rules: [aws-no-such-rule]
+    enabled: true
+`,
+		"team.yaml": `rules:
+  - id: t1
+    title: T
+    severity: sever
+    when: eventNmae == "X"
+`,
+		"indent.yaml": "state_dir: state\nnotifiers:\n  - name: out\n    type: file\n      path: out.jsonl\n",
+	})
+	code, out, errs := proc{Dir: dir}.run(t, "validate", "--config", "config.yaml")
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"config.yaml:4:20: source.cloudwatch.poll_interval: want a duration: a number and a unit (ms, s, m, h), such as 500ms, 30s, 5m or 1h30m",
+		`config.yaml:15:5: unknown key "ses" in notifier "mail" (type email accepts `,
+		"transport,",
+		`config.yaml:17:19: routes[0]: min_severity "urgent" is not one of info, low, medium, high, critical`,
+		`config.yaml:18:19: routes[0]: unknown notifier "pager" (defined: out, mail)`,
+		`config.yaml:8:3: lists: "allowed_region" overrides no list the rules define (have `,
+		`config.yaml:20:5: rule_overrides: "aws-no-such-rule" matches no loaded rule`,
+		`team.yaml:4:15: rule "t1": severity "sever" is not one of info, low, medium, high, critical`,
+		`team.yaml:5:11: rule "t1": when: unknown name eventNmae`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate does not report %q; output:\n%s%s", want, out, errs)
+		}
+	}
+	if strings.Contains(out, ":1:1:") {
+		t.Errorf("a problem is placed at 1:1:\n%s", out)
+	}
+	code, out, _ = proc{Dir: dir}.run(t, "validate", "--config", "indent.yaml")
+	if code != 1 || !strings.HasPrefix(out, "indent.yaml:5:7: invalid YAML: ") || !strings.Contains(out, "check the indentation") {
+		t.Errorf("a key indented too far: exit %d, want it reported at indent.yaml:5:7\n%s", code, out)
+	}
+}
