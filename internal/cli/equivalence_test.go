@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -21,10 +20,7 @@ import (
 // replay` raises over the same records: the live service and replay share
 // one lifecycle, windowed on event time.
 func TestRunMatchesReplayOverCorpus(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
-	if len(files) == 0 {
-		t.Skip("../shared/corpus is absent: this test replays the real CloudTrail corpus beside the repository")
-	}
+	files := corpus.Files(t)
 	sort.Strings(files)
 
 	// What replay says.

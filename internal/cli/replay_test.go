@@ -17,10 +17,7 @@ import (
 // file, and lines that are not records.
 func replayTree(t *testing.T) string {
 	t.Helper()
-	corpus, _ := filepath.Glob(filepath.Join(corpus.Dir(), "*.jsonl"))
-	if len(corpus) == 0 {
-		t.Skip("../shared/corpus is absent: this test replays the real CloudTrail corpus beside the repository")
-	}
+	corpus := corpus.Files(t)
 	dir := t.TempDir()
 	var all [][]byte
 	for i, f := range corpus {

@@ -52,7 +52,7 @@ func Files(tb testing.TB) []string {
 		files, _ = filepath.Glob(filepath.Join(d, "*.jsonl"))
 	}
 	if len(files) == 0 {
-		tb.Skip("../shared/corpus is absent: this test reads the real CloudTrail corpus beside the repository")
+		tb.Skip("the CloudTrail corpus is absent: this test reads real CloudTrail records from the folder $TRAILWATCH_CORPUS names, else ../shared/corpus beside the repository (README, \"First two commands\")")
 	}
 	return files
 }
