@@ -150,3 +150,41 @@ func TestReadmeTwoCommands(t *testing.T) {
 	t.Chdir("../..") // the README's links are relative to the repository's root
 	mdcheck.CheckLinks(t, readme)
 }
+
+// TestMarkdownLinksStayInTheRepository checks every Markdown file of the
+// repository, as TestReadmeTwoCommands does the README: its relative links
+// lead to files (and headings) that exist, inside the repository, so that
+// a fresh clone's documentation names nothing the reader does not have.
+func TestMarkdownLinksStayInTheRepository(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s#]+)(?:#[^)\s]*)?\)`)
+	var docs []string
+	walkRepo(t, ".md", func(rel string, data []byte) {
+		docs = append(docs, rel)
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			if strings.Contains(m[1], "://") || strings.HasPrefix(m[1], "mailto:") {
+				continue
+			}
+			target := filepath.Join(root, filepath.Dir(rel), m[1])
+			if r, err := filepath.Rel(root, target); err != nil || strings.HasPrefix(r, "..") {
+				t.Errorf("%s links outside the repository: %s", rel, m[1])
+			}
+		}
+	})
+	if len(docs) < 5 {
+		t.Fatalf("found %d Markdown files; the walk is broken", len(docs))
+	}
+	for _, rel := range docs {
+		t.Run(rel, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(root, rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(filepath.Join(root, filepath.Dir(rel)))
+			mdcheck.CheckLinks(t, string(data))
+		})
+	}
+}
