@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,15 @@ func TestSearchLogGroup(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `"eventID":"s2-alice-0"`) || !strings.Contains(lines[1], `"eventID":"s1-alice-0"`) {
 		t.Errorf("want s2-alice-0 then s1-alice-0, got:\n%s", out)
+	}
+
+	// A runbook's command line names no source (trailwatch search --user
+	// root --since 24h): the real program, on the service's host, searches
+	// the log groups of the service's configuration.
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"config.yaml": "source:\n  cloudwatch:\n    log_groups: [trail]\n    region: us-east-1\nstate_dir: state\n"})
+	code, out, errs = proc{Env: []string{"TRAILWATCH_CONFIG=" + filepath.Join(dir, "config.yaml")}}.run(t, "search", "--user", "alice", "--since", "3h")
+	if code != 0 || !strings.Contains(out, "s2-alice-0") || !strings.Contains(out, "s1-alice-0") || strings.Contains(out, "bob") {
+		t.Errorf("search with no source, $TRAILWATCH_CONFIG set: exit %d, want alice's two records\n%s%s", code, out, errs)
 	}
 }
