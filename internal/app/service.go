@@ -195,6 +195,30 @@ func RequireRun(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// CheckOffline is what run refuses of cfg that can be known without
+// reaching AWS or using state_dir: RequireRun, and what run decides from
+// the built source (quiet_after needs one whose log groups are known).
+// The source is built against a throwaway state directory and never run
+// or checked, so nothing is contacted. `trailwatch validate` calls it;
+// Check (validate --check-aws) goes further.
+func CheckOffline(ctx context.Context, cfg *config.Config) error {
+	errs := []error{RequireRun(cfg)}
+	if cfg.Source.Type != "" {
+		tmp, err := os.MkdirTemp("", "trailwatch-validate-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		logger := slog.New(slog.DiscardHandler)
+		if src, _, err := buildSource(ctx, cfg, source.Deps{Logger: logger, Registerer: prometheus.NewRegistry(), StateDir: tmp}); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, quietAfterErr(cfg, src))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // buildSource builds cfg's source and says which origins the dead man's
 // switch watches: the source's, or none when it cannot say (then
 // quiet_after is refused: quietAfterErr).

@@ -457,3 +457,24 @@ rule_overrides:
 		t.Errorf("a key indented too far: exit %d, want it reported at indent.yaml:5:7\n%s", code, out)
 	}
 }
+
+// TestValidateRefusesQuietAfterRunRefuses is issue 15's item 3: what run
+// decides from the source it builds (quiet_after needs a source that
+// knows its log groups) plain validate refuses too, without AWS.
+func TestValidateRefusesQuietAfterRunRefuses(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"own.yaml":    ownRuleYAML,
+		"config.yaml": "source:\n  kinesis: {stream: s, lease_table: l, region: us-east-1}\nstate_dir: state\nquiet_after: 1h\nrules: [own.yaml]\nnotifiers:\n  - {name: out, type: file, path: out.jsonl}\n",
+	})
+	const want = "quiet_after needs a source whose log groups are known in advance (source.cloudwatch), not source.kinesis"
+	cfg := filepath.Join(dir, "config.yaml")
+	code, out, errs := proc{Env: []string{"AWS_ENDPOINT_URL=http://127.0.0.1:1"}}.run(t, "validate", "--config", cfg)
+	if code != 1 || !strings.Contains(out, want) {
+		t.Errorf("validate: exit %d, want 1 and %q\n%s%s", code, want, out, errs)
+	}
+	code, _, errs = runBounded(t, "run", "--config", cfg)
+	if code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("run: exit %d, want 1 and %q\n%s", code, want, errs)
+	}
+}

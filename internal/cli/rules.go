@@ -37,8 +37,8 @@ With --config it also checks the configuration file: unknown keys, notifiers and
 options, routes, and that every notifier a rule or route names exists; and it warns,
 naming each, about enabled rules whose alerts no route would deliver anywhere (run
 raises them and sends nothing). A configuration with a source is checked for what run
-needs (state_dir), and every notifier's secret files (url_file, token_file,
-password_file, ...) are read as run reads them; with --check-aws, validate runs run's own start-up checks against
+needs (state_dir, a source quiet_after can watch), and every notifier's secret files
+(url_file, token_file, password_file, ...) are read as run reads them; with --check-aws, validate runs run's own start-up checks against
 AWS, as run does before it says it is running: the log groups or stream can be read,
 shared_state's table answers, state_dir can be written, every notifier can be built.
 Secrets are never printed.`,
@@ -79,15 +79,15 @@ Secrets are never printed.`,
 }
 
 // checkLikeRun refuses what run would refuse: without AWS, what run needs
-// of a configuration that has a source; with checkAWS, run's start-up
-// checks themselves (app.Check). A configuration without a source (the
+// of a configuration that has a source (app.CheckOffline); with checkAWS,
+// run's start-up checks themselves (app.Check). A configuration without a source (the
 // Lambda function's) is only told that run cannot use it.
 func checkLikeRun(ctx context.Context, w io.Writer, cfg *config.Config, checkAWS bool) error {
 	if cfg.Source.Type == "" && !checkAWS {
 		fmt.Fprintf(w, "%s: note: no source: run cannot use this configuration (the Lambda function needs none)\n", cfg.File)
 		return nil
 	}
-	err := app.RequireRun(cfg)
+	err := app.CheckOffline(ctx, cfg)
 	if err == nil && checkAWS {
 		err = app.Check(ctx, cfg, app.Options{})
 	}
