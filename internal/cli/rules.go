@@ -37,8 +37,9 @@ With --config it also checks the configuration file: unknown keys, notifiers and
 options, routes, and that every notifier a rule or route names exists; and it warns,
 naming each, about enabled rules whose alerts no route would deliver anywhere (run
 raises them and sends nothing). A configuration with a source is checked for what run
-needs (state_dir, a source quiet_after can watch), and every notifier's secret files
-(url_file, token_file, password_file, ...) are read as run reads them; with --check-aws, validate runs run's own start-up checks against
+needs without AWS (state_dir; quiet_after only with a source that knows its log groups),
+and every notifier's secret files (url_file, token_file, password_file, ...) are read
+as run reads them; with --check-aws, validate runs run's own start-up checks against
 AWS, as run does before it says it is running: the log groups or stream can be read,
 shared_state's table answers, state_dir can be written, every notifier can be built.
 Secrets are never printed.`,
