@@ -77,6 +77,28 @@ func exitOf(t *testing.T, cmd *exec.Cmd) int {
 	return -1
 }
 
+// feedUntilShown writes records no rule alerts on to w, 512 every 20ms,
+// until the terminal shows want (a progress line), failing t after 60s.
+func feedUntilShown(t *testing.T, w io.Writer, screen *syncBuffer, want string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	for i := 0; !strings.Contains(screen.String(), want); i++ {
+		select {
+		case <-tick.C:
+			var b strings.Builder
+			for j := 0; j < 512; j++ {
+				b.WriteString(noiseLine(fmt.Sprintf("noise-%d-%d", i, j)))
+			}
+			io.WriteString(w, b.String())
+		case <-deadline.C:
+			t.Fatalf("no progress line on the terminal:\n%q", screen.String())
+		}
+	}
+}
+
 // TestReplayOnATerminal is issue 15's item 8, through the real binary on
 // a pseudo-terminal: alerts on a terminal are coloured by severity (not
 // with NO_COLOR), a per-rule count ends the run, and a replay that takes a
@@ -118,23 +140,7 @@ func TestReplayOnATerminal(t *testing.T) {
 		cmd, screen := ttyRun(t, r, &alerts, []string{"TERM=xterm"}, "replay", "--rules", "builtin:aws", "-")
 		r.Close()
 		io.WriteString(w, rootLoginLine("tty-1"))
-		// Records keep coming until the progress line shows.
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		deadline := time.NewTimer(60 * time.Second)
-		defer deadline.Stop()
-		for i := 0; !strings.Contains(screen.String(), "/s)"); i++ {
-			select {
-			case <-tick.C:
-				var b strings.Builder
-				for j := 0; j < 512; j++ {
-					b.WriteString(noiseLine(fmt.Sprintf("noise-%d-%d", i, j)))
-				}
-				io.WriteString(w, b.String())
-			case <-deadline.C:
-				t.Fatalf("no progress line on the terminal:\n%q", screen.String())
-			}
-		}
+		feedUntilShown(t, w, screen, "/s)")
 		w.Close()
 		if code := exitOf(t, cmd); code != 0 {
 			t.Fatalf("exit %d:\n%s", code, screen.String())
@@ -169,22 +175,7 @@ func TestSearchOnATerminal(t *testing.T) {
 		cmd, screen := ttyRun(t, r, &results, []string{"TERM=xterm"}, "search", "--event-name", "ConsoleLogin", "--output", "jsonl", "-")
 		r.Close()
 		io.WriteString(w, rootLoginLine("tty-search-1"))
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		deadline := time.NewTimer(60 * time.Second)
-		defer deadline.Stop()
-		for i := 0; !strings.Contains(screen.String(), "/s), "); i++ {
-			select {
-			case <-tick.C:
-				var b strings.Builder
-				for j := 0; j < 512; j++ {
-					b.WriteString(noiseLine(fmt.Sprintf("noise-%d-%d", i, j)))
-				}
-				io.WriteString(w, b.String())
-			case <-deadline.C:
-				t.Fatalf("no progress line on the terminal:\n%q", screen.String())
-			}
-		}
+		feedUntilShown(t, w, screen, "/s), ")
 		w.Close()
 		if code := exitOf(t, cmd); code != 0 {
 			t.Fatalf("exit %d:\n%s", code, screen.String())
