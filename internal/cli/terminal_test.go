@@ -77,6 +77,32 @@ func exitOf(t *testing.T, cmd *exec.Cmd) int {
 	return -1
 }
 
+// progressOnTerminal runs trailwatch on a terminal with its standard
+// output piped, writes first and then records no rule alerts on to its
+// standard input until the terminal shows progress, closes the input, and
+// returns, once the terminal shows summary, what the terminal showed and
+// what went to standard output.
+func progressOnTerminal(t *testing.T, first, progress, summary string, args ...string) (screen, piped string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var out syncBuffer
+	cmd, term := ttyRun(t, r, &out, []string{"TERM=xterm"}, args...)
+	r.Close()
+	io.WriteString(w, first)
+	feedUntilShown(t, w, term, progress)
+	w.Close()
+	if code := exitOf(t, cmd); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, term.String())
+	}
+	var none syncBuffer
+	waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(term.String(), summary) })
+	return term.String(), out.String()
+}
+
 // feedUntilShown writes records no rule alerts on to w, 512 every 20ms,
 // until the terminal shows want (a progress line), failing t after 60s.
 func feedUntilShown(t *testing.T, w io.Writer, screen *syncBuffer, want string) {
@@ -131,29 +157,13 @@ func TestReplayOnATerminal(t *testing.T) {
 		})
 	}
 	t.Run("progress", func(t *testing.T) {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		var alerts syncBuffer
-		cmd, screen := ttyRun(t, r, &alerts, []string{"TERM=xterm"}, "replay", "--rules", "builtin:aws", "-")
-		r.Close()
-		io.WriteString(w, rootLoginLine("tty-1"))
-		feedUntilShown(t, w, screen, "/s)")
-		w.Close()
-		if code := exitOf(t, cmd); code != 0 {
-			t.Fatalf("exit %d:\n%s", code, screen.String())
-		}
-		var none syncBuffer
-		waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "alerts by rule:") })
-		out := screen.String()
+		out, piped := progressOnTerminal(t, rootLoginLine("tty-1"), "/s)", "alerts by rule:", "replay", "--rules", "builtin:aws", "-")
 		for _, want := range []string{"\r\x1b[Kread ", " records (", "<stdin>", "alerts by rule:"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the terminal lacks %q:\n%q", want, out)
 			}
 		}
-		if a := alerts.String(); !strings.Contains(a, "aws-root-console-login") || strings.ContainsRune(a, '\x1b') {
+		if a := piped; !strings.Contains(a, "aws-root-console-login") || strings.ContainsRune(a, '\x1b') {
 			t.Errorf("the alerts, piped, should be plain:\n%q", a)
 		}
 	})
@@ -166,26 +176,11 @@ func TestReplayOnATerminal(t *testing.T) {
 // source addresses whole, dropping columns instead.
 func TestSearchOnATerminal(t *testing.T) {
 	t.Run("progress", func(t *testing.T) {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		var results syncBuffer
-		cmd, screen := ttyRun(t, r, &results, []string{"TERM=xterm"}, "search", "--event-name", "ConsoleLogin", "--output", "jsonl", "-")
-		r.Close()
-		io.WriteString(w, rootLoginLine("tty-search-1"))
-		feedUntilShown(t, w, screen, "/s), ")
-		w.Close()
-		if code := exitOf(t, cmd); code != 0 {
-			t.Fatalf("exit %d:\n%s", code, screen.String())
-		}
-		var none syncBuffer
-		waitFor(t, &none, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "matching records") })
-		if out := screen.String(); !regexp.MustCompile(`\r\x1b\[Kscanned \d+ records \([^)]*/s\), 1 matching: <stdin>`).MatchString(out) {
+		out, piped := progressOnTerminal(t, rootLoginLine("tty-search-1"), "/s), ", "matching records", "search", "--event-name", "ConsoleLogin", "--output", "jsonl", "-")
+		if !regexp.MustCompile(`\r\x1b\[Kscanned \d+ records \([^)]*/s\), 1 matching: <stdin>`).MatchString(out) {
 			t.Errorf("the terminal lacks the progress line:\n%q", out)
 		}
-		if got := results.String(); !strings.Contains(got, "tty-search-1") || strings.ContainsRune(got, '\x1b') {
+		if got := piped; !strings.Contains(got, "tty-search-1") || strings.ContainsRune(got, '\x1b') {
 			t.Errorf("the results, piped, should be the one record, plain:\n%q", got)
 		}
 	})
