@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,7 +62,7 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		p.errorf(root, "the configuration must be a mapping of keys (%s)", strings.Join(sortedNames(fieldsOf(reflect.TypeOf(Config{}))), ", "))
+		p.errorf(root, "the configuration must be a mapping of keys (%s)", strings.Join(topLevelKeys(), ", "))
 		return nil, p.errs
 	}
 	p.expandEnv(root)
@@ -80,6 +81,10 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 		case "source":
 			p.source(v, cfg)
 		default:
+			if !slices.Contains(topLevelKeys(), k.Value) {
+				p.errorf(k, "unknown key %q (expected one of %s)", k.Value, strings.Join(topLevelKeys(), ", "))
+				continue
+			}
 			// Each top-level key on its own, so one mistake does not hide
 			// the problems of the other sections.
 			one := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column, Content: root.Content[i : i+2]}
@@ -343,6 +348,14 @@ func yamlName(f reflect.StructField) string {
 		name = strings.ToLower(f.Name)
 	}
 	return name
+}
+
+// topLevelKeys are the keys of a configuration, sorted: the Config
+// struct's and notifiers, which the parser decodes by type.
+func topLevelKeys() []string {
+	keys := append(sortedNames(fieldsOf(reflect.TypeOf(Config{}))), "notifiers")
+	sort.Strings(keys)
+	return keys
 }
 
 func sortedNames(m map[string]field) []string {

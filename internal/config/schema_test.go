@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/trailwatch/trailwatch/engine/cloudwatch"
 	"github.com/trailwatch/trailwatch/engine/kinesis"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/configuration.md's reference and schemas/config.schema.json from the configuration structs")
@@ -570,3 +572,62 @@ func codeList(s []string) string {
 
 // cell escapes a Markdown table cell.
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// TestParserAcceptsTheDocumentedKeys is the reference checked against the
+// parser itself, both ways: in every block the keys the parser names when
+// it refuses an unknown one (what it accepts) are exactly the keys the
+// reference documents there. The struct walk of TestConfigReference
+// cannot see what the parser handles by hand (the top level's notifiers,
+// the source and notifier types).
+func TestParserAcceptsTheDocumentedKeys(t *testing.T) {
+	documented := map[string][]string{} // parent path → its keys
+	for path := range reference {
+		parent, key := "", path
+		if i := strings.LastIndex(path, "."); i >= 0 {
+			parent, key = path[:i], path[i+1:]
+		}
+		documented[parent] = append(documented[parent], key)
+	}
+	probes := map[string]string{
+		"":                       "zzz: 1\n",
+		"source":                 "source: {zzz: {}}\n",
+		"lifecycle":              "lifecycle: {zzz: 1}\n",
+		"rule_overrides[]":       "rule_overrides: [{rules: [x], enabled: true, zzz: 1}]\n",
+		"notifiers[].rate_limit": "notifiers: [{name: a, type: file, path: x, rate_limit: {zzz: 1}}]\n",
+		"routes[]":               "routes: [{notify: [a], zzz: 1}]\n",
+		"shared_state":           "shared_state: {dynamodb_table: t, zzz: 1}\n",
+		"outbox":                 "outbox: {zzz: 1}\n",
+		"reload":                 "reload: {zzz: 1}\n",
+	}
+	for _, typ := range source.Types() {
+		probes["source."+typ] = "source: {" + typ + ": {zzz: 1}}\n"
+	}
+	common := documented["notifiers[]"] // name, type, rate_limit: in every type's list
+	for _, typ := range NotifierTypes() {
+		probes["notifiers["+typ+"]"] = "notifiers: [{name: a, type: " + typ + ", zzz: 1}]\n"
+		documented["notifiers["+typ+"]"] = append(documented["notifiers["+typ+"]"], common...)
+	}
+	accepted := regexp.MustCompile(`unknown (?:key|type) "zzz"[^(]*\((?:expected one of |type \S+ accepts |one of )([a-z0-9_, -]+)\)`)
+	for parent, keys := range documented {
+		if parent == "notifiers[]" {
+			continue // checked in each type's list
+		}
+		doc, ok := probes[parent]
+		if !ok {
+			t.Errorf("no probe for the block %q: add one to this test", parent)
+			continue
+		}
+		_, err := Parse("probe.yaml", []byte(doc), env(nil))
+		m := accepted.FindStringSubmatch(fmt.Sprint(err))
+		if m == nil {
+			t.Errorf("%s: the parser's refusal of an unknown key does not list what it accepts: %v", parent, err)
+			continue
+		}
+		got := strings.Split(m[1], ", ")
+		sort.Strings(got)
+		sort.Strings(keys)
+		if strings.Join(got, ",") != strings.Join(keys, ",") {
+			t.Errorf("in %q the parser accepts %v, the reference documents %v", parent, got, keys)
+		}
+	}
+}

@@ -41,7 +41,7 @@ state_dir: /var/lib/trailwatch
   kinesis:
     stream: trail
     lease_table: leases
-`, "source: give one source type, not 2 (cloudwatch, kinesis)"},
+`, "), not 2 (cloudwatch, kinesis)"},
 		{"kinesis without lease table", `source:
   kinesis:
     stream: trail
@@ -114,7 +114,7 @@ func TestRegisteredSourceType(t *testing.T) {
 		{"unknown key", "source:\n  fake-queue:\n    queue: q1\n    shards: 2\n", `c.yaml:4:5: unknown key "shards" in source.fake-queue`},
 		{"its own check", "source:\n  fake-queue:\n    batch: 5\n", "c.yaml:3:5: source.fake-queue: queue: a queue is required"},
 		{"unknown type", "source:\n  fake-queu:\n    queue: q1\n", `c.yaml:2:3: source: unknown type "fake-queu" (one of cloudwatch, fake-queue, files, kinesis`},
-		{"two types", "source:\n  fake-queue: {queue: q1}\n  kinesis: {stream: s, lease_table: l}\n", "source: give one source type, not 2 (fake-queue, kinesis)"},
+		{"two types", "source:\n  fake-queue: {queue: q1}\n  kinesis: {stream: s, lease_table: l}\n", "not 2 (fake-queue, kinesis)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

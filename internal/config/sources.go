@@ -91,7 +91,7 @@ func (p *parser) source(n *yaml.Node, cfg *Config) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			given = append(given, n.Content[i].Value)
 		}
-		p.errorf(n, "source: give one source type, not %d (%s)", len(given), strings.Join(given, ", "))
+		p.errorf(n, "source: give one source type (one of %s), not %d (%s)", types, len(given), strings.Join(given, ", "))
 		return
 	}
 	key, body := n.Content[0], n.Content[1]
