@@ -156,12 +156,8 @@ func NewSource(cfg Config, opts SourceOptions) (*Source, error) {
 	s.badInputs = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "trailwatch_files_bad_inputs_total", Help: "Inputs (or parts of one) the files source could not read as CloudTrail records.",
 	})
-	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.filesRead, s.badInputs} {
-			if err := opts.Registerer.Register(c); err != nil {
-				return nil, err
-			}
-		}
+	if err := source.RegisterMetrics(opts.Registerer, "files", s.filesRead, s.badInputs); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

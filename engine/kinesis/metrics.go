@@ -1,10 +1,9 @@
 package kinesis
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 // metrics are the source's Prometheus metrics.
@@ -37,17 +36,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "How far the last read of a shard this instance holds was behind the tip of the stream, in milliseconds.",
 		}, []string{"shard"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.held, m.takeovers, m.records, m.skipped, m.behind} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register kinesis source metrics: another kinesis source uses this registry: %w", err)
-			}
-			return nil, fmt.Errorf("register kinesis source metrics: %w", err)
-		}
+	if err := source.RegisterMetrics(reg, "kinesis", m.held, m.takeovers, m.records, m.skipped, m.behind); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

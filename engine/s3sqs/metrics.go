@@ -1,10 +1,9 @@
 package s3sqs
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trailwatch/trailwatch/engine/source"
 )
 
 // metrics are the source's Prometheus metrics.
@@ -57,17 +56,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, o := range []string{"read", "unreadable", "failed", "skipped_digest", "skipped_insight", "skipped_other"} {
 		m.objects.WithLabelValues(o)
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.messages, m.objects, m.records, m.bytes, m.lag, m.messageAge, m.depth, m.extensions} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register s3sqs source metrics: another s3sqs source uses this registry: %w", err)
-			}
-			return nil, fmt.Errorf("register s3sqs source metrics: %w", err)
-		}
+	if err := source.RegisterMetrics(reg, "s3sqs", m.messages, m.objects, m.records, m.bytes, m.lag, m.messageAge, m.depth, m.extensions); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

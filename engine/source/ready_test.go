@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/trailwatch/trailwatch/engine/source"
 )
 
@@ -85,5 +87,25 @@ func TestPrepare(t *testing.T) {
 	bad := prepared{N: -1}
 	if err := source.Prepare(&bad); err == nil || !bad.defaults {
 		t.Errorf("Prepare = %v, defaults applied %v; want an error, true", err, bad.defaults)
+	}
+}
+
+// TestRegisterMetrics checks that a second source of a type on one
+// registry is refused with a message that says so, and that a nil
+// registry takes nothing.
+func TestRegisterMetrics(t *testing.T) {
+	newCounter := func() prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "trailwatch_test_reads_total", Help: "Reads."})
+	}
+	reg := prometheus.NewRegistry()
+	if err := source.RegisterMetrics(reg, "files", newCounter()); err != nil {
+		t.Fatal(err)
+	}
+	err := source.RegisterMetrics(reg, "files", newCounter())
+	if err == nil || !strings.Contains(err.Error(), "register files source metrics: another files source uses this registry") {
+		t.Errorf("a second source's metrics: %v, want them refused", err)
+	}
+	if err := source.RegisterMetrics(nil, "files", newCounter()); err != nil {
+		t.Errorf("nil registry: %v", err)
 	}
 }

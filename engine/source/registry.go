@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -117,4 +118,23 @@ func (k *Kind) Build(ctx context.Context, spec any, deps Deps) (Source, error) {
 		return nil, fmt.Errorf("source %s: %w", k.name, err)
 	}
 	return src, nil
+}
+
+// RegisterMetrics registers the collectors of a source of type kind with
+// reg (nil registers nothing). A registry serves one source of a type: a
+// second one's collectors are refused with an error that says so.
+func RegisterMetrics(reg prometheus.Registerer, kind string, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return fmt.Errorf("register %s source metrics: another %s source uses this registry: %w", kind, kind, err)
+			}
+			return fmt.Errorf("register %s source metrics: %w", kind, err)
+		}
+	}
+	return nil
 }
