@@ -478,3 +478,23 @@ func TestValidateRefusesQuietAfterRunRefuses(t *testing.T) {
 		t.Errorf("run: exit %d, want 1 and %q\n%s", code, want, errs)
 	}
 }
+
+// TestValidateReportsSecretsAndRunProblemsTogether is issue 15's item 6:
+// a secret file run could not read and what run would refuse of the
+// configuration (no state_dir) are reported by one validate run.
+func TestValidateReportsSecretsAndRunProblemsTogether(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"own.yaml":    ownRuleYAML,
+		"config.yaml": "source:\n  cloudwatch: {log_groups: [g], region: us-east-1}\nrules: [own.yaml]\nnotifiers:\n  - {name: pager, type: pagerduty, routing_key_file: missing-key}\n",
+	})
+	code, out, errs := proc{}.run(t, "validate", "--config", filepath.Join(dir, "config.yaml"))
+	for _, want := range []string{`notifier "pager": pagerduty: routing_key_file: read secret file: open `, "state_dir is required for run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate does not report %q", want)
+		}
+	}
+	if code != 1 || !strings.Contains(errs, "2 problem(s) that run would refuse to start with") {
+		t.Errorf("exit %d, want 1 and both problems counted\n%s%s", code, out, errs)
+	}
+}

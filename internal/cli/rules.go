@@ -55,12 +55,14 @@ Secrets are never printed.`,
 				return err
 			}
 			if cfg != nil {
-				if err := cfg.CheckSecrets(); err != nil {
-					fmt.Fprintln(stdio.Out, err.Error())
-					return exitCode(1, "secret files that run could not use")
-				}
-				if err := checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS); err != nil {
-					return err
+				// Every problem run would refuse, in one pass.
+				problems := splitJoined(cfg.CheckSecrets())
+				problems = append(problems, checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS)...)
+				if len(problems) > 0 {
+					for _, e := range problems {
+						fmt.Fprintln(stdio.Out, e.Error())
+					}
+					return exitCode(1, fmt.Sprintf("%d problem(s) that run would refuse to start with", len(problems)))
 				}
 				fmt.Fprintf(stdio.Out, "%s OK: %d notifiers, %d routes\n", cfg.File, len(cfg.Notifiers), len(cfg.Routes))
 				warnUnrouted(stdio.Out, cfg, set)
@@ -79,11 +81,12 @@ Secrets are never printed.`,
 	return cmd
 }
 
-// checkLikeRun refuses what run would refuse: without AWS, what run needs
-// of a configuration that has a source (app.CheckOffline); with checkAWS,
-// run's start-up checks themselves (app.Check). A configuration without a source (the
-// Lambda function's) is only told that run cannot use it.
-func checkLikeRun(ctx context.Context, w io.Writer, cfg *config.Config, checkAWS bool) error {
+// checkLikeRun returns what run would refuse: without AWS, what run
+// needs of a configuration that has a source (app.CheckOffline); with
+// checkAWS, run's start-up checks themselves (app.Check). A configuration
+// without a source (the Lambda function's) is only told that run cannot
+// use it.
+func checkLikeRun(ctx context.Context, w io.Writer, cfg *config.Config, checkAWS bool) []error {
 	if cfg.Source.Type == "" && !checkAWS {
 		fmt.Fprintf(w, "%s: note: no source: run cannot use this configuration (the Lambda function needs none)\n", cfg.File)
 		return nil
@@ -92,18 +95,22 @@ func checkLikeRun(ctx context.Context, w io.Writer, cfg *config.Config, checkAWS
 	if err == nil && checkAWS {
 		err = app.Check(ctx, cfg, app.Options{})
 	}
+	return splitJoined(err)
+}
+
+// splitJoined returns the errors an errors.Join (or a config.ErrorList)
+// holds, nested ones too; none for nil.
+func splitJoined(err error) []error {
 	if err == nil {
 		return nil
 	}
-	problems := splitJoined(err)
-	for _, e := range problems {
-		fmt.Fprintln(w, e.Error())
+	if l, ok := err.(rules.ErrorList); ok {
+		out := make([]error, len(l))
+		for i, e := range l {
+			out[i] = e
+		}
+		return out
 	}
-	return exitCode(1, fmt.Sprintf("%d problem(s) that run would refuse to start with", len(problems)))
-}
-
-// splitJoined returns the errors an errors.Join holds (nested ones too).
-func splitJoined(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range j.Unwrap() {
