@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trailwatch/trailwatch/internal/corpus"
 	"github.com/trailwatch/trailwatch/internal/mdcheck"
 )
 
@@ -134,6 +135,18 @@ func TestReadmeTwoCommands(t *testing.T) {
 		if i := strings.Index(readme, prereq); i < 0 || i > testAt {
 			t.Errorf("the README must give %q before the test command", prereq)
 		}
+	}
+	// How to build and install the binary, and where the corpus some
+	// tests read comes from and which variable names it (the one
+	// internal/corpus reads).
+	for _, want := range []string{"go build -o trailwatch ./cmd/trailwatch", "go install ./cmd/trailwatch", "`$TRAILWATCH_CORPUS`", "`../shared/corpus`"} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("the README does not say %q", want)
+		}
+	}
+	t.Setenv("TRAILWATCH_CORPUS", "/the/corpus")
+	if got := corpus.Dir(); got != "/the/corpus" {
+		t.Errorf("with $TRAILWATCH_CORPUS=/the/corpus, as the README says, the tests read the corpus from %q", got)
 	}
 	ci, err := os.ReadFile("../../.ci/run")
 	if err != nil {
