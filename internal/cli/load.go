@@ -31,63 +31,111 @@ func loadConfig(stdio Stdio, path string) (*config.Config, error) {
 // exists. Every problem of both is printed in one pass: a configuration
 // with problems still names the rules to check.
 func loadConfigAndRules(stdio Stdio, cfgPath string, rulePaths []string) (*config.Config, *rules.Set, error) {
-	var cfg *config.Config
-	cfgProblems := 0
+	l, err := loadAll(stdio, cfgPath, rulePaths)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := l.problems(""); err != nil {
+		return nil, nil, err
+	}
+	return l.cfg, l.set, nil
+}
+
+// loaded is what loadAll read: the configuration (partial when it has
+// problems: what could be read of it), the rules (nil when they have
+// problems) and how many problems each had, all printed.
+type loaded struct {
+	cfg                       *config.Config
+	set                       *rules.Set
+	cfgPath                   string
+	cfgProblems, ruleProblems int
+}
+
+// problems is the exit error for the problems l holds, and more (what
+// else was found, already printed: "2 that run would refuse"), or nil.
+func (l loaded) problems(more string) error {
+	var parts []string
+	if l.cfgProblems > 0 {
+		parts = append(parts, fmt.Sprintf("%d problem(s) in %s", l.cfgProblems, l.cfgPath))
+	}
+	if l.ruleProblems > 0 {
+		if len(parts) > 0 {
+			parts = append(parts, fmt.Sprintf("%d in the rules", l.ruleProblems))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d problem(s) in the rules", l.ruleProblems))
+		}
+	}
+	if more != "" {
+		parts = append(parts, more)
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	msg := parts[0]
+	for i, p := range parts[1:] {
+		if i == len(parts)-2 {
+			msg += " and " + p
+		} else {
+			msg += ", " + p
+		}
+	}
+	return exitCode(1, msg+"; nothing was run")
+}
+
+// loadAll is loadConfigAndRules that returns what it read with its
+// problems counted (printed), for validate to add its own; an error is
+// one that stopped the reading (an unreadable file).
+func loadAll(stdio Stdio, cfgPath string, rulePaths []string) (loaded, error) {
+	l := loaded{cfgPath: cfgPath}
 	if cfgPath != "" {
 		var err error
-		cfg, err = config.Load(cfgPath)
+		l.cfg, err = config.Load(cfgPath)
 		if err != nil {
 			var list config.ErrorList
-			if !errors.As(err, &list) || cfg == nil {
+			if !errors.As(err, &list) || l.cfg == nil {
 				_, lerr := loadConfig(stdio, cfgPath)
-				return nil, nil, lerr
+				return loaded{}, lerr
 			}
 			for _, e := range list {
 				fmt.Fprintln(stdio.Err, e.Error())
 			}
-			cfgProblems = len(list)
+			l.cfgProblems = len(list)
 		}
 		if len(rulePaths) == 0 {
-			rulePaths = cfg.RulePaths()
+			rulePaths = l.cfg.RulePaths()
 		}
 	}
 	var opts rules.Options
-	if cfg != nil {
-		opts = cfg.RulesOptions()
+	if l.cfg != nil {
+		opts = l.cfg.RulesOptions()
 	}
 	set, err := rules.LoadWith(opts, rulePaths...)
-	ruleProblems := 0
 	if err != nil {
 		var list rules.ErrorList
 		if !errors.As(err, &list) {
-			if cfgProblems > 0 {
-				return nil, nil, exitCode(1, fmt.Sprintf("%d problem(s) in %s; %v", cfgProblems, cfgPath, err))
+			if l.cfgProblems > 0 {
+				return loaded{}, exitCode(1, fmt.Sprintf("%d problem(s) in %s; %v", l.cfgProblems, cfgPath, err))
 			}
-			return nil, nil, exitCode(1, err.Error())
+			return loaded{}, exitCode(1, err.Error())
 		}
 		for _, e := range list {
 			fmt.Fprintln(stdio.Err, e.Error())
 		}
-		ruleProblems = len(list)
-	} else if cfg != nil {
-		if err := cfg.CheckRuleNotifiers(set); err != nil {
+		l.ruleProblems = len(list)
+		return l, nil
+	}
+	l.set = set
+	if l.cfg != nil {
+		if err := l.cfg.CheckRuleNotifiers(set); err != nil {
 			var list config.ErrorList
 			errors.As(err, &list)
 			for _, e := range list {
 				fmt.Fprintln(stdio.Err, e.Error())
 			}
-			ruleProblems = len(list)
+			l.ruleProblems = len(list)
 		}
 	}
-	switch {
-	case cfgProblems > 0 && ruleProblems > 0:
-		return nil, nil, exitCode(1, fmt.Sprintf("%d problem(s) in %s and %d in the rules; nothing was run", cfgProblems, cfgPath, ruleProblems))
-	case cfgProblems > 0:
-		return nil, nil, exitCode(1, fmt.Sprintf("%d problem(s) in %s; nothing was run", cfgProblems, cfgPath))
-	case ruleProblems > 0:
-		return nil, nil, exitCode(1, fmt.Sprintf("%d problem(s) in the rules; nothing was run", ruleProblems))
-	}
-	return cfg, set, nil
+	return l, nil
 }
 
 // systemConfig is where examples/deploy installs the configuration.

@@ -497,4 +497,20 @@ func TestValidateReportsSecretsAndRunProblemsTogether(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "2 problem(s) that run would refuse to start with") {
 		t.Errorf("exit %d, want 1 and both problems counted\n%s%s", code, out, errs)
 	}
+
+	// A mistake in the file and in a rule does not hide what run would
+	// refuse (the missing state_dir): fixing one does not reveal another.
+	writeTree(t, dir, map[string]string{
+		"bad-rule.yaml": strings.Replace(ownRuleYAML, "severity: low", "severity: lowish", 1),
+		"typo.yaml":     "source:\n  cloudwatch: {log_groups: [g], region: us-east-1, poll_interval: soon}\nrules: [bad-rule.yaml]\n",
+	})
+	code, out, errs = proc{Dir: dir}.run(t, "validate", "--config", "typo.yaml")
+	for _, want := range []string{"typo.yaml:2:67: source.cloudwatch.poll_interval: want a duration", `bad-rule.yaml:4:15: rule "own-rule": severity "lowish"`, "typo.yaml: state_dir is required for run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate does not report %q", want)
+		}
+	}
+	if want := "1 problem(s) in typo.yaml, 1 in the rules and 1 that run would refuse to start with; nothing was run"; code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("exit %d, want 1 and %q\n%s%s", code, want, out, errs)
+	}
 }

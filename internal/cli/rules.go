@@ -50,20 +50,38 @@ Secrets are never printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Out}
-			cfg, set, err := loadConfigAndRules(out, cfgPath, paths)
+			l, err := loadAll(out, cfgPath, paths)
 			if err != nil {
 				return err
 			}
-			if cfg != nil {
-				// Every problem run would refuse, in one pass.
-				problems := splitJoined(cfg.CheckSecrets())
-				problems = append(problems, checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS)...)
-				if len(problems) > 0 {
-					for _, e := range problems {
-						fmt.Fprintln(stdio.Out, e.Error())
-					}
-					return exitCode(1, fmt.Sprintf("%d problem(s) that run would refuse to start with", len(problems)))
+			// What run would refuse, in the same pass as the file's own
+			// problems: all of it when the configuration itself is sound,
+			// else what its partial reading can tell (state_dir, secrets).
+			var refused []error
+			if cfg := l.cfg; cfg != nil {
+				refused = splitJoined(cfg.CheckSecrets())
+				switch {
+				case l.cfgProblems == 0:
+					refused = append(refused, checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS)...)
+				case cfg.Source.Type != "":
+					refused = append(refused, splitJoined(app.RequireRun(cfg))...)
 				}
+			}
+			for _, e := range refused {
+				fmt.Fprintln(stdio.Out, e.Error())
+			}
+			more := ""
+			if n := len(refused); n > 0 {
+				more = fmt.Sprintf("%d that run would refuse to start with", n)
+				if l.cfgProblems+l.ruleProblems == 0 {
+					more = fmt.Sprintf("%d problem(s) that run would refuse to start with", n)
+				}
+			}
+			if err := l.problems(more); err != nil {
+				return err
+			}
+			cfg, set := l.cfg, l.set
+			if cfg != nil {
 				fmt.Fprintf(stdio.Out, "%s OK: %d notifiers, %d routes\n", cfg.File, len(cfg.Notifiers), len(cfg.Routes))
 				warnUnrouted(stdio.Out, cfg, set)
 			}
