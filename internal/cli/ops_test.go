@@ -514,3 +514,57 @@ func TestValidateReportsSecretsAndRunProblemsTogether(t *testing.T) {
 		t.Errorf("exit %d, want 1 and %q\n%s%s", code, want, out, errs)
 	}
 }
+
+// TestSearchSourceIPAndPrincipal is issue 15's item 5 through the real
+// binary: the flags the runbooks name find what they say on the bundled
+// sample (a CIDR block; a principal ARN exactly, not a prefix of it), and a
+// --source-ip that is neither an address nor a CIDR block is wrong usage,
+// not a search that finds nothing.
+func TestSearchSourceIPAndPrincipal(t *testing.T) {
+	const sample = "../../examples/events/sample-trail.jsonl"
+	records := func(args ...string) []map[string]any {
+		t.Helper()
+		code, out, errs := proc{}.run(t, append(append([]string{"search", "-o", "jsonl"}, args...), sample)...)
+		if code != 0 {
+			t.Fatalf("search %v: exit %d\n%s", args, code, errs)
+		}
+		var recs []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var r map[string]any
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("search %v: %v in %q", args, err, line)
+			}
+			recs = append(recs, r)
+		}
+		return recs
+	}
+	recs := records("--source-ip", "185.220.101.0/24")
+	for _, r := range recs {
+		if ip, _ := r["sourceIPAddress"].(string); !strings.HasPrefix(ip, "185.220.101.") {
+			t.Errorf("--source-ip 185.220.101.0/24 found a record from %q", ip)
+		}
+	}
+	if len(recs) != 4 {
+		t.Errorf("--source-ip 185.220.101.0/24: %d records, want the sample's 4", len(recs))
+	}
+	const alice = "arn:aws:iam::111122223333:user/alice"
+	recs = records("--principal", alice)
+	for _, r := range recs {
+		if arn, _ := r["userIdentity"].(map[string]any)["arn"].(string); arn != alice {
+			t.Errorf("--principal %s found a record of %q", alice, arn)
+		}
+	}
+	if len(recs) != 14 {
+		t.Errorf("--principal %s: %d records, want the sample's 14", alice, len(recs))
+	}
+	if recs := records("--principal", strings.TrimSuffix(alice, "e")); len(recs) != 0 {
+		t.Errorf("--principal takes an ARN exactly: a prefix found %d records", len(recs))
+	}
+	code, _, errs := proc{}.run(t, "search", "--source-ip", "300.1.2.3/8", sample)
+	if code != 2 || !strings.Contains(errs, `--source-ip "300.1.2.3/8" is not a CIDR block`) {
+		t.Errorf("--source-ip 300.1.2.3/8: exit %d, want 2 and the reason\n%s", code, errs)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -197,6 +198,13 @@ func (f *searchFlags) buildQuery() (search.Query, error) {
 	}
 	if f.limit < 0 {
 		return q, fmt.Errorf("--limit must be 0 or more, not %d", f.limit)
+	}
+	if strings.Contains(q.SourceIP, "/") {
+		// Not an address or a host name: a CIDR block, or a mistake that
+		// would match nothing.
+		if _, err := netip.ParsePrefix(q.SourceIP); err != nil {
+			return q, fmt.Errorf("--source-ip %q is not a CIDR block such as 203.0.113.0/24 or 2001:db8::/32", q.SourceIP)
+		}
 	}
 	return q, nil
 }
