@@ -234,8 +234,10 @@ func TestNoColourWhenPiped(t *testing.T) {
 func TestTruncatedLogFileIsReported(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"cut.json": `{"Records":[`})
-	code, _, errs := proc{}.run(t, "replay", dir+"/cut.json")
-	if code != 0 || !strings.Contains(errs, "cut.json") || !strings.Contains(errs, "truncated") || !strings.Contains(errs, "1 inputs skipped") {
-		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	for _, args := range [][]string{{"replay", dir + "/cut.json"}, {"search", "--event-name", "ConsoleLogin", dir + "/cut.json"}} {
+		code, _, errs := proc{}.run(t, args...)
+		if code != 0 || !strings.Contains(errs, "cut.json") || !strings.Contains(errs, "truncated") || !strings.Contains(errs, "1 inputs skipped") {
+			t.Errorf("%s: exit %d, stderr:\n%s", args[0], code, errs)
+		}
 	}
 }
