@@ -568,3 +568,27 @@ func TestSearchSourceIPAndPrincipal(t *testing.T) {
 		t.Errorf("--source-ip 300.1.2.3/8: exit %d, want 2 and the reason\n%s", code, errs)
 	}
 }
+
+// TestValidateRefusesNoSourceUnlessLambda is issue 15's item 3: a
+// configuration without a source, which run refuses, is refused by
+// validate too, unless --lambda says it has none on purpose (the Lambda
+// function's).
+func TestValidateRefusesNoSourceUnlessLambda(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"own.yaml":    ownRuleYAML,
+		"config.yaml": "rules: [own.yaml]\nnotifiers:\n  - {name: out, type: file, path: out.jsonl}\n",
+	})
+	cfg := filepath.Join(dir, "config.yaml")
+	code, out, errs := proc{}.run(t, "validate", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "run needs a source: one of source.cloudwatch") || !strings.Contains(out, "state_dir is required for run") ||
+		!strings.Contains(out, "is validated with --lambda") {
+		t.Errorf("validate of a configuration without a source: exit %d, want 1, the problems and the note on --lambda\n%s%s", code, out, errs)
+	}
+	if code, out, errs := (proc{}).run(t, "validate", "--lambda", "--config", cfg); code != 0 {
+		t.Errorf("validate --lambda: exit %d, want 0\n%s%s", code, out, errs)
+	}
+	if code, _, errs := (proc{}).run(t, "validate", "--lambda", "--check-aws", "--config", cfg); code != 2 {
+		t.Errorf("validate --lambda --check-aws: exit %d, want 2\n%s", code, errs)
+	}
+}

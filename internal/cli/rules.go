@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,7 +27,7 @@ func rulesFlag(cmd *cobra.Command, dst *[]string) {
 func newValidateCmd(stdio Stdio) *cobra.Command {
 	var paths []string
 	var cfgPath string
-	var explain, checkAWS bool
+	var explain, checkAWS, lambda bool
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check rule files and report every problem as file:line:col",
@@ -36,8 +37,9 @@ summary templates — and reports every problem at once. It exits 1 if there is 
 With --config it also checks the configuration file: unknown keys, notifiers and their
 options, routes, and that every notifier a rule or route names exists; and it warns,
 naming each, about enabled rules whose alerts no route would deliver anywhere (run
-raises them and sends nothing). A configuration with a source is checked for what run
-needs without AWS (state_dir; quiet_after only with a source that knows its log groups),
+raises them and sends nothing). The configuration is checked for what run needs of it
+without AWS (a source, state_dir; quiet_after only with a source that knows its log
+groups) unless --lambda says it has no source on purpose (the Lambda function's),
 and every notifier's secret files (url_file, token_file, password_file, ...) are read
 as run reads them; with --check-aws, validate runs run's own start-up checks against
 AWS, as run does before it says it is running: the log groups or stream can be read,
@@ -49,6 +51,9 @@ Secrets are never printed.`,
   trailwatch validate --rules builtin --explain`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if lambda && checkAWS {
+				return usageError{errors.New("--lambda and --check-aws cannot be combined: --check-aws runs run's start-up checks")}
+			}
 			out := Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Out}
 			l, err := loadAll(out, cfgPath, paths)
 			if err != nil {
@@ -61,6 +66,8 @@ Secrets are never printed.`,
 			if cfg := l.cfg; cfg != nil {
 				refused = splitJoined(cfg.CheckSecrets())
 				switch {
+				case lambda:
+					fmt.Fprintf(stdio.Out, "%s: note: --lambda: what run needs (a source, state_dir) is not checked\n", cfg.File)
 				case l.cfgProblems == 0:
 					refused = append(refused, checkLikeRun(cmd.Context(), stdio.Out, cfg, checkAWS)...)
 				case cfg.Source.Type != "":
@@ -95,6 +102,7 @@ Secrets are never printed.`,
 	rulesFlag(cmd, &paths)
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "also check this configuration file (and use its rules unless --rules is given)")
 	cmd.Flags().BoolVar(&checkAWS, "check-aws", false, "also run run's start-up checks against AWS with the SDK's credentials: the source's log groups or stream, shared_state's table, the state directory, the notifiers")
+	cmd.Flags().BoolVar(&lambda, "lambda", false, "the configuration has no source on purpose (the Lambda function's, or one used only by replay --notify): do not check what run needs of it")
 	cmd.Flags().BoolVar(&explain, "explain", false, "show, for each rule, the eventName values that index it (or that it is evaluated for every event)")
 	return cmd
 }
@@ -102,12 +110,10 @@ Secrets are never printed.`,
 // checkLikeRun returns what run would refuse: without AWS, what run
 // needs of a configuration that has a source (app.CheckOffline); with
 // checkAWS, run's start-up checks themselves (app.Check). A configuration
-// without a source (the Lambda function's) is only told that run cannot
-// use it.
+// without a source is refused as run refuses it, with a note on --lambda.
 func checkLikeRun(ctx context.Context, w io.Writer, cfg *config.Config, checkAWS bool) []error {
-	if cfg.Source.Type == "" && !checkAWS {
-		fmt.Fprintf(w, "%s: note: no source: run cannot use this configuration (the Lambda function needs none)\n", cfg.File)
-		return nil
+	if cfg.Source.Type == "" {
+		fmt.Fprintf(w, "%s: note: a configuration without a source on purpose (the Lambda function's, or one for replay --notify) is validated with --lambda\n", cfg.File)
 	}
 	err := app.CheckOffline(ctx, cfg)
 	if err == nil && checkAWS {
