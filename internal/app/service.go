@@ -96,6 +96,12 @@ func NewService(ctx context.Context, cfg *config.Config, set *rules.Set, opts Op
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		// The source is not built yet: run its checks too (all of run's,
+		// with Check), so that a missing table does not hide a missing
+		// stream until the next start.
+		if all := Check(ctx, cfg, opts); all != nil && ctx.Err() == nil {
+			return nil, all
+		}
 		return nil, err
 	}
 	if s.src, s.origins, err = buildSource(ctx, cfg, source.Deps{Logger: logger, Registerer: reg, StateDir: cfg.StateDir}); err != nil {
