@@ -306,7 +306,9 @@ func NewIDWindow(n int) *IDWindow {
 	for size < 2*n {
 		size <<= 1
 	}
-	return &IDWindow{slots: make([][16]byte, size), mask: uint64(size - 1), ring: make([][16]byte, 0, n)}
+	w := &IDWindow{slots: make([][16]byte, size), mask: uint64(size - 1), ring: make([][16]byte, 0, n)}
+	adviseHugePages(w.slots)
+	return w
 }
 
 // Add records id and reports whether it was new.
