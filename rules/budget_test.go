@@ -2,8 +2,10 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,4 +159,76 @@ func FuzzExpressionBudget(f *testing.F) {
 		}
 		_, _ = run(p, ev)
 	})
+}
+
+// TestBudgetHoldsAcrossConcurrentEvaluations: evaluations on several
+// records at once each keep their own budget when their slot is taken and
+// their state goes to the overflow map: every expensive
+// record fails with ErrBudget, every cheap one passes (none is charged for
+// another's spending), and every slot and overflow entry is released.
+func TestBudgetHoldsAcrossConcurrentEvaluations(t *testing.T) {
+	// Each step builds 640,000 bytes (10,000 units): over EvalBudget
+	// after about 100 steps.
+	c, err := CompileCondition(`eventName != "" && all(1..200, {len(repeat("a", 640000)) > 0})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 600 steps of 2 units: a cheap evaluation charged to an expensive
+	// one's state would fail with it.
+	cheap, err := CompileCondition(`all(1..600, {eventName + "!" != "x"})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ev := &cloudtrail.Event{EventName: fmt.Sprintf("ev-%d", i)}
+				if _, err := c.Eval(ev); !errors.Is(err, ErrBudget) {
+					errs <- fmt.Errorf("expensive evaluation %d: %v, want ErrBudget", i, err)
+				}
+				// Cheap evaluations on other records, while the others
+				// run their expensive ones.
+				cheapEv := &cloudtrail.Event{EventName: fmt.Sprintf("cheap-%d", i)}
+				for range 20 {
+					if ok, err := cheap.Eval(cheapEv); err != nil || !ok {
+						errs <- fmt.Errorf("cheap evaluation %d: %v, %v; want true", i, ok, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+	// The slots are what every other budget test uses; here every slot is
+	// taken, so that these evaluations go to the overflow map.
+	t.Run("overflow", func(t *testing.T) {
+		// Every slot held by an evaluation on some other record.
+		other := &evalState{ev: &cloudtrail.Event{}}
+		for i := range slots {
+			slots[i].st.Store(other)
+		}
+		defer func() {
+			for i := range slots {
+				slots[i].st.Store(nil)
+			}
+		}()
+		run(t)
+		overflow.Range(func(k, _ any) bool {
+			t.Errorf("overflow still holds %v", k)
+			return true
+		})
+	})
+	for i := range slots {
+		if st := slots[i].st.Load(); st != nil {
+			t.Errorf("slot %d still held by %v", i, st.ev)
+		}
+	}
 }

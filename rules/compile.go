@@ -75,6 +75,9 @@ type program struct {
 	// value is a value expression's string value in Go (valueOf), when
 	// it has one; see runText.
 	value func(*cloudtrail.Event) string
+	// budgeted: the program calls the evaluation budget's functions
+	// (budget.go), so runProgram must register its evaluations.
+	budgeted bool
 }
 
 // fieldsRead returns the lazy event fields that node reads: any
@@ -167,7 +170,7 @@ func compileExpr(src string, extra ...expr.Option) (*program, error) {
 		}
 		return nil, &compileError{Line: 1, Column: 1, Msg: err.Error()}
 	}
-	return &program{Program: bounded, fields: fieldsRead(bounded.Node())}, nil
+	return &program{Program: bounded, fields: fieldsRead(bounded.Node()), budgeted: budgeted(bounded)}, nil
 }
 
 // compile is expr.Compile(src, exprOptions(opts...)...), and with budget
@@ -286,7 +289,7 @@ func run(p *program, ev *cloudtrail.Event) (any, error) {
 // runVM evaluates p on ev in expr's VM (ev's lazy fields p reads decoded).
 func runVM(p *program, ev *cloudtrail.Event) (any, error) {
 	m := vmPool.Get().(*vm.VM)
-	out, err := runProgram(m, p.Program, ev)
+	out, err := runProgram(m, p.Program, p.budgeted, ev)
 	vmPool.Put(m)
 	return out, err
 }
