@@ -53,8 +53,9 @@ func echoServer(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// TestSecretsStayOutOfQuotedBodies sends alerts to a webhook whose endpoint
-// quotes the secret URL path in its 404 answer, and checks every place the
+// TestSecretsStayOutOfQuotedBodies sends alerts to a webhook and a Slack
+// incoming webhook whose endpoint quotes the secret URL path in its 404
+// answer, and checks every place the
 // error reaches: notify-test's output, run's log, the outbox's last_error,
 // and `outbox --json` and its table.
 func TestSecretsStayOutOfQuotedBodies(t *testing.T) {
@@ -62,18 +63,24 @@ func TestSecretsStayOutOfQuotedBodies(t *testing.T) {
 	e := newRunEnv(t, fmt.Sprintf(`  - name: hook
     type: webhook
     url: %s%s
-`, srv.URL, secretHookPath))
+  - name: chat
+    type: slack
+    webhook_url: %s%s
+`, srv.URL, secretHookPath, srv.URL, secretHookPath))
 
-	code, out, errOut := runArgs(t, "notify-test", "--config", e.cfgPath, "hook")
-	if code != 1 || !strings.Contains(out, "404") || !strings.Contains(out, "Cannot POST") {
-		t.Errorf("notify-test: exit %d, want 1 with the quoted 404; output:\n%s%s", code, out, errOut)
+	for _, name := range []string{"hook", "chat"} {
+		code, out, errOut := runArgs(t, "notify-test", "--config", e.cfgPath, name)
+		if code != 1 || !strings.Contains(out, "404") {
+			t.Errorf("notify-test %s: exit %d, want 1 with the 404; output:\n%s%s", name, code, out, errOut)
+		}
+		assertNoSecret(t, "notify-test "+name+"'s output", out+errOut)
 	}
-	assertNoSecret(t, "notify-test's output", out+errOut)
 
 	r := e.start()
 	e.put(rootLogin("secret-1"))
-	e.eventually(r, "the webhook's dead letter", func() bool {
-		return e.scrape()[`trailwatch_alerts_total{notifier="hook",outcome="dead"}`] == 1
+	e.eventually(r, "the webhook's and Slack's dead letters", func() bool {
+		m := e.scrape()
+		return m[`trailwatch_alerts_total{notifier="hook",outcome="dead"}`] == 1 && m[`trailwatch_alerts_total{notifier="chat",outcome="dead"}`] == 1
 	})
 	if code := r.stop(t); code != 0 {
 		t.Fatalf("run exit %d", code)
@@ -89,10 +96,12 @@ func TestSecretsStayOutOfQuotedBodies(t *testing.T) {
 	}
 	dead, err := ob.List(outbox.Dead)
 	ob.Close()
-	if err != nil || len(dead) != 1 {
-		t.Fatalf("dead letters = %v, %v; want one", dead, err)
+	if err != nil || len(dead) != 2 {
+		t.Fatalf("dead letters = %v, %v; want two", dead, err)
 	}
-	assertNoSecret(t, "the outbox's last_error", dead[0].LastError)
+	for _, d := range dead {
+		assertNoSecret(t, "the outbox's last_error", d.LastError)
+	}
 	raw, err := os.ReadFile(filepath.Join(e.dir, "state", outbox.FileName))
 	if err != nil {
 		t.Fatal(err)
