@@ -2,14 +2,12 @@ package engine
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/decide"
-	"github.com/trailwatch/trailwatch/engine/outbox"
 	"github.com/trailwatch/trailwatch/engine/source"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -180,15 +178,7 @@ func (r *recorder) summary() string {
 // alert.
 func TestServiceDeadMansSwitch(t *testing.T) {
 	c := newQuietClock()
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), outbox.FileName), outbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
-	set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte("rules: []\n")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ob, set := outboxAndNoRules(t)
 	src := make(chanSource)
 	rec := &recorder{}
 	svc := &Service{

@@ -16,6 +16,23 @@ import (
 	"github.com/trailwatch/trailwatch/rules"
 )
 
+// outboxAndNoRules opens an outbox in a temporary directory (closed at
+// the end of the test) and loads an empty rule set, for a Service under
+// test.
+func outboxAndNoRules(t *testing.T) (*outbox.Outbox, *rules.Set) {
+	t.Helper()
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), outbox.FileName), outbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte("rules: []\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ob, set
+}
+
 // TestSkippedRecordsAreReportedWithTheirPlace: a record that is not a
 // CloudTrail record is logged with where it was read — log group, stream
 // and log event id (CloudWatch Logs, and Kinesis's subscription payloads),
@@ -24,15 +41,7 @@ import (
 // their number comes with the next minute's first report.
 func TestSkippedRecordsAreReportedWithTheirPlace(t *testing.T) {
 	c := newQuietClock()
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), outbox.FileName), outbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
-	set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte("rules: []\n")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ob, set := outboxAndNoRules(t)
 	var logs bytes.Buffer
 	svc := &Service{
 		Decider: decide.New(decide.NewEvaluator(set, decide.EvaluatorOptions{}), nil, decide.Options{}),
