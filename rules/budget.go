@@ -70,7 +70,10 @@ var ErrBudget = errors.New("expression exceeds its evaluation budget")
 
 // evalState is one evaluation's spending.
 type evalState struct {
-	ev    *cloudtrail.Event // the event it runs on
+	// ev is the event it runs on. Atomic: another goroutine, whose event
+	// takes the same slot, reads it while the state is released and
+	// reused.
+	ev    atomic.Pointer[cloudtrail.Event]
 	units int64
 	// deadline is set at the first look at the clock (after clockEvery
 	// units): an evaluation that never gets there reads no clock.
@@ -110,7 +113,7 @@ func slotOf(ev *cloudtrail.Event) *evalSlot {
 
 // evalOf returns the state of the evaluation running on ev, or nil.
 func evalOf(ev *cloudtrail.Event) *evalState {
-	if st := slotOf(ev).st.Load(); st != nil && st.ev == ev {
+	if st := slotOf(ev).st.Load(); st != nil && st.ev.Load() == ev {
 		return st
 	}
 	if v, ok := overflow.Load(ev); ok {
@@ -169,8 +172,9 @@ func runProgram(m *vm.VM, p *vm.Program, needsBudget bool, ev *cloudtrail.Event)
 		return m.Run(p, ev)
 	}
 	st := statePool.Get().(*evalState)
-	st.ev, st.units, st.deadline = ev, 0, time.Time{}
-	defer func() { st.ev = nil; statePool.Put(st) }()
+	st.units, st.deadline = 0, time.Time{}
+	st.ev.Store(ev)
+	defer func() { st.ev.Store(nil); statePool.Put(st) }()
 	if slot := slotOf(ev); slot.st.CompareAndSwap(nil, st) {
 		defer slot.st.Store(nil)
 		return m.Run(p, ev)
