@@ -7,8 +7,8 @@
 //
 //   - NewService and Run are `trailwatch run` (with reloads);
 //     Check is run's start-up checks alone, for `trailwatch validate`;
-//   - NewReplay is what `trailwatch replay` decides with, and where
-//     `replay --notify` delivers;
+//   - NewReplay is what `trailwatch replay` reads and decides with (Read),
+//     and where `replay --notify` delivers;
 //   - NewNotifier is what `trailwatch notify-test` sends through;
 //   - NewLambda is the Lambda function's handler.
 //

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/decide"
+	"github.com/trailwatch/trailwatch/engine/files"
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/outbox"
+	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/internal/config"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
@@ -42,7 +45,8 @@ type ReplayOptions struct {
 // alerts must not mix with live ones) with the service's retries,
 // Retry-After handling and dead letters.
 type Replay struct {
-	// Evaluator evaluates the records (replay runs it through Parallel).
+	// Evaluator evaluates the records (Read runs it through
+	// decide.Parallel); its Stats are replay's counts.
 	Evaluator *decide.Evaluator
 
 	decider *decide.Decider
@@ -125,6 +129,90 @@ func (r *Replay) Decide(ctx context.Context, ms []decide.Match, flush bool) ([]l
 	n, err := r.ob.Enqueue(ctx, items...)
 	r.queued += n
 	return res.Alerts, err
+}
+
+// ReplayInput is what Replay.Read reads, and whom it tells what it finds.
+type ReplayInput struct {
+	// Paths are files, directories, "-" (Stdin) and s3:// URIs, read as
+	// files.Walk and s3files.Walk read them.
+	Paths []string
+	// Stdin is read for "-".
+	Stdin io.Reader
+	// Workers decode and evaluate records (0: one per core); the result is
+	// the same for any number.
+	Workers int
+	// S3Stats, if set, counts what was read from S3.
+	S3Stats *s3files.Stats
+	// Alerts receives, in input order, the alerts each record raised (see
+	// Decide), and with Notify the storm digests pending at the end. The
+	// slice is valid only during the call; an error stops the reading.
+	Alerts func([]lifecycle.Output) error
+	// Skipped receives, in its place among the alerts, each input or
+	// record that could not be read as CloudTrail.
+	Skipped func(place string, err error)
+	// Progress, if set, is called every 1024 records with how many were
+	// read and the file being read.
+	Progress func(read int, file string)
+}
+
+// replayItem is what Read hands through decide.Parallel with each record:
+// where it was read, or an input that could not be read, whose report
+// keeps its place among the records'.
+type replayItem struct {
+	rec files.Record // Data is nil: the record's bytes travel on their own
+	bad *files.BadInput
+}
+
+// Read reads in's paths, evaluates every record on Workers goroutines and
+// decides the matches in input order (Decide), so that the alerts and
+// the reports come out exactly as a sequential replay gives them. With
+// Notify, the storm digests still pending at the end are decided too.
+func (r *Replay) Read(ctx context.Context, in ReplayInput) error {
+	emit := func(m replayItem, matches []decide.Match, err error) error {
+		switch {
+		case m.bad != nil:
+			in.Skipped(m.bad.Place, m.bad.Err)
+			return nil
+		case err != nil:
+			in.Skipped(m.rec.Place(), err)
+			return nil
+		}
+		return r.decideAll(ctx, &in, matches, false)
+	}
+	par := decide.NewParallel(r.Evaluator, decide.ParallelOptions{Workers: in.Workers}, emit)
+	read := 0
+	err := s3files.Walk(ctx, in.Paths, s3files.Options{Options: files.Options{Stdin: in.Stdin}, Stats: in.S3Stats}, func(rec files.Record) error {
+		read++
+		if read%1024 == 0 && in.Progress != nil {
+			in.Progress(read, rec.File)
+		}
+		data := rec.Data
+		rec.Data = nil
+		return par.Add(data, replayItem{rec: rec})
+	}, func(b *files.BadInput) {
+		// Keep the report in its place among the records' own.
+		_ = par.Pass(replayItem{bad: b})
+	})
+	if cerr := par.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && r.ob != nil {
+		err = r.decideAll(ctx, &in, nil, true)
+	}
+	return err
+}
+
+// decideAll decides one record's matches (none with flush: the storm
+// digests pending at the end) and hands the alerts on.
+func (r *Replay) decideAll(ctx context.Context, in *ReplayInput, ms []decide.Match, flush bool) error {
+	alerts, err := r.Decide(ctx, ms, flush)
+	if err != nil {
+		return err
+	}
+	if len(alerts) == 0 {
+		return nil
+	}
+	return in.Alerts(alerts)
 }
 
 // ErrInterrupted is Deliver's error when ctx ended with deliveries pending.

@@ -10,8 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/trailwatch/trailwatch/engine/decide"
-	"github.com/trailwatch/trailwatch/engine/files"
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/engine/s3files"
 	"github.com/trailwatch/trailwatch/internal/app"
 	"github.com/trailwatch/trailwatch/rules"
@@ -90,27 +89,6 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			sty, hits := styleFor(stdio.Out), ruleHits{}
 			out := bufio.NewWriterSize(stdio.Out, 64*1024)
 			defer out.Flush()
-			// decideAll runs a record's matches (none with flush: the storm
-			// digests still pending at the end) through the decision
-			// function and prints the alerts.
-			decideAll := func(ms []decide.Match, flush bool) error {
-				alerts, err := rp.Decide(cmd.Context(), ms, flush)
-				if err != nil {
-					return err
-				}
-				for i := range alerts {
-					emitted++
-					hits.add(alerts[i].Alert.RuleID)
-					if output == "json" {
-						if err := writeAlertJSON(out, &alerts[i].Alert); err != nil {
-							return err
-						}
-					} else {
-						printAlertText(out, &alerts[i].Alert, sty)
-					}
-				}
-				return nil
-			}
 			// On a terminal, a line says how far the reading is; not when
 			// the alerts go to the same terminal, which it would garble.
 			progress := newProgress(stdio.Err, time.Now, replayProgressEvery)
@@ -118,52 +96,44 @@ routing and storm control: every alert, whichever notifier would get it.`,
 				progress = nil
 			}
 			badInputs := 0
-			report := func(place string, err error) {
-				badInputs++
-				if !quiet {
-					progress.clear()
-					fmt.Fprintf(stdio.Err, "trailwatch: skipped %s: %v\n", place, err)
-				}
-			}
-			// Records are decoded and evaluated on every core; the results
-			// come back here in input order, so the lifecycle and the
-			// output see exactly what a sequential replay gives them.
-			emit := func(m replayItem, matches []decide.Match, err error) error {
-				switch {
-				case m.bad != nil:
-					report(m.bad.Place, m.bad.Err)
-					return nil
-				case err != nil:
-					report(m.rec.Place(), err)
-					return nil
-				}
-				return decideAll(matches, false)
-			}
-			par := decide.NewParallel(rp.Evaluator, decide.ParallelOptions{Workers: workers}, emit)
 			var s3stats s3files.Stats
-			read := 0
-			err = s3files.Walk(cmd.Context(), args, s3files.Options{Options: files.Options{Stdin: interruptible(cmd.Context(), stdio.In)}, Stats: &s3stats}, func(r files.Record) error {
-				read++
-				if read%1024 == 0 && progress.due() {
+			in := app.ReplayInput{
+				Paths: args, Stdin: interruptible(cmd.Context(), stdio.In), Workers: workers, S3Stats: &s3stats,
+				Alerts: func(alerts []lifecycle.Output) error {
+					for i := range alerts {
+						emitted++
+						hits.add(alerts[i].Alert.RuleID)
+						if output == "json" {
+							if err := writeAlertJSON(out, &alerts[i].Alert); err != nil {
+								return err
+							}
+						} else {
+							printAlertText(out, &alerts[i].Alert, sty)
+						}
+					}
+					return nil
+				},
+				Skipped: func(place string, err error) {
+					badInputs++
+					if !quiet {
+						progress.clear()
+						fmt.Fprintf(stdio.Err, "trailwatch: skipped %s: %v\n", place, err)
+					}
+				},
+			}
+			if progress != nil {
+				in.Progress = func(read int, file string) {
+					if !progress.due() {
+						return
+					}
 					line := fmt.Sprintf("read %d records (%s)", read, progress.rate(read))
 					if n := s3stats.Objects.Load(); n > 0 {
 						line += fmt.Sprintf(" and %d objects (%d MiB) from S3", n, s3stats.Bytes.Load()>>20)
 					}
-					progress.show(line + ": " + terminalSafe(r.File))
+					progress.show(line + ": " + terminalSafe(file))
 				}
-				data := r.Data
-				r.Data = nil
-				return par.Add(data, replayItem{rec: r})
-			}, func(b *files.BadInput) {
-				// Keep the report in its place among the records' own.
-				_ = par.Pass(replayItem{bad: b})
-			})
-			if cerr := par.Close(); err == nil {
-				err = cerr
 			}
-			if err == nil && notify {
-				err = decideAll(nil, true)
-			}
+			err = rp.Read(cmd.Context(), in)
 			if ferr := out.Flush(); err == nil {
 				err = ferr
 			}
@@ -204,14 +174,6 @@ routing and storm control: every alert, whichever notifier would get it.`,
 
 // replayProgressEvery is how often replay's progress line is redrawn.
 var replayProgressEvery = 250 * time.Millisecond
-
-// replayItem is what replay hands through engine.Parallel with each
-// record: where it was read, or an input that could not be read, whose
-// report keeps its place among the records'.
-type replayItem struct {
-	rec files.Record // Data is nil: the record's bytes travel on their own
-	bad *files.BadInput
-}
 
 // printS3Stats says what was read from S3, when anything was.
 func printS3Stats(stdio Stdio, st *s3files.Stats) {
