@@ -535,8 +535,10 @@ func TestRunLogsSkippedRecordsWithTheirPlace(t *testing.T) {
 	}
 	want := fmt.Sprintf("log_group=%s log_stream=%s log_event_id=%s", e.group, e.stream, id)
 	e.eventually(r, "the report of the skipped record", func() bool { return strings.Contains(r.stderr.String(), want) })
-	if e.scrape()["trailwatch_records_skipped_total"] != 1 {
-		t.Errorf("trailwatch_records_skipped_total = %v, want 1", e.scrape()["trailwatch_records_skipped_total"])
+	// A sweep of the lookback may read the junk again (it has no eventID
+	// to be deduplicated by): at least once.
+	if got := e.scrape()["trailwatch_records_skipped_total"]; got < 1 {
+		t.Errorf("trailwatch_records_skipped_total = %v, want at least 1", got)
 	}
 }
 
