@@ -210,7 +210,10 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 			// them, or for a new entry, which may go at once.
 			// The timer exists before the status says so, so that whoever
 			// reads the status and moves a fake clock cannot miss it.
-			timer := o.after(heldDue.Sub(now))
+			// The wait is measured from the clock as it is now, not as it
+			// was before next read the queue, so the timer fires at the
+			// time the status gives.
+			timer := o.after(heldDue.Sub(o.opts.Now()))
 			d.set(statusWaiting, heldDue)
 			select {
 			case <-ctx.Done():
@@ -229,7 +232,7 @@ func (o *Outbox) drain(ctx context.Context, d *drainer) {
 			if !heldDue.IsZero() && heldDue.Before(due) {
 				due = heldDue
 			}
-			timer := o.after(due.Sub(now))
+			timer := o.after(due.Sub(o.opts.Now()))
 			d.set(statusWaiting, due)
 			select {
 			case <-ctx.Done():
