@@ -184,13 +184,18 @@ func (x *Decision) Record(raw []byte) error {
 	return nil
 }
 
-// Matches decides matches evaluated elsewhere (by Parallel), in order.
+// Matches decides matches evaluated elsewhere (by Parallel), in order. An
+// alert without a summary gets its rule's if it goes out (see Match).
 func (x *Decision) Matches(ms []Match) {
 	for i := range ms {
 		m := &ms[i]
-		outs := []lifecycle.Output{{Key: m.Alert.DedupKey, Alert: m.Alert}}
+		var outs []lifecycle.Output
 		if x.lb != nil {
 			outs = x.lb.Process(m.Alert, m.Rule, m.Event)
+		} else {
+			o := lifecycle.Output{Key: m.Alert.DedupKey, Alert: m.Alert}
+			lifecycle.Summarize(&o.Alert, m.Rule, m.Event)
+			outs = []lifecycle.Output{o}
 		}
 		for _, o := range outs {
 			x.res.Alerts = append(x.res.Alerts, o)

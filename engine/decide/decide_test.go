@@ -328,3 +328,73 @@ func TestSwapWaitsForTheDecision(t *testing.T) {
 		t.Error("the new rule set is not in force after the decision")
 	}
 }
+
+// TestSummaryRenderedOnlyForAlertsThatGoOut checks that through Parallel a
+// rule's summary is rendered for the alerts the lifecycle lets through,
+// not for every match (rendering costs more than the rest of an alert, and
+// most matches are held back): a threshold rule whose summary fails on
+// every event counts one summary failure for three matches and one alert,
+// and the alert carries the summary, as the sequential path gives it.
+func TestSummaryRenderedOnlyForAlertsThatGoOut(t *testing.T) {
+	const yaml = `rules:
+  - id: burst
+    title: Burst
+    severity: low
+    when: eventName == "ListBuckets"
+    threshold: {count: 3, window: 10m, group_by: [sourceIPAddress]}
+    summary: "many {{ requestParameters.maxResults > 5 }} from {{ sourceIPAddress }}"
+`
+	raw := func(i int) []byte {
+		return fmt.Appendf(nil, `{"eventVersion":"1.08","eventID":"b%d","eventName":"ListBuckets","eventTime":"2024-05-01T08:0%d:00Z","sourceIPAddress":"203.0.113.9","requestParameters":{"maxResults":"many"}}`, i, i)
+	}
+	for _, withLifecycle := range []bool{true, false} {
+		set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte(yaml)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lc *lifecycle.Lifecycle
+		if withLifecycle {
+			if lc, err = lifecycle.Open(lifecycle.Config{}, lifecycle.Options{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ev := NewEvaluator(set, EvaluatorOptions{})
+		d := New(ev, nil, Options{Lifecycle: lc})
+		var got []notifiers.Alert
+		p := NewParallel(ev, ParallelOptions{Workers: 1}, func(_ int, ms []Match, err error) error {
+			if err != nil {
+				return err
+			}
+			x := d.Begin(context.Background())
+			defer x.Rollback()
+			x.Matches(ms)
+			res, err := x.Finish(false)
+			if err != nil {
+				return err
+			}
+			for _, o := range res.Alerts {
+				got = append(got, o.Alert)
+			}
+			return x.Commit()
+		})
+		for i := range 3 {
+			if err := p.Add(raw(i), i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, renderErrs := set.Rules()[0].Stats()
+		wantAlerts, wantSummary := 1, "3 matching events in 10m0s (2024-05-01T08:00:00Z to 2024-05-01T08:02:00Z): many ? from 203.0.113.9"
+		if !withLifecycle {
+			wantAlerts, wantSummary = 3, "many ? from 203.0.113.9"
+		}
+		if len(got) != wantAlerts || got[len(got)-1].Summary != wantSummary {
+			t.Fatalf("lifecycle %v: got %d alerts, last summary %q; want %d, %q", withLifecycle, len(got), got[len(got)-1].Summary, wantAlerts, wantSummary)
+		}
+		if renderErrs != uint64(wantAlerts) {
+			t.Errorf("lifecycle %v: the summary was rendered (and failed) %d times for %d alerts out of 3 matches; want once per alert", withLifecycle, renderErrs, wantAlerts)
+		}
+	}
+}

@@ -85,6 +85,9 @@ func (e *Evaluator) Stats() Stats {
 // nothing after the evaluator (the alert lifecycle) decodes the record
 // again.
 type Match struct {
+	// Alert is the alert the match raises. From Parallel its Summary is
+	// left empty, to be rendered only if the alert goes out: Decision
+	// renders it (lifecycle.Summarize).
 	Alert notifiers.Alert
 	// Rule is the rule that matched, from the rule set the record was
 	// evaluated with.
@@ -123,7 +126,7 @@ func (e *Evaluator) Evaluate(raw []byte, dst []Match) ([]Match, error) {
 	}
 	e.records.Add(1)
 	n := len(dst)
-	dst, err = e.match(ev, raw, complete, dst, e.handleRuleError)
+	dst, err = e.match(ev, raw, complete, dst, e.handleRuleError, true)
 	if len(dst) > n {
 		// The matches own the event now.
 		ev = nil
@@ -143,8 +146,9 @@ func (e *Evaluator) Evaluate(raw []byte, dst []Match) ([]Match, error) {
 // rules on ev, which cloudtrail.DecodeHeader filled from raw, and appends a
 // match for each to dst, which then hold ev: the caller must not reuse ev
 // when dst grew. It touches no counter. An error means the record is not
-// valid JSON past its header.
-func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError)) ([]Match, error) {
+// valid JSON past its header. Without summary the alerts' summaries are
+// left empty (see Match.Alert).
+func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError), summary bool) ([]Match, error) {
 	set := e.set.Load()
 	var buf [8]*rules.Rule
 	matched, _, err := set.MatchHeader(ev, complete, buf[:0], onErr)
@@ -152,9 +156,9 @@ func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst [
 		return dst, err
 	}
 	// MatchHeader made ev own its record: the alerts can share its bytes.
-	compact := compactJSON(ev.Raw())
+	clean := notifiers.CleanJSON(compactJSON(ev.Raw()))
 	for _, r := range matched {
-		dst = append(dst, Match{Alert: NewAlert(r, ev, compact), Rule: r, Event: ev})
+		dst = append(dst, Match{Alert: newAlert(r, ev, clean, summary), Rule: r, Event: ev})
 	}
 	return dst, nil
 }
@@ -232,16 +236,26 @@ func compactJSONStrict(raw []byte) json.RawMessage {
 // NewAlert builds the alert for rule r matching event ev, whose raw JSON is
 // raw.
 func NewAlert(r *rules.Rule, ev *cloudtrail.Event, raw json.RawMessage) notifiers.Alert {
+	return newAlert(r, ev, notifiers.CleanJSON(raw), true) // no invalid UTF-8 or lone surrogates in any output
+}
+
+// newAlert is NewAlert for raw already cleaned (notifiers.CleanJSON),
+// without the summary unless summary is set.
+func newAlert(r *rules.Rule, ev *cloudtrail.Event, clean json.RawMessage, summary bool) notifiers.Alert {
 	u := &ev.UserIdentity
 	user := u.UserName
 	if user == "" {
 		user = u.SessionContext.SessionIssuer.UserName
 	}
+	var sum string
+	if summary {
+		sum = r.Summary(ev)
+	}
 	return notifiers.Alert{
 		RuleID:       r.ID,
 		Title:        r.Title,
 		Severity:     r.Severity,
-		Summary:      r.Summary(ev),
+		Summary:      sum,
 		Description:  r.Description,
 		Tags:         r.Tags,
 		Runbook:      r.Runbook,
@@ -261,7 +275,7 @@ func NewAlert(r *rules.Rule, ev *cloudtrail.Event, raw json.RawMessage) notifier
 		ErrorCode:    ev.ErrorCode,
 		ErrorMessage: ev.ErrorMessage,
 		Count:        1,
-		Event:        notifiers.CleanJSON(raw), // no invalid UTF-8 or lone surrogates in any output
+		Event:        clean,
 	}
 }
 

@@ -262,7 +262,7 @@ func (p *Parallel[T]) evaluate(b *batch[T]) {
 			if ev.EventID != "" {
 				en.hasID, en.key = true, idKey(ev.EventID)
 			}
-			b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, onErr)
+			b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, onErr, false)
 			if len(b.matches) > en.matches[0] {
 				// The matches own ev now.
 				ev = e.pool.Get().(*cloudtrail.Event)

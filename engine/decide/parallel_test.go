@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trailwatch/trailwatch/engine/lifecycle"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -63,7 +64,11 @@ func transcript(w *bytes.Buffer, place int, matches []Match, err error) {
 	}
 	for i := range matches {
 		m := &matches[i]
-		b, _ := json.Marshal(&m.Alert)
+		// Parallel leaves the summary to be rendered when the alert goes
+		// out (Decision does it so); render it as Decision would.
+		a := m.Alert
+		lifecycle.Summarize(&a, m.Rule, m.Event)
+		b, _ := json.Marshal(&a)
 		// The match's rule and decoded event travel with the alert: a
 		// worker that reused an event handed over would show here.
 		fmt.Fprintf(w, "#%d %s rule=%s event=%s/%s/%s\n", place, b, m.Rule.ID, m.Event.EventID, m.Event.EventName, m.Event.EventTime)

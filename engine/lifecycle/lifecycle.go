@@ -345,13 +345,16 @@ func (b *Batch) seenBefore(key string) bool {
 // hands it over), so the record is never decoded twice; it is only read.
 // An alert of an unknown rule (nil) or without an event passes through
 // unchanged. Alert.DedupKey must be the per-(rule, event) key the
-// evaluator sets; it becomes Output.Key.
+// evaluator sets; it becomes Output.Key. An alert whose Summary is empty
+// gets r's summary of ev (Summarize) if it is let through: a caller may
+// leave the summary to be rendered only for the alerts that go out.
 func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) []Output {
 	if b.done {
 		panic("lifecycle: Process on a finished batch")
 	}
 	idem := a.DedupKey
 	if r == nil || ev == nil || idem == "" {
+		Summarize(&a, r, ev)
 		return []Output{{Key: idem, Alert: a}}
 	}
 	if b.seenBefore(idem) {
@@ -373,6 +376,18 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) 
 		b.recordSilenced(silence, r, ev)
 	}
 	return outs
+}
+
+// Summarize gives a, if its Summary is empty, the summary rule r renders
+// for ev (nothing without a rule or an event). Rendering a summary costs
+// more than the rest of an alert, and most matches are held back by
+// thresholds and dedup windows: the evaluator may leave it empty and have
+// it rendered here, for the alerts that go out (a summary that renders
+// empty renders empty again).
+func Summarize(a *notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) {
+	if a.Summary == "" && r != nil && ev != nil {
+		a.Summary = r.Summary(ev)
+	}
 }
 
 // Reasons an eventTime is not trusted, the label of
@@ -418,6 +433,7 @@ func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.E
 			return nil
 		}
 	}
+	Summarize(&a, r, ev)
 	a.EventTimeWarning = problem + ": the record may be forged or damaged, so dedup and threshold windows were not applied"
 	if reason == timeInvalid {
 		a.EventTime = now
@@ -452,6 +468,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		// swallow the alert: send it as a plain match.
 		b.l.log.Warn("rule lifecycle expression failed; alert sent without dedup or threshold",
 			"rule", r.ID, "event_id", ev.EventID, "error", err.Error())
+		Summarize(&a, r, ev)
 		return []Output{{Key: idem, Alert: a}}, nil
 	}
 	var samples []notifiers.EventSample
@@ -485,6 +502,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		// A threshold alert stands for its group, dedup or not.
 		a.DedupKey = hashKey(out.ThresholdKey)
 	}
+	Summarize(&a, r, ev)
 	a.Count = out.Count
 	a.Suppressed = out.Suppressed
 	if out.Count > 1 {
