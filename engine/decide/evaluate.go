@@ -340,11 +340,15 @@ func idKey(id string) [16]byte {
 }
 
 func (w *IDWindow) addKey(key [16]byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.addLocked(key)
+}
+
+func (w *IDWindow) addLocked(key [16]byte) bool {
 	if key == ([16]byte{}) {
 		key[15] = 1 // the zero key marks an empty slot
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	i := w.home(key)
 	for w.slots[i] != ([16]byte{}) {
 		if w.slots[i] == key {
@@ -367,6 +371,28 @@ func (w *IDWindow) addKey(key [16]byte) bool {
 	w.slots[i] = key
 	return true
 }
+
+// addKeys is addKey for each of keys in turn, appending to fresh whether
+// each was new, under one lock: a lookup nearly always misses the cache
+// (the table is megabytes large and a key's slot is random), and taken
+// together, with the slots read first, the misses overlap instead of each
+// lookup waiting for its own behind a lock.
+func (w *IDWindow) addKeys(keys [][16]byte, fresh []bool) []bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var x byte
+	for i := range keys {
+		x += w.slots[w.home(keys[i])][15]
+	}
+	prefetchSink = x
+	for _, k := range keys {
+		fresh = append(fresh, w.addLocked(k))
+	}
+	return fresh
+}
+
+// prefetchSink keeps addKeys' first reads from being optimized away.
+var prefetchSink byte
 
 func (w *IDWindow) home(key [16]byte) uint64 {
 	return binary.LittleEndian.Uint64(key[:8]) & w.mask

@@ -103,7 +103,7 @@ func (p *Parallel[T]) Add(data []byte, meta T) error {
 		return p.err
 	}
 	b := p.batch()
-	b.entries = append(b.entries, entry[T]{meta: meta, start: len(b.data), end: len(b.data) + len(data), record: true})
+	b.entries = append(b.entries, entry[T]{meta: meta, start: len(b.data), end: len(b.data) + len(data), record: true, key: -1})
 	b.data = append(b.data, data...)
 	if len(b.entries) >= b.maxRecords || len(b.data) >= b.maxBytes {
 		p.dispatch()
@@ -198,6 +198,11 @@ func (p *Parallel[T]) handBack() {
 	b := p.inflight[0]
 	p.inflight = p.inflight[1:]
 	e := p.ev
+	// The eventIDs of the whole batch go through the window at once (in
+	// input order, as one by one): see IDWindow.addKeys.
+	if e.seen != nil {
+		b.fresh = e.seen.addKeys(b.keys, b.fresh[:0])
+	}
 	for i := range b.entries {
 		if p.err != nil {
 			break
@@ -212,7 +217,7 @@ func (p *Parallel[T]) handBack() {
 		case en.headerErr != nil:
 			e.malformed.Add(1)
 			err = en.headerErr
-		case e.seen != nil && en.hasID && !e.seen.addKey(en.key):
+		case e.seen != nil && en.key >= 0 && !b.fresh[en.key]:
 			e.duplicates.Add(1)
 			continue
 		case en.matchErr != nil:
@@ -260,7 +265,8 @@ func (p *Parallel[T]) evaluate(b *batch[T]) {
 			en.headerErr = err
 		} else {
 			if ev.EventID != "" {
-				en.hasID, en.key = true, idKey(ev.EventID)
+				en.key = len(b.keys)
+				b.keys = append(b.keys, idKey(ev.EventID))
 			}
 			b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, onErr, false)
 			if len(b.matches) > en.matches[0] {
@@ -278,6 +284,8 @@ type batch[T any] struct {
 	data     []byte // the records, back to back
 	matches  []Match
 	ruleErrs []rules.MatchError
+	keys     [][16]byte // the dedup keys of the records that have one, in order
+	fresh    []bool     // whether each of keys was new to the window
 	done     chan struct{}
 
 	maxRecords, maxBytes int
@@ -289,10 +297,9 @@ type entry[T any] struct {
 	record     bool // false: a Pass
 	headerErr  error
 	matchErr   error
-	hasID      bool
-	key        [16]byte // the eventID's dedup key
-	matches    [2]int   // the record's matches in matches
-	errs       [2]int   // its rule errors in ruleErrs
+	key        int    // its eventID's dedup key in keys; -1: none
+	matches    [2]int // the record's matches in matches
+	errs       [2]int // its rule errors in ruleErrs
 }
 
 func (b *batch[T]) reset() {
@@ -303,6 +310,7 @@ func (b *batch[T]) reset() {
 	b.matches = b.matches[:0]
 	clear(b.ruleErrs)
 	b.ruleErrs = b.ruleErrs[:0]
+	b.keys = b.keys[:0]
 	if cap(b.data) > 4*b.maxBytes {
 		// One huge record: do not keep its buffer for good.
 		b.data = nil
