@@ -106,7 +106,7 @@ func (d *Decider) Swap(set *rules.Set, route Router) {
 // requests.
 func (d *Decider) Begin(ctx context.Context) *Decision {
 	d.mu.Lock()
-	x := &Decision{d: d, route: d.route, seen: map[[2]string]bool{}}
+	x := &Decision{d: d, route: d.route}
 	if d.opts.Lifecycle != nil {
 		x.lb = d.opts.Lifecycle.BeginContext(ctx)
 	}
@@ -234,6 +234,12 @@ func (x *Decision) Finish(flush bool) (Result, error) {
 	}
 	// One item a (key, notifier): a record delivered twice in a batch
 	// without a lifecycle would otherwise race for one delivery.
+	if len(x.res.Items) < 2 && x.seen == nil {
+		return x.res, nil // nothing to drop (and no map to make)
+	}
+	if x.seen == nil {
+		x.seen = make(map[[2]string]bool, len(x.res.Items))
+	}
 	out := x.res.Items[:0]
 	for _, it := range x.res.Items {
 		k := [2]string{it.Key, it.Notifier}

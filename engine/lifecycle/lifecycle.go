@@ -182,6 +182,7 @@ type Lifecycle struct {
 	storm     map[string]*stormState
 	silences  silenceCache
 	size      atomic.Int64 // len(entries), readable while a batch is open
+	spare     batchMaps    // the last batch's maps, emptied, for the next (dirty nil: none)
 }
 
 // Open returns a Lifecycle, loading its state from opts.StateDir if a
@@ -264,10 +265,75 @@ type Batch struct {
 	stats     batchStats
 }
 
+// batchMaps are a batch's working maps. Batches are one at a time, and
+// most are small (replay decides record by record): the Lifecycle keeps
+// the last batch's maps, emptied, for the next one instead of making them
+// anew.
+type batchMaps struct {
+	dirty    map[string]*entry
+	order    []string
+	seen     map[string]struct{}
+	silenced map[string]SilencedRecord
+	storm    map[string]*stormState
+	stats    batchStats
+}
+
+// maxSpareKeys bounds the maps kept for the next batch: emptying a map
+// costs what it once held, so a big batch's maps are dropped instead.
+const maxSpareKeys = 64
+
+// takeMaps gives b the spare maps, or new ones. l.mu is held.
+func (b *Batch) takeMaps() {
+	m := b.l.spare
+	b.l.spare = batchMaps{}
+	if m.dirty == nil {
+		m = batchMaps{dirty: map[string]*entry{}, seen: map[string]struct{}{},
+			silenced: map[string]SilencedRecord{}, storm: map[string]*stormState{}}
+	}
+	b.dirty, b.order, b.seen, b.silenced, b.storm, b.stats = m.dirty, m.order[:0], m.seen, m.silenced, m.storm, m.stats
+}
+
+// releaseMaps keeps b's maps, emptied, for the next batch (small ones
+// only), and leaves b without them. l.mu is held.
+func (b *Batch) releaseMaps() {
+	small := len(b.dirty) <= maxSpareKeys && len(b.seen) <= maxSpareKeys &&
+		len(b.silenced) <= maxSpareKeys && len(b.storm) <= maxSpareKeys && b.stats.small()
+	if small && b.dirty != nil && b.seen != nil && b.silenced != nil && b.storm != nil {
+		clear(b.dirty)
+		clear(b.order)
+		clear(b.seen)
+		clear(b.silenced)
+		clear(b.storm)
+		b.stats.clear()
+		b.l.spare = batchMaps{dirty: b.dirty, order: b.order[:0], seen: b.seen, silenced: b.silenced, storm: b.storm, stats: b.stats}
+	}
+	b.dirty, b.order, b.seen, b.silenced, b.storm, b.stats = nil, nil, nil, nil, nil, batchStats{}
+}
+
 type batchStats struct {
 	suppressed, thresholdHeld, late, replayed, silenced map[string]int
 	folded                                              map[string]int
 	untrusted                                           map[string]int // by reason
+}
+
+func (s *batchStats) maps() []map[string]int {
+	return []map[string]int{s.suppressed, s.thresholdHeld, s.late, s.replayed, s.silenced, s.folded, s.untrusted}
+}
+
+func (s *batchStats) small() bool {
+	for _, m := range s.maps() {
+		if len(m) > maxSpareKeys {
+			return false
+		}
+	}
+	return true
+}
+
+// clear empties the counts, keeping the maps.
+func (s *batchStats) clear() {
+	for _, m := range s.maps() {
+		clear(m)
+	}
 }
 
 func (s *batchStats) add(m *map[string]int, k string) {
@@ -284,8 +350,8 @@ func (l *Lifecycle) Begin() *Batch { return l.BeginContext(context.Background())
 // BeginContext is Begin with the context for the shared state's requests.
 func (l *Lifecycle) BeginContext(ctx context.Context) *Batch {
 	l.mu.Lock()
-	b := &Batch{l: l, ctx: ctx, dirty: map[string]*entry{}, seen: map[string]struct{}{}, watermark: l.watermark,
-		silenced: map[string]SilencedRecord{}, storm: map[string]*stormState{}}
+	b := &Batch{l: l, ctx: ctx, watermark: l.watermark}
+	b.takeMaps()
 	switch {
 	case l.opts.SharedSilences != nil:
 		b.silences = l.silences.getShared(ctx, l.opts.SharedSilences, l.opts.SilenceRefresh, l.log)
@@ -580,6 +646,7 @@ func (b *Batch) Rollback() {
 		return
 	}
 	b.done = true
+	b.releaseMaps()
 	b.l.mu.Unlock()
 }
 
@@ -599,6 +666,7 @@ func (b *Batch) Commit() error {
 	b.done = true
 	l := b.l
 	defer l.mu.Unlock()
+	defer b.releaseMaps() // before the unlock
 	changed := len(b.dirty) > 0 || len(b.seen) > 0 || len(b.silenced) > 0 || len(b.storm) > 0
 	for _, k := range b.order {
 		e := b.dirty[k]
