@@ -9,7 +9,6 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"math/bits"
 	"strconv"
@@ -27,12 +26,9 @@ type Scanner struct {
 	// Spaced is set once WS has skipped white space.
 	Spaced bool
 
-	depth int
+	// marks, when set by Marked, classify Data's bytes for Str.
+	marks []uint64
 }
-
-// Leave notes that the caller, which entered a container with Open, has
-// read its closing bracket.
-func (s *Scanner) Leave() { s.depth-- }
 
 // ErrSyntax means the input is not valid JSON (or is nested deeper than
 // encoding/json accepts).
@@ -41,8 +37,8 @@ var ErrSyntax = errors.New("invalid JSON")
 // ErrRange means a number is out of float64's range (see CheckFloats).
 var ErrRange = errors.New("number out of range")
 
-// maxDepth is encoding/json's nesting limit; a deeper record is left to it
-// to reject.
+// maxDepth is encoding/json's nesting limit: it accepts values nested this
+// deep and no deeper.
 const maxDepth = 10000
 
 // WS skips white space.
@@ -56,33 +52,6 @@ func (s *Scanner) WS() {
 			return
 		}
 	}
-}
-
-// member reads `"key":` at s.I (after the opening brace or a comma) and
-// leaves s.I at the value. It returns the key without its quotes (decoded
-// when it holds escapes, which only the rare header-level caller needs) and
-// whether the key has bytes outside ASCII or escapes.
-func (s *Scanner) Member(decode bool) (key []byte, odd bool, err error) {
-	s.WS()
-	start, end, flags, err := s.Str()
-	if err != nil {
-		return nil, false, err
-	}
-	key = s.Data[start:end]
-	if flags&StrEscaped != 0 && decode {
-		var k string
-		if json.Unmarshal(s.Data[start-1:end+1], &k) != nil {
-			return nil, false, ErrSyntax
-		}
-		key = []byte(k)
-	}
-	s.WS()
-	if s.I >= len(s.Data) || s.Data[s.I] != ':' {
-		return nil, false, ErrSyntax
-	}
-	s.I++
-	s.WS()
-	return key, flags&(StrNonASCII|StrEscaped) != 0, nil
 }
 
 // Next consumes the `,` or `}` after a member's value and reports whether
@@ -103,23 +72,6 @@ func (s *Scanner) Next() (bool, error) {
 	return false, ErrSyntax
 }
 
-// Open consumes a '{' or '[' and reports whether the container is empty
-// (and already closed).
-func (s *Scanner) Open(closer byte) (bool, error) {
-	s.depth++
-	if s.depth > maxDepth-1 {
-		return false, ErrSyntax
-	}
-	s.I++
-	s.WS()
-	if s.I < len(s.Data) && s.Data[s.I] == closer {
-		s.I++
-		s.depth--
-		return true, nil
-	}
-	return false, nil
-}
-
 // Flags Str reports about a string.
 const (
 	StrEscaped  = 1 << iota // holds a backslash escape
@@ -131,16 +83,48 @@ const (
 	msb = 0x8080808080808080
 )
 
-// str scans a JSON string at s.I and returns the bounds of its contents
+// Str scans a JSON string at s.I and returns the bounds of its contents
 // (without quotes) and flags.
 func (s *Scanner) Str() (start, end, flags int, err error) {
-	if s.I >= len(s.Data) || s.Data[s.I] != '"' {
-		return 0, 0, 0, ErrSyntax
+	end, flags, err = StrAt(s.Data, s.marks, s.I)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	s.I++
-	start = s.I
-	data := s.Data
-	i := s.I
+	start = s.I + 1
+	s.I = end + 1
+	return start, end, flags, nil
+}
+
+// StrAt validates the JSON string whose opening quote is data[i] and
+// returns the place of its closing quote, and flags. marks (from Mark, or
+// nil) let it find the end of a plain string without reading its bytes.
+func StrAt(data []byte, marks []uint64, i int) (end, flags int, err error) {
+	if i >= len(data) || data[i] != '"' {
+		return 0, 0, ErrSyntax
+	}
+	if end := QuoteEnd(marks, i); end >= 0 {
+		if HighIn(marks, i, end) {
+			flags = StrNonASCII
+		}
+		return end, flags, nil
+	}
+	return strAt(data, marks, i)
+}
+
+// strAt is StrAt for strings that QuoteEnd does not take.
+func strAt(data []byte, marks []uint64, i int) (end, flags int, err error) {
+	if i >= len(data) || data[i] != '"' {
+		return 0, 0, ErrSyntax
+	}
+	i++
+	if marks != nil {
+		if end, high, ok := strMarked(data, marks, i); ok {
+			if high {
+				flags = StrNonASCII
+			}
+			return end, flags, nil
+		}
+	}
 	var high uint64
 	for {
 		// Eight bytes at a time: find the first quote, backslash or
@@ -166,40 +150,39 @@ func (s *Scanner) Str() (start, end, flags int, err error) {
 		}
 	slow:
 		if i >= len(data) {
-			return 0, 0, 0, ErrSyntax
+			return 0, 0, ErrSyntax
 		}
 		c := data[i]
 		switch {
 		case c == '"':
-			s.I = i + 1
 			if high&msb != 0 {
 				flags |= StrNonASCII
 			}
-			return start, i, flags, nil
+			return i, flags, nil
 		case c == '\\':
 			flags |= StrEscaped
 			i++
 			if i >= len(data) {
-				return 0, 0, 0, ErrSyntax
+				return 0, 0, ErrSyntax
 			}
 			switch data[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i++
 			case 'u':
 				if i+4 >= len(data) {
-					return 0, 0, 0, ErrSyntax
+					return 0, 0, ErrSyntax
 				}
 				for _, h := range data[i+1 : i+5] {
 					if !isHex(h) {
-						return 0, 0, 0, ErrSyntax
+						return 0, 0, ErrSyntax
 					}
 				}
 				i += 5
 			default:
-				return 0, 0, 0, ErrSyntax
+				return 0, 0, ErrSyntax
 			}
 		case c < 0x20:
-			return 0, 0, 0, ErrSyntax
+			return 0, 0, ErrSyntax
 		default:
 			high |= uint64(c)
 			i++
@@ -221,83 +204,211 @@ func (s *Scanner) Lit(word string) bool {
 
 // Skip validates and skips one JSON value.
 func (s *Scanner) Skip() error {
-	if s.I >= len(s.Data) {
-		return ErrSyntax
-	}
-	switch c := s.Data[s.I]; {
-	case c == '"':
-		_, _, _, err := s.Str()
-		return err
-	case c == '{':
-		if empty, err := s.Open('}'); empty || err != nil {
-			return err
-		}
-		for {
-			if _, _, err := s.Member(false); err != nil {
-				return err
-			}
-			if err := s.Skip(); err != nil {
-				return err
-			}
-			if end, err := s.Next(); end || err != nil {
-				s.depth--
-				return err
-			}
-		}
-	case c == '[':
-		if empty, err := s.Open(']'); empty || err != nil {
-			return err
-		}
-		for {
-			s.WS()
-			if err := s.Skip(); err != nil {
-				return err
-			}
-			s.WS()
-			if s.I >= len(s.Data) {
-				return ErrSyntax
-			}
-			switch s.Data[s.I] {
-			case ',':
-				s.I++
-			case ']':
-				s.I++
-				s.depth--
-				return nil
-			default:
-				return ErrSyntax
-			}
-		}
-	case c == 't':
-		if s.Lit("true") {
-			return nil
-		}
-	case c == 'f':
-		if s.Lit("false") {
-			return nil
-		}
-	case c == 'n':
-		if s.Lit("null") {
-			return nil
-		}
-	case c == '-' || (c >= '0' && c <= '9'):
-		return s.number()
-	}
-	return ErrSyntax
+	next, spaced, err := skipAt(s.Data, s.marks, s.I, 0, s.CheckFloats)
+	s.I = next
+	s.Spaced = s.Spaced || spaced
+	return err
 }
 
-// number validates a JSON number (RFC 8259 grammar). With CheckFloats, a
-// number that strconv.ParseFloat rejects as out of range is ErrRange, as
-// it is to encoding/json when it decodes the number into a float64.
-func (s *Scanner) number() error {
-	start := s.I
-	if err := s.NumberSyntax(); err != nil {
-		return err
+// SkipAt validates the JSON value at data[i] (no white space before it),
+// nested in depth containers, and returns the place after it. With
+// checkFloats, a number that does not fit a float64 is ErrRange, as it is
+// to encoding/json when it decodes the number into an `any`. marks are as
+// for StrAt.
+func SkipAt(data []byte, marks []uint64, i, depth int, checkFloats bool) (next int, err error) {
+	next, _, err = skipAt(data, marks, i, depth, checkFloats)
+	return next, err
+}
+
+// skipAt is SkipAt that also reports whether the value holds white space
+// (between its tokens). It walks the value in one loop, its containers
+// on a stack of bits (1: an array), the first 64 levels in a word.
+func skipAt(data []byte, marks []uint64, i, depth int, checkFloats bool) (next int, spaced bool, err error) {
+	var (
+		stack uint64   // bit k: the container at level k (from 0) is an array
+		deep  []uint64 // levels from 64 on, a word each (rare)
+		level int      // containers open in this value
+	)
+	isArray := func() bool {
+		if level <= 64 {
+			return stack>>(level-1)&1 != 0
+		}
+		return deep[level-65] != 0
 	}
-	if s.CheckFloats && !floatInRange(s.Data[start:s.I]) {
-		return ErrRange
+	push := func(array uint64) bool {
+		level++
+		if depth+level > maxDepth {
+			return false
+		}
+		if level <= 64 {
+			stack = stack&^(1<<(level-1)) | array<<(level-1)
+		} else {
+			deep = append(deep[:level-65], array)
+		}
+		return true
 	}
-	return nil
+value:
+	if i >= len(data) {
+		return i, spaced, ErrSyntax
+	}
+	switch c := data[i]; c {
+	case '"':
+		if end := QuoteEnd(marks, i); end >= 0 {
+			i = end + 1
+			break
+		}
+		end, _, err := strAt(data, marks, i)
+		if err != nil {
+			return i, spaced, err
+		}
+		i = end + 1
+	case '{':
+		if !push(0) {
+			return i, spaced, ErrSyntax
+		}
+		i++
+		if i < len(data) && data[i] <= ' ' {
+			i, spaced = ws(data, i, spaced)
+		}
+		if i < len(data) && data[i] == '}' {
+			i++
+			level--
+			break
+		}
+		goto key
+	case '[':
+		if !push(1) {
+			return i, spaced, ErrSyntax
+		}
+		i++
+		if i < len(data) && data[i] <= ' ' {
+			i, spaced = ws(data, i, spaced)
+		}
+		if i < len(data) && data[i] == ']' {
+			i++
+			level--
+			break
+		}
+		goto value
+	case 't':
+		if !hasLit(data, i, "true") {
+			return i, spaced, ErrSyntax
+		}
+		i += 4
+	case 'f':
+		if !hasLit(data, i, "false") {
+			return i, spaced, ErrSyntax
+		}
+		i += 5
+	case 'n':
+		if !hasLit(data, i, "null") {
+			return i, spaced, ErrSyntax
+		}
+		i += 4
+	default:
+		if c != '-' && (c < '0' || c > '9') {
+			return i, spaced, ErrSyntax
+		}
+		start := i
+		if i, err = numberAt(data, i); err != nil {
+			return i, spaced, err
+		}
+		if checkFloats && !floatInRange(data[start:i]) {
+			return i, spaced, ErrRange
+		}
+	}
+	// After a value: the end, or what follows it in its container.
+	for level > 0 {
+		if i < len(data) && data[i] <= ' ' {
+			i, spaced = ws(data, i, spaced)
+		}
+		if i >= len(data) {
+			return i, spaced, ErrSyntax
+		}
+		c := data[i]
+		i++
+		if isArray() {
+			if c == ',' {
+				if i < len(data) && data[i] <= ' ' {
+					i, spaced = ws(data, i, spaced)
+				}
+				goto value
+			}
+			if c != ']' {
+				return i - 1, spaced, ErrSyntax
+			}
+		} else {
+			if c == ',' {
+				if i < len(data) && data[i] <= ' ' {
+					i, spaced = ws(data, i, spaced)
+				}
+				goto key
+			}
+			if c != '}' {
+				return i - 1, spaced, ErrSyntax
+			}
+		}
+		level--
+	}
+	return i, spaced, nil
+key:
+	// A member: "key" : value.
+	if end := QuoteEnd(marks, i); end >= 0 && data[i] == '"' {
+		i = end + 1
+	} else {
+		end, _, err := strAt(data, marks, i)
+		if err != nil {
+			return i, spaced, err
+		}
+		i = end + 1
+	}
+	{
+		if i < len(data) && data[i] <= ' ' {
+			i, spaced = ws(data, i, spaced)
+		}
+		if i >= len(data) || data[i] != ':' {
+			return i, spaced, ErrSyntax
+		}
+		i++
+		if i < len(data) && data[i] <= ' ' {
+			i, spaced = ws(data, i, spaced)
+		}
+		goto value
+	}
+}
+
+// ws skips white space from data[i] on, noting in spaced whether there
+// was any.
+func ws(data []byte, i int, spaced bool) (int, bool) {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+			spaced = true
+		default:
+			return i, spaced
+		}
+	}
+	return i, spaced
+}
+
+// SkipWS returns the place of the first byte from data[i] on that is not
+// white space.
+func SkipWS(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// hasLit reports whether data holds word at i.
+func hasLit(data []byte, i int, word string) bool {
+	return len(data)-i >= len(word) && string(data[i:i+len(word)]) == word
 }
 
 // floatInRange reports whether n, a valid JSON number, parses as a float64
@@ -311,38 +422,52 @@ func floatInRange(n []byte) bool {
 	return err == nil
 }
 
+// NumberSyntax validates a JSON number at s.I and leaves s.I after it.
 func (s *Scanner) NumberSyntax() error {
-	if s.Data[s.I] == '-' {
-		s.I++
-	}
-	if s.I < len(s.Data) && s.Data[s.I] == '0' {
-		s.I++
-	} else if s.digits() == 0 {
-		return ErrSyntax
-	}
-	if s.I < len(s.Data) && s.Data[s.I] == '.' {
-		s.I++
-		if s.digits() == 0 {
-			return ErrSyntax
-		}
-	}
-	if s.I < len(s.Data) && (s.Data[s.I] == 'e' || s.Data[s.I] == 'E') {
-		s.I++
-		if s.I < len(s.Data) && (s.Data[s.I] == '+' || s.Data[s.I] == '-') {
-			s.I++
-		}
-		if s.digits() == 0 {
-			return ErrSyntax
-		}
-	}
-	return nil
+	var err error
+	s.I, err = numberAt(s.Data, s.I)
+	return err
 }
 
-func (s *Scanner) digits() int {
-	n := 0
-	for s.I < len(s.Data) && s.Data[s.I] >= '0' && s.Data[s.I] <= '9' {
-		s.I++
-		n++
+// numberAt validates the JSON number (RFC 8259 grammar) at data[i], a '-'
+// or a digit, and returns the place after it.
+func numberAt(data []byte, i int) (int, error) {
+	if data[i] == '-' {
+		i++
 	}
-	return n
+	if i < len(data) && data[i] == '0' {
+		i++
+	} else if j := digits(data, i); j == i {
+		return i, ErrSyntax
+	} else {
+		i = j
+	}
+	if i < len(data) && data[i] == '.' {
+		j := digits(data, i+1)
+		if j == i+1 {
+			return j, ErrSyntax
+		}
+		i = j
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		j := digits(data, i)
+		if j == i {
+			return j, ErrSyntax
+		}
+		i = j
+	}
+	return i, nil
+}
+
+// digits returns the place of the first byte from data[i] on that is not
+// a digit.
+func digits(data []byte, i int) int {
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	return i
 }

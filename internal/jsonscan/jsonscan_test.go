@@ -22,12 +22,20 @@ func valid(data []byte) bool {
 func TestSkipAgreesWithValid(t *testing.T) {
 	for _, in := range []string{
 		``, ` `, `{}`, `[]`, `{"a":1}`, `{"a":}`, `[1,]`, `"\u00e9\n"`, `"\x"`, "\"\x01\"", `-0.5e+3`, `01`, `1.`,
-		`-`, `{"a" 1}`, `tru`, `nulls`, `"\ud800"`, strings.Repeat("[", 9999) + strings.Repeat("]", 9999),
+		`-`, `{"a" 1}`, `{"a":"b"}`, `{"a":"b\"}`, "{\"a\":\"b\x7f\u00e9\"}", "[\"\xff\\u12\"]", `[1,{"a":[]},[[{}]],"x",-0.0e-0]`, `tru`, `nulls`, `"\ud800"`, strings.Repeat("[", 9999) + strings.Repeat("]", 9999),
+		strings.Repeat("[", 10000) + strings.Repeat("]", 10000), strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000),
+		strings.Repeat(`{"a":[`, 5000) + "1" + strings.Repeat("]}", 5000), strings.Repeat(`{"a":[`, 5001) + strings.Repeat("]}", 5001),
 		strings.Repeat("[", 10001) + strings.Repeat("]", 10001), "\"\xff\"", ` {"a" : [ true , false , null ] } `,
 	} {
-		if got, want := valid([]byte(in)), json.Valid([]byte(in)); got != want {
+		want := json.Valid([]byte(in))
+		if got := valid([]byte(in)); got != want {
 			t.Errorf("valid(%.40q) = %v, json.Valid says %v", in, got, want)
 		}
+		withEachClassify(t, func(t *testing.T) {
+			if got := markedValid([]byte(in)); got != want {
+				t.Errorf("marked valid(%.40q) = %v, json.Valid says %v", in, got, want)
+			}
+		})
 	}
 }
 
@@ -42,8 +50,18 @@ func FuzzSkip(f *testing.F) {
 		ok := s.Skip() == nil
 		s.WS()
 		ok = ok && s.I == len(data)
-		if want := json.Valid(data); ok != want {
+		want := json.Valid(data)
+		if ok != want {
 			t.Fatalf("scanner says valid=%v, json.Valid says %v for %q", ok, want, data)
+		}
+		// With marks, made by each classify this machine has.
+		for _, name := range Classifiers() {
+			prev := UseClassifier(name)
+			got := markedValid(data)
+			UseClassifier(prev)
+			if got != want {
+				t.Fatalf("marked scanner (classify %s) says valid=%v, json.Valid says %v for %q", name, got, want, data)
+			}
 		}
 		if ok {
 			var cb bytes.Buffer

@@ -8,6 +8,9 @@ import (
 	"github.com/trailwatch/trailwatch/internal/jsonscan"
 )
 
+// anyScanner decodes the lazy fields' values (see decodeAny).
+type anyScanner struct{ jsonscan.Scanner }
+
 // decodeAny decodes one JSON value, which the header scan has already
 // validated, into what encoding/json gives for an `any`: map[string]any,
 // []any, string, float64, bool or nil. It is the lazy fields' decoder (and
@@ -17,7 +20,7 @@ import (
 // builds values directly. Where its result could differ from encoding/json's
 // it leaves the value to encoding/json: a string with escapes or bytes
 // outside ASCII that are not valid UTF-8 is unquoted by it.
-func (s *scanner) decodeAny() (any, error) {
+func (s *anyScanner) decodeAny() (any, error) {
 	s.WS()
 	if s.I >= len(s.Data) {
 		return nil, jsonscan.ErrSyntax
@@ -85,7 +88,7 @@ func (s *scanner) decodeAny() (any, error) {
 // decodeObjectInto decodes the object at s.I into m, as encoding/json
 // decodes an object into an existing map: every member is set, a key given
 // twice keeps its last value.
-func (s *scanner) decodeObjectInto(m map[string]any) error {
+func (s *anyScanner) decodeObjectInto(m map[string]any) error {
 	s.I++
 	s.WS()
 	if s.I < len(s.Data) && s.Data[s.I] == '}' {
@@ -115,7 +118,7 @@ func (s *scanner) decodeObjectInto(m map[string]any) error {
 }
 
 // decodeString decodes the string at s.I.
-func (s *scanner) decodeString() (string, error) {
+func (s *anyScanner) decodeString() (string, error) {
 	start, end, flags, err := s.Str()
 	if err != nil {
 		return "", err
@@ -135,7 +138,7 @@ func (s *scanner) decodeString() (string, error) {
 // checked is an object or null, as encoding/json decodes it into *dst: null
 // makes the map nil, an object's members are set in the map (made if nil).
 func decodeMapInto(dst *map[string]any, data []byte) error {
-	s := scanner{Scanner: jsonscan.Scanner{Data: data}}
+	s := anyScanner{Scanner: jsonscan.Scanner{Data: data}}
 	s.WS()
 	if s.Lit("null") {
 		*dst = nil

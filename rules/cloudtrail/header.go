@@ -1,9 +1,14 @@
 package cloudtrail
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"maps"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -28,6 +33,12 @@ import (
 // a rule matched, so nothing that outlives the evaluation (an alert, a log
 // line) holds a view of a buffer its reader reuses.
 //
+// The pass first classifies the record's bytes 64 at a time (jsonscan.Mark:
+// AVX2 where the CPU has it, portable Go elsewhere), so that a string's
+// end is found without reading the string; then it walks the record once,
+// validating as it goes, its position passed from call to call (kept in a
+// register, not in a struct in memory).
+//
 // Whenever the scanner is unsure that it would fill a field exactly as
 // encoding/json does (a type mismatch anywhere in a typed part, which
 // would send the whole decode to the lenient path; a key that differs
@@ -43,35 +54,246 @@ import (
 // one place.
 var errIrregular = errors.New("irregular header field")
 
-// foldedNames returns the lower-cased JSON names of t's fields: the keys
-// that encoding/json would match, case-insensitively, to one of them.
-func foldedNames(t reflect.Type, extra ...string) map[string]bool {
-	m := map[string]bool{}
-	for i := 0; i < t.NumField(); i++ {
-		if name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]; name != "" {
-			m[lowerASCII(name)] = true
+// The scan is driven by one table per object type (objKind), built from
+// the Go types' json tags when the package loads, so that it fills exactly
+// the fields encoding/json would: a string field takes a string, a bool a
+// bool, time.Time eventTime, a struct its object (by its own table), a map
+// its object decoded at once, and the Event's free-form fields (see
+// lazy.go) are only noted. A key is first compared, as `"name":`, with the
+// member that usually comes next (in CloudTrail's own order, or in sorted
+// order as tools that sort keys write it: four word compares, no lookup);
+// else it finds its member through a small perfect hash (objKind.lookup),
+// not a chain of string comparisons.
+
+// action is what the scan does with a member's value.
+type action uint8
+
+const (
+	actString    action = iota + 1 // fill a string field
+	actBool                        // fill a bool field
+	actTime                        // fill a time.Time field
+	actObject                      // scan a struct field's object by its table
+	actMap                         // decode a small map field at once
+	actLazy                        // note a free-form field's place (lazy.go)
+	actResources                   // check and note the resources list
+	actTimestamp                   // note "@timestamp" (records shipped by Logstash)
+	actCheck                       // check a string (resources' fields)
+)
+
+// member is one JSON name of an object and what its value does.
+type member struct {
+	name  string
+	words [4]uint64 // name, eight bytes a word, zero-padded (for lookup)
+	// pat is `"name":`, eight bytes a word, and mask its bytes (for
+	// matches).
+	pat, mask [4]uint64
+	patLen    int
+	// next is the index + 1 of the member that usually follows in
+	// CloudTrail's own order, sorted the index + 1 of the next name in
+	// sorted order (tools that sort keys); 0: none.
+	next, sorted uint8
+	act          action
+	off          uintptr  // the field's offset in its struct
+	sub          *objKind // actObject: the field's table
+	lazy         Fields   // actLazy: the field
+}
+
+// maxName is the longest name a table may hold (`"name":` fits four
+// words).
+const maxName = 29
+
+// matches reports whether d0..d3, the 32 bytes at a key's opening quote,
+// start with `"name":`, the member's key and colon as compact JSON writes
+// them; the key is then exactly the name (it holds no quote nor
+// backslash, so its string ends right after it).
+func (m *member) matches(d0, d1, d2, d3 uint64) bool {
+	return (d0^m.pat[0])&m.mask[0]|(d1^m.pat[1])&m.mask[1]|(d2^m.pat[2])&m.mask[2]|(d3^m.pat[3])&m.mask[3] == 0
+}
+
+// usualNext names, per type, the member that usually follows another in
+// CloudTrail's records where that is not the next field of the Go type
+// (measured on the corpus); the scan checks that member's key first.
+var usualNext = map[string]string{
+	"Event.userAgent":          "requestParameters",
+	"Event.responseElements":   "requestID",
+	"Event.readOnly":           "eventType",
+	"Event.eventType":          "managementEvent",
+	"Event.recipientAccountId": "eventCategory",
+	"Event.eventCategory":      "tlsDetails",
+	"Event.@timestamp":         "eventID",
+	"UserIdentity.userName":    "sessionContext",
+}
+
+// objKind is the table of one object type.
+type objKind struct {
+	members []member
+	// folded holds the lower-cased names: a key that is not one of the
+	// names but matches one case-insensitively sends the record to the
+	// full decode (see folds).
+	folded map[string]bool
+	// slots maps hash(key) to a member's index + 1 (0: no member).
+	slots [256]uint8
+	first uint8 // the index + 1 of the first name in sorted order
+	mul   [3]uint32
+}
+
+// hash mixes a key's length, first byte and last four bytes by k's
+// multipliers, which newKind chose so that no two names share a slot.
+func (k *objKind) hash(key []byte) uint8 {
+	n := len(key)
+	var tail uint32
+	if n >= 4 {
+		tail = binary.LittleEndian.Uint32(key[n-4:])
+	} else {
+		for _, c := range key {
+			tail = tail<<8 | uint32(c)
 		}
 	}
-	for _, e := range extra {
-		m[lowerASCII(e)] = true
+	return uint8((uint32(n)*k.mul[0] + uint32(key[0])*k.mul[1] + tail*k.mul[2]) >> 24)
+}
+
+// lookup returns the member named exactly data[start:end], a key, or nil.
+func (k *objKind) lookup(data []byte, start, end int) *member {
+	n := end - start
+	if n <= 0 || n > maxName {
+		return nil
+	}
+	key := data[start:end]
+	j := k.slots[k.hash(key)]
+	if j == 0 {
+		return nil
+	}
+	m := &k.members[j-1]
+	if len(m.name) != n {
+		return nil
+	}
+	if start+maxName > len(data) {
+		if m.name == string(key) {
+			return m
+		}
+		return nil
+	}
+	// Eight bytes at a time (the record goes on past the key's end).
+	for w := 0; w*8 < n; w++ {
+		x := binary.LittleEndian.Uint64(data[start+8*w:])
+		if rest := n - 8*w; rest < 8 {
+			x &= 1<<(8*rest) - 1
+		}
+		if x != m.words[w] {
+			return nil
+		}
 	}
 	return m
 }
 
-// The names each object's keys are checked against: a key that is not one
-// of its object's names exactly, but matches one case-insensitively, sends
-// the record to the full decode (see folds).
 var (
-	foldedTop      = foldedNames(reflect.TypeOf(Event{}), "@timestamp")
-	foldedIdentity = foldedNames(reflect.TypeOf(UserIdentity{}))
-	foldedSession  = foldedNames(reflect.TypeOf(SessionContext{}))
-	foldedIssuer   = foldedNames(reflect.TypeOf(SessionIssuer{}))
-	foldedWebID    = foldedNames(reflect.TypeOf(WebIDFederationData{}))
-	foldedAttrs    = foldedNames(reflect.TypeOf(SessionAttributes{}))
-	foldedBehalf   = foldedNames(reflect.TypeOf(OnBehalfOf{}))
-	foldedTLS      = foldedNames(reflect.TypeOf(TLSDetails{}))
-	foldedResource = foldedNames(reflect.TypeOf(Resource{}))
+	mapType      = reflect.TypeOf(map[string]any(nil))
+	resourceType = reflect.TypeOf(Resource{})
 )
+
+// The tables: the record's, and the resources' elements' (whose fields
+// are only checked: resources is decoded lazily).
+var (
+	eventKind    = newKind(eventType, "@timestamp")
+	resourceKind = newKind(resourceType)
+)
+
+// newKind builds t's table; extra names (of the record only) are
+// "@timestamp".
+func newKind(t reflect.Type, extra ...string) *objKind {
+	k := &objKind{folded: map[string]bool{}}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("json"), ",")[0]
+		if name == "" {
+			continue
+		}
+		m := member{name: name, off: f.Offset}
+		switch {
+		case t == resourceType && f.Type.Kind() == reflect.String:
+			m.act = actCheck
+		case f.Type.Kind() == reflect.String:
+			m.act = actString
+		case f.Type.Kind() == reflect.Bool:
+			m.act = actBool
+		case f.Type == timeType:
+			m.act = actTime
+		case f.Type == mapType && t == eventType:
+			m.act, m.lazy = actLazy, FieldsOf(name)
+		case f.Type == mapType:
+			m.act = actMap
+		case f.Type == reflect.TypeOf([]Resource(nil)) && t == eventType:
+			m.act, m.lazy = actResources, fieldResources
+		case f.Type.Kind() == reflect.Struct:
+			m.act, m.sub = actObject, newKind(f.Type)
+		default:
+			panic("cloudtrail: the header scan has no way to fill " + t.Name() + "." + f.Name)
+		}
+		if (m.act == actLazy || m.act == actResources) && m.lazy == 0 {
+			panic("cloudtrail: " + name + " is not a lazy field")
+		}
+		k.members = append(k.members, m)
+	}
+	for _, e := range extra {
+		k.members = append(k.members, member{name: e, act: actTimestamp})
+	}
+	index := map[string]int{}
+	for j, m := range k.members {
+		index[m.name] = j
+	}
+	for j := range k.members {
+		m := &k.members[j]
+		if len(m.name) > maxName {
+			panic("cloudtrail: field name " + m.name + " is too long for the header scan")
+		}
+		var b, pat, mask [32]byte
+		copy(b[:], m.name)
+		m.patLen = copy(pat[:], `"`+m.name+`":`)
+		for i := range m.patLen {
+			mask[i] = 0xff
+		}
+		for w := range m.words {
+			m.words[w] = binary.LittleEndian.Uint64(b[8*w:])
+			m.pat[w] = binary.LittleEndian.Uint64(pat[8*w:])
+			m.mask[w] = binary.LittleEndian.Uint64(mask[8*w:])
+		}
+		if name, ok := usualNext[t.Name()+"."+m.name]; ok {
+			if _, ok := index[name]; !ok {
+				panic("cloudtrail: usualNext names no field " + t.Name() + "." + name)
+			}
+			m.next = uint8(index[name] + 1)
+		} else if j+1 < len(k.members) {
+			m.next = uint8(j + 2)
+		}
+		k.folded[lowerASCII(m.name)] = true
+	}
+	names := slices.Sorted(maps.Keys(index))
+	k.first = uint8(index[names[0]] + 1)
+	for j, name := range names[:len(names)-1] {
+		k.members[index[name]].sorted = uint8(index[names[j+1]] + 1)
+	}
+	// Multipliers that give every name its own slot: a few random tries
+	// find them (a fixed seed: the same table every run).
+	r := rand.New(rand.NewPCG(uint64(len(k.members)), 0x7261696c))
+search:
+	for try := 0; ; try++ {
+		if try == 100000 {
+			panic("cloudtrail: no perfect hash for the names of " + t.Name())
+		}
+		for j := range k.mul {
+			k.mul[j] = r.Uint32() | 1
+		}
+		k.slots = [256]uint8{}
+		for j, m := range k.members {
+			h := k.hash([]byte(m.name))
+			if k.slots[h] != 0 {
+				continue search
+			}
+			k.slots[h] = uint8(j + 1)
+		}
+		return k
+	}
+}
 
 func lowerASCII(s string) string {
 	b := []byte(s)
@@ -83,397 +305,404 @@ func lowerASCII(s string) string {
 	return string(b)
 }
 
-// scanHeader fills ev from data (ev must be zero), all but the lazy fields,
-// whose places it notes (see lazy.go), and validates that data is one JSON
-// object. It returns jsonscan.ErrSyntax for invalid JSON and errIrregular when the
-// record needs the lenient decoder or holds a key that encoding/json would
-// match to a field case-insensitively; in both cases the caller falls back
-// to the full decode, which reports or coerces exactly as before.
-func scanHeader(ev *Event, data []byte) error {
-	s := scanner{Scanner: jsonscan.Scanner{Data: data}}
-	return s.scan(ev)
-}
-
-func (s *scanner) scan(ev *Event) error {
-	s.WS()
-	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
-		return jsonscan.ErrSyntax
-	}
-	if err := s.topObject(ev); err != nil {
-		return err
-	}
-	s.WS()
-	if s.I != len(s.Data) {
-		return jsonscan.ErrSyntax
-	}
-	return nil
-}
-
-type scanner struct {
-	jsonscan.Scanner
+// headerScan is one record's header scan. Its methods take the place to
+// read from and return the place after what they read, and take the
+// record's marks (jsonscan.Mark; nil for a record too long for the
+// caller's buffer) as an argument: kept out of the struct, whose strings
+// the Event keeps, a buffer on the caller's stack stays there.
+type headerScan struct {
+	data []byte
+	ev   *Event
 	// ts is the place of the last "@timestamp" string (end 0: none);
 	// tsOdd is set when a @timestamp value is not a plain string.
 	ts    struct{ start, end int }
 	tsOdd bool
 }
 
-// object scans an object member by member: member handles the value of
-// each key (at s.I) and reports whether it knew the key; an unknown key is
-// skipped, unless it matches one of folded's names case-insensitively.
-// A value that is not an object is irregular, except null, which leaves
-// the destination as it is (as encoding/json does).
-func (s *scanner) object(folded map[string]bool, member func(key []byte, odd bool) (bool, error)) error {
-	if s.I >= len(s.Data) {
+// scanHeader fills ev from data (ev must be zero), all but the lazy fields,
+// whose places it notes (see lazy.go), and validates that data is one JSON
+// object. It returns jsonscan.ErrSyntax for invalid JSON and errIrregular when the
+// record needs the lenient decoder or holds a key that encoding/json would
+// match to a field case-insensitively; in both cases the caller falls back
+// to the full decode, which reports or coerces exactly as before.
+func scanHeader(ev *Event, data []byte) (headerScan, error) {
+	var buf jsonscan.MarkBuf
+	h := headerScan{data: data, ev: ev}
+	err := h.scan(jsonscan.Mark(data, buf[:]))
+	return h, err
+}
+
+func (h *headerScan) scan(m []uint64) error {
+	data := h.data
+	i := jsonscan.SkipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
 		return jsonscan.ErrSyntax
 	}
-	if s.Data[s.I] != '{' {
-		return s.nullOrIrregular()
-	}
-	if empty, err := s.Open('}'); empty || err != nil {
+	i, err := h.object(m, i, eventKind, unsafe.Pointer(h.ev), 0)
+	if err != nil {
 		return err
 	}
+	if jsonscan.SkipWS(data, i) != len(data) {
+		return jsonscan.ErrSyntax
+	}
+	return nil
+}
+
+// object scans the object at data[i], nested in depth containers, into
+// base, a pointer to the struct of k's type, member by member: a known key
+// is filled by its action, an unknown one skipped (after checking that it
+// does not fold to a known one). A value that is not an object is
+// irregular, except null, which leaves the destination as it is (as
+// encoding/json does).
+func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, depth int) (int, error) {
+	data := h.data
+	if i >= len(data) {
+		return i, jsonscan.ErrSyntax
+	}
+	if data[i] != '{' {
+		return h.null(i)
+	}
+	depth++
+	i++
+	if i < len(data) && data[i] <= ' ' {
+		i = jsonscan.SkipWS(data, i)
+	}
+	if i < len(data) && data[i] == '}' {
+		return i + 1, nil
+	}
+	// The member expected first: the first field, or the first name in
+	// sorted order.
+	next, sorted := uint8(1), k.first
 	for {
-		key, odd, err := s.Member(true)
-		if err != nil {
-			return err
-		}
-		known, err := member(key, odd)
-		if err != nil {
-			return err
-		}
-		if !known {
-			if folds(key, odd, folded) {
-				return errIrregular
+		var mem *member
+		odd := false
+		keyStart := i
+		// The key: usually the one that follows the last in CloudTrail's
+		// order, written compactly, which matches costs no lookup.
+		if len(data)-i >= 32 {
+			d := data[i : i+32]
+			d0, d1 := binary.LittleEndian.Uint64(d), binary.LittleEndian.Uint64(d[8:])
+			d2, d3 := binary.LittleEndian.Uint64(d[16:]), binary.LittleEndian.Uint64(d[24:])
+			if next != 0 {
+				if mem = &k.members[next-1]; mem.matches(d0, d1, d2, d3) {
+					i += mem.patLen
+					goto value
+				}
 			}
-			if err := s.Skip(); err != nil {
-				return err
+			if sorted != 0 {
+				if mem = &k.members[sorted-1]; mem.matches(d0, d1, d2, d3) {
+					i += mem.patLen
+					goto value
+				}
 			}
+			mem = nil
 		}
-		if end, err := s.Next(); end || err != nil {
-			s.Leave()
-			return err
+		// Else found from the marks (see jsonscan.QuoteEnd) and then in
+		// the table.
+		if end := jsonscan.QuoteEnd(m, i); end >= 0 && data[i] == '"' {
+			mem = k.lookup(data, i+1, end)
+			i = end + 1
+		} else {
+			var flags int
+			var err error
+			if end, flags, err = jsonscan.StrAt(data, m, i); err != nil {
+				return i, err
+			}
+			odd = flags != 0
+			key := data[i+1 : end]
+			if flags&jsonscan.StrEscaped != 0 {
+				var name string
+				if json.Unmarshal(data[i:end+1], &name) != nil {
+					return i, jsonscan.ErrSyntax
+				}
+				key = []byte(name)
+			}
+			mem = k.lookup(key, 0, len(key))
+			i = end + 1
+		}
+		if i < len(data) && data[i] <= ' ' {
+			i = jsonscan.SkipWS(data, i)
+		}
+		if i >= len(data) || data[i] != ':' {
+			return i, jsonscan.ErrSyntax
+		}
+		i++
+	value:
+		if i < len(data) && data[i] <= ' ' {
+			i = jsonscan.SkipWS(data, i)
+		}
+		var err error
+		if mem != nil {
+			next, sorted = mem.next, mem.sorted
+			if mem.act == actString && i < len(data) && data[i] == '"' {
+				// The usual string value (see stringInto), here to
+				// save two calls.
+				if end := jsonscan.QuoteEnd(m, i); end > i+1 && !jsonscan.HighIn(m, i, end) {
+					*(*string)(unsafe.Add(base, mem.off)) = unsafe.String(&data[i+1], end-i-1)
+					i = end + 1
+					goto after
+				}
+			}
+			i, err = h.member(m, i, mem, base, depth, odd)
+		} else if h.folds(m, keyStart, k) {
+			return i, errIrregular
+		} else {
+			i, err = jsonscan.SkipAt(data, m, i, depth, false)
+		}
+		if err != nil {
+			return i, err
+		}
+	after:
+		if i < len(data) && data[i] <= ' ' {
+			i = jsonscan.SkipWS(data, i)
+		}
+		if i >= len(data) {
+			return i, jsonscan.ErrSyntax
+		}
+		switch data[i] {
+		case ',':
+			i++
+			if i < len(data) && data[i] <= ' ' {
+				i = jsonscan.SkipWS(data, i)
+			}
+		case '}':
+			return i + 1, nil
+		default:
+			return i, jsonscan.ErrSyntax
 		}
 	}
 }
 
-// topObject scans the record's object.
-func (s *scanner) topObject(ev *Event) error {
-	return s.object(foldedTop, func(key []byte, odd bool) (bool, error) {
-		var err error
-		switch string(key) {
-		case "eventVersion":
-			err = s.stringInto(&ev.EventVersion)
-		case "eventSource":
-			err = s.stringInto(&ev.EventSource)
-		case "eventName":
-			err = s.stringInto(&ev.EventName)
-		case "awsRegion":
-			err = s.stringInto(&ev.AWSRegion)
-		case "sourceIPAddress":
-			err = s.stringInto(&ev.SourceIPAddress)
-		case "userAgent":
-			err = s.stringInto(&ev.UserAgent)
-		case "errorCode":
-			err = s.stringInto(&ev.ErrorCode)
-		case "errorMessage":
-			err = s.stringInto(&ev.ErrorMessage)
-		case "requestID":
-			err = s.stringInto(&ev.RequestID)
-		case "eventID":
-			err = s.stringInto(&ev.EventID)
-		case "eventType":
-			err = s.stringInto(&ev.EventType)
-		case "apiVersion":
-			err = s.stringInto(&ev.APIVersion)
-		case "recipientAccountId":
-			err = s.stringInto(&ev.RecipientAccountID)
-		case "sharedEventID":
-			err = s.stringInto(&ev.SharedEventID)
-		case "vpcEndpointId":
-			err = s.stringInto(&ev.VPCEndpointID)
-		case "vpcEndpointAccountId":
-			err = s.stringInto(&ev.VPCEndpointAccountID)
-		case "eventCategory":
-			err = s.stringInto(&ev.EventCategory)
-		case "sessionCredentialFromConsole":
-			err = s.stringInto(&ev.SessionCredentialFromConsole)
-		case "readOnly":
-			err = s.boolInto(&ev.ReadOnly)
-		case "managementEvent":
-			err = s.boolInto(&ev.ManagementEvent)
-		case "eventTime":
-			err = s.timeInto(&ev.EventTime)
-		case "userIdentity":
-			err = s.identityObject(&ev.UserIdentity)
-		case "tlsDetails":
-			err = s.tlsObject(&ev.TLSDetails)
-		case "requestParameters":
-			err = s.lazyMap(ev, fieldRequestParameters)
-		case "responseElements":
-			err = s.lazyMap(ev, fieldResponseElements)
-		case "additionalEventData":
-			err = s.lazyMap(ev, fieldAdditionalEventData)
-		case "serviceEventDetails":
-			err = s.lazyMap(ev, fieldServiceEventDetails)
-		case "addendum":
-			err = s.lazyMap(ev, fieldAddendum)
-		case "edgeDeviceDetails":
-			err = s.lazyMap(ev, fieldEdgeDeviceDetails)
-		case "insightDetails":
-			err = s.lazyMap(ev, fieldInsightDetails)
-		case "resources":
-			err = s.lazyResources(ev)
-		case "@timestamp":
-			err = s.timestamp(odd)
-		default:
-			return false, nil
-		}
-		return true, err
-	})
+// member reads the value at data[i] of mem, a member of the struct at
+// base; odd is set when the key held escapes or bytes outside ASCII.
+func (h *headerScan) member(m []uint64, i int, mem *member, base unsafe.Pointer, depth int, odd bool) (int, error) {
+	switch mem.act {
+	case actString:
+		return h.stringInto(m, i, (*string)(unsafe.Add(base, mem.off)))
+	case actObject:
+		return h.object(m, i, mem.sub, unsafe.Add(base, mem.off), depth)
+	case actBool:
+		return h.boolInto(i, (*bool)(unsafe.Add(base, mem.off)))
+	case actTime:
+		return h.timeInto(m, i, (*time.Time)(unsafe.Add(base, mem.off)), depth)
+	case actLazy:
+		return h.lazyMap(m, i, mem.lazy, depth)
+	case actResources:
+		return h.lazyResources(m, i, depth)
+	case actMap:
+		return h.mapInto(m, i, (*map[string]any)(unsafe.Add(base, mem.off)), depth)
+	case actCheck:
+		return h.checkString(m, i)
+	case actTimestamp:
+		return h.timestamp(m, i, odd, depth)
+	}
+	panic("cloudtrail: header scan action " + strconv.Itoa(int(mem.act)))
 }
 
-// identityObject scans userIdentity's object.
-func (s *scanner) identityObject(u *UserIdentity) error {
-	return s.object(foldedIdentity, func(key []byte, odd bool) (bool, error) {
-		var err error
-		switch string(key) {
-		case "type":
-			err = s.stringInto(&u.Type)
-		case "principalId":
-			err = s.stringInto(&u.PrincipalID)
-		case "arn":
-			err = s.stringInto(&u.ARN)
-		case "accountId":
-			err = s.stringInto(&u.AccountID)
-		case "accessKeyId":
-			err = s.stringInto(&u.AccessKeyID)
-		case "userName":
-			err = s.stringInto(&u.UserName)
-		case "invokedBy":
-			err = s.stringInto(&u.InvokedBy)
-		case "credentialId":
-			err = s.stringInto(&u.CredentialID)
-		case "identityProvider":
-			err = s.stringInto(&u.IdentityProvider)
-		case "sessionContext":
-			err = s.sessionObject(&u.SessionContext)
-		case "onBehalfOf":
-			err = s.object(foldedBehalf, func(key []byte, odd bool) (bool, error) {
-				switch string(key) {
-				case "userId":
-					return true, s.stringInto(&u.OnBehalfOf.UserID)
-				case "identityStoreArn":
-					return true, s.stringInto(&u.OnBehalfOf.IdentityStoreARN)
-				}
-				return false, nil
-			})
-		case "inScopeOf":
-			err = s.mapInto(&u.InScopeOf)
-		default:
-			return false, nil
-		}
-		return true, err
-	})
+// null reads a null, which leaves a field as it is (as encoding/json
+// does); any other value is irregular.
+func (h *headerScan) null(i int) (int, error) {
+	if isNull(h.data, i) {
+		return i + 4, nil
+	}
+	return i, errIrregular
 }
 
-// sessionObject scans userIdentity.sessionContext.
-func (s *scanner) sessionObject(c *SessionContext) error {
-	return s.object(foldedSession, func(key []byte, odd bool) (bool, error) {
-		var err error
-		switch string(key) {
-		case "sessionIssuer":
-			i := &c.SessionIssuer
-			err = s.object(foldedIssuer, func(key []byte, odd bool) (bool, error) {
-				switch string(key) {
-				case "type":
-					return true, s.stringInto(&i.Type)
-				case "principalId":
-					return true, s.stringInto(&i.PrincipalID)
-				case "arn":
-					return true, s.stringInto(&i.ARN)
-				case "accountId":
-					return true, s.stringInto(&i.AccountID)
-				case "userName":
-					return true, s.stringInto(&i.UserName)
-				}
-				return false, nil
-			})
-		case "webIdFederationData":
-			w := &c.WebIDFederationData
-			err = s.object(foldedWebID, func(key []byte, odd bool) (bool, error) {
-				switch string(key) {
-				case "federatedProvider":
-					return true, s.stringInto(&w.FederatedProvider)
-				case "attributes":
-					return true, s.mapInto(&w.Attributes)
-				}
-				return false, nil
-			})
-		case "attributes":
-			a := &c.Attributes
-			err = s.object(foldedAttrs, func(key []byte, odd bool) (bool, error) {
-				switch string(key) {
-				case "creationDate":
-					return true, s.stringInto(&a.CreationDate)
-				case "mfaAuthenticated":
-					return true, s.stringInto(&a.MFAAuthenticated)
-				}
-				return false, nil
-			})
-		case "sourceIdentity":
-			err = s.stringInto(&c.SourceIdentity)
-		case "ec2RoleDelivery":
-			err = s.stringInto(&c.EC2RoleDelivery)
-		case "assumedRoot":
-			err = s.stringInto(&c.AssumedRoot)
-		default:
-			return false, nil
-		}
-		return true, err
-	})
+func isNull(data []byte, i int) bool {
+	return len(data)-i >= 4 && string(data[i:i+4]) == "null"
 }
 
-// tlsObject scans tlsDetails.
-func (s *scanner) tlsObject(t *TLSDetails) error {
-	return s.object(foldedTLS, func(key []byte, odd bool) (bool, error) {
-		switch string(key) {
-		case "tlsVersion":
-			return true, s.stringInto(&t.TLSVersion)
-		case "cipherSuite":
-			return true, s.stringInto(&t.CipherSuite)
-		case "clientProvidedHostHeader":
-			return true, s.stringInto(&t.ClientProvidedHostHeader)
-		}
-		return false, nil
-	})
+// stringInto reads a string (or null, which leaves dst as it is, as
+// encoding/json does) into dst; another type is irregular. A string with
+// no escapes and valid UTF-8 becomes a view of the record (see the top of
+// this file); any other is decoded by encoding/json, which unescapes it
+// and replaces invalid UTF-8.
+func (h *headerScan) stringInto(m []uint64, i int, dst *string) (int, error) {
+	data := h.data
+	if i >= len(data) || data[i] != '"' {
+		return h.null(i)
+	}
+	if end := jsonscan.QuoteEnd(m, i); end > i+1 && !jsonscan.HighIn(m, i, end) {
+		// The usual string: no escape, all ASCII, not empty.
+		*dst = unsafe.String(&data[i+1], end-i-1)
+		return end + 1, nil
+	}
+	end, flags, err := jsonscan.StrAt(data, m, i)
+	if err != nil {
+		return i, err
+	}
+	content := data[i+1 : end]
+	if flags&jsonscan.StrEscaped != 0 || (flags&jsonscan.StrNonASCII != 0 && !utf8.Valid(content)) {
+		return end + 1, json.Unmarshal(data[i:end+1], dst)
+	}
+	if len(content) == 0 {
+		*dst = ""
+	} else {
+		*dst = unsafe.String(&content[0], len(content))
+	}
+	return end + 1, nil
+}
+
+// checkString checks that the value is a string or null, as a string
+// field needs; another type is irregular.
+func (h *headerScan) checkString(m []uint64, i int) (int, error) {
+	if i >= len(h.data) || h.data[i] != '"' {
+		return h.null(i)
+	}
+	end, _, err := jsonscan.StrAt(h.data, m, i)
+	return end + 1, err
+}
+
+func (h *headerScan) boolInto(i int, dst *bool) (int, error) {
+	data := h.data
+	switch {
+	case len(data)-i >= 4 && string(data[i:i+4]) == "true":
+		*dst = true
+		return i + 4, nil
+	case len(data)-i >= 5 && string(data[i:i+5]) == "false":
+		*dst = false
+		return i + 5, nil
+	}
+	return h.null(i)
+}
+
+// timeInto reads eventTime as time.Time's UnmarshalJSON would: null leaves
+// it as it is; CloudTrail's own shape (2024-05-01T08:00:00Z) is parsed
+// here without allocating; anything else goes to encoding/json, and a
+// value it rejects is irregular (the lenient decoder drops it).
+func (h *headerScan) timeInto(m []uint64, i int, dst *time.Time, depth int) (int, error) {
+	if isNull(h.data, i) {
+		return i + 4, nil
+	}
+	start := i
+	i, err := jsonscan.SkipAt(h.data, m, i, depth, false)
+	if err != nil {
+		return i, err
+	}
+	raw := h.data[start:i]
+	if t, ok := parseTrailTime(raw); ok {
+		*dst = t
+		return i, nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return i, errIrregular
+	}
+	return i, nil
 }
 
 // mapInto decodes a small, rare map (userIdentity.inScopeOf,
 // webIdFederationData.attributes) with encoding/json at once: an object
 // merges into dst, null makes it nil, as in the full decode; another type
-// is irregular.
-func (s *scanner) mapInto(dst *map[string]any) error {
-	start := s.I
-	if err := s.skipMap(); err != nil {
-		return err
+// is irregular. Its numbers are checked as encoding/json converts them to
+// float64 (an out-of-range one would send the whole decode to the
+// lenient path).
+func (h *headerScan) mapInto(m []uint64, i int, dst *map[string]any, depth int) (int, error) {
+	start := i
+	i, err := jsonscan.SkipAt(h.data, m, i, depth, true)
+	if err != nil {
+		return i, err
 	}
-	if c := s.Data[start]; c != '{' && c != 'n' {
-		return errIrregular
+	if c := h.data[start]; c != '{' && c != 'n' {
+		return i, errIrregular
 	}
-	if err := json.Unmarshal(s.Data[start:s.I], dst); err != nil {
-		return errIrregular
+	if err := json.Unmarshal(h.data[start:i], dst); err != nil {
+		return i, errIrregular
 	}
-	return nil
+	return i, nil
 }
 
 // lazyMap notes where a map field's value is, for Need. An object or null
-// decodes into a map[string]any whatever it holds; another type is
-// irregular, and so is a field given twice (the full decode would merge
-// the two objects).
-func (s *scanner) lazyMap(ev *Event, f Fields) error {
-	start := s.I
-	if err := s.skipMap(); err != nil {
-		return err
+// decodes into a map[string]any whatever it holds (its numbers are
+// checked as in mapInto); another type is irregular, and so is a field
+// given twice (the full decode would merge the two objects).
+func (h *headerScan) lazyMap(m []uint64, i int, f Fields, depth int) (int, error) {
+	start := i
+	i, err := jsonscan.SkipAt(h.data, m, i, depth, true)
+	if err != nil {
+		return i, err
 	}
-	if c := s.Data[start]; (c != '{' && c != 'n') || ev.lazy.pending&f != 0 {
-		return errIrregular
+	if c := h.data[start]; (c != '{' && c != 'n') || h.ev.lazy.pending&f != 0 {
+		return i, errIrregular
 	}
-	ev.setSpan(f, start, s.I)
-	return nil
+	h.ev.setSpan(f, start, i)
+	return i, nil
 }
 
 // lazyResources checks that resources is a list of objects (or null) whose
 // known keys hold strings (or null), so that Need's decode cannot fail, and
 // notes where it is.
-func (s *scanner) lazyResources(ev *Event) error {
-	start := s.I
-	if ev.lazy.pending&fieldResources != 0 {
-		return errIrregular
+func (h *headerScan) lazyResources(m []uint64, i int, depth int) (int, error) {
+	data := h.data
+	start := i
+	if h.ev.lazy.pending&fieldResources != 0 {
+		return i, errIrregular
 	}
-	if s.Lit("null") {
-		ev.setSpan(fieldResources, start, s.I)
-		return nil
+	if isNull(data, i) {
+		h.ev.setSpan(fieldResources, start, i+4)
+		return i + 4, nil
 	}
-	if s.I >= len(s.Data) || s.Data[s.I] != '[' {
-		if err := s.Skip(); err != nil {
-			return err
-		}
-		return errIrregular
+	if i >= len(data) || data[i] != '[' {
+		return i, errIrregular
 	}
-	if empty, err := s.Open(']'); err != nil {
-		return err
-	} else if !empty {
+	i = jsonscan.SkipWS(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		i++
+	} else {
 		for {
-			s.WS()
-			if s.I < len(s.Data) && s.Data[s.I] != '{' && s.Data[s.I] != 'n' {
-				if err := s.Skip(); err != nil {
-					return err
-				}
-				return errIrregular
+			i = jsonscan.SkipWS(data, i)
+			if i < len(data) && data[i] != '{' && data[i] != 'n' {
+				return i, errIrregular
 			}
-			err := s.object(foldedResource, func(key []byte, odd bool) (bool, error) {
-				switch string(key) {
-				case "ARN", "accountId", "type":
-					return true, s.checkString()
-				}
-				return false, nil
-			})
-			if err != nil {
-				return err
+			var err error
+			if i, err = h.object(m, i, resourceKind, nil, depth+1); err != nil {
+				return i, err
 			}
-			s.WS()
-			if s.I >= len(s.Data) {
-				return jsonscan.ErrSyntax
+			i = jsonscan.SkipWS(data, i)
+			if i >= len(data) {
+				return i, jsonscan.ErrSyntax
 			}
-			if s.Data[s.I] == ']' {
-				s.I++
-				s.Leave()
+			if data[i] == ']' {
+				i++
 				break
 			}
-			if s.Data[s.I] != ',' {
-				return jsonscan.ErrSyntax
+			if data[i] != ',' {
+				return i, jsonscan.ErrSyntax
 			}
-			s.I++
+			i++
 		}
 	}
-	ev.setSpan(fieldResources, start, s.I)
-	return nil
+	h.ev.setSpan(fieldResources, start, i)
+	return i, nil
 }
 
 // timestamp notes a top-level "@timestamp" string, which records shipped
 // through Logstash carry instead of eventTime (see fillTimeFromShipper).
-func (s *scanner) timestamp(escapedKey bool) error {
-	start := s.I
-	if err := s.Skip(); err != nil {
-		return err
+func (h *headerScan) timestamp(m []uint64, i int, escapedKey bool, depth int) (int, error) {
+	start := i
+	i, err := jsonscan.SkipAt(h.data, m, i, depth, false)
+	if err != nil {
+		return i, err
 	}
-	if s.Data[start] == '"' && !escapedKey {
-		s.ts.start, s.ts.end = start, s.I
+	if h.data[start] == '"' && !escapedKey {
+		h.ts.start, h.ts.end = start, i
 	} else {
-		s.tsOdd = true
+		h.tsOdd = true
 	}
-	return nil
+	return i, nil
 }
 
-// skipMap skips the value of a map[string]any field, checking its numbers
-// as encoding/json converts them to float64 (an out-of-range one would
-// send the whole decode to the lenient path).
-func (s *scanner) skipMap() error {
-	s.CheckFloats = true
-	err := s.Skip()
-	s.CheckFloats = false
-	return err
-}
-
-// folds reports whether encoding/json could match key, which is not one
-// of its object's names exactly, to one of them anyway: it compares names
-// case-insensitively, with Unicode folding (K and the Kelvin sign), so a
-// key with bytes outside ASCII or escapes is taken to fold.
-func folds(key []byte, odd bool, folded map[string]bool) bool {
-	if odd {
+// folds reports whether encoding/json could match the key whose opening
+// quote is data[i], which is not one of k's names exactly, to one of them
+// anyway: it compares names case-insensitively, with Unicode folding (K
+// and the Kelvin sign), so a key with bytes outside ASCII or escapes is
+// taken to fold.
+func (h *headerScan) folds(m []uint64, i int, k *objKind) bool {
+	end, flags, err := jsonscan.StrAt(h.data, m, i)
+	if err != nil || flags != 0 {
 		return true
 	}
-	var buf [32]byte
+	key := h.data[i+1 : end]
+	var buf [maxName]byte
 	if len(key) > len(buf) {
 		return false
 	}
@@ -483,94 +712,7 @@ func folds(key []byte, odd bool, folded map[string]bool) bool {
 		}
 		buf[i] = c
 	}
-	return folded[string(buf[:len(key)])]
-}
-
-// stringInto reads a string (or null, which leaves dst as it is, as
-// encoding/json does) into dst; another type is irregular. A string with
-// no escapes and valid UTF-8 becomes a view of the record (see the top of
-// this file); any other is decoded by encoding/json, which unescapes it
-// and replaces invalid UTF-8.
-func (s *scanner) stringInto(dst *string) error {
-	if s.I < len(s.Data) && s.Data[s.I] == '"' {
-		start, end, flags, err := s.Str()
-		if err != nil {
-			return err
-		}
-		content := s.Data[start:end]
-		if flags&jsonscan.StrEscaped != 0 || (flags&jsonscan.StrNonASCII != 0 && !utf8.Valid(content)) {
-			return json.Unmarshal(s.Data[start-1:end+1], dst)
-		}
-		if len(content) == 0 {
-			*dst = ""
-			return nil
-		}
-		*dst = unsafe.String(&content[0], len(content))
-		return nil
-	}
-	if s.Lit("null") {
-		return nil
-	}
-	if err := s.Skip(); err != nil {
-		return err
-	}
-	return errIrregular
-}
-
-// checkString checks that the value is a string or null, as a string
-// field needs; another type is irregular.
-func (s *scanner) checkString() error {
-	if s.I < len(s.Data) && s.Data[s.I] == '"' {
-		_, _, _, err := s.Str()
-		return err
-	}
-	if s.Lit("null") {
-		return nil
-	}
-	if err := s.Skip(); err != nil {
-		return err
-	}
-	return errIrregular
-}
-
-func (s *scanner) boolInto(dst *bool) error {
-	switch {
-	case s.Lit("true"):
-		*dst = true
-		return nil
-	case s.Lit("false"):
-		*dst = false
-		return nil
-	case s.Lit("null"):
-		return nil
-	}
-	if err := s.Skip(); err != nil {
-		return err
-	}
-	return errIrregular
-}
-
-// timeInto reads eventTime as time.Time's UnmarshalJSON would: null leaves
-// it as it is; CloudTrail's own shape (2024-05-01T08:00:00Z) is parsed
-// here without allocating; anything else goes to encoding/json, and a
-// value it rejects is irregular (the lenient decoder drops it).
-func (s *scanner) timeInto(dst *time.Time) error {
-	if s.Lit("null") {
-		return nil
-	}
-	start := s.I
-	if err := s.Skip(); err != nil {
-		return err
-	}
-	raw := s.Data[start:s.I]
-	if t, ok := parseTrailTime(raw); ok {
-		*dst = t
-		return nil
-	}
-	if err := json.Unmarshal(raw, dst); err != nil {
-		return errIrregular
-	}
-	return nil
+	return k.folded[string(buf[:len(key)])]
 }
 
 // parseTrailTime parses exactly `"YYYY-MM-DDTHH:MM:SSZ"` (quotes included),
@@ -617,18 +759,6 @@ func daysIn(m time.Month, year int) int {
 	return 31
 }
 
-// nullOrIrregular skips a non-object userIdentity: null is what the
-// full decoder also leaves as it is; anything else is irregular.
-func (s *scanner) nullOrIrregular() error {
-	if s.Lit("null") {
-		return nil
-	}
-	if err := s.Skip(); err != nil {
-		return err
-	}
-	return errIrregular
-}
-
 // DecodeHeader is the first, cheap tier of decoding: it validates raw as one
 // JSON object and fills every field of ev but the large free-form ones
 // (requestParameters, responseElements, resources, ... see lazy.go), which
@@ -641,8 +771,8 @@ func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
 	*ev = Event{}
 	data := trimSpace(raw)
 	ev.raw.data = data
-	s := scanner{Scanner: jsonscan.Scanner{Data: data}}
-	if err := s.scan(ev); err != nil {
+	h, err := scanHeader(ev, data)
+	if err != nil {
 		// Invalid JSON or an irregular record: the full decoder reports or
 		// coerces it exactly as it always does.
 		return true, DecodeEventInto(ev, raw)
@@ -652,11 +782,11 @@ func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
 	}
 	if ev.EventTime.IsZero() {
 		switch {
-		case s.tsOdd:
+		case h.tsOdd:
 			fillTimeFromShipper(ev, data)
-		case s.ts.end > 0:
+		case h.ts.end > 0:
 			var ts string
-			if json.Unmarshal(data[s.ts.start:s.ts.end], &ts) == nil {
+			if json.Unmarshal(data[h.ts.start:h.ts.end], &ts) == nil {
 				if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
 					ev.EventTime = t
 				}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/internal/jsonscan"
 )
 
 // headerDiff decodes raw both ways, DecodeHeader (then Own, with raw
@@ -89,14 +90,48 @@ func checkHeader(t *testing.T, place string, raw []byte) {
 // scan fills every header field of every real record exactly as
 // encoding/json does.
 func TestHeaderFieldsAgreeOnCorpus(t *testing.T) {
-	n := 0
-	corpus.ForEachRecord(t, func(place string, line []byte) {
-		n++
-		checkHeader(t, place, line)
+	forEachClassifier(t, func(t *testing.T) {
+		n := 0
+		corpus.ForEachRecord(t, func(place string, line []byte) {
+			n++
+			checkHeader(t, place, line)
+		})
+		if n == 0 {
+			t.Fatal("no records compared")
+		}
 	})
-	if n == 0 {
-		t.Fatal("no records compared")
+}
+
+// forEachClassifier runs f once per way jsonscan.Mark classifies bytes on
+// this machine (AVX2 where the CPU has it, and the portable Go that other
+// CPUs run), so that every test of the header checks both.
+func forEachClassifier(t *testing.T, f func(t *testing.T)) {
+	for _, name := range jsonscan.Classifiers() {
+		prev := jsonscan.UseClassifier(name)
+		t.Run(name, f)
+		jsonscan.UseClassifier(prev)
 	}
+}
+
+// TestHeaderStringPlaces checks strings that end at every place around a
+// 64-byte block's edge (where the marks of two blocks meet), with and
+// without escapes, control and non-ASCII bytes, against encoding/json.
+func TestHeaderStringPlaces(t *testing.T) {
+	forEachClassifier(t, func(t *testing.T) {
+		for pad := 0; pad < 70; pad++ {
+			for _, v := range []string{
+				strings.Repeat("u", 62), strings.Repeat("u", 63), strings.Repeat("u", 64), strings.Repeat("u", 65),
+				strings.Repeat("u", 61) + "\u00e9", strings.Repeat("u", 60) + "\"", strings.Repeat("u", 61) + "\u00e9z",
+				strings.Repeat("u", 59) + "\\\\", "", "é", strings.Repeat("é", 40), "a\tb", "\u0041",
+			} {
+				for _, bad := range []string{"", "\x01", "\xff"} {
+					rec := fmt.Sprintf(`{"eventVersion":"1.08","x":"%s","userAgent":"%s%s","eventName":"%s","readOnly":true}`,
+						strings.Repeat("p", pad), v, bad, v)
+					checkHeader(t, fmt.Sprintf("pad %d value %q%q", pad, v, bad), []byte(rec))
+				}
+			}
+		}
+	})
 }
 
 func TestHeaderEdgeCases(t *testing.T) {
@@ -159,16 +194,29 @@ func TestHeaderEdgeCases(t *testing.T) {
 		{"@timestamp with eventTime", `{"eventVersion":"1.08","eventTime":"2024-05-01T08:00:00Z","@timestamp":"2025-01-01T00:00:00Z"}`, false},
 		{"@timestamp in another case", `{"eventVersion":"1.08","@Timestamp":"2024-05-01T08:00:00Z"}`, true},
 		{"no eventVersion nor eventID", `{"eventName":"x","requestParameters":{"a":1}}`, true},
+		// Keys in CloudTrail's order, in sorted order, in neither; keys
+		// that start like the expected one; white space around colons;
+		// the record's end within 32 bytes of a key.
+		{"CloudTrail order", `{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"P","arn":"a","accountId":"1","accessKeyId":"K","userName":"u"},"eventTime":"2024-05-01T08:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"1.2.3.4","userAgent":"ua","requestParameters":{"bucketName":"b"},"responseElements":null,"requestID":"r","eventID":"e","readOnly":true,"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"1","eventCategory":"Data","tlsDetails":{"tlsVersion":"TLSv1.3","cipherSuite":"c","clientProvidedHostHeader":"h"}}`, false},
+		{"sorted order", `{"awsRegion":"us-east-1","errorCode":"AccessDenied","errorMessage":"no","eventCategory":"Management","eventID":"e","eventName":"n","eventSource":"s","eventTime":"2024-05-01T08:00:00Z","eventType":"AwsApiCall","eventVersion":"1.08","managementEvent":true,"readOnly":false,"recipientAccountId":"1","requestID":"r","requestParameters":{"a":1},"responseElements":null,"sourceIPAddress":"1.2.3.4","userAgent":"ua","userIdentity":{"accessKeyId":"K","accountId":"1","arn":"a","principalId":"P","type":"IAMUser","userName":"u"}}`, false},
+		{"keys that start like the expected", `{"eventVersion":"1.08","userIdentity":{"typeX":"a","type":"Root","principalIdentity":"b"},"eventTimes":"x","eventTime":"2024-05-01T08:00:00Z","eventSourceX":1}`, false},
+		{"spaces around colons", `{"eventVersion" : "1.08", "userIdentity" :{"type"	:"Root"} , "eventTime":` + "\n" + `"2024-05-01T08:00:00Z" }`, false},
+		{"short record", `{"eventVersion":"1"}`, false},
+		{"record ends after keys", `{"eventID":"e","eventVersion":"1.08","readOnly":true}`, false},
+		{"long record scanned byte by byte", `{"eventVersion":"1.08","eventName":"x","requestParameters":{"a":"` + strings.Repeat("b", 5000) + `"},"userAgent":"` + strings.Repeat("c", 70) + `é"}`, false},
+		{"long invalid record", `{"eventVersion":"1.08","requestParameters":{"a":"` + strings.Repeat("b", 5000) + "\x01" + `"}}`, true},
 	}
-	for _, tt := range cases {
-		t.Run(tt.name, func(t *testing.T) {
-			_, scanned, _ := headerDiff([]byte(tt.rec))
-			if got, want := !scanned, tt.fallback; got != want {
-				t.Errorf("fell back to the full decode: got %v, want %v", got, want)
-			}
-			checkHeader(t, tt.name, []byte(tt.rec))
-		})
-	}
+	forEachClassifier(t, func(t *testing.T) {
+		for _, tt := range cases {
+			t.Run(tt.name, func(t *testing.T) {
+				_, scanned, _ := headerDiff([]byte(tt.rec))
+				if got, want := !scanned, tt.fallback; got != want {
+					t.Errorf("fell back to the full decode: got %v, want %v", got, want)
+				}
+				checkHeader(t, tt.name, []byte(tt.rec))
+			})
+		}
+	})
 }
 
 // TestParseTrailTime checks the allocation-free eventTime parser against
@@ -201,7 +249,7 @@ func TestHeaderScanAllocations(t *testing.T) {
 	var ev Event
 	allocs := testing.AllocsPerRun(100, func() {
 		ev = Event{}
-		if err := scanHeader(&ev, rec); err != nil {
+		if _, err := scanHeader(&ev, rec); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -222,15 +270,22 @@ func FuzzHeader(f *testing.F) {
 		`{"eventVersion":"1.08","eventID":"e","requestParameters":{"a":[1,2.5e3,{"b":null}],"c":"\u00e9"},"responseElements":null,"resources":[{"ARN":"a","type":"t"},null],"tlsDetails":{"tlsVersion":"TLSv1.3"}}`,
 		`{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{"arn":"a","userName":"u"},"webIdFederationData":{"attributes":{"k":1}},"attributes":{"mfaAuthenticated":"true"}},"onBehalfOf":{"userId":"u"},"inScopeOf":{"x":[]}}}`,
 		`{"eventVersion":"1.08","@timestamp":"2024-05-01T08:00:00.5Z","additionalEventData":{"n":1e999},"addendum":{},"insightDetails":{"i":{}}}`,
+		`{"awsRegion":"us-east-1","eventID":"e","eventName":"n","eventVersion":"1.08","userIdentity":{"accountId":"1","arn":"a","type":"Root"}}`,
+		`{"eventVersion":"1.08","userAgent":"` + strings.Repeat("a", 40) + `\u00e9` + strings.Repeat("b", 30) + `","eventName":"` + strings.Repeat("c", 70) + `"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkHeader(t, "fuzz", data)
-		// Pretty-printed, the same record must scan the same way.
-		var pretty bytes.Buffer
-		if json.Indent(&pretty, data, "", "\t") == nil {
-			checkHeader(t, "fuzz (indented)", pretty.Bytes())
+		// With each way of classifying bytes (AVX2, portable Go).
+		for _, name := range jsonscan.Classifiers() {
+			prev := jsonscan.UseClassifier(name)
+			checkHeader(t, "fuzz "+name, data)
+			// Pretty-printed, the same record must scan the same way.
+			var pretty bytes.Buffer
+			if json.Indent(&pretty, data, "", "\t") == nil {
+				checkHeader(t, "fuzz (indented) "+name, pretty.Bytes())
+			}
+			jsonscan.UseClassifier(prev)
 		}
 	})
 }

@@ -1,0 +1,200 @@
+package jsonscan
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// Marks: a first pass over a record classifies its bytes, 64 at a time,
+// into three bit sets per 64-byte block (bit k of a block's word is byte
+// k of the block):
+//
+//	quote:   a '"';
+//	special: a backslash or a control byte (< 0x20);
+//	high:    a byte >= 0x80.
+//
+// With them a string's end is found without reading its bytes: in the 64
+// bits from the byte after the opening quote on (two neighbouring words
+// shifted together), the first quote bit is the closing quote if no
+// special bit comes before it (then the string holds no escape nor control
+// byte, and its high bits say whether it is all ASCII); anything else
+// (an escape, a control byte, a string of 64 bytes or more) takes the
+// byte-by-byte scan from the opening quote. The marks end with one block
+// of zero words, so that the window of the last block can be read like
+// any other. The pass runs with AVX2 where the CPU has it (marks_amd64.s)
+// and in portable Go (SWAR, eight bytes a word) elsewhere; both give the
+// same bits, which TestClassifyAgrees checks on every run.
+
+// markStride is the number of words per block.
+const markStride = 3
+
+// MarkBuf holds the marks of up to 4 KiB of JSON (most CloudTrail records
+// are shorter): a buffer for Mark that can live on the caller's stack.
+type MarkBuf [markStride * (4096/64 + 1)]uint64
+
+// markWords returns how many words Mark needs for n bytes of JSON.
+func markWords(n int) int { return markStride * ((n+63)/64 + 1) }
+
+// Mark classifies data into buf, which must hold markWords(len(data))
+// words, and returns the marks for StrAt, QuoteEnd and SkipAt (nil, when
+// buf is too small: they then scan byte by byte).
+func Mark(data []byte, buf []uint64) []uint64 {
+	n := markWords(len(data))
+	if len(buf) < n {
+		return nil
+	}
+	buf = buf[:n]
+	full := len(data) &^ 63
+	classify(data[:full], buf)
+	if full < len(data) {
+		// The last, partial block: classified from a copy padded with
+		// zero bytes, which are control bytes (special bits past the end,
+		// where no string can reach: its closing quote comes first).
+		var tail [64]byte
+		copy(tail[:], data[full:])
+		classify(tail[:], buf[n-2*markStride:])
+	}
+	buf[n-3], buf[n-2], buf[n-1] = 0, 0, 0
+	return buf
+}
+
+// Classifiers names the ways Mark can classify on this machine: "go"
+// (portable) always, "avx2" where the CPU has it.
+func Classifiers() []string {
+	if hasAVX2 {
+		return []string{"go", "avx2"}
+	}
+	return []string{"go"}
+}
+
+// UseClassifier makes Mark classify the named way (one of Classifiers)
+// and returns the name of the way it used before. It is for tests, which
+// check that every way gives the same results; it is not safe while
+// another goroutine marks.
+func UseClassifier(name string) (prev string) {
+	prev = "go"
+	if useAVX2 {
+		prev = "avx2"
+	}
+	switch name {
+	case "go":
+		useAVX2 = false
+	case "avx2":
+		if !hasAVX2 {
+			panic("jsonscan: no AVX2 on this CPU")
+		}
+		useAVX2 = true
+	default:
+		panic("jsonscan: no classifier " + name)
+	}
+	return prev
+}
+
+// classify fills out (markStride words per block) for src, whose length is
+// a multiple of 64. (A direct call, not a function value, so that buffers
+// on the caller's stack stay there.)
+func classify(src []byte, out []uint64) {
+	if useAVX2 {
+		classifyAVX2(src, out)
+		return
+	}
+	classifyGo(src, out)
+}
+
+const lo7 = 0x7f7f7f7f7f7f7f7f
+
+// classifyGo is the portable classify: eight bytes at a time, each test
+// exact per byte (no borrow crosses a byte), the bytes' flags gathered
+// into eight bits.
+func classifyGo(src []byte, out []uint64) {
+	for b := 0; b+64 <= len(src); b += 64 {
+		var quote, special, high uint64
+		for k := 0; k < 64; k += 8 {
+			x := binary.LittleEndian.Uint64(src[b+k:])
+			q := x ^ (lsb * '"')
+			bs := x ^ (lsb * '\\')
+			qt := ^(((q & lo7) + lo7) | q | lo7)      // byte == '"'
+			sp := ^(((bs & lo7) + lo7) | bs | lo7)    // byte == '\\'
+			sp |= ^(((x & lo7) + lsb*0x60) | x | lo7) // byte < 0x20
+			quote |= gather(qt) << k
+			special |= gather(sp) << k
+			high |= gather(x&msb) << k
+		}
+		o := out[b/64*markStride:]
+		o[0], o[1], o[2] = quote, special, high
+	}
+}
+
+// gather packs the top bits of x's eight bytes (the only bits set) into
+// the low eight bits, byte k's to bit k.
+func gather(x uint64) uint64 {
+	return (x >> 7) * 0x0102040810204080 >> 56
+}
+
+// QuoteEnd returns the place of the closing quote of the string whose
+// opening quote is data[i], if the string is shorter than 64 bytes and
+// holds no escape nor control byte (the usual case, which it decides from
+// marks without reading the string); else (or without marks) it returns
+// -1 and the caller takes StrAt. Small enough to inline.
+func QuoteEnd(marks []uint64, i int) int {
+	j := uint(i + 1)
+	w := j >> 6 * markStride
+	if w+2*markStride > uint(len(marks)) {
+		return -1
+	}
+	sh := j & 63
+	q := marks[w]>>sh | marks[w+markStride]<<(64-sh)
+	if q == 0 || (marks[w+1]>>sh|marks[w+markStride+1]<<(64-sh))&(q^(q-1)) != 0 {
+		// No quote in the window, or a special byte before the first
+		// (q^(q-1): the bits up to and including the lowest one).
+		return -1
+	}
+	return int(j) + bits.TrailingZeros64(q)
+}
+
+// HighIn reports whether the contents of a string that QuoteEnd found,
+// from the byte after its opening quote at i to its closing quote at end,
+// hold a byte >= 0x80.
+func HighIn(marks []uint64, i, end int) bool {
+	j := i + 1
+	b := marks[j>>6*markStride:]
+	sh := uint(j & 63)
+	return (b[2]>>sh|b[markStride+2]<<(64-sh))&(1<<uint(end-j)-1) != 0
+}
+
+// strMarked is StrAt on marked data for a string whose contents start at
+// i and which QuoteEnd does not take: it returns the end of the contents
+// (the closing quote's place) and whether they hold a byte >= 0x80, or
+// ok=false when the first quote or special byte is special (an escape, a
+// control byte) or the marks end first: the caller then scans byte by
+// byte.
+func strMarked(data []byte, marks []uint64, i int) (end int, high, ok bool) {
+	w := i >> 6 * markStride
+	sh := uint(i & 63)
+	if w+2 >= len(marks) {
+		return 0, false, false
+	}
+	q, sp, h := marks[w]>>sh, marks[w+1]>>sh, marks[w+2]>>sh
+	base := i
+	var hi uint64
+	for {
+		if stop := q | sp; stop != 0 {
+			n := bits.TrailingZeros64(stop)
+			if sp&(1<<uint(n)) != 0 {
+				return 0, false, false
+			}
+			end = base + n
+			if end >= len(data) {
+				return 0, false, false
+			}
+			return end, hi != 0 || h&(1<<uint(n)-1) != 0, true
+		}
+		hi |= h
+		w += markStride
+		if w+2 >= len(marks) {
+			return 0, false, false
+		}
+		base = w / markStride << 6
+		q, sp, h = marks[w], marks[w+1], marks[w+2]
+	}
+}
