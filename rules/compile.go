@@ -45,14 +45,12 @@ func (nilSafeMembers) Visit(node *ast.Node) {
 }
 
 // exprOptions are the options every rule expression compiles with.
+// Their patches (the names' expander) run before the compile's own, so a
+// macro's body is patched like the rest of the expression.
 func exprOptions(extra ...expr.Option) []expr.Option {
-	opts := []expr.Option{
-		expr.Env(cloudtrail.Event{}),
-		expr.Patch(nilSafeMembers{}),
-		expr.Patch(&missingStrings{}),
-	}
-	opts = append(opts, helperOptions()...)
-	return append(opts, extra...)
+	opts := append([]expr.Option{expr.Env(cloudtrail.Event{})}, extra...)
+	opts = append(opts, expr.Patch(nilSafeMembers{}), expr.Patch(&missingStrings{}))
+	return append(opts, helperOptions()...)
 }
 
 // compileError is an expression that failed to compile, with the 1-based
@@ -189,13 +187,17 @@ func compile(src string, budget bool, opts ...expr.Option) (*vm.Program, error) 
 	c.Builtins = maps.Clone(base.Builtins)
 	c.ConstFns = maps.Clone(base.ConstFns)
 	c.Disabled = maps.Clone(base.Disabled)
-	c.Visitors = []ast.Visitor{nilSafeMembers{}, &missingStrings{}}
+	c.Visitors = nil
+	for _, op := range opts {
+		op(&c)
+	}
+	// The patches opts bring (the names' expander) run first, so that a
+	// macro's body, substituted into the expression, is patched like the
+	// rest of it.
+	c.Visitors = append(c.Visitors[:len(c.Visitors):len(c.Visitors)], nilSafeMembers{}, &missingStrings{})
 	if budget {
 		c.Visitors = append(c.Visitors, budgetPatch{})
 		maps.Copy(c.Functions, base.budget)
-	}
-	for _, op := range opts {
-		op(&c)
 	}
 	// What expr.Compile does with its configuration.
 	for name := range c.Disabled {

@@ -100,3 +100,76 @@ func TestListOverride(t *testing.T) {
 		t.Errorf("a misspelt override must be an error, got %v", err)
 	}
 }
+
+// TestMacroBodiesArePatchedLikeInlineConditions: a macro's body is
+// substituted before the compile patches run, so it is nil-safe, its `??`
+// falls back on empty typed strings, and its loops are step-counted, exactly
+// as the same condition written in the rule.
+func TestMacroBodiesArePatchedLikeInlineConditions(t *testing.T) {
+	const file = `macros:
+  nested_x: requestParameters.a.b == "x"
+  caller_is_p: (userIdentity.arn ?? userIdentity.principalId) == "P"
+rules:
+  - id: macro-nested
+    title: t
+    severity: low
+    when: eventName == "E" && nested_x
+  - id: inline-nested
+    title: t
+    severity: low
+    when: eventName == "E" && requestParameters.a.b == "x"
+  - id: macro-fallback
+    title: t
+    severity: low
+    when: eventName == "F" && caller_is_p
+  - id: inline-fallback
+    title: t
+    severity: low
+    when: eventName == "F" && (userIdentity.arn ?? userIdentity.principalId) == "P"
+`
+	set, err := LoadFiles([]File{{Name: "m.yaml", Data: []byte(file)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ rec, want string }{
+		{`{"eventVersion":"1","eventName":"E","requestParameters":{}}`, ""},
+		{`{"eventVersion":"1","eventName":"E"}`, ""},
+		{`{"eventVersion":"1","eventName":"E","requestParameters":{"a":{"b":"x"}}}`, "macro-nested,inline-nested"},
+		{`{"eventVersion":"1","eventName":"F","userIdentity":{"principalId":"P"}}`, "macro-fallback,inline-fallback"},
+		{`{"eventVersion":"1","eventName":"F","userIdentity":{"arn":"A","principalId":"P"}}`, ""},
+	} {
+		// matchIDs fails the test on any evaluation error.
+		if got := matchIDs(t, set, tt.rec); got != tt.want {
+			t.Errorf("%s: matched %q, want %q", tt.rec, got, tt.want)
+		}
+	}
+
+	// A loop in a macro is counted against the evaluation budget of the
+	// rule that uses it: 1,100² steps are over EvalBudget.
+	const loops = `macros:
+  squares: 'any(requestParameters.items, any(requestParameters.items, # == "never"))'
+rules:
+  - id: macro-loop
+    title: t
+    severity: low
+    when: eventName == "E" && squares
+  - id: inline-loop
+    title: t
+    severity: low
+    when: 'eventName == "E" && any(requestParameters.items, any(requestParameters.items, # == "never"))'
+`
+	set, err = LoadFiles([]File{{Name: "l.yaml", Data: []byte(loops)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := strings.Repeat(`"a",`, 1100)
+	ev, err := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1","eventName":"E","requestParameters":{"items":[` + items[:len(items)-1] + `]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"macro-loop", "inline-loop"} {
+		if _, err := set.Rule(id).Eval(ev); !errors.Is(err, ErrBudget) {
+			t.Errorf("%s: 1,210,000 steps gave %v, want ErrBudget", id, err)
+		}
+	}
+}
