@@ -162,12 +162,20 @@ func BenchmarkDecodeEvent(b *testing.B) {
 }
 
 // BenchmarkLoadBuiltin is what every command pays before its first record:
-// loading, checking and compiling the built-in rules.
+// loading, checking and compiling the built-in rules, without their tests
+// (run, replay, search: "commands") and with them (test, validate).
 func BenchmarkLoadBuiltin(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Load("builtin"); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []struct {
+		name string
+		opts Options
+	}{{"commands", Options{SkipTests: true}}, {"tests", Options{}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := LoadWith(c.opts, "builtin"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -53,6 +53,7 @@ func builtinFiles(name string) ([]File, error) {
 			if err != nil {
 				return err
 			}
+			f.builtin = true
 			files = append(files, f)
 			return nil
 		})

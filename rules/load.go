@@ -71,6 +71,10 @@ type File struct {
 	// ReadRelative reads a file named relative to this one. Nil means
 	// relative names are resolved on the local file system.
 	ReadRelative func(name string) ([]byte, error)
+
+	// builtin: one of the packs embedded in the binary, whose tests:
+	// blocks a load without tests may cut before parsing (withoutTests).
+	builtin bool
 }
 
 // Load loads rules from paths: rule files, directories (walked recursively
@@ -195,11 +199,12 @@ var fileKeys = map[string]bool{"rules": true, "lists": true, "macros": true}
 
 // loader collects rules and problems across files.
 type loader struct {
-	errs    ErrorList
-	rules   []*Rule
-	ids     map[string]Position
-	pending []pendingRule
-	names   *names
+	skipTests bool
+	errs      ErrorList
+	rules     []*Rule
+	ids       map[string]Position
+	pending   []pendingRule
+	names     *names
 }
 
 type pendingRule struct {
@@ -221,6 +226,12 @@ type Options struct {
 	// one wins. An override whose patterns match no loaded rule is an
 	// error at its Pos, so a misspelt id cannot silently change nothing.
 	Overrides []Override
+	// SkipTests leaves every rule's tests unread (Rule.Tests is nil, and a
+	// broken test is no error): for the commands that never run them
+	// (run, replay, search, ...), since reading the tests' events was
+	// most of what loading the built-in rules cost. trailwatch test and
+	// validate read them. RunTests panics on a set loaded without them.
+	SkipTests bool
 }
 
 // Override changes the rules whose ids match any of Rules (`*` and `?`
@@ -249,7 +260,7 @@ func LoadWith(opts Options, paths ...string) (*Set, error) {
 
 // loadFilesWith is LoadFiles with options.
 func loadFilesWith(files []File, opts Options) (*Set, error) {
-	l := &loader{ids: map[string]Position{}, names: newNames()}
+	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: opts.SkipTests}
 	// Lists and macros may be used in any file, so collect them from every
 	// file before compiling any rule.
 	for _, f := range files {
@@ -276,7 +287,7 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 		l.errs.Sort()
 		return nil, l.errs
 	}
-	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules)), lists: l.names.lists}
+	s := &Set{rules: l.rules, byID: make(map[string]*Rule, len(l.rules)), lists: l.names.lists, testsSkipped: opts.SkipTests}
 	for i, r := range l.rules {
 		r.ord = i
 		r.headerOnly = r.program != nil && r.program.fields == 0
@@ -329,8 +340,12 @@ func (l *loader) errorf(file string, n *yaml.Node, ruleID, format string, args .
 }
 
 func (l *loader) file(f File) {
+	data := f.Data
+	if f.builtin && l.skipTests {
+		data = withoutTests(data)
+	}
 	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return // an empty file holds no rules
@@ -543,7 +558,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	if nodes["dedup"] != nil || nodes["threshold"] != nil {
 		l.lifecycleBlocks(f, r, nodes["dedup"], nodes["threshold"])
 	}
-	if v := nodes["tests"]; v != nil {
+	if v := nodes["tests"]; v != nil && !l.skipTests {
 		r.Tests = l.tests(f, v, id)
 	}
 	l.rules = append(l.rules, r)
@@ -791,4 +806,72 @@ func jsonable(v any) any {
 		return x
 	}
 	return v
+}
+
+// withoutTests returns a rule file's text with every rule's `tests:` block
+// blanked, newlines kept, so that every other node keeps its line and
+// column: for a load that reads no tests, since most of a built-in pack's
+// text is its tests' events. It cuts by indentation: a line that is only
+// `tests:` (outside a block scalar), and the lines after it that are
+// blank, comments, indented further, or a `- ` entry at its indentation (a
+// list written flush with its key). Only the embedded packs are cut;
+// TestBuiltinTestsCutCleanly checks that each parses to the same nodes as
+// whole, less its tests.
+func withoutTests(data []byte) []byte {
+	out := make([]byte, 0, len(data))
+	const none = -1
+	tests, scalar := none, none // the indentation of the block being cut / of a block scalar's key
+	for rest := data; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		text := bytes.TrimRight(line, " \t\r\n")
+		body := bytes.TrimLeft(text, " ")
+		ind := len(text) - len(body)
+		if scalar != none && (len(body) == 0 || ind > scalar) {
+			out = append(out, line...) // a block scalar's text
+			continue
+		}
+		scalar = none
+		if tests != none && !(len(body) == 0 || body[0] == '#' || ind > tests ||
+			(ind == tests && (bytes.HasPrefix(body, []byte("- ")) || string(body) == "-"))) {
+			tests = none
+		}
+		if tests == none && string(body) == "tests:" {
+			tests = ind
+		}
+		if tests != none {
+			if line[len(line)-1] == '\n' {
+				out = append(out, '\n')
+			}
+			continue
+		}
+		if blockScalarHeader(body) {
+			scalar = ind
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+// blockScalarHeader reports whether a line's text (indentation removed)
+// ends in a block scalar's indicator: `key: |`, `- >-`, `|2`, ...
+func blockScalarHeader(body []byte) bool {
+	if i := bytes.Index(body, []byte(" #")); i >= 0 {
+		body = bytes.TrimRight(body[:i], " ")
+	}
+	tok := body
+	if i := bytes.LastIndexByte(body, ' '); i >= 0 {
+		tok = body[i+1:]
+		if prev := bytes.TrimRight(body[:i], " "); !bytes.HasSuffix(prev, []byte(":")) && string(prev) != "-" {
+			return false
+		}
+	}
+	if len(tok) == 0 || (tok[0] != '|' && tok[0] != '>') {
+		return false
+	}
+	return len(bytes.Trim(tok[1:], "0123456789+-")) == 0
 }

@@ -1,12 +1,16 @@
 package rules
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -145,4 +149,124 @@ func TestLoadBuiltinUnknownPack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `no built-in pack "nope"`) {
 		t.Fatalf("Load(builtin:nope) = %v", err)
 	}
+}
+
+// TestBuiltinTestsCutCleanly holds withoutTests to the YAML parser on every
+// built-in file: the cut text parses to the same nodes (kinds, tags,
+// values, styles, lines and columns) as the whole text less each rule's
+// tests, and loading without tests gives the same rules.
+func TestBuiltinTestsCutCleanly(t *testing.T) {
+	files, err := builtinFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := 0
+	for _, f := range files {
+		var whole, part yaml.Node
+		if err := yaml.Unmarshal(f.Data, &whole); err != nil {
+			t.Fatalf("%s: %v", f.Name, err)
+		}
+		short := withoutTests(f.Data)
+		if err := yaml.Unmarshal(short, &part); err != nil {
+			t.Fatalf("%s without tests: %v", f.Name, err)
+		}
+		cut += len(f.Data) - len(short)
+		if bytes.Count(short, []byte("\n")) != bytes.Count(f.Data, []byte("\n")) {
+			t.Errorf("%s: the cut changed the number of lines", f.Name)
+		}
+		dropTests(&whole)
+		if msg := sameNodes(&whole, &part); msg != "" {
+			t.Errorf("%s: the cut text parses differently: %s", f.Name, msg)
+		}
+	}
+	if cut == 0 {
+		t.Error("withoutTests cut nothing from the built-in packs")
+	}
+
+	withTests, err := Load("builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := LoadWith(Options{SkipTests: true}, "builtin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(withTests.Rules()) != len(without.Rules()) {
+		t.Fatalf("%d rules with tests, %d without", len(withTests.Rules()), len(without.Rules()))
+	}
+	for i, r := range withTests.Rules() {
+		o := without.Rules()[i]
+		if r.ID != o.ID || r.Pos != o.Pos || r.When != o.When || r.Pattern != o.Pattern || r.Enabled != o.Enabled || o.Tests != nil {
+			t.Errorf("rule %d: loaded as %s %s %q without tests, %s %s %q with", i, o.ID, o.Pos, o.When, r.ID, r.Pos, r.When)
+		}
+	}
+}
+
+// dropTests removes the tests key of every rule mapping under n.
+func dropTests(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "tests" {
+				n.Content = append(n.Content[:i:i], n.Content[i+2:]...)
+				i -= 2
+			}
+		}
+	}
+	for _, c := range n.Content {
+		dropTests(c)
+	}
+}
+
+// sameNodes describes the first difference between two node trees, or "".
+func sameNodes(a, b *yaml.Node) string {
+	if a.Kind != b.Kind || a.Tag != b.Tag || a.Value != b.Value || a.Style != b.Style ||
+		a.Line != b.Line || a.Column != b.Column || a.Anchor != b.Anchor || len(a.Content) != len(b.Content) {
+		return fmt.Sprintf("%d:%d %q (%d children) vs %d:%d %q (%d children)", a.Line, a.Column, a.Value, len(a.Content), b.Line, b.Column, b.Value, len(b.Content))
+	}
+	for i := range a.Content {
+		if msg := sameNodes(a.Content[i], b.Content[i]); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+func TestWithoutTestsCutsOnlyTestBlocks(t *testing.T) {
+	in := "rules:\n  - id: a\n    tests:\n    - name: x\n      event: {a: 1}\n\n      # note\n    when: |\n      tests:\n        x\n    summary: s\n  - id: b\n    description: >-\n\n      tests:\n    tests:\n      - {name: y}\n# end\n"
+	want := "rules:\n  - id: a\n\n\n\n\n\n    when: |\n      tests:\n        x\n    summary: s\n  - id: b\n    description: >-\n\n      tests:\n\n\n\n"
+	if got := string(withoutTests([]byte(in))); got != want {
+		t.Errorf("withoutTests =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestSkipTests: a load without tests does not read them (a broken test
+// event is no error there), a load with them reports it at its place, and
+// running tests on a set loaded without them is a programming error.
+func TestSkipTests(t *testing.T) {
+	files := []File{{Name: "t.yaml", Data: []byte(`rules:
+  - id: r
+    title: R
+    severity: low
+    when: eventName == "X"
+    tests:
+      - {name: bad, expect: match, event: "{not json"}
+      - {name: missing, expect: match, event_file: nowhere.json}
+`), ReadRelative: func(string) ([]byte, error) { return nil, os.ErrNotExist }}}
+	_, err := loadFilesWith(files, Options{})
+	if err == nil || !strings.Contains(err.Error(), "t.yaml:7:43: rule \"r\": test \"bad\"") || !strings.Contains(err.Error(), "t.yaml:8:52: rule \"r\": test \"missing\": event_file") {
+		t.Errorf("with tests: %v", err)
+	}
+	set, err := loadFilesWith(files, Options{SkipTests: true})
+	if err != nil {
+		t.Fatalf("without tests: %v", err)
+	}
+	if r := set.Rule("r"); r == nil || r.Tests != nil {
+		t.Fatalf("without tests: rule %+v", r)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("RunTests on a set loaded without tests did not panic")
+		}
+	}()
+	set.RunTests()
 }

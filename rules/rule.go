@@ -139,6 +139,8 @@ type Set struct {
 	index   *index
 	byID    map[string]*Rule
 	lists   map[string][]any
+	// testsSkipped: loaded with Options.SkipTests.
+	testsSkipped bool
 }
 
 // Lists returns the named lists in effect (after configuration overrides).

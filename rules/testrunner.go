@@ -58,6 +58,9 @@ func (s *Set) RunTests() []TestResult {
 
 // RunTestsWith is RunTests with options.
 func (s *Set) RunTestsWith(opts TestOptions) []TestResult {
+	if s.testsSkipped {
+		panic("rules: RunTests on a set loaded with Options.SkipTests")
+	}
 	var results []TestResult
 	for _, r := range s.rules {
 		for i := range r.Tests {

@@ -109,6 +109,38 @@ func TestValidateAndTestCommands(t *testing.T) {
 	}
 }
 
+// TestBrokenRuleTestsAreReportedWhereTestsRun: the commands that run no
+// rule tests do not read them (loading the built-in tests' events was most
+// of every command's start-up), so a broken test event stops only test and
+// validate, which report it at its place in the file.
+func TestBrokenRuleTestsAreReportedWhereTestsRun(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "broken-test.yaml")
+	os.WriteFile(rules, []byte(`rules:
+  - id: ok
+    title: OK
+    severity: low
+    when: eventName == "X"
+    tests:
+      - name: not json
+        expect: match
+        event: "{not json"
+`), 0o644)
+	const want = `:9:16: rule "ok": test "not json": event: not valid JSON`
+	for _, cmd := range []string{"validate", "test"} {
+		code, out, _ := runArgs(t, cmd, "--rules", rules)
+		if code != 1 || !strings.Contains(out, rules+want) {
+			t.Errorf("%s: exit %d, want 1 and %q in\n%s", cmd, code, want, out)
+		}
+	}
+	events := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(events, []byte(`{"eventVersion":"1","eventID":"e1","eventName":"X","eventTime":"2026-01-01T00:00:00Z"}`+"\n"), 0o644)
+	code, out, errs := runArgs(t, "replay", "--rules", rules, "--output", "json", events)
+	if code != 0 || !strings.Contains(out, `"rule_id":"ok"`) {
+		t.Errorf("replay, which runs no rule tests: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
 // TestReadmeTwoCommands is issue 15's item 7: the README's first two
 // commands are the main job on bundled data and the whole test suite, in
 // that order, with the test servers' installation before the test command;

@@ -31,7 +31,14 @@ func loadConfig(stdio Stdio, path string) (*config.Config, error) {
 // exists. Every problem of both is printed in one pass: a configuration
 // with problems still names the rules to check.
 func loadConfigAndRules(stdio Stdio, cfgPath string, rulePaths []string) (*config.Config, *rules.Set, error) {
-	l, err := loadAll(stdio, cfgPath, rulePaths)
+	return loadChecked(stdio, cfgPath, rulePaths, false)
+}
+
+// loadChecked is loadConfigAndRules, with the rules' tests when tests is
+// set (only trailwatch test runs them; reading them is most of what
+// loading the built-in rules costs).
+func loadChecked(stdio Stdio, cfgPath string, rulePaths []string, tests bool) (*config.Config, *rules.Set, error) {
+	l, err := loadAll(stdio, cfgPath, rulePaths, tests)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -82,10 +89,10 @@ func (l loaded) problems(more string) error {
 	return exitCode(1, msg+"; nothing was run")
 }
 
-// loadAll is loadConfigAndRules that returns what it read with its
-// problems counted (printed), for validate to add its own; an error is
-// one that stopped the reading (an unreadable file).
-func loadAll(stdio Stdio, cfgPath string, rulePaths []string) (loaded, error) {
+// loadAll is loadChecked that returns what it read with its problems
+// counted (printed), for validate to add its own; an error is one that
+// stopped the reading (an unreadable file).
+func loadAll(stdio Stdio, cfgPath string, rulePaths []string, tests bool) (loaded, error) {
 	l := loaded{cfgPath: cfgPath}
 	if cfgPath != "" {
 		var err error
@@ -109,6 +116,7 @@ func loadAll(stdio Stdio, cfgPath string, rulePaths []string) (loaded, error) {
 	if l.cfg != nil {
 		opts = l.cfg.RulesOptions()
 	}
+	opts.SkipTests = !tests
 	set, err := rules.LoadWith(opts, rulePaths...)
 	if err != nil {
 		var list rules.ErrorList

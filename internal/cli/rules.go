@@ -55,7 +55,7 @@ Secrets are never printed.`,
 				return usageError{errors.New("--lambda and --check-aws cannot be combined: --check-aws runs run's start-up checks")}
 			}
 			out := Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Out}
-			l, err := loadAll(out, cfgPath, paths)
+			l, err := loadAll(out, cfgPath, paths, true)
 			if err != nil {
 				return err
 			}
@@ -214,7 +214,7 @@ then a summary; exit 1 on any failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Out}
-			cfg, set, err := loadConfigAndRules(out, cfgPath, paths)
+			cfg, set, err := loadChecked(out, cfgPath, paths, true)
 			if err != nil {
 				return err
 			}

@@ -227,9 +227,11 @@ func (c *Config) RulePaths() []string {
 
 // RulesOptions are the options the configuration gives the rule loader:
 // its lists and rule overrides, each placed in the file for errors. Every
-// command that loads the configuration's rules loads them with these.
+// command that loads the configuration's rules loads them with these. They
+// skip the rules' tests (rules.Options.SkipTests), which only trailwatch
+// test and validate read: they set SkipTests false.
 func (c *Config) RulesOptions() rules.Options {
-	opts := rules.Options{Lists: c.Lists, ListPos: c.listPos}
+	opts := rules.Options{Lists: c.Lists, ListPos: c.listPos, SkipTests: true}
 	for i, o := range c.RuleOverrides {
 		ro := rules.Override{Rules: o.Rules, Enabled: o.Enabled, Severity: o.Severity}
 		if i < len(c.overridePos) {
