@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -154,10 +155,11 @@ func (w Window) SkipDir(p string) bool {
 	return ok && !w.Overlaps(from, to)
 }
 
-// accountID matches an AWS account id, and orgID an organization's.
+// accountID matches an AWS account id, and orgID an organization's. The
+// patterns compile on first use, not in every command's start-up.
 var (
-	accountID = regexp.MustCompile(`^[0-9]{12}$`)
-	orgID     = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
+	accountID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{12}$`) })
+	orgID     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^o-[a-z0-9]{10,32}$`) })
 )
 
 // serviceFolder returns the name of p's last segment when p is the folder
@@ -166,12 +168,12 @@ var (
 func serviceFolder(p string) (string, bool) {
 	parts := strings.Split(strings.Trim(filepath.ToSlash(filepath.Clean(p)), "/"), "/")
 	n := len(parts)
-	if n < 3 || !accountID.MatchString(parts[n-2]) {
+	if n < 3 || !accountID().MatchString(parts[n-2]) {
 		return "", false
 	}
 	switch {
 	case parts[n-3] == "AWSLogs":
-	case n >= 4 && orgID.MatchString(parts[n-3]) && parts[n-4] == "AWSLogs":
+	case n >= 4 && orgID().MatchString(parts[n-3]) && parts[n-4] == "AWSLogs":
 	default:
 		return "", false
 	}
@@ -300,11 +302,13 @@ func logFolderParts(p string) (parts []string, ct int) {
 // logFileName matches a CloudTrail log file name,
 // <account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<unique>.json.gz, or an
 // Insights file's, with CloudTrail-Insight in place of CloudTrail.
-var logFileName = regexp.MustCompile(`^[0-9]{12}_CloudTrail(?:-Insight)?_[a-z0-9-]+_([0-9]{8}T[0-9]{4}Z)_[A-Za-z0-9]+\.json(\.gz)?$`)
+var logFileName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[0-9]{12}_CloudTrail(?:-Insight)?_[a-z0-9-]+_([0-9]{8}T[0-9]{4}Z)_[A-Za-z0-9]+\.json(\.gz)?$`)
+})
 
 // FileDelivery returns the delivery time in a CloudTrail log file name.
 func FileDelivery(name string) (time.Time, bool) {
-	m := logFileName.FindStringSubmatch(name)
+	m := logFileName().FindStringSubmatch(name)
 	if m == nil {
 		return time.Time{}, false
 	}

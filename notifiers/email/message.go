@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 	"unicode"
@@ -31,11 +32,16 @@ var textSource string
 //go:embed templates/alert.html.tmpl
 var htmlSource string
 
+// The templates are parsed on first use, not in every command's start-up.
 var (
-	textTmpl = texttemplate.Must(texttemplate.New("text").Parse(textSource))
-	htmlTmpl = htmltemplate.Must(htmltemplate.New("html").Funcs(htmltemplate.FuncMap{
-		"severityColor": severityColor,
-	}).Parse(htmlSource))
+	textTmpl = sync.OnceValue(func() *texttemplate.Template {
+		return texttemplate.Must(texttemplate.New("text").Parse(textSource))
+	})
+	htmlTmpl = sync.OnceValue(func() *htmltemplate.Template {
+		return htmltemplate.Must(htmltemplate.New("html").Funcs(htmltemplate.FuncMap{
+			"severityColor": severityColor,
+		}).Parse(htmlSource))
+	})
 )
 
 // message is one rendered alert, ready for any transport.
@@ -85,10 +91,10 @@ type view struct {
 func render(a *notifiers.Alert, from string, to []string, now time.Time) *message {
 	v := newView(a)
 	var text, html bytes.Buffer
-	if err := textTmpl.Execute(&text, v); err != nil {
+	if err := textTmpl().Execute(&text, v); err != nil {
 		panic("email: text template: " + err.Error())
 	}
-	if err := htmlTmpl.Execute(&html, v); err != nil {
+	if err := htmlTmpl().Execute(&html, v); err != nil {
 		panic("email: html template: " + err.Error())
 	}
 	domain := "trailwatch.invalid"

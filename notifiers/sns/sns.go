@@ -29,6 +29,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -66,10 +67,17 @@ type Config struct {
 	Region string `yaml:"region,omitempty"`
 }
 
+// The patterns compile on first use, not when the package initializes:
+// their counted repetitions made them 4-8 ms of every command's start-up,
+// most of which never configure an SNS notifier.
 var (
-	arnRE       = regexp.MustCompile(`^arn:(aws[a-z-]*):sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(?:\.fifo)?)$`)
-	regionRE    = regexp.MustCompile(`^[a-z0-9-]+$`)
-	fifoGroupRE = regexp.MustCompile(`^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + `{|}~]{1,128}$`)
+	arnRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:(aws[a-z-]*):sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(?:\.fifo)?)$`)
+	})
+	regionRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9-]+$`) })
+	fifoGroupRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + `{|}~]{1,128}$`)
+	})
 )
 
 // Validate reports every problem in c at once, joined; nil means c is
@@ -80,7 +88,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("type: %q is not sns", c.Type))
 	}
 	var arnRegion string
-	switch m := arnRE.FindStringSubmatch(c.TopicARN); {
+	switch m := arnRE().FindStringSubmatch(c.TopicARN); {
 	case c.TopicARN == "":
 		errs = append(errs, errors.New("topic_arn: required"))
 	case m == nil:
@@ -90,7 +98,7 @@ func (c *Config) Validate() error {
 	}
 	switch {
 	case c.Region == "":
-	case !regionRE.MatchString(c.Region):
+	case !regionRE().MatchString(c.Region):
 		errs = append(errs, fmt.Errorf("region: %q is not a region name", c.Region))
 	case arnRegion != "" && c.Region != arnRegion:
 		errs = append(errs, fmt.Errorf("region: %q differs from the topic's region %q", c.Region, arnRegion))
@@ -103,7 +111,7 @@ func (c *Config) region() string {
 	if c.Region != "" {
 		return c.Region
 	}
-	if m := arnRE.FindStringSubmatch(c.TopicARN); m != nil {
+	if m := arnRE().FindStringSubmatch(c.TopicARN); m != nil {
 		return m[2]
 	}
 	return ""
@@ -208,7 +216,7 @@ func (n *Notifier) publishInput(a *notifiers.Alert) (*sns.PublishInput, error) {
 	in.Message = aws.String(string(msg))
 	if n.cfg.fifo() {
 		group := a.RuleID
-		if !fifoGroupRE.MatchString(group) {
+		if !fifoGroupRE().MatchString(group) {
 			group = "trailwatch-" + hash(a.RuleID)[:32]
 		}
 		in.MessageGroupId = aws.String(group)
