@@ -189,12 +189,16 @@ func runProgram(m *vm.VM, p *vm.Program, needsBudget bool, ev *cloudtrail.Event)
 
 // admitProgram refuses, at load, an expression that goes over its budget
 // on an empty record: no record makes it cheaper.
-func admitProgram(p *vm.Program) error {
-	if !budgeted(p) {
+func admitProgram(p *program) error {
+	if !p.budgeted {
 		return nil
 	}
+	code, err := p.bytecode()
+	if err != nil {
+		return err
+	}
 	m := vmPool.Get().(*vm.VM)
-	_, err := runProgram(m, p, true, &cloudtrail.Event{})
+	_, err = runProgram(m, code, true, &cloudtrail.Event{})
 	vmPool.Put(m)
 	if errors.Is(err, ErrBudget) || (err != nil && strings.Contains(err.Error(), "memory budget exceeded")) {
 		return fmt.Errorf("the expression is unbounded: on an empty record it %s", budgetReason(err))
@@ -427,7 +431,9 @@ var budgetFunctions = sync.OnceValue(func() []expr.Option {
 
 // budgetPatch rewrites an expression (already type-checked) so that its
 // loops and string building go through the budgeted functions.
-type budgetPatch struct{}
+type budgetPatch struct {
+	patched bool // it rewrote something
+}
 
 func env() ast.Node { return &ast.IdentifierNode{Value: envIdent} }
 
@@ -436,11 +442,12 @@ func call(name string, args ...ast.Node) *ast.CallNode {
 }
 
 // Visit implements ast.Visitor.
-func (budgetPatch) Visit(node *ast.Node) {
+func (b *budgetPatch) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.PredicateNode:
 		// Every step of a loop runs its predicate once.
 		n.Node = call(stepFor(n.Node.Type()), n.Node)
+		b.patched = true
 	case *ast.BinaryNode:
 		if n.Operator != "+" {
 			return
@@ -449,16 +456,20 @@ func (budgetPatch) Visit(node *ast.Node) {
 		switch {
 		case isKind(lt, reflect.String) && isKind(rt, reflect.String):
 			ast.Patch(node, call(fnConcat, n.Left, n.Right))
+			b.patched = true
 		case mayBeString(lt) && mayBeString(rt):
 			ast.Patch(node, call(fnAdd, n.Left, n.Right))
+			b.patched = true
 		}
 	case *ast.BuiltinNode:
 		if _, ok := builders[n.Name]; ok {
 			ast.Patch(node, call(fnBuild+n.Name, n.Arguments...))
+			b.patched = true
 		}
 	case *ast.CallNode:
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "str" {
 			ast.Patch(node, call(fnBuild+"str", n.Arguments...))
+			b.patched = true
 		}
 	}
 }
@@ -489,11 +500,10 @@ func stepFor(t reflect.Type) string {
 	return stepAny
 }
 
-// compileBounded compiles src, which compiled as written with extra, again
-// with the budget patch, and refuses it if it is unbounded.
-func compileBounded(src string, extra []expr.Option) (*vm.Program, error) {
-	// compile (compile.go) puts the budget's patch and functions first.
-	p, err := compile(src, true, extra...)
+// compileBounded compiles src (see compile) with the budget patch and
+// functions, and refuses it if it is unbounded.
+func compileBounded(src string, n *names, asBool bool) (*program, error) {
+	p, err := compile(src, n, asBool, true)
 	if err != nil {
 		return nil, err
 	}

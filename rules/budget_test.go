@@ -154,7 +154,7 @@ func FuzzExpressionBudget(f *testing.F) {
 		Resources:         []cloudtrail.Resource{{ARN: "arn:aws:s3:::b", Type: "AWS::S3::Bucket"}},
 		RequestParameters: map[string]any{"a": strings.Repeat("y", 4096), "b": []any{1.0, "z"}}}
 	f.Fuzz(func(t *testing.T, src string) {
-		p, err := compileValue(src)
+		p, err := compileValue(src, nil)
 		if err != nil {
 			return
 		}

@@ -3,10 +3,10 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -15,6 +15,7 @@ import (
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/optimizer"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
@@ -26,9 +27,11 @@ import (
 // records omit keys all the time, and a rule must not stop working (or fill
 // the error counter) because one did. Typed fields are untouched, so a
 // misspelt field name is still a load error.
-type nilSafeMembers struct{}
+type nilSafeMembers struct {
+	patched bool // it rewrote something
+}
 
-func (nilSafeMembers) Visit(node *ast.Node) {
+func (p *nilSafeMembers) Visit(node *ast.Node) {
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok || m.Optional {
 		return
@@ -41,6 +44,7 @@ func (nilSafeMembers) Visit(node *ast.Node) {
 	case reflect.Map, reflect.Interface:
 		m.Optional = true
 		ast.Patch(node, &ast.ChainNode{Node: m})
+		p.patched = true
 	}
 }
 
@@ -49,7 +53,7 @@ func (nilSafeMembers) Visit(node *ast.Node) {
 // macro's body is patched like the rest of the expression.
 func exprOptions(extra ...expr.Option) []expr.Option {
 	opts := append([]expr.Option{expr.Env(cloudtrail.Event{})}, extra...)
-	opts = append(opts, expr.Patch(nilSafeMembers{}), expr.Patch(&missingStrings{}))
+	opts = append(opts, expr.Patch(&nilSafeMembers{}), expr.Patch(&missingStrings{}))
 	return append(opts, helperOptions()...)
 }
 
@@ -67,9 +71,17 @@ func (e *compileError) Error() string {
 // program is a compiled expression and the lazily decoded event fields it
 // reads (see cloudtrail.Event.Need): run decodes those before it runs.
 type program struct {
-	*vm.Program
-	fields cloudtrail.Fields
-	pred   *pred // the condition in Go, or a guard of it (predicate.go); nil for values
+	// tree is the expression parsed, its names substituted, patched,
+	// type-checked and optimized (compile): what the Go forms and the
+	// index read, and what its bytecode is compiled from.
+	tree *parser.Tree
+	// conf is the configuration it was checked with, for the bytecode.
+	conf *conf.Config
+	// code is its bytecode, compiled on first use (see bytecode).
+	code    atomic.Pointer[vm.Program]
+	codeErr error // from the bytecode compile; set before code
+	fields  cloudtrail.Fields
+	pred    *pred // the condition in Go, or a guard of it (predicate.go); nil for values
 	// value is a value expression's string value in Go (valueOf), when
 	// it has one; see runText.
 	value func(*cloudtrail.Event) string
@@ -78,48 +90,84 @@ type program struct {
 	budgeted bool
 }
 
-// fieldsRead returns the lazy event fields that node reads: any
-// identifier that names one (a variable that happens to share a field's
-// name only costs a decode), and all of them for $env.
-func fieldsRead(node ast.Node) cloudtrail.Fields {
-	skip := budgetEnvs{}
-	ast.Walk(&node, skip)
-	v := fieldVisitor{skip: skip}
+// Node returns the program's checked, optimized expression tree.
+func (p *program) Node() ast.Node { return p.tree.Node }
+
+// bytecode returns the program's bytecode for expr's VM, compiling it on
+// first use (see compileExpr): a condition that compilePred decides
+// exactly, and a value with a Go form, never use it but in the tests that
+// hold the Go forms to the VM, and most other rules are never offered a
+// record that gets past their guards and the index.
+func (p *program) bytecode() (*vm.Program, error) {
+	if code := p.code.Load(); code != nil {
+		return code, nil
+	}
+	compileMu.Lock()
+	defer compileMu.Unlock()
+	if code := p.code.Load(); code != nil || p.codeErr != nil {
+		return code, p.codeErr
+	}
+	code, err := compiler.Compile(p.tree, p.conf)
+	if err != nil {
+		p.codeErr = err
+		return nil, err
+	}
+	p.code.Store(code)
+	return code, nil
+}
+
+// exprReads returns the lazy event fields that node reads (any
+// identifier that names one: a variable that happens to share a field's
+// name only costs a decode; all of them for $env), and whether it loads
+// $env, which expr compiles to OpLoadEnv. The budget's patch passes $env
+// to its functions only to know whose budget to charge: those read no
+// field, and only they (and a rule that names $env itself) load it.
+func exprReads(node ast.Node) (fields cloudtrail.Fields, env bool) {
+	var v readsVisitor
 	ast.Walk(&node, &v)
-	return v.fields
+	if v.envs > v.budgetEnvs {
+		v.fields |= cloudtrail.FieldsOf(envIdent)
+	}
+	return v.fields, v.envs > 0
 }
 
-type fieldVisitor struct {
+// fieldsRead is exprReads' fields.
+func fieldsRead(node ast.Node) cloudtrail.Fields {
+	f, _ := exprReads(node)
+	return f
+}
+
+type readsVisitor struct {
 	fields cloudtrail.Fields
-	skip   map[ast.Node]bool
+	// envs counts the $env identifiers, budgetEnvs those that are the
+	// first argument of a budgeted function.
+	envs, budgetEnvs int
 }
 
-func (v *fieldVisitor) Visit(node *ast.Node) {
-	if id, ok := (*node).(*ast.IdentifierNode); ok && !v.skip[id] {
-		v.fields |= cloudtrail.FieldsOf(id.Value)
-	}
-}
-
-// budgetEnvs finds the $env arguments of the budget's functions
-// (budget.go): they are passed $env only to know whose budget to charge,
-// and read no field.
-type budgetEnvs map[ast.Node]bool
-
-func (b budgetEnvs) Visit(node *ast.Node) {
-	n, ok := (*node).(*ast.CallNode)
-	if !ok || len(n.Arguments) == 0 {
-		return
-	}
-	if id, ok := n.Callee.(*ast.IdentifierNode); ok && strings.HasPrefix(id.Value, fnBuild) {
-		if env, ok := n.Arguments[0].(*ast.IdentifierNode); ok && env.Value == envIdent {
-			b[env] = true
+func (v *readsVisitor) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if n.Value == envIdent {
+			v.envs++
+		} else {
+			v.fields |= cloudtrail.FieldsOf(n.Value)
+		}
+	case *ast.CallNode:
+		if len(n.Arguments) == 0 {
+			return
+		}
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok && strings.HasPrefix(id.Value, fnBuild) {
+			if env, ok := n.Arguments[0].(*ast.IdentifierNode); ok && env.Value == envIdent {
+				v.budgetEnvs++
+			}
 		}
 	}
 }
 
-// compileCondition compiles a rule condition to a boolean program.
-func compileCondition(src string, extra ...expr.Option) (*program, error) {
-	p, err := compileExpr(src, append([]expr.Option{expr.AsBool()}, extra...)...)
+// compileCondition compiles a rule condition to a boolean program, with
+// the lists and macros of n (which may be nil).
+func compileCondition(src string, n *names) (*program, error) {
+	p, err := compileExpr(src, n, true)
 	if err != nil {
 		return nil, err
 	}
@@ -128,9 +176,9 @@ func compileCondition(src string, extra ...expr.Option) (*program, error) {
 }
 
 // compileValue compiles an expression whose value is rendered (summary
-// placeholders, dedup keys).
-func compileValue(src string, extra ...expr.Option) (*program, error) {
-	p, err := compileExpr(src, extra...)
+// placeholders, dedup keys), with the lists and macros of n (or nil).
+func compileValue(src string, n *names) (*program, error) {
+	p, err := compileExpr(src, n, false)
 	if err != nil {
 		return nil, err
 	}
@@ -154,13 +202,20 @@ func runText(p *program, ev *cloudtrail.Event, format func(any) string) (string,
 	return format(v), nil
 }
 
-func compileExpr(src string, extra ...expr.Option) (*program, error) {
-	// The program that runs is the bounded one (budget.go). An expression
-	// is compiled as written only when that fails, so that its error is
-	// about what the author wrote, not about the budget's rewriting.
-	bounded, err := compileBounded(src, extra)
+// compileExpr compiles src with the evaluation budget (budget.go). It is
+// compiled as written only when that fails, so that its error is about
+// what the author wrote, not about the budget's rewriting. Its bytecode is
+// compiled now only when the budget must run it to admit it, or when n
+// asks for every program's (a load that checks everything: validate,
+// test); else on first use, which for most programs, decided in Go, never
+// comes (the compile of a type-checked tree fails only on a bug of expr's).
+func compileExpr(src string, n *names, asBool bool) (*program, error) {
+	p, err := compileBounded(src, n, asBool)
+	if err == nil && n != nil && n.eagerCode {
+		_, err = p.bytecode()
+	}
 	if err != nil {
-		if _, perr := expr.Compile(src, exprOptions(extra...)...); perr != nil {
+		if _, perr := compile(src, n, asBool, false); perr != nil {
 			err = perr
 		}
 		if fe, ok := err.(*file.Error); ok {
@@ -168,48 +223,72 @@ func compileExpr(src string, extra ...expr.Option) (*program, error) {
 		}
 		return nil, &compileError{Line: 1, Column: 1, Msg: err.Error()}
 	}
-	return &program{Program: bounded, fields: fieldsRead(bounded.Node()), budgeted: budgeted(bounded)}, nil
+	return p, nil
 }
 
-// compile is expr.Compile(src, exprOptions(opts...)...), and with budget
-// also with the budget's patch and functions first in opts (see
-// compileBounded), without building the options every expression shares
-// again: expr makes a new configuration for every compile, and declaring
+// compile parses src, substitutes the lists and macros of n (which may be
+// nil), applies the patches every expression gets (nilSafeMembers,
+// missingStrings, and with budget the budget's), type-checks and
+// optimizes it: what expr.Compile(src, expr.Env(cloudtrail.Event{}),
+// expr.Patch(expander), expr.Patch(&nilSafeMembers{}),
+// expr.Patch(&missingStrings{}), [expr.Patch(&budgetPatch{}),] helper and
+// budget functions[, expr.AsBool()]) does before it compiles bytecode,
+// which the program does when it needs it (bytecode).
+// TestCompileIsExprCompile holds it to expr.Compile.
+//
+// Names are substituted first, so a macro's body is patched like the rest
+// of the expression. expr's own patch loop type-checks the whole tree
+// before each patch, twice, and once more at the end; here it is checked
+// before the first patch and again only after a patch rewrote it (most
+// conditions, comparisons of typed fields, are checked once). Compiles take turns:
+// they share four configurations (with and without the budget, for
+// conditions and values), built once, whose type caches fill as they
+// check: expr makes a new configuration for every compile, and declaring
 // the environment and some fifty functions was a third of the time the
-// built-in rules took to load. Compiles take turns: the shared
-// configuration's type cache is filled as they check.
-func compile(src string, budget bool, opts ...expr.Option) (*vm.Program, error) {
+// built-in rules took to load.
+func compile(src string, n *names, asBool, budget bool) (*program, error) {
+	c := exprConfigs()[b2i(budget)][b2i(asBool)]
 	compileMu.Lock()
 	defer compileMu.Unlock()
-	base := sharedConfig()
-	c := base.Config
-	c.Functions = maps.Clone(base.Functions)
-	c.Builtins = maps.Clone(base.Builtins)
-	c.ConstFns = maps.Clone(base.ConstFns)
-	c.Disabled = maps.Clone(base.Disabled)
-	c.Visitors = nil
-	for _, op := range opts {
-		op(&c)
-	}
-	// The patches opts bring (the names' expander) run first, so that a
-	// macro's body, substituted into the expression, is patched like the
-	// rest of it.
-	c.Visitors = append(c.Visitors[:len(c.Visitors):len(c.Visitors)], nilSafeMembers{}, &missingStrings{})
-	if budget {
-		c.Visitors = append(c.Visitors, budgetPatch{})
-		maps.Copy(c.Functions, base.budget)
-	}
-	// What expr.Compile does with its configuration.
-	for name := range c.Disabled {
-		delete(c.Builtins, name)
-	}
-	c.Check()
-	tree, err := checker.ParseCheck(src, &c)
+	tree, err := parser.ParseWithConfig(src, c)
 	if err != nil {
 		return nil, err
 	}
+	if n != nil {
+		ast.Walk(&tree.Node, &expander{names: n})
+	}
+	nilSafe, missing, bounds := &nilSafeMembers{}, &missingStrings{}, &budgetPatch{}
+	patches := []struct {
+		ast.Visitor
+		patched func() bool
+	}{
+		{nilSafe, func() bool { return nilSafe.patched }},
+		{missing, func() bool { return missing.chains != nil }},
+		{bounds, func() bool { return bounds.patched }},
+	}
+	if !budget {
+		patches = patches[:2]
+	}
+	// The patches read the nodes' types: the tree is checked before each,
+	// unless none rewrote it since it was last checked.
+	var chk checker.Checker
+	var checkErr error
+	changed := true
+	for _, patch := range patches {
+		if changed {
+			_, checkErr = chk.Check(tree, c)
+		}
+		ast.Walk(&tree.Node, patch)
+		changed = patch.patched()
+	}
+	if changed {
+		_, checkErr = chk.Check(tree, c)
+	}
+	if checkErr != nil {
+		return nil, checkErr
+	}
 	if c.Optimize {
-		if err := optimizer.Optimize(&tree.Node, &c); err != nil {
+		if err := optimizer.Optimize(&tree.Node, c); err != nil {
 			var fileError *file.Error
 			if errors.As(err, &fileError) {
 				return nil, fileError.Bind(tree.Source)
@@ -217,35 +296,50 @@ func compile(src string, budget bool, opts ...expr.Option) (*vm.Program, error) 
 			return nil, err
 		}
 	}
-	return compiler.Compile(tree, &c)
+	fields, env := exprReads(tree.Node)
+	return &program{tree: tree, conf: c, fields: fields, budgeted: env}, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 var compileMu sync.Mutex
 
-// sharedConfiguration is the configuration every expression starts from:
-// the environment and the helpers, and the budget's functions apart.
-type sharedConfiguration struct {
-	conf.Config
-	budget conf.FunctionsTable
-}
-
-var sharedConfig = sync.OnceValue(func() *sharedConfiguration {
-	c := conf.CreateNew()
-	c.WithEnv(cloudtrail.Event{})
-	for _, op := range helperOptions() {
-		op(c)
+// exprConfigs are the configurations expressions compile with, by
+// [budget][condition]: the environment and the helpers, the budget's
+// functions, and for conditions a boolean result.
+var exprConfigs = sync.OnceValue(func() *[2][2]*conf.Config {
+	var out [2][2]*conf.Config
+	for budget := range 2 {
+		for cond := range 2 {
+			c := conf.CreateNew()
+			c.WithEnv(cloudtrail.Event{})
+			for _, op := range helperOptions() {
+				op(c)
+			}
+			if budget == 1 {
+				for _, op := range budgetFunctions() {
+					op(c)
+				}
+			}
+			if cond == 1 {
+				expr.AsBool()(c)
+			}
+			c.Check()
+			out[budget][cond] = c
+		}
 	}
-	b := conf.CreateNew()
-	for _, op := range budgetFunctions() {
-		op(b)
-	}
-	return &sharedConfiguration{Config: *c, budget: b.Functions}
+	return &out
 })
 
 // CompileCondition compiles a stand-alone condition in the rule expression
 // language, as `trailwatch search --where` does.
 func CompileCondition(src string) (*Condition, error) {
-	p, err := compileCondition(src)
+	p, err := compileCondition(src, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +384,12 @@ func run(p *program, ev *cloudtrail.Event) (any, error) {
 
 // runVM evaluates p on ev in expr's VM (ev's lazy fields p reads decoded).
 func runVM(p *program, ev *cloudtrail.Event) (any, error) {
+	code, err := p.bytecode()
+	if err != nil {
+		return nil, err
+	}
 	m := vmPool.Get().(*vm.VM)
-	out, err := runProgram(m, p.Program, p.budgeted, ev)
+	out, err := runProgram(m, code, p.budgeted, ev)
 	vmPool.Put(m)
 	return out, err
 }

@@ -261,6 +261,9 @@ func LoadWith(opts Options, paths ...string) (*Set, error) {
 // loadFilesWith is LoadFiles with options.
 func loadFilesWith(files []File, opts Options) (*Set, error) {
 	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: opts.SkipTests}
+	// A load that reads the tests (validate, test) checks everything, the
+	// compile of each expression's bytecode included.
+	l.names.eagerCode = !opts.SkipTests
 	// Lists and macros may be used in any file, so collect them from every
 	// file before compiling any rule.
 	for _, f := range files {
@@ -522,7 +525,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		l.errorf(f.Name, n, id, "missing required key \"when\" (or \"pattern\")")
 	case whenNode != nil:
 		r.When = when
-		p, err := compileCondition(when, l.names.option())
+		p, err := compileCondition(when, l.names)
 		if err != nil {
 			ce := err.(*compileError)
 			l.exprError(f, whenNode, id, ce.Line, ce.Column, "when: "+ce.Msg)

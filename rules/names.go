@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
@@ -26,6 +25,9 @@ type names struct {
 	// source: summaries repeat the same placeholders ({{ sourceIPAddress }},
 	// {{ principal(userIdentity) }}) hundreds of times.
 	values map[string]compiledValue
+	// eagerCode: compile every program's bytecode as it loads (see
+	// compileExpr), for a load that checks everything.
+	eagerCode bool
 }
 
 type compiledValue struct {
@@ -40,7 +42,7 @@ func (n *names) compileValue(src string) (*program, error) {
 	if c, ok := n.values[src]; ok {
 		return c.p, c.err
 	}
-	p, err := compileValue(src, n.option())
+	p, err := compileValue(src, n)
 	if n.values == nil {
 		n.values = map[string]compiledValue{}
 	}
@@ -162,7 +164,7 @@ func (l *loader) macros(f File, n *yaml.Node) {
 func (n *names) checkMacros(l *loader) {
 	for _, name := range n.macroList {
 		m := n.macros[name]
-		if _, err := compileCondition(m.src, n.option()); err != nil {
+		if _, err := compileCondition(m.src, n); err != nil {
 			ce, ok := err.(*compileError)
 			if !ok {
 				l.errorf(m.f.Name, m.node, "", "macro %q: %v", name, err)
@@ -173,11 +175,6 @@ func (n *names) checkMacros(l *loader) {
 			m.src = "false"
 		}
 	}
-}
-
-// option returns the expr option that substitutes lists and macros.
-func (n *names) option() expr.Option {
-	return expr.Patch(&expander{names: n})
 }
 
 // expander replaces identifiers naming a list with the list's constant
@@ -227,7 +224,7 @@ func (l *loader) except(f File, n *yaml.Node, r *Rule) {
 		if !ok {
 			continue
 		}
-		p, err := compileCondition(src, l.names.option())
+		p, err := compileCondition(src, l.names)
 		if err != nil {
 			ce := err.(*compileError)
 			l.exprError(f, it, r.ID, ce.Line, ce.Column, "except: "+ce.Msg)

@@ -140,7 +140,7 @@ func TestPredicateForms(t *testing.T) {
 		{`requestParameters.x == "1"`, false, false},
 	}
 	for _, c := range cases {
-		p, err := compileCondition(c.src)
+		p, err := compileCondition(c.src, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", c.src, err)
 		}
@@ -233,7 +233,7 @@ func TestFieldsReadIgnoresTheBudget(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
-		p, err := compileCondition(src)
+		p, err := compileCondition(src, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
@@ -323,7 +323,7 @@ func TestValuesAgreeWithVM(t *testing.T) {
 		{`requestParameters.bucketName ?? eventName`, false},
 		{`eventName + "x"`, false},
 	} {
-		p, err := compileValue(c.src)
+		p, err := compileValue(c.src, nil)
 		if err != nil {
 			if !c.fast {
 				continue // principal of a sessionContext does not type-check, say

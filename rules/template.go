@@ -8,8 +8,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/expr-lang/expr"
-
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
 
@@ -36,9 +34,9 @@ type templateError struct {
 
 func (e *templateError) Error() string { return e.Msg }
 
-// parseTemplate compiles a summary template.
-func parseTemplate(src string, extra ...expr.Option) (*summaryTemplate, error) {
-	return parseTemplateWith(src, func(s string) (*program, error) { return compileValue(s, extra...) })
+// parseTemplate compiles a summary template (without lists and macros).
+func parseTemplate(src string) (*summaryTemplate, error) {
+	return parseTemplateWith(src, func(s string) (*program, error) { return compileValue(s, nil) })
 }
 
 // parseTemplateWith compiles a summary template, its placeholders with
