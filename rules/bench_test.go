@@ -182,3 +182,31 @@ func BenchmarkLoadBuiltin(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatchBuiltin measures what the built-in rules cost per corpus
+// record in the two-tier match (header scan, index, Go forms, VM, the
+// decodes rules ask for), with each match's summary rendered, as replay
+// does:
+//
+//	go test -run '^$' -bench MatchBuiltin -benchmem -cpu 1 -count 5 ./rules/
+func BenchmarkMatchBuiltin(b *testing.B) {
+	_, recs := corpusNames(b)
+	set, err := LoadWith(Options{SkipTests: true}, "builtin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ev cloudtrail.Event
+	var dst []*Rule
+	cputime.Run(b, len(recs), func() {
+		for _, r := range recs {
+			complete, err := cloudtrail.DecodeHeader(&ev, r)
+			if err != nil {
+				continue
+			}
+			dst, _, _ = set.MatchHeader(&ev, complete, dst[:0], nil)
+			for _, m := range dst {
+				m.Summary(&ev)
+			}
+		}
+	})
+}

@@ -2,9 +2,11 @@ package rules
 
 import (
 	"bytes"
+	"hash/maphash"
 	"net/url"
 	"path"
 	"strings"
+	"sync/atomic"
 )
 
 // Text helpers: glob, iglob, iequals, icontains, urlDecode.
@@ -68,15 +70,34 @@ func icontainsAny(s string, subs []string) bool {
 // pairs), and only there compares the substrings that start with them. A
 // string s with bytes outside ASCII, and substrings shorter than two bytes
 // or outside ASCII, take icontainsAny.
+//
+// The answers for the last strings matched are remembered (the field it
+// runs on every record, userAgent, takes a few values in a trail): a
+// string seen again costs a hash and a comparison instead of a scan.
 type foldMatcher struct {
 	subs   []string             // all of them, for s outside ASCII
 	others []string             // shorter than two bytes, or outside ASCII
 	pairs  [1 << 16 / 64]uint64 // bitmap of the lowered first two bytes
 	byPair map[uint16][]string  // lowered substrings by their first two bytes
+	seed   maphash.Seed
+	recent [foldRecent]atomic.Pointer[foldAnswer] // by the string's hash
 }
 
+// foldAnswer is match's answer for s.
+type foldAnswer struct {
+	s     string
+	found bool
+}
+
+const (
+	foldRecent = 512
+	// Strings shorter than foldRecentMin are scanned faster than hashed;
+	// longer than foldRecentMax are not kept.
+	foldRecentMin, foldRecentMax = 16, 512
+)
+
 func newFoldMatcher(subs []string) *foldMatcher {
-	m := &foldMatcher{subs: subs, byPair: map[uint16][]string{}}
+	m := &foldMatcher{subs: subs, byPair: map[uint16][]string{}, seed: maphash.MakeSeed()}
 	for _, sub := range subs {
 		lower, ascii := appendLowerASCII(nil, sub)
 		if !ascii || len(lower) < 2 {
@@ -91,6 +112,21 @@ func newFoldMatcher(subs []string) *foldMatcher {
 }
 
 func (m *foldMatcher) match(s string) bool {
+	if len(s) < foldRecentMin || len(s) > foldRecentMax {
+		return m.scan(s)
+	}
+	slot := &m.recent[maphash.String(m.seed, s)%foldRecent]
+	if a := slot.Load(); a != nil && a.s == s {
+		return a.found
+	}
+	found := m.scan(s)
+	// s may point into a record's buffer, which is reused: keep a copy.
+	slot.Store(&foldAnswer{s: strings.Clone(s), found: found})
+	return found
+}
+
+// scan is match without the remembered answers.
+func (m *foldMatcher) scan(s string) bool {
 	if len(m.others) > 0 && icontainsAny(s, m.others) {
 		return true
 	}

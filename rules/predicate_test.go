@@ -198,7 +198,11 @@ func FuzzPredicates(f *testing.F) {
 func TestFoldMatcherIsIcontains(t *testing.T) {
 	subs := []string{"pacu", "TruffleHog", "k", "", "s3scanner", "kelvin", "ÄWS", "ab", "b"}
 	strs := []string{"", "a", "b", "K", "PACU", "xxpAcU", "pac", "aws-cli/2 Trufflehog/3", "\u212aelvin", "\u212a",
-		"äws", "ÄWS", "xÄ", "s3scanneR", "Ab", "zzzzzzzzzzzzzzzab", "\xff\xfeab", "ab\xff", "\xffk"}
+		"äws", "ÄWS", "xÄ", "s3scanneR", "Ab", "zzzzzzzzzzzzzzzab", "\xff\xfeab", "ab\xff", "\xffk",
+		"Boto3/1.34 md/Botocore#1.34 ua/2.0 os/linux#5.10 pacu/1.5", "Boto3/1.34 md/Botocore#1.34 ua/2.0 os/linux#5.10 pac/1.5",
+		strings.Repeat("a", 600) + "pacu", strings.Repeat("b", 511) + "k"}
+	// Twice each, so that remembered answers are checked too.
+	strs = append(strs, strs...)
 	for i := range subs {
 		for j := i; j <= len(subs); j++ {
 			set := subs[i:j]
