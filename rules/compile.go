@@ -83,8 +83,9 @@ type program struct {
 	fields  cloudtrail.Fields
 	pred    *pred // the condition in Go, or a guard of it (predicate.go); nil for values
 	// value is a value expression's string value in Go (valueOf), when
-	// it has one; see runText.
+	// it has one; else dyn may be its value in Go (dynOf); see runText.
 	value func(*cloudtrail.Event) string
+	dyn   dynFunc
 	// budgeted: the program calls the evaluation budget's functions
 	// (budget.go), so runProgram must register its evaluations.
 	budgeted bool
@@ -185,15 +186,29 @@ func compileValue(src string, n *names) (*program, error) {
 	if p.fields == 0 {
 		p.value, _ = valueOf(p.Node())
 	}
+	if p.value == nil {
+		p.dyn, _ = dynOf(p.Node())
+	}
 	return p, nil
 }
 
 // runText evaluates a value expression and formats its value with format,
 // which must write a string as itself: without the VM, or boxing the
-// string, when the expression has a Go form (valueOf).
+// string, when the expression has a Go form (valueOf), and without the VM
+// when it has a Go form of its value that can give it (dynOf).
 func runText(p *program, ev *cloudtrail.Event, format func(any) string) (string, error) {
 	if p.value != nil {
 		return p.value(ev), nil
+	}
+	if p.dyn != nil && ev != nil {
+		if p.fields != 0 {
+			if err := ev.Need(p.fields); err != nil {
+				return "", err
+			}
+		}
+		if v, ok := p.dyn(ev); ok {
+			return format(v), nil
+		}
 	}
 	v, err := run(p, ev)
 	if err != nil {

@@ -425,3 +425,167 @@ func valueOf(node ast.Node) (func(*cloudtrail.Event) string, bool) {
 	}
 	return nil, false
 }
+
+// dynFunc is a value expression in Go that gives the VM's value, or false
+// when the VM must decide (a value it does not handle, on which the VM
+// may fail with an error).
+type dynFunc = func(*cloudtrail.Event) (any, bool)
+
+// dynOf returns node's value as a Go function (see dynFunc) when node is
+// what summary placeholders, dedup keys and group_by are built of beyond
+// valueOf's string forms: members of the record's free-form maps
+// (requestParameters.instanceId, nil-safe: see nilSafeMembers), `??`
+// chains of them (conditionals testing against nil, see missingStrings),
+// conditionals that compilePred decides exactly, string constants and
+// fields, str() and + of strings (checked against MaxExprString as the
+// budget's functions do). Each gives the very value the VM would (the same
+// dynamic type: a string, a number, a map, nil, ...), so that any format
+// renders it alike; TestValuesAgreeWithVM and FuzzValues hold it to the VM.
+func dynOf(node ast.Node) (dynFunc, bool) {
+	switch n := node.(type) {
+	case *ast.NilNode:
+		return func(*cloudtrail.Event) (any, bool) { return nil, true }, true
+	case *ast.IdentifierNode:
+		if off, ok := mapFieldOffset(n); ok {
+			return func(ev *cloudtrail.Event) (any, bool) {
+				return *(*map[string]any)(unsafe.Add(unsafe.Pointer(ev), off)), true
+			}, true
+		}
+	case *ast.ChainNode:
+		m, ok := n.Node.(*ast.MemberNode)
+		if !ok || !m.Optional || m.Method {
+			return nil, false
+		}
+		prop, ok := m.Property.(*ast.StringNode)
+		if !ok {
+			return nil, false
+		}
+		base, ok := dynOf(m.Node)
+		if !ok {
+			return nil, false
+		}
+		key := prop.Value
+		return func(ev *cloudtrail.Event) (any, bool) {
+			v, ok := base(ev)
+			if !ok {
+				return nil, false
+			}
+			switch x := v.(type) {
+			case nil:
+				return nil, true
+			case map[string]any:
+				return x[key], true
+			}
+			return nil, false // a member of a list, a string, ...: the VM's error
+		}, true
+	case *ast.ConditionalNode:
+		cond, ok := nilTest(n.Cond)
+		if !ok {
+			fn, exact, ok := predOf(n.Cond)
+			if !ok || !exact {
+				return nil, false
+			}
+			cond = func(ev *cloudtrail.Event) (bool, bool) { return fn(ev), true }
+		}
+		a, aok := dynOf(n.Exp1)
+		b, bok := dynOf(n.Exp2)
+		if !aok || !bok {
+			return nil, false
+		}
+		return func(ev *cloudtrail.Event) (any, bool) {
+			c, ok := cond(ev)
+			switch {
+			case !ok:
+				return nil, false
+			case c:
+				return a(ev)
+			}
+			return b(ev)
+		}, true
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || len(n.Arguments) == 0 || !isEnv(n.Arguments[0]) {
+			break
+		}
+		switch {
+		case (id.Value == fnConcat || id.Value == fnAdd) && len(n.Arguments) == 3:
+			a, aok := dynOf(n.Arguments[1])
+			b, bok := dynOf(n.Arguments[2])
+			if !aok || !bok {
+				return nil, false
+			}
+			return func(ev *cloudtrail.Event) (any, bool) {
+				x, ok := a(ev)
+				if !ok {
+					return nil, false
+				}
+				y, ok := b(ev)
+				if !ok {
+					return nil, false
+				}
+				sx, xok := x.(string)
+				sy, yok := y.(string)
+				if !xok || !yok || len(sx)+len(sy) > MaxExprString {
+					return nil, false
+				}
+				return sx + sy, true
+			}, true
+		case id.Value == fnBuild+"str" && len(n.Arguments) == 2:
+			a, ok := dynOf(n.Arguments[1])
+			if !ok {
+				return nil, false
+			}
+			return func(ev *cloudtrail.Event) (any, bool) {
+				v, ok := a(ev)
+				if !ok || estimate(v) > MaxExprString {
+					return nil, false
+				}
+				return toString(v), true
+			}, true
+		}
+	}
+	if fn, ok := valueOf(node); ok {
+		return func(ev *cloudtrail.Event) (any, bool) { return fn(ev), true }, true
+	}
+	return nil, false
+}
+
+// nilTest compiles `x != nil` and `x == nil` for an x whose value is a
+// member of a free-form map (which is never a typed nil: a null in the
+// record is nil).
+func nilTest(node ast.Node) (func(*cloudtrail.Event) (bool, bool), bool) {
+	b, ok := node.(*ast.BinaryNode)
+	if !ok || (b.Operator != "!=" && b.Operator != "==") {
+		return nil, false
+	}
+	if _, ok := b.Right.(*ast.NilNode); !ok {
+		return nil, false
+	}
+	if _, ok := b.Left.(*ast.ChainNode); !ok {
+		return nil, false
+	}
+	x, ok := dynOf(b.Left)
+	if !ok {
+		return nil, false
+	}
+	isNil := b.Operator == "=="
+	return func(ev *cloudtrail.Event) (bool, bool) {
+		v, ok := x(ev)
+		return (v == nil) == isNil, ok
+	}, true
+}
+
+func isEnv(n ast.Node) bool {
+	id, ok := n.(*ast.IdentifierNode)
+	return ok && id.Value == envIdent
+}
+
+// mapFieldOffset returns where in an Event the top-level free-form map
+// field that node names lies.
+func mapFieldOffset(node ast.Node) (uintptr, bool) {
+	t, off, ok := fieldPath(node)
+	if !ok || t != reflect.TypeOf(map[string]any(nil)) {
+		return 0, false
+	}
+	return off, true
+}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -248,10 +249,10 @@ func TestFieldsReadIgnoresTheBudget(t *testing.T) {
 }
 
 // valuePrograms returns every value expression of set (summary
-// placeholders, dedup keys, group_by) that has a Go form.
+// placeholders, dedup keys, group_by) that has a Go form (valueOf or dynOf).
 func valuePrograms(set *Set) (names []string, progs []*program) {
 	add := func(name string, p *program) {
-		if p != nil && p.value != nil {
+		if p != nil && (p.value != nil || p.dyn != nil) {
 			names, progs = append(names, name), append(progs, p)
 		}
 	}
@@ -273,14 +274,28 @@ func valuePrograms(set *Set) (names []string, progs []*program) {
 	return names, progs
 }
 
-// checkValues compares each value's Go form with the VM's value, which
-// must be a string (so that every format gives it as is).
+// checkValues compares each value's Go form with the VM's value: a
+// string form's, which must be a string (so that every format gives it as
+// is), and the value a dynOf form gives, when it gives one, which must be
+// the VM's, type and all.
 func checkValues(t *testing.T, names []string, progs []*program, ev *cloudtrail.Event, where string) {
 	t.Helper()
 	for i, p := range progs {
+		if p.fields != 0 {
+			if err := ev.Need(p.fields); err != nil {
+				continue
+			}
+		}
 		want, err := runVM(p, ev)
-		if s, ok := want.(string); err != nil || !ok || s != p.value(ev) {
-			t.Errorf("%s: %s: Go form gives %q, the VM %#v (err %v)", where, names[i], p.value(ev), want, err)
+		if p.value != nil {
+			if s, ok := want.(string); err != nil || !ok || s != p.value(ev) {
+				t.Errorf("%s: %s: Go form gives %q, the VM %#v (err %v)", where, names[i], p.value(ev), want, err)
+			}
+			continue
+		}
+		got, ok := p.dyn(ev)
+		if ok && (err != nil || !reflect.DeepEqual(got, want) || reflect.TypeOf(got) != reflect.TypeOf(want)) {
+			t.Errorf("%s: %s: Go form gives %#v, the VM %#v (err %v)", where, names[i], got, want, err)
 		}
 	}
 }
@@ -293,8 +308,14 @@ func TestValuesAgreeWithVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	names, progs := valuePrograms(set)
-	if len(progs) < 100 {
-		t.Errorf("only %d value expressions have a Go form", len(progs))
+	dyn := 0
+	for _, p := range progs {
+		if p.dyn != nil {
+			dyn++
+		}
+	}
+	if len(progs) < 100 || dyn < 50 {
+		t.Errorf("only %d value expressions have a Go form, %d of them of dynOf's", len(progs), dyn)
 	}
 	for _, r := range set.Rules() {
 		for _, tc := range r.Tests {
@@ -338,4 +359,53 @@ func TestValuesAgreeWithVM(t *testing.T) {
 			t.Errorf("%s: Go form %v, want %v", c.src, p.value != nil, c.fast)
 		}
 	}
+	for _, c := range []struct {
+		src string
+		dyn bool
+	}{
+		{`requestParameters.bucketName`, true},
+		{`requestParameters.a.b ?? responseElements.c ?? "-"`, true},
+		{`requestParameters.bucketName ?? eventName`, true},
+		{`eventName + "x"`, true},
+		{`errorCode != "" ? " (failed: " + errorCode + ")" : ""`, true},
+		{`requestParameters.x != nil ? "for " + str(requestParameters.x) : ""`, true},
+		{`readOnly`, false},
+		{`requestParameters.items[0]`, false},
+		{`len(requestParameters)`, false},
+	} {
+		p, err := compileValue(c.src, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		if (p.dyn != nil) != c.dyn {
+			t.Errorf("%s: dynOf form %v, want %v", c.src, p.dyn != nil, c.dyn)
+		}
+	}
+}
+
+// FuzzValues holds the Go form of every built-in value expression
+// (summary placeholders, dedup keys, group_by) to the VM on arbitrary
+// records.
+func FuzzValues(f *testing.F) {
+	for _, s := range []string{
+		`{"eventName":"RunInstances","requestParameters":{"instanceId":"i-1","name":["a"],"path":null},"errorCode":"X"}`,
+		`{"eventName":"GetSecretValue","requestParameters":{"secretId":1.5e300,"a":{"b":[1,{"c":2}]}},"responseElements":null}`,
+		`{"eventName":"CreateRoute","requestParameters":"{\"destinationCidrBlock\":\"0.0.0.0/0\"}","userIdentity":{"arn":"a"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	set, err := Load("builtin")
+	if err != nil {
+		f.Fatal(err)
+	}
+	names, progs := valuePrograms(set)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if ev, err := cloudtrail.DecodeEvent(data); err == nil {
+			checkValues(t, names, progs, ev, "fuzz")
+		}
+		var hv cloudtrail.Event
+		if _, err := cloudtrail.DecodeHeader(&hv, data); err == nil {
+			checkValues(t, names, progs, &hv, "fuzz (header)")
+		}
+	})
 }
