@@ -122,9 +122,20 @@ func predOf(node ast.Node) (fn evFunc, exact, ok bool) {
 	return nil, false, false
 }
 
-// comparison compiles a comparison of string operands.
+// comparison compiles a comparison of string operands, or of a member of
+// a free-form map with a string or bool constant.
 func comparison(n *ast.BinaryNode) (evFunc, bool) {
 	if n.Operator == "==" || n.Operator == "!=" {
+		eq, ok := memberEquals(n.Left, n.Right)
+		if !ok {
+			eq, ok = memberEquals(n.Right, n.Left)
+		}
+		if ok {
+			if n.Operator == "==" {
+				return eq, true
+			}
+			return func(ev *cloudtrail.Event) bool { return !eq(ev) }, true
+		}
 		l, lok := strOperand(n.Left)
 		r, rok := strOperand(n.Right)
 		if !lok || !rok {
@@ -134,6 +145,11 @@ func comparison(n *ast.BinaryNode) (evFunc, bool) {
 			return func(ev *cloudtrail.Event) bool { return l(ev) == r(ev) }, true
 		}
 		return func(ev *cloudtrail.Event) bool { return l(ev) != r(ev) }, true
+	}
+	if n.Operator == "in" {
+		if in, ok := constIn(n.Left, n.Right); ok {
+			return func(*cloudtrail.Event) bool { return in }, true
+		}
 	}
 	off, ok := fieldOffset(n.Left, reflect.String)
 	if !ok {
@@ -182,6 +198,72 @@ func comparison(n *ast.BinaryNode) (evFunc, bool) {
 		return func(ev *cloudtrail.Event) bool { return re.MatchString(field(ev)) }, true
 	}
 	return nil, false
+}
+
+// memberEquals compiles member == constant, for a member of one of the
+// record's free-form maps (requestParameters.attribute, nil-safe: see
+// nilSafeMembers) and a string or bool constant: expr compares them with
+// runtime.Equal, which is true only for a value of the constant's type
+// and equal to it (a missing key, nil, a number: false; never an error).
+// Only a member of the map itself: one further down may be a member of a
+// string, which the VM refuses with an error.
+func memberEquals(member, constant ast.Node) (evFunc, bool) {
+	chain, ok := member.(*ast.ChainNode)
+	if !ok {
+		return nil, false
+	}
+	m, ok := chain.Node.(*ast.MemberNode)
+	if !ok || !m.Optional || m.Method {
+		return nil, false
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return nil, false
+	}
+	off, ok := mapFieldOffset(m.Node)
+	if !ok {
+		return nil, false
+	}
+	key := prop.Value
+	get := func(ev *cloudtrail.Event) any { return (*(*map[string]any)(unsafe.Add(unsafe.Pointer(ev), off)))[key] }
+	switch c := constant.(type) {
+	case *ast.StringNode:
+		s := c.Value
+		return func(ev *cloudtrail.Event) bool { v, ok := get(ev).(string); return ok && v == s }, true
+	case *ast.BoolNode:
+		b := c.Value
+		return func(ev *cloudtrail.Event) bool { v, ok := get(ev).(bool); return ok && v == b }, true
+	}
+	return nil, false
+}
+
+// constIn decides `c in list` for a bool or string constant and a named
+// list (a ConstantNode: see expander), as expr's runtime.In would: an
+// element equal to c, of its type (`true in cis_count_failed_calls`).
+func constIn(c, list ast.Node) (bool, bool) {
+	var want any
+	switch x := c.(type) {
+	case *ast.BoolNode:
+		want = x.Value
+	case *ast.StringNode:
+		want = x.Value
+	default:
+		return false, false
+	}
+	l, ok := list.(*ast.ConstantNode)
+	if !ok {
+		return false, false
+	}
+	elems, ok := l.Value.([]any)
+	if !ok {
+		return false, false
+	}
+	for _, e := range elems {
+		if e == want { // the same dynamic type and value
+			return true, true
+		}
+	}
+	return false, true
 }
 
 // strOperand compiles a string field or a string constant.

@@ -108,6 +108,9 @@ func TestPredicateForms(t *testing.T) {
 		`{"eventVersion":"1.08","eventName":"GetObject","errorCode":"AccessDenied","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/i-0123456789abcdef0"},"userAgent":"ÄWS-CLI TruffleHog","sourceIPAddress":"203.0.113.9"}`,
 		`{"eventVersion":"1.08","eventName":"","userAgent":"","sourceIPAddress":"::ffff:192.168.0.1","requestParameters":{"x":1}}`,
 		`{"eventVersion":"1.08","eventName":"DescribeInstances","userIdentity":{"type":"IAMUser","userName":"IAMUser"},"sourceIPAddress":"cloudformation.amazonaws.com","vpcEndpointAccountId":"IAMUser"}`,
+		`{"eventVersion":"1.08","eventName":"GetObject","requestParameters":{"x":"1","bucketName":"b","bucket":{"name":"b"}},"responseElements":{"y":false}}`,
+		`{"eventVersion":"1.08","eventName":"GetObject","requestParameters":{"x":true,"bucketName":["b"]},"responseElements":{"y":"false"}}`,
+		`{"eventVersion":"1.08","eventName":"GetObject","requestParameters":{"x":null},"responseElements":null}`,
 	}
 	cases := []struct {
 		src   string
@@ -128,8 +131,13 @@ func TestPredicateForms(t *testing.T) {
 		{`isPrivateIP(sourceIPAddress) || inCIDR(sourceIPAddress, "203.0.113.0/24", ["192.168.0.0/16"])`, true, true},
 		{`not (eventName == "A")`, true, true},
 		{`true && eventName != ""`, true, true},
+		{`eventName == "GetObject" && requestParameters.bucketName == "b"`, true, true},
+		{`requestParameters.x == "1" || "1" != requestParameters.x`, true, true},
+		{`requestParameters.x != true && responseElements.y == false`, true, true},
+		{`eventName == "A" || true in some_bools`, true, true},
+		{`"a" in some_strings && !("b" in some_strings)`, true, true},
 		// Partly understood: a guard from what the VM runs first.
-		{`eventName == "GetObject" && requestParameters.bucketName == "b"`, false, true},
+		{`eventName == "GetObject" && requestParameters.bucket.name == "b"`, false, true},
 		{`eventName == "ConsoleLogin" && len(userAgent) > 3`, false, true},
 		{`(eventName == "A" && len(userAgent) > 3) || errorCode == "AccessDenied"`, false, true},
 		// Not understood, or not safe to decide.
@@ -138,10 +146,14 @@ func TestPredicateForms(t *testing.T) {
 		{`eventName == "A" || len(userAgent) > 3`, false, false},
 		{`eventName in ["A", 1]`, false, false},
 		{`inCIDR(sourceIPAddress, userAgent)`, false, false},
-		{`requestParameters.x == "1"`, false, false},
+		{`requestParameters.x.y == "1"`, false, false},
+		{`requestParameters.x == 1`, false, false},
 	}
+	lists := newNames()
+	lists.lists["some_bools"] = []any{false}
+	lists.lists["some_strings"] = []any{"a", float64(1), true}
 	for _, c := range cases {
-		p, err := compileCondition(c.src, nil)
+		p, err := compileCondition(c.src, lists)
 		if err != nil {
 			t.Fatalf("%s: %v", c.src, err)
 		}
