@@ -208,23 +208,14 @@ func comparison(n *ast.BinaryNode) (evFunc, bool) {
 // Only a member of the map itself: one further down may be a member of a
 // string, which the VM refuses with an error.
 func memberEquals(member, constant ast.Node) (evFunc, bool) {
-	chain, ok := member.(*ast.ChainNode)
+	base, key, ok := chainMember(member)
 	if !ok {
 		return nil, false
 	}
-	m, ok := chain.Node.(*ast.MemberNode)
-	if !ok || !m.Optional || m.Method {
-		return nil, false
-	}
-	prop, ok := m.Property.(*ast.StringNode)
+	off, ok := mapFieldOffset(base)
 	if !ok {
 		return nil, false
 	}
-	off, ok := mapFieldOffset(m.Node)
-	if !ok {
-		return nil, false
-	}
-	key := prop.Value
 	get := func(ev *cloudtrail.Event) any { return (*(*map[string]any)(unsafe.Add(unsafe.Pointer(ev), off)))[key] }
 	switch c := constant.(type) {
 	case *ast.StringNode:
@@ -534,19 +525,14 @@ func dynOf(node ast.Node) (dynFunc, bool) {
 			}, true
 		}
 	case *ast.ChainNode:
-		m, ok := n.Node.(*ast.MemberNode)
-		if !ok || !m.Optional || m.Method {
-			return nil, false
-		}
-		prop, ok := m.Property.(*ast.StringNode)
+		node, key, ok := chainMember(n)
 		if !ok {
 			return nil, false
 		}
-		base, ok := dynOf(m.Node)
+		base, ok := dynOf(node)
 		if !ok {
 			return nil, false
 		}
-		key := prop.Value
 		return func(ev *cloudtrail.Event) (any, bool) {
 			v, ok := base(ev)
 			if !ok {
@@ -670,4 +656,22 @@ func mapFieldOffset(node ast.Node) (uintptr, bool) {
 		return 0, false
 	}
 	return off, true
+}
+
+// chainMember takes apart a nil-safe member access (see nilSafeMembers),
+// base.key, as ChainNode{MemberNode{Optional}} with a constant key.
+func chainMember(node ast.Node) (base ast.Node, key string, ok bool) {
+	chain, ok := node.(*ast.ChainNode)
+	if !ok {
+		return nil, "", false
+	}
+	m, ok := chain.Node.(*ast.MemberNode)
+	if !ok || !m.Optional || m.Method {
+		return nil, "", false
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return nil, "", false
+	}
+	return m.Node, prop.Value, true
 }
