@@ -343,12 +343,12 @@ func (l *loader) errorf(file string, n *yaml.Node, ruleID, format string, args .
 }
 
 func (l *loader) file(f File) {
-	data := f.Data
+	var text io.Reader = bytes.NewReader(f.Data)
 	if f.builtin && l.skipTests {
-		data = withoutTests(data)
+		text = &testsCut{data: f.Data}
 	}
 	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(text)
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return // an empty file holds no rules
@@ -811,7 +811,13 @@ func jsonable(v any) any {
 	return v
 }
 
-// withoutTests returns a rule file's text with every rule's `tests:` block
+// withoutTests returns a rule file's text as testsCut reads it (for tests).
+func withoutTests(data []byte) []byte {
+	out, _ := io.ReadAll(&testsCut{data: data})
+	return out
+}
+
+// testsCut reads a rule file's text with every rule's `tests:` block
 // blanked, newlines kept, so that every other node keeps its line and
 // column: for a load that reads no tests, since most of a built-in pack's
 // text is its tests' events. It cuts by indentation: a line that is only
@@ -819,45 +825,72 @@ func jsonable(v any) any {
 // blank, comments, indented further, or a `- ` entry at its indentation (a
 // list written flush with its key). Only the embedded packs are cut;
 // TestBuiltinTestsCutCleanly checks that each parses to the same nodes as
-// whole, less its tests.
-func withoutTests(data []byte) []byte {
-	out := make([]byte, 0, len(data))
-	const none = -1
-	tests, scalar := none, none // the indentation of the block being cut / of a block scalar's key
-	for rest := data; len(rest) > 0; {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i+1], rest[i+1:]
-		} else {
-			rest = nil
-		}
-		text := bytes.TrimRight(line, " \t\r\n")
-		body := bytes.TrimLeft(text, " ")
-		ind := len(text) - len(body)
-		if scalar != none && (len(body) == 0 || ind > scalar) {
-			out = append(out, line...) // a block scalar's text
-			continue
-		}
-		scalar = none
-		if tests != none && !(len(body) == 0 || body[0] == '#' || ind > tests ||
-			(ind == tests && (bytes.HasPrefix(body, []byte("- ")) || string(body) == "-"))) {
-			tests = none
-		}
-		if tests == none && string(body) == "tests:" {
-			tests = ind
-		}
-		if tests != none {
-			if line[len(line)-1] == '\n' {
-				out = append(out, '\n')
-			}
-			continue
-		}
-		if blockScalarHeader(body) {
-			scalar = ind
-		}
-		out = append(out, line...)
+// whole, less its tests. It reads data in place, as the YAML decoder asks.
+type testsCut struct {
+	data []byte
+	line []byte // what remains to be read of the current line
+	// tests and scalar are the indentation of the block being cut and of
+	// a block scalar's key, or -1.
+	tests, scalar int
+	started       bool
+}
+
+func (c *testsCut) Read(p []byte) (int, error) {
+	if !c.started {
+		c.started, c.tests, c.scalar = true, -1, -1
 	}
-	return out
+	n := 0
+	for n < len(p) {
+		if len(c.line) == 0 {
+			if len(c.data) == 0 {
+				break
+			}
+			c.line = c.next()
+			continue
+		}
+		k := copy(p[n:], c.line)
+		n += k
+		c.line = c.line[k:]
+	}
+	if n == 0 && len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// next takes the next line off data and returns what is read of it: the
+// line, or for a line cut only its newline.
+func (c *testsCut) next() []byte {
+	line := c.data
+	if i := bytes.IndexByte(c.data, '\n'); i >= 0 {
+		line, c.data = c.data[:i+1], c.data[i+1:]
+	} else {
+		c.data = nil
+	}
+	text := bytes.TrimRight(line, " \t\r\n")
+	body := bytes.TrimLeft(text, " ")
+	ind := len(text) - len(body)
+	if c.scalar >= 0 && (len(body) == 0 || ind > c.scalar) {
+		return line // a block scalar's text
+	}
+	c.scalar = -1
+	if c.tests >= 0 && !(len(body) == 0 || body[0] == '#' || ind > c.tests ||
+		(ind == c.tests && (bytes.HasPrefix(body, []byte("- ")) || string(body) == "-"))) {
+		c.tests = -1
+	}
+	if c.tests < 0 && string(body) == "tests:" {
+		c.tests = ind
+	}
+	if c.tests >= 0 {
+		if line[len(line)-1] == '\n' {
+			return line[len(line)-1:]
+		}
+		return nil
+	}
+	if blockScalarHeader(body) {
+		c.scalar = ind
+	}
+	return line
 }
 
 // blockScalarHeader reports whether a line's text (indentation removed)
