@@ -102,16 +102,19 @@ func StrAt(data []byte, marks []uint64, i int) (end, flags int, err error) {
 	if i >= len(data) || data[i] != '"' {
 		return 0, 0, ErrSyntax
 	}
-	if end := QuoteEnd(marks, i); end >= 0 {
-		if HighIn(marks, i, end) {
-			flags = StrNonASCII
+	if marks != nil {
+		if n := PlainLen(marks, uint(i+1)); n >= 0 {
+			end = i + 1 + n
+			if HighIn(marks, i, end) {
+				flags = StrNonASCII
+			}
+			return end, flags, nil
 		}
-		return end, flags, nil
 	}
 	return strAt(data, marks, i)
 }
 
-// strAt is StrAt for strings that QuoteEnd does not take.
+// strAt is StrAt for strings that PlainLen does not take.
 func strAt(data []byte, marks []uint64, i int) (end, flags int, err error) {
 	if i >= len(data) || data[i] != '"' {
 		return 0, 0, ErrSyntax
@@ -225,71 +228,52 @@ func SkipAt(data []byte, marks []uint64, i, depth int, checkFloats bool) (next i
 // on a stack of bits (1: an array), the first 64 levels in a word.
 func skipAt(data []byte, marks []uint64, i, depth int, checkFloats bool) (next int, spaced bool, err error) {
 	var (
-		stack uint64   // bit k: the container at level k (from 0) is an array
-		deep  []uint64 // levels from 64 on, a word each (rare)
-		level int      // containers open in this value
+		// stack's bit 0 is 1 when the innermost open container is an
+		// array, bit 1 for the one around it, and so on; the bits of
+		// containers more than 64 levels out are in deep (rare).
+		stack uint64
+		deep  []uint64
+		level int // containers open in this value
 	)
-	isArray := func() bool {
-		if level <= 64 {
-			return stack>>(level-1)&1 != 0
-		}
-		return deep[level-65] != 0
-	}
-	push := func(array uint64) bool {
-		level++
-		if depth+level > maxDepth {
-			return false
-		}
-		if level <= 64 {
-			stack = stack&^(1<<(level-1)) | array<<(level-1)
-		} else {
-			deep = append(deep[:level-65], array)
-		}
-		return true
-	}
 value:
 	if i >= len(data) {
 		return i, spaced, ErrSyntax
 	}
 	switch c := data[i]; c {
 	case '"':
-		if end := QuoteEnd(marks, i); end >= 0 {
-			i = end + 1
-			break
+		if marks != nil {
+			if n := PlainLen(marks, uint(i+1)); n >= 0 {
+				i += n + 2
+				break
+			}
 		}
 		end, _, err := strAt(data, marks, i)
 		if err != nil {
 			return i, spaced, err
 		}
 		i = end + 1
-	case '{':
-		if !push(0) {
+	case '{', '[':
+		if depth+level >= maxDepth {
 			return i, spaced, ErrSyntax
 		}
 		i++
 		if i < len(data) && data[i] <= ' ' {
 			i, spaced = ws(data, i, spaced)
 		}
-		if i < len(data) && data[i] == '}' {
+		if i < len(data) && data[i] == c+2 { // '}' or ']': empty
 			i++
-			level--
 			break
 		}
+		if level >= 64 {
+			deep = append(deep, stack>>63)
+		}
+		level++
+		if c == '[' {
+			stack = stack<<1 | 1
+			goto value
+		}
+		stack <<= 1
 		goto key
-	case '[':
-		if !push(1) {
-			return i, spaced, ErrSyntax
-		}
-		i++
-		if i < len(data) && data[i] <= ' ' {
-			i, spaced = ws(data, i, spaced)
-		}
-		if i < len(data) && data[i] == ']' {
-			i++
-			level--
-			break
-		}
-		goto value
 	case 't':
 		if !hasLit(data, i, "true") {
 			return i, spaced, ErrSyntax
@@ -327,54 +311,57 @@ value:
 		}
 		c := data[i]
 		i++
-		if isArray() {
-			if c == ',' {
-				if i < len(data) && data[i] <= ' ' {
-					i, spaced = ws(data, i, spaced)
-				}
+		if c == ',' {
+			if i < len(data) && data[i] <= ' ' {
+				i, spaced = ws(data, i, spaced)
+			}
+			if stack&1 != 0 {
 				goto value
 			}
-			if c != ']' {
-				return i - 1, spaced, ErrSyntax
-			}
-		} else {
-			if c == ',' {
-				if i < len(data) && data[i] <= ' ' {
-					i, spaced = ws(data, i, spaced)
-				}
-				goto key
-			}
-			if c != '}' {
-				return i - 1, spaced, ErrSyntax
-			}
+			goto key
 		}
+		closer := byte('}')
+		if stack&1 != 0 {
+			closer = ']'
+		}
+		if c != closer {
+			return i - 1, spaced, ErrSyntax
+		}
+		// The container closed.
 		level--
+		stack >>= 1
+		if level >= 64 {
+			stack |= deep[len(deep)-1] << 63
+			deep = deep[:len(deep)-1]
+		}
 	}
 	return i, spaced, nil
 key:
 	// A member: "key" : value.
-	if end := QuoteEnd(marks, i); end >= 0 && data[i] == '"' {
-		i = end + 1
-	} else {
+	n := -1
+	if marks != nil && i < len(data) && data[i] == '"' {
+		if n = PlainLen(marks, uint(i+1)); n >= 0 {
+			i += n + 2
+		}
+	}
+	if n < 0 {
 		end, _, err := strAt(data, marks, i)
 		if err != nil {
 			return i, spaced, err
 		}
 		i = end + 1
 	}
-	{
-		if i < len(data) && data[i] <= ' ' {
-			i, spaced = ws(data, i, spaced)
-		}
-		if i >= len(data) || data[i] != ':' {
-			return i, spaced, ErrSyntax
-		}
-		i++
-		if i < len(data) && data[i] <= ' ' {
-			i, spaced = ws(data, i, spaced)
-		}
-		goto value
+	if i < len(data) && data[i] <= ' ' {
+		i, spaced = ws(data, i, spaced)
 	}
+	if i >= len(data) || data[i] != ':' {
+		return i, spaced, ErrSyntax
+	}
+	i++
+	if i < len(data) && data[i] <= ' ' {
+		i, spaced = ws(data, i, spaced)
+	}
+	goto value
 }
 
 // ws skips white space from data[i] on, noting in spaced whether there

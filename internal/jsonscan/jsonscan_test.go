@@ -10,12 +10,17 @@ import (
 // valid reports whether data is one JSON value by the scanner.
 func valid(data []byte) bool {
 	s := Scanner{Data: data}
+	return s.valid()
+}
+
+// valid reports whether s.Data is one JSON value by s.
+func (s *Scanner) valid() bool {
 	s.WS()
 	if s.Skip() != nil {
 		return false
 	}
 	s.WS()
-	return s.I == len(data)
+	return s.I == len(s.Data)
 }
 
 // TestSkipAgreesWithValid checks the scanner against json.Valid.

@@ -30,31 +30,35 @@ const markStride = 3
 
 // MarkBuf holds the marks of up to 4 KiB of JSON (most CloudTrail records
 // are shorter): a buffer for Mark that can live on the caller's stack.
-type MarkBuf [markStride * (4096/64 + 1)]uint64
+type MarkBuf [markStride * (4096/64 + 2)]uint64
 
-// markWords returns how many words Mark needs for n bytes of JSON.
-func markWords(n int) int { return markStride * ((n+63)/64 + 1) }
+// markWords returns how many words Mark needs for n bytes of JSON: the
+// blocks' words and two blocks of zero words after them, so that a window
+// (two neighbouring blocks) can be read from any place up to n.
+func markWords(n int) int { return markStride * ((n+63)/64 + 2) }
 
-// Mark classifies data into buf, which must hold markWords(len(data))
-// words, and returns the marks for StrAt, QuoteEnd and SkipAt (nil, when
-// buf is too small: they then scan byte by byte).
+// Mark classifies data and returns its marks, for StrAt, PlainLen and
+// SkipAt: in buf when it is large enough (see MarkBuf), else in a new
+// slice.
 func Mark(data []byte, buf []uint64) []uint64 {
 	n := markWords(len(data))
 	if len(buf) < n {
-		return nil
+		buf = make([]uint64, n)
 	}
 	buf = buf[:n]
 	full := len(data) &^ 63
 	classify(data[:full], buf)
+	end := full / 64 * markStride
 	if full < len(data) {
 		// The last, partial block: classified from a copy padded with
 		// zero bytes, which are control bytes (special bits past the end,
 		// where no string can reach: its closing quote comes first).
 		var tail [64]byte
 		copy(tail[:], data[full:])
-		classify(tail[:], buf[n-2*markStride:])
+		classify(tail[:], buf[end:])
+		end += markStride
 	}
-	buf[n-3], buf[n-2], buf[n-1] = 0, 0, 0
+	clear(buf[end:])
 	return buf
 }
 
@@ -131,28 +135,26 @@ func gather(x uint64) uint64 {
 	return (x >> 7) * 0x0102040810204080 >> 56
 }
 
-// QuoteEnd returns the place of the closing quote of the string whose
-// opening quote is data[i], if the string is shorter than 64 bytes and
-// holds no escape nor control byte (the usual case, which it decides from
-// marks without reading the string); else (or without marks) it returns
-// -1 and the caller takes StrAt. Small enough to inline.
-func QuoteEnd(marks []uint64, i int) int {
-	j := uint(i + 1)
-	w := j >> 6 * markStride
-	if w+2*markStride > uint(len(marks)) {
-		return -1
-	}
+// PlainLen returns the length of the contents of the string whose
+// contents start at data[j] (right after its opening quote), if the string
+// is shorter than 64 bytes and holds no escape nor control byte: the usual
+// case, which it decides from marks (Mark's, for data; j <= len(data))
+// without reading the string. Else it returns -1, and the caller takes
+// StrAt. Small enough to inline.
+func PlainLen(marks []uint64, j uint) int {
+	b := (*[2 * markStride]uint64)(marks[j>>6*markStride:])
 	sh := j & 63
-	q := marks[w]>>sh | marks[w+markStride]<<(64-sh)
-	if q == 0 || (marks[w+1]>>sh|marks[w+markStride+1]<<(64-sh))&(q^(q-1)) != 0 {
+	q := b[0]>>sh | b[markStride]<<(64-sh)
+	t := q | b[1]>>sh | b[markStride+1]<<(64-sh)
+	if q&(t&-t) == 0 {
 		// No quote in the window, or a special byte before the first
-		// (q^(q-1): the bits up to and including the lowest one).
+		// (t&-t: the lowest quote or special bit).
 		return -1
 	}
-	return int(j) + bits.TrailingZeros64(q)
+	return bits.TrailingZeros64(q)
 }
 
-// HighIn reports whether the contents of a string that QuoteEnd found,
+// HighIn reports whether the contents of a string that PlainLen took,
 // from the byte after its opening quote at i to its closing quote at end,
 // hold a byte >= 0x80.
 func HighIn(marks []uint64, i, end int) bool {
@@ -163,7 +165,7 @@ func HighIn(marks []uint64, i, end int) bool {
 }
 
 // strMarked is StrAt on marked data for a string whose contents start at
-// i and which QuoteEnd does not take: it returns the end of the contents
+// i and which PlainLen does not take: it returns the end of the contents
 // (the closing quote's place) and whether they hold a byte >= 0x80, or
 // ok=false when the first quote or special byte is special (an escape, a
 // control byte) or the marks end first: the caller then scans byte by

@@ -92,15 +92,7 @@ func withEachClassify(t *testing.T, f func(t *testing.T)) {
 // markedValid is valid with marks.
 func markedValid(data []byte) bool {
 	s := Scanner{Data: data, marks: Mark(data, make([]uint64, markWords(len(data))))}
-	if s.marks == nil {
-		panic("Mark refused a buffer of markWords")
-	}
-	s.WS()
-	if s.Skip() != nil {
-		return false
-	}
-	s.WS()
-	return s.I == len(data)
+	return s.valid()
 }
 
 // TestMarkedStr checks Str with marks against Str without, on strings that

@@ -397,15 +397,18 @@ func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, 
 			}
 			mem = nil
 		}
-		// Else found from the marks (see jsonscan.QuoteEnd) and then in
-		// the table.
-		if end := jsonscan.QuoteEnd(m, i); end >= 0 && data[i] == '"' {
-			mem = k.lookup(data, i+1, end)
-			i = end + 1
-		} else {
-			var flags int
-			var err error
-			if end, flags, err = jsonscan.StrAt(data, m, i); err != nil {
+		// Else read from the marks (see jsonscan.PlainLen) and found
+		// in the table.
+		if i < len(data) && data[i] == '"' {
+			if n := jsonscan.PlainLen(m, uint(i+1)); n >= 0 {
+				mem = k.lookup(data, i+1, i+1+n)
+				i += n + 2
+				goto colon
+			}
+		}
+		{
+			end, flags, err := jsonscan.StrAt(data, m, i)
+			if err != nil {
 				return i, err
 			}
 			odd = flags != 0
@@ -420,6 +423,7 @@ func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, 
 			mem = k.lookup(key, 0, len(key))
 			i = end + 1
 		}
+	colon:
 		if i < len(data) && data[i] <= ' ' {
 			i = jsonscan.SkipWS(data, i)
 		}
@@ -437,9 +441,9 @@ func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, 
 			if mem.act == actString && i < len(data) && data[i] == '"' {
 				// The usual string value (see stringInto), here to
 				// save two calls.
-				if end := jsonscan.QuoteEnd(m, i); end > i+1 && !jsonscan.HighIn(m, i, end) {
-					*(*string)(unsafe.Add(base, mem.off)) = unsafe.String(&data[i+1], end-i-1)
-					i = end + 1
+				if n := jsonscan.PlainLen(m, uint(i+1)); n > 0 && !jsonscan.HighIn(m, i, i+1+n) {
+					*(*string)(unsafe.Add(base, mem.off)) = unsafe.String(&data[i+1], n)
+					i += n + 2
 					goto after
 				}
 			}
@@ -522,10 +526,10 @@ func (h *headerScan) stringInto(m []uint64, i int, dst *string) (int, error) {
 	if i >= len(data) || data[i] != '"' {
 		return h.null(i)
 	}
-	if end := jsonscan.QuoteEnd(m, i); end > i+1 && !jsonscan.HighIn(m, i, end) {
+	if n := jsonscan.PlainLen(m, uint(i+1)); n > 0 && !jsonscan.HighIn(m, i, i+1+n) {
 		// The usual string: no escape, all ASCII, not empty.
-		*dst = unsafe.String(&data[i+1], end-i-1)
-		return end + 1, nil
+		*dst = unsafe.String(&data[i+1], n)
+		return i + n + 2, nil
 	}
 	end, flags, err := jsonscan.StrAt(data, m, i)
 	if err != nil {
