@@ -167,13 +167,14 @@ func (k *objKind) lookup(data []byte, start, end int) *member {
 	if len(m.name) != n {
 		return nil
 	}
-	if start+maxName > len(data) {
+	if len(data)-start < 8*len(m.words) {
 		if m.name == string(key) {
 			return m
 		}
 		return nil
 	}
-	// Eight bytes at a time (the record goes on past the key's end).
+	// Eight bytes at a time (the record goes on past the key's end; the
+	// last word read may end up to 31 bytes after the key's start).
 	for w := 0; w*8 < n; w++ {
 		x := binary.LittleEndian.Uint64(data[start+8*w:])
 		if rest := n - 8*w; rest < 8 {

@@ -202,6 +202,9 @@ func TestHeaderEdgeCases(t *testing.T) {
 		{"keys that start like the expected", `{"eventVersion":"1.08","userIdentity":{"typeX":"a","type":"Root","principalIdentity":"b"},"eventTimes":"x","eventTime":"2024-05-01T08:00:00Z","eventSourceX":1}`, false},
 		{"spaces around colons", `{"eventVersion" : "1.08", "userIdentity" :{"type"	:"Root"} , "eventTime":` + "\n" + `"2024-05-01T08:00:00Z" }`, false},
 		{"short record", `{"eventVersion":"1"}`, false},
+		{"long key at the end", `{"eventVersion":"1","sessionCredentialFromConsole"`, true},
+		{"long key near the end", `{"eventVersion":"1","sessionCredentialFromConsole":1`, true},
+		{"long key at the end, sorted", `{"eventID":"e","sessionCredentialFromConsole"`, true},
 		{"record ends after keys", `{"eventID":"e","eventVersion":"1.08","readOnly":true}`, false},
 		{"long record scanned byte by byte", `{"eventVersion":"1.08","eventName":"x","requestParameters":{"a":"` + strings.Repeat("b", 5000) + `"},"userAgent":"` + strings.Repeat("c", 70) + `é"}`, false},
 		{"long invalid record", `{"eventVersion":"1.08","requestParameters":{"a":"` + strings.Repeat("b", 5000) + "\x01" + `"}}`, true},
@@ -274,6 +277,16 @@ func FuzzHeader(f *testing.F) {
 		`{"eventVersion":"1.08","userAgent":"` + strings.Repeat("a", 40) + `\u00e9` + strings.Repeat("b", 30) + `","eventName":"` + strings.Repeat("c", 70) + `"}`,
 	} {
 		f.Add([]byte(s))
+	}
+	// A record in CloudTrail's order and one in sorted order, cut short
+	// at every few bytes (keys and strings that the record's end cuts).
+	for _, rec := range []string{
+		`{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"P","arn":"a","accountId":"1","accessKeyId":"K","sessionContext":{"sessionIssuer":{"type":"Role"},"attributes":{"creationDate":"d","mfaAuthenticated":"false"}}},"eventTime":"2024-05-01T08:00:00Z","eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"us-east-1","sourceIPAddress":"10.0.0.1","userAgent":"ua","requestParameters":{"k":[1,"v",{}]},"responseElements":null,"requestID":"r","eventID":"e","readOnly":true,"resources":[{"ARN":"a","type":"t"}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"1","eventCategory":"Management","sessionCredentialFromConsole":"true","tlsDetails":{"tlsVersion":"TLSv1.3"}}`,
+		`{"awsRegion":"us-east-1","eventID":"e","eventName":"n","eventVersion":"1.08","sessionCredentialFromConsole":"true","userIdentity":{"accountId":"1","arn":"a","type":"Root"}}`,
+	} {
+		for n := 1; n < len(rec); n += 5 {
+			f.Add([]byte(rec[:n]))
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// With each way of classifying bytes (AVX2, portable Go).
