@@ -350,3 +350,70 @@ func TestWalkNamedFIFOHonoursContext(t *testing.T) {
 		t.Fatal("Walk on a FIFO nobody writes ignored its context")
 	}
 }
+
+// TestWalkJSONLinesAcrossBufferBoundaries reads JSON Lines whose lines
+// end at every offset around the read buffer's edges, from a file and from
+// a reader that returns odd short reads: a line inside the buffer is
+// handed over from there, one that spans reads is joined first; both must
+// give every record, whole, with its line number.
+func TestWalkJSONLinesAcrossBufferBoundaries(t *testing.T) {
+	var in strings.Builder
+	var want []string
+	for i := 0; in.Len() < 3*bufSize; i++ {
+		// Lengths 2 to ~1.2 KB, with blank and CRLF lines between.
+		rec := fmt.Sprintf(`{"eventID":"e%d","x":"%s"}`, i, strings.Repeat("y", (i*37)%1200))
+		want = append(want, rec)
+		in.WriteString(rec)
+		switch i % 5 {
+		case 1:
+			in.WriteString("\r\n")
+		case 2:
+			in.WriteString("\n\n")
+		default:
+			in.WriteString("\n")
+		}
+	}
+	data := in.String()
+	check := func(name string, recs, places []string, bad []string) {
+		t.Helper()
+		if len(bad) > 0 {
+			t.Fatalf("%s: bad inputs %q", name, bad)
+		}
+		if len(recs) != len(want) {
+			t.Fatalf("%s: %d records, want %d", name, len(recs), len(want))
+		}
+		line := 1
+		for i := range want {
+			if recs[i] != want[i] {
+				t.Fatalf("%s: record %d = %.80q, want %.80q", name, i, recs[i], want[i])
+			}
+			if !strings.HasSuffix(places[i], fmt.Sprintf(":%d", line)) {
+				t.Fatalf("%s: record %d at %s, want line %d", name, i, places[i], line)
+			}
+			line++
+			if i%5 == 2 {
+				line++ // the blank line
+			}
+		}
+	}
+	p := filepath.Join(t.TempDir(), "b.jsonl")
+	writeFile(t, p, []byte(data))
+	recs, places, bad := collect(t, []string{p}, Options{})
+	check("file", recs, places, bad)
+	recs, places, bad = collect(t, []string{"-"}, Options{Stdin: &oddReader{r: strings.NewReader(data)}})
+	check("short reads", recs, places, bad)
+}
+
+// oddReader returns reads of 1 to 9,999 bytes, never a whole buffer.
+type oddReader struct {
+	r io.Reader
+	n int
+}
+
+func (o *oddReader) Read(p []byte) (int, error) {
+	o.n = (o.n*7919 + 13) % 9999
+	if len(p) > o.n+1 {
+		p = p[:o.n+1]
+	}
+	return o.r.Read(p)
+}

@@ -467,7 +467,7 @@ func readLinesFrom(ctx context.Context, name string, s *scanner, head []byte, ov
 	line := append([]byte(nil), head...)
 	n := 1
 	extra := bytes.Count(head, newline) // lines the first record spans beyond its first
-	emit := func() error {
+	emit := func(line []byte) error {
 		data := bytes.TrimSpace(line)
 		switch {
 		case over:
@@ -485,7 +485,7 @@ func readLinesFrom(ctx context.Context, name string, s *scanner, head []byte, ov
 		}
 		if !s.fill() {
 			if len(line) > 0 || over {
-				if err := emit(); err != nil {
+				if err := emit(line); err != nil {
 					return err
 				}
 			}
@@ -499,6 +499,17 @@ func readLinesFrom(ctx context.Context, name string, s *scanner, head []byte, ov
 		}
 		chunk := s.buf[s.pos:s.end]
 		nl := bytes.IndexByte(chunk, '\n')
+		if nl >= 0 && len(line) == 0 && !over && nl <= MaxRecordSize {
+			// The whole line is in the buffer (the usual case): hand it
+			// over from there, without copying it.
+			s.pos += nl + 1
+			if err := emit(chunk[:nl]); err != nil {
+				return err
+			}
+			n += 1 + extra
+			extra = 0
+			continue
+		}
 		if nl < 0 {
 			if !over && len(line)+len(chunk) <= MaxRecordSize {
 				line = append(line, chunk...)
@@ -514,7 +525,7 @@ func readLinesFrom(ctx context.Context, name string, s *scanner, head []byte, ov
 			over, line = true, line[:0]
 		}
 		s.pos += nl + 1
-		if err := emit(); err != nil {
+		if err := emit(line); err != nil {
 			return err
 		}
 		line, over = line[:0], false
