@@ -29,7 +29,8 @@ type Parallel[T any] struct {
 	window  int
 
 	cur      *batch[T]
-	inflight []*batch[T] // in input order
+	event    *cloudtrail.Event // one worker: the event the next record is decoded into
+	inflight []*batch[T]       // in input order
 	work     chan *batch[T]
 	free     []*batch[T]
 	wg       sync.WaitGroup
@@ -40,7 +41,8 @@ type Parallel[T any] struct {
 // ParallelOptions adjusts a Parallel.
 type ParallelOptions struct {
 	// Workers is the number of evaluating goroutines; 0 means GOMAXPROCS.
-	// With 1 the records are evaluated on the caller's goroutine.
+	// With 1 the records are evaluated on the caller's goroutine, each as
+	// it is added (from the caller's buffer: nothing is copied).
 	Workers int
 	// BatchRecords and BatchBytes bound a batch (0: 256 records, 512 KiB).
 	BatchRecords, BatchBytes int
@@ -75,10 +77,12 @@ func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, m
 	// worker never idles while the caller hands results over.
 	p.window = 2 * opts.Workers
 	for range p.window + 1 {
-		p.free = append(p.free, &batch[T]{
+		b := &batch[T]{
 			maxRecords: opts.BatchRecords, maxBytes: opts.BatchBytes,
 			done: make(chan struct{}, 1),
-		})
+		}
+		b.onErr = b.ruleError
+		p.free = append(p.free, b)
 	}
 	if p.workers > 1 {
 		p.work = make(chan *batch[T], p.window)
@@ -96,16 +100,31 @@ func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, m
 	return p
 }
 
-// Add queues one record; data is copied, so the caller may reuse it.
-// meta comes back with the record's result.
+// Add queues one record; data is copied (or evaluated at once, with one
+// worker), so the caller may reuse it. meta comes back with the record's
+// result.
 func (p *Parallel[T]) Add(data []byte, meta T) error {
 	if p.err != nil {
 		return p.err
 	}
 	b := p.batch()
-	b.entries = append(b.entries, entry[T]{meta: meta, start: len(b.data), end: len(b.data) + len(data), record: true, key: -1})
-	b.data = append(b.data, data...)
-	if len(b.entries) >= b.maxRecords || len(b.data) >= b.maxBytes {
+	b.entries = append(b.entries, entry[T]{meta: meta, record: true, key: -1})
+	b.size += len(data)
+	if p.work == nil {
+		// One worker: evaluate the record now, while it is in the cache,
+		// instead of copying it into the batch to evaluate it later. What
+		// the result keeps of it owns its memory (the matches' events,
+		// the rule errors' copies).
+		if p.event == nil {
+			p.event = p.ev.pool.Get().(*cloudtrail.Event)
+		}
+		p.event = p.evaluateOne(b, &b.entries[len(b.entries)-1], data, p.event)
+	} else {
+		en := &b.entries[len(b.entries)-1]
+		en.start, en.end = len(b.data), len(b.data)+len(data)
+		b.data = append(b.data, data...)
+	}
+	if len(b.entries) >= b.maxRecords || b.size >= b.maxBytes {
 		p.dispatch()
 	}
 	return p.err
@@ -144,6 +163,10 @@ func (p *Parallel[T]) Close() error {
 		close(p.work)
 		p.wg.Wait()
 	}
+	if p.event != nil {
+		p.ev.pool.Put(p.event)
+		p.event = nil
+	}
 	return p.err
 }
 
@@ -162,7 +185,7 @@ func (p *Parallel[T]) dispatch() {
 	b := p.cur
 	p.cur = nil
 	if p.work == nil {
-		p.evaluate(b)
+		// Evaluated already, record by record (Add).
 		p.inflight = append(p.inflight, b)
 		p.collect()
 		return
@@ -242,46 +265,57 @@ func (p *Parallel[T]) handBack() {
 // evaluate decodes and matches every record of b, touching no counter:
 // Evaluate's work between its bookkeeping, which handBack does in order.
 func (p *Parallel[T]) evaluate(b *batch[T]) {
-	e := p.ev
-	ev := e.pool.Get().(*cloudtrail.Event)
-	defer func() { e.pool.Put(ev) }()
-	onErr := func(me rules.MatchError) {
-		// The event is reused for the next record: keep a copy for the
-		// report (rule errors are rare).
-		cp := new(cloudtrail.Event)
-		*cp = *me.Event
-		me.Event = cp
-		b.ruleErrs = append(b.ruleErrs, me)
-	}
+	ev := p.ev.pool.Get().(*cloudtrail.Event)
 	for i := range b.entries {
 		en := &b.entries[i]
-		if !en.record {
-			continue
+		if en.record {
+			ev = p.evaluateOne(b, en, b.data[en.start:en.end], ev)
 		}
-		raw := b.data[en.start:en.end]
-		en.matches[0], en.errs[0] = len(b.matches), len(b.ruleErrs)
-		complete, err := cloudtrail.DecodeHeader(ev, raw)
-		if err != nil {
-			en.headerErr = err
-		} else {
-			if ev.EventID != "" {
-				en.key = len(b.keys)
-				b.keys = append(b.keys, idKey(ev.EventID))
-			}
-			b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, onErr, false)
-			if len(b.matches) > en.matches[0] {
-				// The matches own ev now.
-				ev = e.pool.Get().(*cloudtrail.Event)
-			}
-		}
-		en.matches[1], en.errs[1] = len(b.matches), len(b.ruleErrs)
 	}
+	p.ev.pool.Put(ev)
+}
+
+// evaluateOne decodes raw into ev and matches it, for en, the last entry
+// of b. It returns the event to decode the next record into: ev again,
+// or a new one when the matches own ev.
+func (p *Parallel[T]) evaluateOne(b *batch[T], en *entry[T], raw []byte, ev *cloudtrail.Event) *cloudtrail.Event {
+	e := p.ev
+	en.matches[0], en.errs[0] = len(b.matches), len(b.ruleErrs)
+	complete, err := cloudtrail.DecodeHeader(ev, raw)
+	if err != nil {
+		en.headerErr = err
+	} else {
+		if ev.EventID != "" {
+			en.key = len(b.keys)
+			b.keys = append(b.keys, idKey(ev.EventID))
+		}
+		b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, b.onErr, false)
+		if len(b.matches) > en.matches[0] {
+			// The matches own ev now.
+			ev = e.pool.Get().(*cloudtrail.Event)
+		}
+	}
+	en.matches[1], en.errs[1] = len(b.matches), len(b.ruleErrs)
+	return ev
+}
+
+// ruleError keeps a rule error for handBack to report. The event is
+// reused for the next record, and the record's bytes may be the caller's:
+// the report gets a copy that owns its memory (rule errors are rare).
+func (b *batch[T]) ruleError(me rules.MatchError) {
+	cp := new(cloudtrail.Event)
+	*cp = *me.Event
+	cp.Own()
+	me.Event = cp
+	b.ruleErrs = append(b.ruleErrs, me)
 }
 
 // batch is a run of records and their results.
 type batch[T any] struct {
 	entries  []entry[T]
-	data     []byte // the records, back to back
+	data     []byte                 // the records, back to back (several workers)
+	size     int                    // the records' bytes
+	onErr    func(rules.MatchError) // ruleError
 	matches  []Match
 	ruleErrs []rules.MatchError
 	keys     [][16]byte // the dedup keys of the records that have one, in order
@@ -293,7 +327,7 @@ type batch[T any] struct {
 
 type entry[T any] struct {
 	meta       T
-	start, end int  // the record in data
+	start, end int  // the record in data (several workers)
 	record     bool // false: a Pass
 	headerErr  error
 	matchErr   error
@@ -306,6 +340,7 @@ func (b *batch[T]) reset() {
 	clear(b.entries) // drop the metas and errors for the collector
 	b.entries = b.entries[:0]
 	b.data = b.data[:0]
+	b.size = 0
 	clear(b.matches)
 	b.matches = b.matches[:0]
 	clear(b.ruleErrs)
