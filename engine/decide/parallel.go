@@ -27,6 +27,7 @@ type Parallel[T any] struct {
 	emit    func(meta T, matches []Match, err error) error
 	workers int
 	window  int
+	reuse   bool // ParallelOptions.ReuseEvents
 
 	cur      *batch[T]
 	event    *cloudtrail.Event // one worker: the event the next record is decoded into
@@ -46,6 +47,11 @@ type ParallelOptions struct {
 	Workers int
 	// BatchRecords and BatchBytes bound a batch (0: 256 records, 512 KiB).
 	BatchRecords, BatchBytes int
+	// ReuseEvents says that emit keeps none of the matches' events once
+	// it returns (what it keeps, it copies: alerts, lifecycle state):
+	// Parallel then decodes later records into them instead of making new
+	// ones.
+	ReuseEvents bool
 }
 
 // Batch defaults: small enough that the first matches come out promptly and
@@ -72,7 +78,7 @@ func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, m
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = defaultBatchBytes
 	}
-	p := &Parallel[T]{ev: ev, emit: emit, workers: opts.Workers}
+	p := &Parallel[T]{ev: ev, emit: emit, workers: opts.Workers, reuse: opts.ReuseEvents}
 	// Two batches a worker: one being evaluated, one waiting, so that a
 	// worker never idles while the caller hands results over.
 	p.window = 2 * opts.Workers
@@ -226,6 +232,15 @@ func (p *Parallel[T]) handBack() {
 	if e.seen != nil {
 		b.fresh = e.seen.addKeys(b.keys, b.fresh[:0])
 	}
+	// The counters are added once a batch: an atomic add a record each
+	// cost more than the rest of a duplicate's or a non-match's hand-back.
+	var records, malformed, duplicates, alerts uint64
+	defer func() {
+		e.records.Add(records)
+		e.malformed.Add(malformed)
+		e.duplicates.Add(duplicates)
+		e.alerts.Add(alerts)
+	}()
 	for i := range b.entries {
 		if p.err != nil {
 			break
@@ -236,26 +251,32 @@ func (p *Parallel[T]) handBack() {
 			continue
 		}
 		var err error
+		matches := b.matches[en.matches[0]:en.matches[1]]
 		switch {
 		case en.headerErr != nil:
-			e.malformed.Add(1)
+			malformed++
 			err = en.headerErr
 		case e.seen != nil && en.key >= 0 && !b.fresh[en.key]:
-			e.duplicates.Add(1)
+			duplicates++
+			if len(matches) > 0 {
+				e.pool.Put(matches[0].Event) // never handed out
+			}
 			continue
 		case en.matchErr != nil:
-			e.malformed.Add(1)
+			malformed++
 			err = en.matchErr
 		default:
-			e.records.Add(1)
+			records++
 			for _, re := range b.ruleErrs[en.errs[0]:en.errs[1]] {
 				e.handleRuleError(re)
 			}
-			e.alerts.Add(uint64(en.matches[1] - en.matches[0]))
+			alerts += uint64(len(matches))
 		}
-		matches := b.matches[en.matches[0]:en.matches[1]]
 		if err != nil || len(matches) > 0 {
 			p.err = p.emit(en.meta, matches, err)
+			if p.reuse && len(matches) > 0 && p.err == nil {
+				e.pool.Put(matches[0].Event) // the record's matches share it
+			}
 		}
 	}
 	b.reset()

@@ -133,8 +133,10 @@ func TestParallelEqualsSequential(t *testing.T) {
 		{Workers: 3, BatchRecords: 1},
 		{Workers: 5, BatchBytes: 3000},
 		{},
+		{Workers: 1, ReuseEvents: true},
+		{Workers: 3, BatchRecords: 5, ReuseEvents: true},
 	} {
-		t.Run(fmt.Sprintf("workers %d batch %d records %d bytes", opts.Workers, opts.BatchRecords, opts.BatchBytes), func(t *testing.T) {
+		t.Run(fmt.Sprintf("workers %d batch %d records %d bytes reuse %v", opts.Workers, opts.BatchRecords, opts.BatchBytes, opts.ReuseEvents), func(t *testing.T) {
 			got := parallelTranscript(t, set, in, opts)
 			if got != want {
 				t.Errorf("parallel output differs from sequential:\n%s", firstDiff(got, want))
@@ -315,3 +317,43 @@ func TestNoCandidatePathAllocatesNothing(t *testing.T) {
 // noCandidateRecord is a typical bulk record (a KMS GenerateDataKey by a
 // service role) that no built-in rule names.
 const noCandidateRecord = `{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:i-0abc","arn":"arn:aws:sts::111122223333:assumed-role/app/i-0abc","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROAEXAMPLE","arn":"arn:aws:iam::111122223333:role/app","accountId":"111122223333","userName":"app"},"attributes":{"creationDate":"2024-05-01T07:00:00Z","mfaAuthenticated":"false"},"ec2RoleDelivery":"2.0"}},"eventTime":"2024-05-01T08:00:00Z","eventSource":"kms.amazonaws.com","eventName":"GenerateDataKey","awsRegion":"us-east-1","sourceIPAddress":"10.0.1.23","userAgent":"aws-sdk-go-v2/1.30.0 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/kms#1.35.0","requestParameters":{"encryptionContext":{"aws:s3:arn":"arn:aws:s3:::bucket/key"},"encryptionAlgorithm":"SYMMETRIC_DEFAULT"},"responseElements":null,"requestID":"0f8e4d1a-1b2c-4d3e-8f9a-0b1c2d3e4f5a","eventID":"5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e","readOnly":true,"resources":[{"accountId":"111122223333","type":"AWS::KMS::Key","ARN":"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management","tlsDetails":{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"kms.us-east-1.amazonaws.com"}}`
+
+// TestParallelReusesEvents checks that with ReuseEvents the matches'
+// events are decoded into again once emit returned (a record a rule
+// matches costs no new Event), and that without it each record a rule
+// matches keeps its own.
+func TestParallelReusesEvents(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under -race; run without -race")
+	}
+	set := builtinSet(t)
+	recs := corpusRecords(t)
+	for _, reuse := range []bool{false, true} {
+		ev := NewEvaluator(set, EvaluatorOptions{DedupWindow: -1})
+		events := map[*cloudtrail.Event]bool{}
+		matched := 0
+		p := NewParallel(ev, ParallelOptions{Workers: 1, ReuseEvents: reuse}, func(_ int, ms []Match, _ error) error {
+			if len(ms) > 0 {
+				matched++
+				events[ms[0].Event] = true
+			}
+			return nil
+		})
+		for i, r := range recs {
+			if err := p.Add(r, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case matched < 100:
+			t.Fatalf("only %d records matched: the corpus does not exercise this", matched)
+		case !reuse && len(events) != matched:
+			t.Errorf("without ReuseEvents %d matched records shared %d events, want one each", matched, len(events))
+		case reuse && len(events) > matched/2:
+			t.Errorf("with ReuseEvents %d matched records used %d events, want them reused", matched, len(events))
+		}
+	}
+}

@@ -179,7 +179,9 @@ func (r *Replay) Read(ctx context.Context, in ReplayInput) error {
 		}
 		return r.decideAll(ctx, &in, matches, false)
 	}
-	par := decide.NewParallel(r.Evaluator, decide.ParallelOptions{Workers: in.Workers}, emit)
+	// Decide copies what it keeps of the matches' events (alerts,
+	// lifecycle state, outbox items): Parallel may reuse them.
+	par := decide.NewParallel(r.Evaluator, decide.ParallelOptions{Workers: in.Workers, ReuseEvents: true}, emit)
 	read := 0
 	err := s3files.Walk(ctx, in.Paths, s3files.Options{Options: files.Options{Stdin: in.Stdin}, Stats: in.S3Stats}, func(rec files.Record) error {
 		read++
