@@ -260,3 +260,70 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// RecordJSON is a CloudTrail record's JSON as an alert carries it
+// (Alert.Event): compact (CompactJSON), with no invalid UTF-8 or lone
+// surrogates in any output (CleanJSON). raw is as CompactJSON needs it.
+func RecordJSON(raw []byte) json.RawMessage { return CleanJSON(CompactJSON(raw)) }
+
+// CompactJSON returns raw without the white space outside its strings: raw
+// itself when it has none (a JSON Lines record usually), else a compact
+// copy, the same bytes as json.Compact gives, made in one pass that copies
+// whole strings at a time (json.Compact validates again, byte by byte). raw
+// must be valid JSON (a record that decoded without a syntax error), and
+// must not change while the result is in use (the result may be raw).
+func CompactJSON(raw []byte) json.RawMessage {
+	var out []byte // nil until the first white space to drop
+	copied := 0    // raw[:copied] is in out
+	for i := 0; i < len(raw); {
+		// Outside strings: drop whitespace up to the next quote.
+		j := bytes.IndexByte(raw[i:], '"')
+		end := len(raw)
+		if j >= 0 {
+			end = i + j
+		}
+		for p := i; p < end; p++ {
+			if c := raw[p]; c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+				if out == nil {
+					out = make([]byte, 0, len(raw))
+				}
+				out = append(out, raw[copied:p]...)
+				copied = p + 1
+			}
+		}
+		if j < 0 {
+			break
+		}
+		// A string: skip it through its closing quote, the first one
+		// not escaped by an odd run of backslashes.
+		k := end + 1
+		for {
+			q := bytes.IndexByte(raw[k:], '"')
+			if q < 0 {
+				return compactStrict(raw)
+			}
+			k += q
+			n := 0
+			for p := k - 1; p > end && raw[p] == '\\'; p-- {
+				n++
+			}
+			k++
+			if n%2 == 0 {
+				break
+			}
+		}
+		i = k
+	}
+	if out == nil {
+		return json.RawMessage(raw)
+	}
+	return json.RawMessage(append(out, raw[copied:]...))
+}
+
+func compactStrict(raw []byte) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return json.RawMessage(bytes.TrimSpace(raw))
+	}
+	return json.RawMessage(b.Bytes())
+}

@@ -177,3 +177,43 @@ func BenchmarkAlertJSON(b *testing.B) {
 		}
 	})
 }
+
+// TestCompactJSONMatchesStdlib checks the one-pass compactor against
+// json.Compact on every corpus record, pretty-printed too.
+func TestCompactJSONMatchesStdlib(t *testing.T) {
+	cases := [][]byte{
+		[]byte(` { "a" : "x \" y\\\\" , "b\\\"" : [ 1 , 2 ] , "c" : "\\\\\\\"x" } `),
+		[]byte("{\"a\":\"tab\\t \\u0020 \"}\n"),
+	}
+	for _, r := range corpus.Records(t) {
+		cases = append(cases, r)
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, r, " ", "\t") == nil {
+			cases = append(cases, pretty.Bytes())
+		}
+	}
+	for i, c := range cases {
+		var want bytes.Buffer
+		if err := json.Compact(&want, c); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if got := CompactJSON(c); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("case %d: CompactJSON = %.300s, want %.300s", i, got, want.Bytes())
+		}
+	}
+}
+
+// FuzzCompactJSON checks the compactor against json.Compact on any valid
+// JSON.
+func FuzzCompactJSON(f *testing.F) {
+	f.Add([]byte(`{"a" : "b\\\" c", "d": [1, 2.5e3, null, true]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want bytes.Buffer
+		if json.Compact(&want, data) != nil {
+			return
+		}
+		if got := CompactJSON(data); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("CompactJSON(%q) = %q, want %q", data, got, want.Bytes())
+		}
+	})
+}

@@ -185,7 +185,8 @@ func (x *Decision) Record(raw []byte) error {
 }
 
 // Matches decides matches evaluated elsewhere (by Parallel), in order. An
-// alert without a summary gets its rule's if it goes out (see Match).
+// alert that goes out is completed (lifecycle.Complete: its summary and
+// record JSON, if the evaluator left them out; see Match).
 func (x *Decision) Matches(ms []Match) {
 	for i := range ms {
 		m := &ms[i]
@@ -194,7 +195,7 @@ func (x *Decision) Matches(ms []Match) {
 			outs = x.lb.Process(m.Alert, m.Rule, m.Event)
 		} else {
 			o := lifecycle.Output{Key: m.Alert.DedupKey, Alert: m.Alert}
-			lifecycle.Summarize(&o.Alert, m.Rule, m.Event)
+			lifecycle.Complete(&o.Alert, m.Rule, m.Event)
 			outs = []lifecycle.Output{o}
 		}
 		for _, o := range outs {

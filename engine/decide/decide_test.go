@@ -330,11 +330,12 @@ func TestSwapWaitsForTheDecision(t *testing.T) {
 }
 
 // TestSummaryRenderedOnlyForAlertsThatGoOut checks that through Parallel a
-// rule's summary is rendered for the alerts the lifecycle lets through,
-// not for every match (rendering costs more than the rest of an alert, and
-// most matches are held back): a threshold rule whose summary fails on
-// every event counts one summary failure for three matches and one alert,
-// and the alert carries the summary, as the sequential path gives it.
+// rule's summary (and the record's JSON) is made for the alerts the
+// lifecycle lets through, not for every match (they cost more than the rest
+// of an alert, and most matches are held back): a threshold rule whose
+// summary fails on every event counts one summary failure for three
+// matches and one alert, and the alert carries the summary and its record,
+// as the sequential path gives them.
 func TestSummaryRenderedOnlyForAlertsThatGoOut(t *testing.T) {
 	const yaml = `rules:
   - id: burst
@@ -392,6 +393,11 @@ func TestSummaryRenderedOnlyForAlertsThatGoOut(t *testing.T) {
 		}
 		if len(got) != wantAlerts || got[len(got)-1].Summary != wantSummary {
 			t.Fatalf("lifecycle %v: got %d alerts, last summary %q; want %d, %q", withLifecycle, len(got), got[len(got)-1].Summary, wantAlerts, wantSummary)
+		}
+		for _, a := range got {
+			if want := notifiers.RecordJSON(raw(int(a.EventID[1] - '0'))); string(a.Event) != string(want) {
+				t.Errorf("lifecycle %v: alert's record %s, want %s", withLifecycle, a.Event, want)
+			}
 		}
 		if renderErrs != uint64(wantAlerts) {
 			t.Errorf("lifecycle %v: the summary was rendered (and failed) %d times for %d alerts out of 3 matches; want once per alert", withLifecycle, renderErrs, wantAlerts)

@@ -1,7 +1,6 @@
 package decide
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -85,9 +84,9 @@ func (e *Evaluator) Stats() Stats {
 // nothing after the evaluator (the alert lifecycle) decodes the record
 // again.
 type Match struct {
-	// Alert is the alert the match raises. From Parallel its Summary is
-	// left empty, to be rendered only if the alert goes out: Decision
-	// renders it (lifecycle.Summarize).
+	// Alert is the alert the match raises. From Parallel its Summary and
+	// Event (the record's JSON) are left empty, to be made only if the
+	// alert goes out: Decision makes them (lifecycle.Complete).
 	Alert notifiers.Alert
 	// Rule is the rule that matched, from the rule set the record was
 	// evaluated with.
@@ -146,9 +145,9 @@ func (e *Evaluator) Evaluate(raw []byte, dst []Match) ([]Match, error) {
 // rules on ev, which cloudtrail.DecodeHeader filled from raw, and appends a
 // match for each to dst, which then hold ev: the caller must not reuse ev
 // when dst grew. It touches no counter. An error means the record is not
-// valid JSON past its header. Without summary the alerts' summaries are
-// left empty (see Match.Alert).
-func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError), summary bool) ([]Match, error) {
+// valid JSON past its header. Without full the alerts' summaries and
+// records are left empty (see Match.Alert).
+func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError), full bool) ([]Match, error) {
 	set := e.set.Load()
 	var buf [8]*rules.Rule
 	matched, _, err := set.MatchHeader(ev, complete, buf[:0], onErr)
@@ -156,9 +155,12 @@ func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst [
 		return dst, err
 	}
 	// MatchHeader made ev own its record: the alerts can share its bytes.
-	clean := notifiers.CleanJSON(compactJSON(ev.Raw()))
+	var record json.RawMessage
+	if full {
+		record = notifiers.RecordJSON(ev.Raw())
+	}
 	for _, r := range matched {
-		dst = append(dst, Match{Alert: newAlert(r, ev, clean, summary), Rule: r, Event: ev})
+		dst = append(dst, Match{Alert: newAlert(r, ev, record, full), Rule: r, Event: ev})
 	}
 	return dst, nil
 }
@@ -168,69 +170,6 @@ func (e *Evaluator) handleRuleError(me rules.MatchError) {
 	if e.onErr != nil {
 		e.onErr(me, me.Event)
 	}
-}
-
-// compactJSON returns raw without the white space outside its strings: raw
-// itself when it has none (a JSON Lines record usually), else a compact
-// copy, the same bytes as json.Compact gives, made in one pass that copies
-// whole strings at a time (json.Compact validates again, byte by byte). raw
-// must be a record that decoded without a syntax error, and must not change
-// while the result is in use (match passes the event's own copy, see
-// cloudtrail.Event.Own).
-func compactJSON(raw []byte) json.RawMessage {
-	var out []byte // nil until the first white space to drop
-	copied := 0    // raw[:copied] is in out
-	for i := 0; i < len(raw); {
-		// Outside strings: drop whitespace up to the next quote.
-		j := bytes.IndexByte(raw[i:], '"')
-		end := len(raw)
-		if j >= 0 {
-			end = i + j
-		}
-		for p := i; p < end; p++ {
-			if c := raw[p]; c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-				if out == nil {
-					out = make([]byte, 0, len(raw))
-				}
-				out = append(out, raw[copied:p]...)
-				copied = p + 1
-			}
-		}
-		if j < 0 {
-			break
-		}
-		// A string: skip it through its closing quote, the first one
-		// not escaped by an odd run of backslashes.
-		k := end + 1
-		for {
-			q := bytes.IndexByte(raw[k:], '"')
-			if q < 0 {
-				return compactJSONStrict(raw)
-			}
-			k += q
-			n := 0
-			for p := k - 1; p > end && raw[p] == '\\'; p-- {
-				n++
-			}
-			k++
-			if n%2 == 0 {
-				break
-			}
-		}
-		i = k
-	}
-	if out == nil {
-		return json.RawMessage(raw)
-	}
-	return json.RawMessage(append(out, raw[copied:]...))
-}
-
-func compactJSONStrict(raw []byte) json.RawMessage {
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return json.RawMessage(bytes.TrimSpace(raw))
-	}
-	return json.RawMessage(b.Bytes())
 }
 
 // NewAlert builds the alert for rule r matching event ev, whose raw JSON is

@@ -67,7 +67,7 @@ func transcript(w *bytes.Buffer, place int, matches []Match, err error) {
 		// Parallel leaves the summary to be rendered when the alert goes
 		// out (Decision does it so); render it as Decision would.
 		a := m.Alert
-		lifecycle.Summarize(&a, m.Rule, m.Event)
+		lifecycle.Complete(&a, m.Rule, m.Event)
 		b, _ := json.Marshal(&a)
 		// The match's rule and decoded event travel with the alert: a
 		// worker that reused an event handed over would show here.
@@ -216,46 +216,6 @@ func TestParallelPassKeepsPlace(t *testing.T) {
 	if strings.Join(got, " ") != "a stop" {
 		t.Errorf("emitted %v after the error, want [a stop]", got)
 	}
-}
-
-// TestCompactJSONMatchesStdlib checks the one-pass compactor against
-// json.Compact on every corpus record, pretty-printed too.
-func TestCompactJSONMatchesStdlib(t *testing.T) {
-	cases := [][]byte{
-		[]byte(` { "a" : "x \" y\\\\" , "b\\\"" : [ 1 , 2 ] , "c" : "\\\\\\\"x" } `),
-		[]byte("{\"a\":\"tab\\t \\u0020 \"}\n"),
-	}
-	for _, r := range corpusRecords(t) {
-		cases = append(cases, r)
-		var pretty bytes.Buffer
-		if json.Indent(&pretty, r, " ", "\t") == nil {
-			cases = append(cases, pretty.Bytes())
-		}
-	}
-	for i, c := range cases {
-		var want bytes.Buffer
-		if err := json.Compact(&want, c); err != nil {
-			t.Fatalf("case %d: %v", i, err)
-		}
-		if got := compactJSON(c); !bytes.Equal(got, want.Bytes()) {
-			t.Errorf("case %d: compactJSON = %.300s, want %.300s", i, got, want.Bytes())
-		}
-	}
-}
-
-// FuzzCompactJSON checks the compactor against json.Compact on any valid
-// JSON.
-func FuzzCompactJSON(f *testing.F) {
-	f.Add([]byte(`{"a" : "b\\\" c", "d": [1, 2.5e3, null, true]}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var want bytes.Buffer
-		if json.Compact(&want, data) != nil {
-			return
-		}
-		if got := compactJSON(data); !bytes.Equal(got, want.Bytes()) {
-			t.Errorf("compactJSON(%q) = %q, want %q", data, got, want.Bytes())
-		}
-	})
 }
 
 // indexedOnly is a rule set whose rules are all filed under eventName,

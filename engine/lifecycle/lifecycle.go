@@ -411,16 +411,16 @@ func (b *Batch) seenBefore(key string) bool {
 // hands it over), so the record is never decoded twice; it is only read.
 // An alert of an unknown rule (nil) or without an event passes through
 // unchanged. Alert.DedupKey must be the per-(rule, event) key the
-// evaluator sets; it becomes Output.Key. An alert whose Summary is empty
-// gets r's summary of ev (Summarize) if it is let through: a caller may
-// leave the summary to be rendered only for the alerts that go out.
+// evaluator sets; it becomes Output.Key. An alert let through is
+// completed (Complete): a caller may leave its summary and record JSON to
+// be made only for the alerts that go out.
 func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) []Output {
 	if b.done {
 		panic("lifecycle: Process on a finished batch")
 	}
 	idem := a.DedupKey
 	if r == nil || ev == nil || idem == "" {
-		Summarize(&a, r, ev)
+		Complete(&a, r, ev)
 		return []Output{{Key: idem, Alert: a}}
 	}
 	if b.seenBefore(idem) {
@@ -444,15 +444,21 @@ func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) 
 	return outs
 }
 
-// Summarize gives a, if its Summary is empty, the summary rule r renders
-// for ev (nothing without a rule or an event). Rendering a summary costs
-// more than the rest of an alert, and most matches are held back by
-// thresholds and dedup windows: the evaluator may leave it empty and have
-// it rendered here, for the alerts that go out (a summary that renders
-// empty renders empty again).
-func Summarize(a *notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) {
-	if a.Summary == "" && r != nil && ev != nil {
+// Complete fills in what an evaluator may leave out of an alert until it
+// is known to go out: an empty Summary gets the summary rule r renders for
+// ev, an empty Event the record's JSON (notifiers.RecordJSON of ev.Raw()).
+// Both cost more than the rest of an alert, and most matches are held back
+// by thresholds and dedup windows. Without a rule or an event it does
+// nothing (a summary that renders empty renders empty again).
+func Complete(a *notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) {
+	if ev == nil {
+		return
+	}
+	if a.Summary == "" && r != nil {
 		a.Summary = r.Summary(ev)
+	}
+	if a.Event == nil {
+		a.Event = notifiers.RecordJSON(ev.Raw())
 	}
 }
 
@@ -499,7 +505,7 @@ func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.E
 			return nil
 		}
 	}
-	Summarize(&a, r, ev)
+	Complete(&a, r, ev)
 	a.EventTimeWarning = problem + ": the record may be forged or damaged, so dedup and threshold windows were not applied"
 	if reason == timeInvalid {
 		a.EventTime = now
@@ -534,7 +540,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		// swallow the alert: send it as a plain match.
 		b.l.log.Warn("rule lifecycle expression failed; alert sent without dedup or threshold",
 			"rule", r.ID, "event_id", ev.EventID, "error", err.Error())
-		Summarize(&a, r, ev)
+		Complete(&a, r, ev)
 		return []Output{{Key: idem, Alert: a}}, nil
 	}
 	var samples []notifiers.EventSample
@@ -568,7 +574,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		// A threshold alert stands for its group, dedup or not.
 		a.DedupKey = hashKey(out.ThresholdKey)
 	}
-	Summarize(&a, r, ev)
+	Complete(&a, r, ev)
 	a.Count = out.Count
 	a.Suppressed = out.Suppressed
 	if out.Count > 1 {
