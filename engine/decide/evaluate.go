@@ -259,8 +259,10 @@ func NewIDWindow(n int) *IDWindow {
 	for size < 2*n {
 		size <<= 1
 	}
-	w := &IDWindow{slots: make([][16]byte, size), mask: uint64(size - 1), ring: make([][16]byte, 0, n)}
-	adviseHugePages(w.slots)
+	// The table and the ring in one mapping outside the heap: see keyMemory.
+	keys, free := keyMemory(size + n)
+	w := &IDWindow{slots: keys[:size:size], mask: uint64(size - 1), ring: keys[size : size : size+n]}
+	freeWithWindow(w, free)
 	return w
 }
 

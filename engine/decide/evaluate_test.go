@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	goruntime "runtime"
 	"testing"
 
 	"github.com/trailwatch/trailwatch/rules"
@@ -115,8 +116,37 @@ func TestIDWindowBounded(t *testing.T) {
 			held++
 		}
 	}
+	goruntime.KeepAlive(w) // its keys are unmapped once it is unreachable
 	if held > 3 {
 		t.Errorf("window holds %d ids, want at most 3", held)
+	}
+}
+
+// TestIDWindowOutsideTheHeap checks that on Linux the default window's
+// 12 MiB of keys are not in the Go heap, where they counted as live data
+// and let the heap (and its page faults) grow as much again before each
+// collection; and that the window works and its memory is given back.
+func TestIDWindowOutsideTheHeap(t *testing.T) {
+	if goruntime.GOOS != "linux" {
+		t.Skip("the keys are mapped outside the heap on Linux only")
+	}
+	heap := func() uint64 {
+		goruntime.GC()
+		var ms goruntime.MemStats
+		goruntime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	w := NewIDWindow(1 << 18)
+	grew := int64(heap()) - int64(before)
+	for i := range 1000 {
+		if !w.Add(fmt.Sprint(i)) || w.Add(fmt.Sprint(i)) {
+			t.Fatalf("id %d: the window does not remember it", i)
+		}
+	}
+	goruntime.KeepAlive(w)
+	if grew > 1<<20 {
+		t.Errorf("a window of 2^18 ids grew the Go heap by %d bytes, want its keys outside the heap", grew)
 	}
 }
 
