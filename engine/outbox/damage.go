@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -273,7 +272,7 @@ func Salvage(path string, opts Options) (SalvageReport, error) {
 	}
 	defer lock.Close()
 	// A shared lock: trailwatch run holds the file exclusively.
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+	if err := lockShared(lock); err != nil {
 		return rep, fmt.Errorf("salvage outbox %s: %w (is trailwatch running? stop it first)", path, ErrLocked)
 	}
 	rep.Damaged = path + ".damaged-" + opts.Now().UTC().Format("20060102T150405Z")
