@@ -70,22 +70,58 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) err
 	if bad == nil {
 		bad = func(*BadInput) {}
 	}
+	return Inputs(ctx, paths, opts, func(in Input) error { return in.Read(ctx, fn, bad) }, bad)
+}
+
+// Input is one file (or standard input) of a walk, not yet read. Inputs
+// lists them in Walk's order, so that a caller may read several at once
+// and still put what it found back in that order.
+type Input struct {
+	// Name is the file's path, or <stdin>: Record.File of its records.
+	Name string
+	read func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error
+}
+
+// Read reads the input's records exactly as Walk does, calling fn for
+// each and reporting to bad what cannot be read. Call it once for every
+// input, also after ctx ended: it then releases what the input holds (an
+// object fetched ahead) and returns ctx's error.
+func (in Input) Read(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error {
+	if bad == nil {
+		bad = func(*BadInput) {}
+	}
+	return in.read(ctx, fn, bad)
+}
+
+// NewInput returns an input named name that read reads: for inputs that
+// are not local paths (an object in S3), read calls ReadStream. read
+// must honour Read's contract.
+func NewInput(name string, read func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error) Input {
+	return Input{Name: name, read: read}
+}
+
+// Inputs calls each, in Walk's order, with every input of paths, without
+// reading it. What cannot be listed is reported to bad in its place among
+// the inputs (before the files of a directory it was found in); each's
+// error, a path that does not exist or ctx's end stops the listing.
+func Inputs(ctx context.Context, paths []string, opts Options, each func(Input) error, bad func(*BadInput)) error {
+	if bad == nil {
+		bad = func(*BadInput) {}
+	}
 	for _, p := range paths {
 		if p == "-" {
 			in := opts.Stdin
 			if in == nil {
 				in = os.Stdin
 			}
-			if f, ok := in.(*os.File); ok {
-				stop := interruptReads(ctx, f)
-				err := readStream(ctx, "<stdin>", in, fn, bad)
-				stop()
-				if err != nil {
-					return err
+			err := each(Input{Name: "<stdin>", read: func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error {
+				if f, ok := in.(*os.File); ok {
+					stop := interruptReads(ctx, f)
+					defer stop()
 				}
-				continue
-			}
-			if err := readStream(ctx, "<stdin>", in, fn, bad); err != nil {
+				return readStream(ctx, "<stdin>", in, fn, bad)
+			}})
+			if err != nil {
 				return err
 			}
 			continue
@@ -99,7 +135,7 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) err
 			continue
 		}
 		if !st.IsDir() {
-			if err := readFile(ctx, p, st, fn, bad); err != nil {
+			if err := each(fileInput(p, st)); err != nil {
 				return err
 			}
 			continue
@@ -108,12 +144,22 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) err
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := readFile(ctx, f.path, f.info, fn, bad); err != nil {
+			if err := each(fileInput(f.path, f.info)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// fileInput is the input of a local file.
+func fileInput(path string, info fs.FileInfo) Input {
+	return Input{Name: path, read: func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return readFile(ctx, path, info, fn, bad)
+	}}
 }
 
 // List returns the event files under dir in lexical order: *.json,

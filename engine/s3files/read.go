@@ -75,12 +75,26 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(files.Recor
 	if bad == nil {
 		bad = func(*files.BadInput) {}
 	}
+	return Inputs(ctx, paths, opts, func(in files.Input) error { return in.Read(ctx, fn, bad) }, bad)
+}
+
+// Inputs calls each, in Walk's order, with every input of paths (local
+// ones as files.Inputs lists them), without reading it, so that a caller
+// may read several at once. Objects are fetched ahead, at most
+// opts.Parallel beyond those handed to each and not yet read; each must
+// Read every input it is given (see files.Input.Read), or the objects'
+// connections stay open. A listing that fails, each's error or ctx's end
+// stops the listing.
+func Inputs(ctx context.Context, paths []string, opts Options, each func(files.Input) error, bad func(*files.BadInput)) error {
+	if bad == nil {
+		bad = func(*files.BadInput) {}
+	}
 	if opts.Stats == nil {
 		opts.Stats = &Stats{}
 	}
 	for _, p := range paths {
 		if !s3bundle.IsURI(p) {
-			if err := files.Walk(ctx, []string{p}, opts.Options, fn, bad); err != nil {
+			if err := files.Inputs(ctx, []string{p}, opts.Options, each, bad); err != nil {
 				return err
 			}
 			continue
@@ -99,7 +113,7 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(files.Recor
 		if _, ok := opts.Client.(*regional); !ok {
 			opts.Client = FollowRegion(opts.Client)
 		}
-		if err := walkS3(ctx, loc, &opts, fn, bad); err != nil {
+		if err := inputsS3(ctx, loc, &opts, each); err != nil {
 			return err
 		}
 	}
@@ -108,23 +122,57 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(files.Recor
 
 // slot is an object being fetched ahead.
 type slot struct {
-	obj   Object
-	ready chan struct{} // closed once head, body and err are set
-	head  []byte        // the object's first bytes
-	body  *Body         // the rest, or nil when head holds it all
-	err   error
+	obj    Object
+	cancel context.CancelFunc // ends the fetch
+	ready  chan struct{}      // closed once head, body and err are set
+	head   []byte             // the object's first bytes
+	body   *Body              // the rest, or nil when head holds it all
+	err    error
 }
 
-func (s *slot) close() {
+// release ends the fetch and the connection.
+func (s *slot) release() {
+	s.cancel()
+	<-s.ready
 	if s.body != nil {
 		s.body.Close()
 	}
 }
 
-// walkS3 reads the event files under loc: a listing goroutine, fetches
-// started in key order at most opts.Parallel ahead, and the reading here,
-// in order.
-func walkS3(ctx context.Context, loc s3bundle.Location, opts *Options, fn func(files.Record) error, bad func(*files.BadInput)) error {
+// read is the slot's files.Input: it waits for the fetch, then reads the
+// object through files.ReadStream.
+func (s *slot) read(stats *Stats) files.Input {
+	uri := s.obj.URI()
+	return files.NewInput(uri, func(ctx context.Context, fn func(files.Record) error, bad func(*files.BadInput)) error {
+		defer s.release()
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if s.err != nil {
+			bad(&files.BadInput{Place: uri, Err: s.err})
+			return nil
+		}
+		var r io.Reader = bytes.NewReader(s.head)
+		if s.body != nil {
+			r = io.MultiReader(r, s.body)
+		}
+		err := files.ReadStream(ctx, uri, r, fn, bad)
+		n := int64(len(s.head))
+		if s.body != nil {
+			n = s.body.Offset()
+		}
+		stats.Objects.Add(1)
+		stats.Bytes.Add(n)
+		return err
+	})
+}
+
+// inputsS3 lists the event files under loc: a listing goroutine, fetches
+// started in key order at most opts.Parallel ahead of the objects handed
+// to each, and each called here, in order.
+func inputsS3(ctx context.Context, loc s3bundle.Location, opts *Options, each func(files.Input) error) error {
 	parallel := opts.Parallel
 	if parallel <= 0 {
 		parallel = DefaultParallel
@@ -152,52 +200,36 @@ func walkS3(ctx context.Context, loc s3bundle.Location, opts *Options, fn func(f
 			}
 		})
 	}()
-	// The channel's capacity bounds the fetches ahead of the reader.
+	// The channel's capacity bounds the fetches ahead. A fetch handed to
+	// each outlives this function: its own context ends when it is read.
 	slots := make(chan *slot, parallel)
 	go func() {
 		defer close(slots)
 		for o := range objs {
-			s := &slot{obj: o, ready: make(chan struct{})}
+			sctx, scancel := context.WithCancel(ctx)
+			s := &slot{obj: o, cancel: scancel, ready: make(chan struct{})}
 			select {
 			case slots <- s:
 			case <-wctx.Done():
+				scancel()
 				return
 			}
-			go s.fetch(wctx, opts.Client, bufSize)
+			go s.fetch(sctx, opts.Client, bufSize)
 		}
 	}()
 	defer func() {
 		cancel()
 		for s := range slots {
-			<-s.ready
-			s.close()
+			s.release()
 		}
 	}()
 
 	for s := range slots {
-		select {
-		case <-s.ready:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			s.release()
+			return err
 		}
-		uri := s.obj.URI()
-		if s.err != nil {
-			bad(&files.BadInput{Place: uri, Err: s.err})
-			continue
-		}
-		var r io.Reader = bytes.NewReader(s.head)
-		if s.body != nil {
-			r = io.MultiReader(r, s.body)
-		}
-		err := files.ReadStream(ctx, uri, r, fn, bad)
-		n := int64(len(s.head))
-		if s.body != nil {
-			n = s.body.Offset()
-		}
-		s.close()
-		opts.Stats.Objects.Add(1)
-		opts.Stats.Bytes.Add(n)
-		if err != nil {
+		if err := each(s.read(opts.Stats)); err != nil {
 			return err
 		}
 	}
