@@ -3,6 +3,7 @@ package search
 import (
 	"bytes"
 	"container/heap"
+	"context"
 	"encoding/json"
 	"sort"
 	"time"
@@ -44,6 +45,10 @@ type Options struct {
 	// S3Stats, if set, counts the List calls, objects and bytes of s3://
 	// paths.
 	S3Stats *s3files.Stats
+	// Workers is how many files Files reads and checks at once (0: one
+	// per core). The results, counters and callbacks are the same, in the
+	// same order, for any number: every callback runs on Files' caller.
+	Workers int
 }
 
 // DefaultProgressEvery is how many records are read between Progress
@@ -74,15 +79,14 @@ type Result struct {
 
 // Searcher runs one Query over any number of sources and collects the
 // matches, deduplicated by eventID, newest first. It is not safe for
-// concurrent use.
+// concurrent use (Files reads on several goroutines by itself).
 type Searcher struct {
 	q     Query
 	opts  Options
-	lits  [][]byte
+	check checker // Offer's
 	seen  map[string]struct{}
 	kept  resultHeap
 	stats Stats
-	ev    *cloudtrail.Event
 }
 
 // New returns a Searcher for q.
@@ -93,7 +97,9 @@ func New(q Query, opts Options) *Searcher {
 	if opts.DeliveryMargin == 0 {
 		opts.DeliveryMargin = DefaultDeliveryMargin
 	}
-	return &Searcher{q: q, opts: opts, lits: q.literals(), seen: map[string]struct{}{}}
+	s := &Searcher{q: q, opts: opts, seen: map[string]struct{}{}}
+	s.check = s.checker()
+	return s
 }
 
 // Query returns the searcher's query.
@@ -103,35 +109,108 @@ func (s *Searcher) Query() Query { return s.q }
 // fallback is the time to use when the record has no eventTime (a log
 // event's timestamp), or zero.
 func (s *Searcher) Offer(raw []byte, place string, fallback time.Time) {
-	s.stats.Scanned++
-	if s.opts.Progress != nil && s.stats.Scanned%s.opts.ProgressEvery == 0 {
-		s.opts.Progress(s.stats)
+	v := s.check.check(raw, fallback)
+	s.tally(&v, place)
+}
+
+// checker decodes records and matches them against the query: the part of
+// the search that touches no shared state, so that each goroutine reading
+// records has its own and the Searcher takes the verdicts in input order.
+type checker struct {
+	q    *Query
+	lits [][]byte
+	ev   *cloudtrail.Event // the event the next record is decoded into
+}
+
+func (s *Searcher) checker() checker { return checker{q: &s.q, lits: s.q.literals()} }
+
+// verdict is what checking one record found.
+type verdict struct {
+	kind verdictKind
+	err  error             // malformed, whereFailed
+	ev   *cloudtrail.Event // matched: the decoded record, owned
+	raw  json.RawMessage   // matched: the record, compacted
+}
+
+type verdictKind uint8
+
+const (
+	rejected    verdictKind = iota // not a match
+	malformed                      // not a CloudTrail record
+	whereFailed                    // Where failed at run time
+	matched
+)
+
+// check decodes raw and matches it.
+func (c *checker) check(raw []byte, fallback time.Time) verdict {
+	if quickReject(raw, c.lits) {
+		return verdict{}
 	}
-	if quickReject(raw, s.lits) {
-		return
+	if c.ev == nil {
+		c.ev = new(cloudtrail.Event)
 	}
-	if s.ev == nil {
-		s.ev = new(cloudtrail.Event)
-	}
-	ev := s.ev
+	ev := c.ev
 	if err := cloudtrail.DecodeEventInto(ev, raw); err != nil {
-		s.bad(place, err)
-		return
+		return verdict{kind: malformed, err: err}
 	}
 	if ev.EventTime.IsZero() && !fallback.IsZero() {
 		ev.EventTime = fallback.UTC()
 	}
-	ok, err := s.q.Match(ev)
+	ok, err := c.q.Match(ev)
 	if err != nil {
+		return verdict{kind: whereFailed, err: err}
+	}
+	if !ok {
+		return verdict{}
+	}
+	// The decoded event is kept: the next record needs a fresh one.
+	c.ev = nil
+	return verdict{kind: matched, ev: ev, raw: compact(raw)}
+}
+
+// scanned counts n records read, calling Progress as they pass each
+// multiple of ProgressEvery. Once ctx has ended, it counts no further
+// record (records are read until ctx ends) and returns false.
+func (s *Searcher) scanned(ctx context.Context, n int) bool {
+	if s.opts.Progress == nil {
+		s.stats.Scanned += n
+		return true
+	}
+	every := s.opts.ProgressEvery
+	for n > 0 {
+		if ctx.Err() != nil {
+			return false
+		}
+		step := every - s.stats.Scanned%every
+		if step > n {
+			s.stats.Scanned += n
+			return true
+		}
+		s.stats.Scanned += step
+		n -= step
+		s.opts.Progress(s.stats)
+	}
+	return true
+}
+
+// tally counts the record of v, read at place, and keeps it if it
+// matched: the searcher's state, updated in input order.
+func (s *Searcher) tally(v *verdict, place string) {
+	s.scanned(context.Background(), 1)
+	switch v.kind {
+	case rejected:
+		return
+	case malformed:
+		s.bad(place, v.err)
+		return
+	case whereFailed:
 		s.stats.WhereErrs++
 		if s.opts.OnWhereError != nil {
-			s.opts.OnWhereError(place, err)
+			s.opts.OnWhereError(place, v.err)
 		}
 		return
 	}
-	if !ok {
-		return
-	}
+	ev := v.ev
 	if ev.EventID != "" {
 		if _, dup := s.seen[ev.EventID]; dup {
 			s.stats.Duplicates++
@@ -140,9 +219,7 @@ func (s *Searcher) Offer(raw []byte, place string, fallback time.Time) {
 		s.seen[ev.EventID] = struct{}{}
 	}
 	s.stats.Matched++
-	// The decoded event is kept: the next record needs a fresh one.
-	s.ev = nil
-	r := &Result{Event: ev, Raw: compact(raw), Place: place}
+	r := &Result{Event: ev, Raw: v.raw, Place: place}
 	heap.Push(&s.kept, r)
 	if s.opts.Limit > 0 && s.kept.Len() > s.opts.Limit {
 		heap.Pop(&s.kept)

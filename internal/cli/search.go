@@ -31,6 +31,7 @@ type searchFlags struct {
 	output            string
 	show, quiet       bool
 	limit             int
+	workers           int
 	deliveryMargin    time.Duration
 	now               func() time.Time
 	progressInterval  time.Duration
@@ -74,6 +75,9 @@ Results are newest first, like Event History, and deduplicated by eventID; --lim
 keeps the newest N (0: all). The table fits the terminal; --show prints each record's
 details instead; --output json prints {"Records":[...]} and jsonl one record a line,
 both readable by replay and search. Without a time range everything is searched.
+
+Files are read --workers at a time (default: one per core), each by one goroutine;
+the output is the same for any number of workers.
 
 Interrupted (Ctrl-C), search prints what it found so far and exits 130. It exits 0
 when the search completes, whether or not anything matched; 1 on an error; 2 on
@@ -125,6 +129,7 @@ wrong usage.`,
 	fl.BoolVar(&f.show, "show", false, "print each record's details (ids, region, access key, request and response, user agent)")
 	fl.IntVarP(&f.limit, "limit", "n", 100, "keep the newest N matches (0: all)")
 	fl.DurationVar(&f.deliveryMargin, "delivery-margin", search.DefaultDeliveryMargin, "how late after --end CloudTrail may deliver an S3 log file holding in-range events")
+	fl.IntVar(&f.workers, "workers", 0, "files read and checked at once (0: one per core); the output is the same for any number")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "do not list each skipped input (the count is still printed)")
 	return cmd
 }
@@ -199,6 +204,9 @@ func (f *searchFlags) buildQuery() (search.Query, error) {
 	if f.limit < 0 {
 		return q, fmt.Errorf("--limit must be 0 or more, not %d", f.limit)
 	}
+	if f.workers < 0 {
+		return q, fmt.Errorf("--workers must be 0 (one per core) or more, not %d", f.workers)
+	}
 	if strings.Contains(q.SourceIP, "/") {
 		// Not an address or a host name: a CIDR block, or a mistake that
 		// would match nothing.
@@ -255,6 +263,7 @@ func runSearch(cmd *cobra.Command, stdio Stdio, f *searchFlags, args []string) e
 	opts := search.Options{
 		S3Stats:        &s3stats,
 		Limit:          f.limit,
+		Workers:        f.workers,
 		DeliveryMargin: f.deliveryMargin,
 		OnBadInput: func(place string, err error) {
 			if !f.quiet {

@@ -196,3 +196,44 @@ func TestSearchLogGroup(t *testing.T) {
 		t.Errorf("search with no source, $TRAILWATCH_CONFIG set: exit %d, want alice's two records\n%s%s", code, out, errs)
 	}
 }
+
+// TestSearchWorkersSameOutput runs the same searches with one worker and
+// with several: stdout and stderr (skipped inputs, failed --where, the
+// summary line with its counts) must be byte for byte the same. The
+// engine's TestFilesParallelIsSequential holds the parallel reading to
+// the sequential one over many more inputs.
+func TestSearchWorkersSameOutput(t *testing.T) {
+	t.Chdir("../..")
+	bad := t.TempDir()
+	writeTree(t, bad, map[string]string{
+		"a.jsonl":          `{"eventVersion":"1.09","eventTime":"2024-05-01T08:00:00Z","eventName":"CreateUser","eventID":"x-1","userIdentity":{"userName":"alice"}}` + "\nnot json\n",
+		"b.json.gz":        "not gzip",
+		"c/d.json":         `{"Records":[{"eventName":"CreateUser","eventTime":7},{"eventVersion":"1.09","eventTime":"2024-05-01T09:00:00Z","eventName":"DeleteUser","eventID":"x-2","userIdentity":{"userName":"bob"}}`,
+		"c/e/f.jsonl":      "",
+		"c/e/.hidden.json": "garbage",
+	})
+	sources := "examples/events/ examples/events/sample-trail.jsonl " + bad
+	for _, cmdline := range []string{
+		"search -o jsonl --limit 0 " + sources,
+		"search --limit 5 " + sources,
+		"search --show --user alice " + sources,
+		`search -o json --start 2024-05-01T08:03 --end 2024-05-02 --read-only false ` + sources,
+		"search --where int(userIdentity.userName)>0||eventName=='GetObject' -o jsonl " + sources,
+	} {
+		t.Run(cmdline, func(t *testing.T) {
+			code, wantOut, wantErr := runCLI(t, context.Background(), cmdline+" --workers 1")
+			if code != 0 || !strings.Contains(wantErr, "inputs skipped") {
+				t.Fatalf("one worker: exit %d; stderr:\n%s", code, wantErr)
+			}
+			for _, workers := range []string{"2", "5", "0"} {
+				code, out, errs := runCLI(t, context.Background(), cmdline+" --workers "+workers)
+				if code != 0 || out != wantOut || errs != wantErr {
+					t.Errorf("--workers %s: exit %d, output differs from --workers 1\nstdout:\n%s\nwant:\n%s\nstderr:\n%s\nwant:\n%s", workers, code, out, wantOut, errs, wantErr)
+				}
+			}
+		})
+	}
+	if code, _, errs := runCLI(t, context.Background(), "search --workers -1 "+sources); code != 2 || !strings.Contains(errs, "--workers") {
+		t.Errorf("--workers -1: exit %d, want 2 and a message naming --workers; stderr:\n%s", code, errs)
+	}
+}
