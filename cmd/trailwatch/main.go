@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/trailwatch/trailwatch/internal/cli"
+	// Batch commands' heap on huge pages: see the package.
+	_ "github.com/trailwatch/trailwatch/internal/hugeheap"
 )
 
 func main() {
