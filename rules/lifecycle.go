@@ -247,7 +247,7 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 			return Outcome{}, err
 		}
 		out.Group = group
-		out.ThresholdKey = r.ID + "\x00" + strings.Join(group, "\x1f")
+		out.ThresholdKey = scopedKey(r.ID, group)
 		hit := th.step(st.Threshold(out.ThresholdKey), at)
 		if !hit.Fired {
 			out.Late = hit.Late
@@ -276,12 +276,12 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 	}
 	switch {
 	case r.Dedup != nil && r.Dedup.program != nil:
+		out.DedupKey = r.ID + "\x00" + key
 	case r.Threshold != nil:
-		key = strings.Join(out.Group, "\x1f")
+		out.DedupKey = out.ThresholdKey // the same: the rule and its group
 	default:
-		key = ev.Principal() + "\x1f" + ev.EventName
+		out.DedupKey = r.ID + "\x00" + ev.Principal() + "\x1f" + ev.EventName
 	}
-	out.DedupKey = r.ID + "\x00" + key
 	notify, held := st.Dedup(out.DedupKey).step(at, out.Count, window)
 	if !notify {
 		return out, nil
@@ -298,6 +298,26 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 		}
 	}
 	return out, nil
+}
+
+// scopedKey is id + "\x00" + strings.Join(values, "\x1f"), made with
+// one allocation.
+func scopedKey(id string, values []string) string {
+	n := len(id) + 1 + len(values) // the zero byte, the separators (one spare)
+	for _, v := range values {
+		n += len(v)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(id)
+	b.WriteByte(0)
+	for i, v := range values {
+		if i > 0 {
+			b.WriteByte(0x1f)
+		}
+		b.WriteString(v)
+	}
+	return b.String()
 }
 
 // ParseWindow parses a window length: a Go duration ("90s", "10m", "1h30m")

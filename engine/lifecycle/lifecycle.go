@@ -20,7 +20,6 @@
 package lifecycle
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -124,19 +123,151 @@ type entry struct {
 	Window    time.Duration           `json:"window,omitempty"` // for pruning
 	Samples   []notifiers.EventSample `json:"samples,omitempty"`
 
-	elem *list.Element
+	// prev and next link the entry into the Lifecycle's LRU list.
+	prev, next *entry
+	// The spares keep the memory of a recycled entry's states and samples
+	// (see freeEntry) for its next use; nothing else refers to them.
+	spareDedup     *rules.DedupState
+	spareThreshold *rules.ThresholdState
+	spareSamples   []notifiers.EventSample
 }
 
-func (e *entry) clone() *entry {
-	c := &entry{Key: e.Key, Window: e.Window, Samples: slices.Clone(e.Samples)}
+// cloneInto makes c, an entry from newEntry, a copy of e that shares no
+// memory with it, using c's spare memory where it can. nil slices stay
+// nil.
+func (e *entry) cloneInto(c *entry) *entry {
+	c.Key, c.Window = e.Key, e.Window
+	if e.Samples != nil {
+		c.Samples = cloneInto(c.takeSamples(), e.Samples)
+	}
 	if e.Dedup != nil {
-		d := *e.Dedup
-		c.Dedup = &d
+		*c.dedupState() = *e.Dedup
 	}
 	if e.Threshold != nil {
-		c.Threshold = &rules.ThresholdState{Times: slices.Clone(e.Threshold.Times)}
+		t := c.thresholdState()
+		t.Times = cloneInto(t.Times, e.Threshold.Times)
 	}
 	return c
+}
+
+// dedupState returns e.Dedup, made (zero) if e has none.
+func (e *entry) dedupState() *rules.DedupState {
+	if e.Dedup == nil {
+		e.Dedup, e.spareDedup = e.spareDedup, nil
+		if e.Dedup == nil {
+			e.Dedup = new(rules.DedupState)
+		}
+		*e.Dedup = rules.DedupState{}
+	}
+	return e.Dedup
+}
+
+// thresholdState returns e.Threshold, made (no times) if e has none.
+func (e *entry) thresholdState() *rules.ThresholdState {
+	if e.Threshold == nil {
+		e.Threshold, e.spareThreshold = e.spareThreshold, nil
+		if e.Threshold == nil {
+			e.Threshold = new(rules.ThresholdState)
+		}
+		// A new state's times are inserted into at once (Observe): keeping
+		// the spare's memory cannot show.
+		e.Threshold.Times = e.Threshold.Times[:0]
+	}
+	return e.Threshold
+}
+
+// takeSamples returns the spare samples' memory (length 0), or nil.
+func (e *entry) takeSamples() []notifiers.EventSample {
+	s := e.spareSamples
+	e.spareSamples = nil
+	return s[:0]
+}
+
+// cloneInto returns a copy of src in dst's memory when it is large
+// enough: slices.Clone(src) without the allocation. A nil src gives nil.
+func cloneInto[T any](dst, src []T) []T {
+	if src == nil {
+		return nil
+	}
+	if cap(dst) < len(src) {
+		return slices.Clone(src)
+	}
+	return append(dst[:0], src...)
+}
+
+// lruList is a doubly linked list of entries, least recently used first,
+// linked through the entries themselves (no allocation per entry).
+type lruList struct {
+	root entry // root.next is the front, root.prev the back
+	n    int
+}
+
+func (q *lruList) init() {
+	q.root.next, q.root.prev = &q.root, &q.root
+}
+
+// Len returns the number of entries in the list.
+func (q *lruList) Len() int { return q.n }
+
+// Front returns the least recently used entry, or nil.
+func (q *lruList) Front() *entry {
+	if q.n == 0 {
+		return nil
+	}
+	return q.root.next
+}
+
+// PushBack appends e, which is in no list.
+func (q *lruList) PushBack(e *entry) {
+	last := q.root.prev
+	e.prev, e.next = last, &q.root
+	last.next, q.root.prev = e, e
+	q.n++
+}
+
+// Remove unlinks e, which is in the list.
+func (q *lruList) Remove(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	q.n--
+}
+
+// maxFreeEntries bounds the Lifecycle's free list of entries.
+const maxFreeEntries = 64
+
+// newEntry returns an empty entry from the free list, or a new one.
+// l.mu is held.
+func (l *Lifecycle) newEntry() *entry {
+	if n := len(l.free); n > 0 {
+		e := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		return e
+	}
+	return new(entry)
+}
+
+// freeEntry puts e, which nothing refers to any more, on the free list
+// (entries are replaced by their changed copies at every commit), keeping
+// its slices' and states' memory. Shared mode's entries are not recycled.
+// l.mu is held.
+func (l *Lifecycle) freeEntry(e *entry) {
+	if len(l.free) >= maxFreeEntries || l.opts.Shared != nil {
+		return
+	}
+	spare := entry{spareDedup: e.Dedup, spareThreshold: e.Threshold, spareSamples: e.Samples}
+	if spare.spareDedup == nil {
+		spare.spareDedup = e.spareDedup
+	}
+	if spare.spareThreshold == nil {
+		spare.spareThreshold = e.spareThreshold
+	}
+	if spare.spareSamples == nil {
+		spare.spareSamples = e.spareSamples
+	}
+	clear(spare.spareSamples[:cap(spare.spareSamples)]) // drop what the samples refer to
+	*e = spare
+	l.free = append(l.free, e)
 }
 
 // expired reports whether the entry holds nothing that can matter for
@@ -173,7 +304,8 @@ type Lifecycle struct {
 
 	mu        sync.Mutex
 	entries   map[string]*entry
-	lru       *list.List // of *entry; front is the least recently used
+	lru       lruList  // front is the least recently used
+	free      []*entry // entries to reuse (freeEntry)
 	seen      map[string]struct{}
 	seenRing  []string
 	seenNext  int
@@ -211,11 +343,11 @@ func Open(cfg Config, opts Options) (*Lifecycle, error) {
 	l := &Lifecycle{
 		cfg: cfg, opts: opts, log: opts.Logger,
 		entries:  map[string]*entry{},
-		lru:      list.New(),
 		seen:     map[string]struct{}{},
 		silenced: map[string]SilencedRecord{},
 		storm:    map[string]*stormState{},
 	}
+	l.lru.init()
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -263,6 +395,7 @@ type Batch struct {
 	silences  []*compiledSilence
 	done      bool
 	stats     batchStats
+	keyBuf    []byte // get's
 }
 
 // batchMaps are a batch's working maps. Batches are one at a time, and
@@ -361,39 +494,47 @@ func (l *Lifecycle) BeginContext(ctx context.Context) *Batch {
 	return b
 }
 
-func (b *Batch) get(key string) *entry {
-	if e, ok := b.dirty[key]; ok {
+// Kinds of entries: an entry's key is its kind, a zero byte and the
+// rule-scoped key.
+const (
+	kindDedup     = 'd'
+	kindThreshold = 't'
+)
+
+// get returns the batch's copy of the entry of kind for key, made from the
+// committed one (or empty) on first use. The full key is built in a buffer
+// of the batch's: a key string is made only for an entry that is new.
+func (b *Batch) get(kind byte, key string) *entry {
+	b.keyBuf = append(append(append(b.keyBuf[:0], kind), 0), key...)
+	if e, ok := b.dirty[string(b.keyBuf)]; ok {
 		return e
 	}
 	var e *entry
+	var full string
 	if b.l.opts.Shared != nil {
-		e = b.loadShared(key)
-	} else if base, ok := b.l.entries[key]; ok {
-		e = base.clone()
+		full = string(b.keyBuf)
+		e = b.loadShared(full)
+	} else if base, ok := b.l.entries[string(b.keyBuf)]; ok {
+		full = base.Key
+		e = base.cloneInto(b.l.newEntry())
 	} else {
-		e = &entry{Key: key}
+		full = string(b.keyBuf)
+		e = b.l.newEntry()
+		e.Key = full
 	}
-	b.dirty[key] = e
-	b.order = append(b.order, key)
+	b.dirty[full] = e
+	b.order = append(b.order, full)
 	return e
 }
 
 // Dedup implements rules.StateStore.
 func (b *Batch) Dedup(key string) *rules.DedupState {
-	e := b.get("d\x00" + key)
-	if e.Dedup == nil {
-		e.Dedup = &rules.DedupState{}
-	}
-	return e.Dedup
+	return b.get(kindDedup, key).dedupState()
 }
 
 // Threshold implements rules.StateStore.
 func (b *Batch) Threshold(key string) *rules.ThresholdState {
-	e := b.get("t\x00" + key)
-	if e.Threshold == nil {
-		e.Threshold = &rules.ThresholdState{}
-	}
-	return e.Threshold
+	return b.get(kindThreshold, key).thresholdState()
 }
 
 func (b *Batch) seenBefore(key string) bool {
@@ -545,11 +686,14 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 	}
 	var samples []notifiers.EventSample
 	if th := r.Threshold; th != nil {
-		e := b.get("t\x00" + out.ThresholdKey)
+		e := b.get(kindThreshold, out.ThresholdKey)
 		e.Window = th.Window
 		if out.Late {
 			st.add(&st.late, r.ID)
 		} else {
+			if e.Samples == nil {
+				e.Samples = e.takeSamples() // addSample appends at once: nil or not cannot show
+			}
 			e.Samples = addSample(e.Samples, sampleOf(r.ID, ev), th.Window, b.l.cfg.Samples)
 		}
 		if !out.Fired {
@@ -560,7 +704,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		e.Samples = nil
 	}
 	if out.DedupKey != "" {
-		e := b.get("d\x00" + out.DedupKey)
+		e := b.get(kindDedup, out.DedupKey)
 		e.Window = dedupWindow(r, b.l.cfg.DedupWindow)
 	}
 	if !out.Notify {
@@ -676,14 +820,20 @@ func (b *Batch) Commit() error {
 	changed := len(b.dirty) > 0 || len(b.seen) > 0 || len(b.silenced) > 0 || len(b.storm) > 0
 	for _, k := range b.order {
 		e := b.dirty[k]
-		if old, ok := l.entries[k]; ok {
-			l.lru.Remove(old.elem)
-			delete(l.entries, k)
+		old, had := l.entries[k]
+		if had {
+			l.lru.Remove(old)
+			l.freeEntry(old) // replaced by its changed copy e
 		}
 		if e.Threshold != nil && len(e.Threshold.Times) == 0 && len(e.Samples) == 0 {
-			continue // a group that fired or never counted holds nothing
+			// A group that fired or never counted holds nothing.
+			if had {
+				delete(l.entries, k)
+			}
+			l.freeEntry(e)
+			continue
 		}
-		e.elem = l.lru.PushBack(e)
+		l.lru.PushBack(e)
 		l.entries[k] = e
 	}
 	for k := range b.seen {
@@ -701,17 +851,19 @@ func (b *Batch) Commit() error {
 	// Expired entries gather at the front of the LRU; drop a bounded
 	// number per commit so the cost stays small.
 	for i := 0; i < 256 && l.lru.Len() > 0; i++ {
-		front := l.lru.Front().Value.(*entry)
+		front := l.lru.Front()
 		if !front.expired(l.watermark) {
 			break
 		}
-		l.lru.Remove(front.elem)
+		l.lru.Remove(front)
 		delete(l.entries, front.Key)
+		l.freeEntry(front)
 	}
 	for len(l.entries) > l.cfg.MaxKeys {
-		front := l.lru.Front().Value.(*entry)
-		l.lru.Remove(front.elem)
+		front := l.lru.Front()
+		l.lru.Remove(front)
 		delete(l.entries, front.Key)
+		l.freeEntry(front)
 		l.metrics.evictions.Inc()
 	}
 	l.size.Store(int64(len(l.entries)))
@@ -752,8 +904,8 @@ type snapshot struct {
 func (l *Lifecycle) save() error {
 	snap := snapshot{Version: 1, Watermark: l.watermark, Silenced: l.silenced, Storm: l.storm,
 		Entries: make([]*entry, 0, len(l.entries)), Seen: make([]string, 0, len(l.seenRing))}
-	for el := l.lru.Front(); el != nil; el = el.Next() {
-		snap.Entries = append(snap.Entries, el.Value.(*entry))
+	for e := l.lru.Front(); e != nil && e != &l.lru.root; e = e.next {
+		snap.Entries = append(snap.Entries, e)
 	}
 	snap.Seen = append(snap.Seen, l.seenRing[l.seenNext:]...)
 	snap.Seen = append(snap.Seen, l.seenRing[:l.seenNext]...)
@@ -787,14 +939,14 @@ func (l *Lifecycle) load() error {
 			continue
 		}
 		if old, ok := l.entries[e.Key]; ok {
-			l.lru.Remove(old.elem)
+			l.lru.Remove(old)
 		}
-		e.elem = l.lru.PushBack(e)
+		l.lru.PushBack(e)
 		l.entries[e.Key] = e
 	}
 	for len(l.entries) > l.cfg.MaxKeys {
-		front := l.lru.Front().Value.(*entry)
-		l.lru.Remove(front.elem)
+		front := l.lru.Front()
+		l.lru.Remove(front)
 		delete(l.entries, front.Key)
 		l.metrics.evictions.Inc()
 	}
