@@ -409,6 +409,7 @@ type batchMaps struct {
 	silenced map[string]SilencedRecord
 	storm    map[string]*stormState
 	stats    batchStats
+	keyBuf   []byte
 }
 
 // maxSpareKeys bounds the maps kept for the next batch: emptying a map
@@ -424,6 +425,7 @@ func (b *Batch) takeMaps() {
 			silenced: map[string]SilencedRecord{}, storm: map[string]*stormState{}}
 	}
 	b.dirty, b.order, b.seen, b.silenced, b.storm, b.stats = m.dirty, m.order[:0], m.seen, m.silenced, m.storm, m.stats
+	b.keyBuf = m.keyBuf
 }
 
 // releaseMaps keeps b's maps, emptied, for the next batch (small ones
@@ -438,7 +440,7 @@ func (b *Batch) releaseMaps() {
 		clear(b.silenced)
 		clear(b.storm)
 		b.stats.clear()
-		b.l.spare = batchMaps{dirty: b.dirty, order: b.order[:0], seen: b.seen, silenced: b.silenced, storm: b.storm, stats: b.stats}
+		b.l.spare = batchMaps{dirty: b.dirty, order: b.order[:0], seen: b.seen, silenced: b.silenced, storm: b.storm, stats: b.stats, keyBuf: b.keyBuf}
 	}
 	b.dirty, b.order, b.seen, b.silenced, b.storm, b.stats = nil, nil, nil, nil, nil, batchStats{}
 }

@@ -388,3 +388,80 @@ func TestSmallBatchesReuseTheirMaps(t *testing.T) {
 	check(t, h.batch(event{id: "k2", name: "CreateAccessKey", at: time.Minute}), nil)
 	check(t, h.batch(event{id: "k1", name: "CreateAccessKey"}), nil) // processed already
 }
+
+// TestRecycledEntriesKeepNothing interleaves two threshold groups and a
+// dedup key, one record a batch, so that every commit recycles the entries
+// it replaces (their memory serves the next batch's copies): each group's
+// alert must carry its own samples and counts only, and a rolled-back
+// batch's changes must not come back through a recycled entry.
+func TestRecycledEntriesKeepNothing(t *testing.T) {
+	h := newHarness(t, lifecycle.Config{Samples: 3}, lifecycle.Options{})
+	deny := func(id string, at time.Duration, ip string) event {
+		return event{id: id, code: "AccessDenied", at: at, ip: ip}
+	}
+	ipA, ipB := "198.51.100.1", "203.0.113.9"
+	check(t, h.batch(deny("a1", 0, ipA)), nil)
+	check(t, h.batch(deny("b1", time.Second, ipB)), nil)
+	check(t, h.batch(event{id: "k1", name: "CreateAccessKey", at: 2 * time.Second}), []want{{"key-created", "k1", 1, 0}})
+	check(t, h.batch(deny("a2", 3*time.Second, ipA)), nil)
+	// A rolled-back third event of group B: its entry copy is dropped.
+	b := h.lc.Begin()
+	check(t, h.process(b, deny("b2", 4*time.Second, ipB), deny("b3", 5*time.Second, ipB)), []want{{"deny-burst", "b3", 3, 0}})
+	b.Rollback()
+	check(t, h.batch(event{id: "k2", name: "CreateAccessKey", at: 6 * time.Second}), nil)
+	outs := h.batch(deny("a3", 7*time.Second, ipA))
+	check(t, outs, []want{{"deny-burst", "a3", 3, 0}})
+	if s := outs[0].Alert.Samples; len(s) != 3 || s[0].EventID != "a1" || s[1].EventID != "a2" || s[2].EventID != "a3" {
+		t.Errorf("group A's samples %+v, want a1 a2 a3", s)
+	}
+	check(t, h.batch(deny("b4", 8*time.Second, ipB)), nil) // b2 and b3 were rolled back
+	outs = h.batch(deny("b5", 9*time.Second, ipB))
+	check(t, outs, []want{{"deny-burst", "b5", 3, 0}})
+	if s := outs[0].Alert.Samples; len(s) != 3 || s[0].EventID != "b1" || s[1].EventID != "b4" || s[2].EventID != "b5" {
+		t.Errorf("group B's samples %+v, want b1 b4 b5", s)
+	}
+	// Group A starts over after firing: its next alert has new samples.
+	check(t, h.batch(deny("a4", 10*time.Second, ipA), deny("a5", 11*time.Second, ipA)), nil)
+	outs = h.batch(deny("a6", 12*time.Second, ipA))
+	check(t, outs, []want{{"deny-burst", "a6", 3, 0}})
+	if s := outs[0].Alert.Samples; len(s) != 3 || s[0].EventID != "a4" || s[2].EventID != "a6" {
+		t.Errorf("group A's second samples %+v, want a4 a5 a6", s)
+	}
+	check(t, h.batch(event{id: "k3", name: "CreateAccessKey", at: time.Hour + 3*time.Second}), []want{{"key-created", "k3", 2, 1}})
+}
+
+// TestHeldBackMatchAllocations bounds what deciding a match that a
+// threshold holds back costs in allocations, one batch a record as
+// replay decides: the batch, the group's values and key, and the
+// threshold times' growth; the group's entry is copied into recycled
+// memory, its key is not built again, and the LRU makes no element.
+func TestHeldBackMatchAllocations(t *testing.T) {
+	h := newHarness(t, lifecycle.Config{}, lifecycle.Options{})
+	ms := make([]decide.Match, 0, 200)
+	for i := range cap(ms) {
+		// Each record an hour after the last: the group never fires.
+		e := event{id: fmt.Sprintf("d%d", i), code: "AccessDenied", at: time.Duration(i) * time.Hour}
+		got, err := h.ev.Evaluate(e.raw(), nil)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("evaluate: %v, %d matches", err, len(got))
+		}
+		ms = append(ms, got[0])
+	}
+	i := 0
+	decideOne := func() {
+		b := h.lc.Begin()
+		if outs := b.Process(ms[i].Alert, ms[i].Rule, ms[i].Event); len(outs) != 0 {
+			t.Fatalf("match %d went out", i)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range 10 {
+		decideOne()
+	}
+	if allocs := testing.AllocsPerRun(150, decideOne); allocs > 3 {
+		t.Errorf("a held-back threshold match allocated %v times, want at most 3", allocs)
+	}
+}
