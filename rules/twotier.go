@@ -15,12 +15,22 @@ import (
 // only when the record turned out not to decode at all.
 func (s *Set) MatchHeader(ev *cloudtrail.Event, complete bool, dst []*Rule, onErr func(MatchError)) ([]*Rule, bool, error) {
 	n := len(dst)
+	dst, complete, err := s.MatchHeaderInPlace(ev, complete, dst, onErr)
+	if len(dst) > n {
+		ev.Own()
+	}
+	return dst, complete, err
+}
+
+// MatchHeaderInPlace is MatchHeader without Own: a matched ev keeps
+// reading its strings and lazy fields from the record's buffer, which the
+// caller must keep unchanged for as long as it uses ev (or a string read
+// from it), or move ev's views onto a copy (cloudtrail.Event.Own, MoveTo).
+func (s *Set) MatchHeaderInPlace(ev *cloudtrail.Event, complete bool, dst []*Rule, onErr func(MatchError)) ([]*Rule, bool, error) {
+	n := len(dst)
 	dst = s.Match(ev, dst, onErr)
 	if err := ev.Need(0); err != nil {
 		return dst[:n], true, err
-	}
-	if len(dst) > n {
-		ev.Own()
 	}
 	return dst, complete, nil
 }

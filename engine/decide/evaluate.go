@@ -96,7 +96,8 @@ type Match struct {
 	// read it from one goroutine, do not change it. It owns its bytes
 	// (cloudtrail.Event.Own), so it stays valid after the input buffer is
 	// reused, and fields no rule needed yet are decoded from that copy on
-	// first use.
+	// first use; except from a Parallel with ReuseEvents, where it and the
+	// alert's strings read the batch's buffer, valid until emit returns.
 	Event *cloudtrail.Event
 }
 
@@ -125,7 +126,7 @@ func (e *Evaluator) Evaluate(raw []byte, dst []Match) ([]Match, error) {
 	}
 	e.records.Add(1)
 	n := len(dst)
-	dst, err = e.match(ev, raw, complete, dst, e.handleRuleError, true)
+	dst, err = e.match(ev, raw, complete, dst, e.handleRuleError, true, (*cloudtrail.Event).Own)
 	if len(dst) > n {
 		// The matches own the event now.
 		ev = nil
@@ -146,15 +147,21 @@ func (e *Evaluator) Evaluate(raw []byte, dst []Match) ([]Match, error) {
 // match for each to dst, which then hold ev: the caller must not reuse ev
 // when dst grew. It touches no counter. An error means the record is not
 // valid JSON past its header. Without full the alerts' summaries and
-// records are left empty (see Match.Alert).
-func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError), full bool) ([]Match, error) {
+// records are left empty (see Match.Alert). place, if set, moves a
+// matched ev's views of raw elsewhere before the alerts read them
+// (cloudtrail.Event.Own, or MoveTo); without, ev and the alerts' strings
+// are views of raw, which the caller keeps unchanged while it uses them.
+func (e *Evaluator) match(ev *cloudtrail.Event, raw []byte, complete bool, dst []Match, onErr func(rules.MatchError), full bool, place func(*cloudtrail.Event)) ([]Match, error) {
 	set := e.set.Load()
 	var buf [8]*rules.Rule
-	matched, _, err := set.MatchHeader(ev, complete, buf[:0], onErr)
+	matched, _, err := set.MatchHeaderInPlace(ev, complete, buf[:0], onErr)
 	if err != nil || len(matched) == 0 {
 		return dst, err
 	}
-	// MatchHeader made ev own its record: the alerts can share its bytes.
+	if place != nil {
+		place(ev)
+	}
+	// The alerts share ev's bytes.
 	var record json.RawMessage
 	if full {
 		record = notifiers.RecordJSON(ev.Raw())

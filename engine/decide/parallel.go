@@ -47,10 +47,12 @@ type ParallelOptions struct {
 	Workers int
 	// BatchRecords and BatchBytes bound a batch (0: 256 records, 512 KiB).
 	BatchRecords, BatchBytes int
-	// ReuseEvents says that emit keeps none of the matches' events once
-	// it returns (what it keeps, it copies: alerts, lifecycle state):
-	// Parallel then decodes later records into them instead of making new
-	// ones.
+	// ReuseEvents says that emit keeps none of the matches' events, nor
+	// anything read from them (their strings, record JSON, the alerts'
+	// fields, which are views of the record's bytes), once it returns:
+	// what it keeps, it copies. Parallel then decodes later records into
+	// the same events, and keeps a matched record in its batch's buffer
+	// instead of giving its event a copy of its own (cloudtrail.Event.Own).
 	ReuseEvents bool
 }
 
@@ -88,6 +90,7 @@ func NewParallel[T any](ev *Evaluator, opts ParallelOptions, emit func(meta T, m
 			done: make(chan struct{}, 1),
 		}
 		b.onErr = b.ruleError
+		b.moveIn = b.moveEvent
 		p.free = append(p.free, b)
 	}
 	if p.workers > 1 {
@@ -310,7 +313,19 @@ func (p *Parallel[T]) evaluateOne(b *batch[T], en *entry[T], raw []byte, ev *clo
 			en.key = len(b.keys)
 			b.keys = append(b.keys, idKey(ev.EventID))
 		}
-		b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, b.onErr, false)
+		// Where a matched record's bytes stay while the matches are held:
+		// without ReuseEvents, in a copy the event owns; with it, in the
+		// batch's buffer until emit returned (nothing holds the event, or a
+		// string read from it, after that), where several workers read it
+		// already and one worker moves it from the caller's buffer.
+		place := (*cloudtrail.Event).Own
+		if p.reuse {
+			place = nil
+			if p.work == nil {
+				place = b.moveIn
+			}
+		}
+		b.matches, en.matchErr = e.match(ev, raw, complete, b.matches, b.onErr, false, place)
 		if len(b.matches) > en.matches[0] {
 			// The matches own ev now.
 			ev = e.pool.Get().(*cloudtrail.Event)
@@ -331,12 +346,24 @@ func (b *batch[T]) ruleError(me rules.MatchError) {
 	b.ruleErrs = append(b.ruleErrs, me)
 }
 
+// moveEvent copies ev's record into b.data and moves ev's views there
+// (cloudtrail.Event.MoveTo): one worker evaluates from the caller's
+// buffer, which the caller reuses before the batch is handed back. When
+// b.data grows, the records already in it stay where they are (the old
+// array is only read, by their events, until the batch is handed back).
+func (b *batch[T]) moveEvent(ev *cloudtrail.Event) {
+	start := len(b.data)
+	b.data = append(b.data, ev.Raw()...)
+	ev.MoveTo(b.data[start:len(b.data):len(b.data)])
+}
+
 // batch is a run of records and their results.
 type batch[T any] struct {
 	entries  []entry[T]
-	data     []byte                 // the records, back to back (several workers)
-	size     int                    // the records' bytes
-	onErr    func(rules.MatchError) // ruleError
+	data     []byte                  // the records, back to back (several workers; one: the matched ones, ReuseEvents)
+	size     int                     // the records' bytes
+	onErr    func(rules.MatchError)  // ruleError
+	moveIn   func(*cloudtrail.Event) // moveEvent
 	matches  []Match
 	ruleErrs []rules.MatchError
 	keys     [][16]byte // the dedup keys of the records that have one, in order

@@ -2,12 +2,16 @@ package decide
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
+	"github.com/trailwatch/trailwatch/internal/corpus"
+	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -315,5 +319,91 @@ func TestParallelReusesEvents(t *testing.T) {
 		case reuse && len(events) > matched/2:
 			t.Errorf("with ReuseEvents %d matched records used %d events, want them reused", matched, len(events))
 		}
+	}
+}
+
+// TestParallelReuseThroughTheLifecycle decides the corpus ×3 (unique
+// eventIDs) with a lifecycle, a router and storm control, record by
+// record as replay does, once from Evaluate (events that own their
+// records) and once from Parallel with ReuseEvents, whose events and
+// alerts read the batch's buffer, reused batch after batch. What the
+// lifecycle keeps across records (threshold samples, storm digests) must
+// be its own copy: the outputs, written as JSON when they go out, later
+// batches' buffers overwritten, must be the same byte for byte.
+func TestParallelReuseThroughTheLifecycle(t *testing.T) {
+	var all bytes.Buffer
+	if err := corpus.Copies(&all, corpusRecords(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	in := bytes.Split(bytes.TrimSpace(all.Bytes()), []byte("\n"))
+	set := builtinSet(t)
+	newDecider := func() *Decider {
+		lc, err := lifecycle.Open(lifecycle.Config{DedupWindow: time.Hour, Samples: 3},
+			lifecycle.Options{Storm: map[string]lifecycle.StormConfig{"storm": {Max: 2, Per: time.Hour}}, Now: equivClock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		route := func(a *notifiers.Alert, r *rules.Rule) []string { return []string{"plain", "storm"} }
+		return New(NewEvaluator(set, EvaluatorOptions{}), route, Options{Lifecycle: lc})
+	}
+	write := func(w *bytes.Buffer, res Result) {
+		for _, o := range res.Alerts {
+			b, _ := json.Marshal(o)
+			fmt.Fprintf(w, "alert %s\n", b)
+		}
+		for _, it := range res.Items {
+			b, _ := json.Marshal(it)
+			fmt.Fprintf(w, "item %s\n", b)
+		}
+	}
+	decideOne := func(d *Decider, w *bytes.Buffer, feed func(x *Decision), flush bool) {
+		x := d.Begin(context.Background())
+		defer x.Rollback()
+		feed(x)
+		res, err := x.Finish(flush)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(w, res)
+		if err := x.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want bytes.Buffer
+	d := newDecider()
+	for _, r := range in {
+		decideOne(d, &want, func(x *Decision) { x.Record(r) }, false)
+	}
+	decideOne(d, &want, func(*Decision) {}, true)
+	for _, s := range []string{`"samples":[{`, `"Notifier":"storm"`, `Alert storm: `} {
+		if !strings.Contains(want.String(), s) {
+			t.Fatalf("the inputs do not exercise the lifecycle's memory: no %s in the outputs", s)
+		}
+	}
+	for _, workers := range []int{1, 3} {
+		t.Run(fmt.Sprintf("workers %d", workers), func(t *testing.T) {
+			var got bytes.Buffer
+			d := newDecider()
+			p := NewParallel(d.Evaluator(), ParallelOptions{Workers: workers, BatchRecords: 4, ReuseEvents: true},
+				func(_ int, ms []Match, _ error) error {
+					decideOne(d, &got, func(x *Decision) { x.Matches(ms) }, false)
+					return nil
+				})
+			buf := make([]byte, 0, 1<<16)
+			for i, r := range in {
+				buf = append(buf[:0], r...)
+				if err := p.Add(buf, i); err != nil {
+					t.Fatal(err)
+				}
+				clear(buf)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			decideOne(d, &got, func(*Decision) {}, true)
+			if got.String() != want.String() {
+				t.Errorf("decided from Parallel with ReuseEvents, the outputs differ:\n%s", firstDiff(got.String(), want.String()))
+			}
+		})
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -662,7 +663,9 @@ func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.E
 func (b *Batch) recordSilenced(s *compiledSilence, r *rules.Rule, ev *cloudtrail.Event) {
 	rec := b.silenceRecord(s.ID)
 	rec.Count++
-	rec.LastRule, rec.LastEventID, rec.LastTime = r.ID, ev.EventID, ev.EventTime
+	// The record outlives ev, whose strings may be views of a buffer its
+	// caller reuses (and would keep a whole record alive).
+	rec.LastRule, rec.LastEventID, rec.LastTime = r.ID, strings.Clone(ev.EventID), ev.EventTime
 	b.silenced[s.ID] = rec
 	b.l.log.Info("alert silenced", "rule", r.ID, "event_id", ev.EventID, "silence", s.ID)
 }
@@ -763,6 +766,33 @@ func sampleOf(ruleID string, ev *cloudtrail.Event) notifiers.EventSample {
 		RuleID: ruleID, Principal: ev.Principal(), SourceIP: ev.SourceIPAddress, ErrorCode: ev.ErrorCode}
 }
 
+// ownSample returns x with its strings copied into memory of their own, in
+// one allocation: samples are kept in the lifecycle's state, and the
+// strings of the event they come from may be views of a buffer its caller
+// reuses (decide.ParallelOptions.ReuseEvents), and would otherwise keep
+// the whole record alive.
+func ownSample(x notifiers.EventSample) notifiers.EventSample {
+	fields := [...]*string{&x.EventID, &x.EventName, &x.RuleID, &x.Principal, &x.SourceIP, &x.ErrorCode}
+	n := 0
+	for _, f := range fields {
+		n += len(*f)
+	}
+	if n == 0 {
+		return x
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, f := range fields {
+		b.WriteString(*f)
+	}
+	all := b.String()
+	for _, f := range fields {
+		n := len(*f)
+		*f, all = all[:n], all[n:]
+	}
+	return x
+}
+
 // addSample keeps the first n samples of the current window: samples that
 // fell out of the window (relative to the newest) make room.
 func addSample(s []notifiers.EventSample, x notifiers.EventSample, window time.Duration, n int) []notifiers.EventSample {
@@ -775,7 +805,7 @@ func addSample(s []notifiers.EventSample, x notifiers.EventSample, window time.D
 	cut := newest.Add(-window)
 	s = slices.DeleteFunc(s, func(e notifiers.EventSample) bool { return !e.EventTime.After(cut) })
 	if len(s) < n {
-		s = append(s, x)
+		s = append(s, ownSample(x))
 		slices.SortStableFunc(s, func(a, b notifiers.EventSample) int { return a.EventTime.Compare(b.EventTime) })
 	}
 	return s

@@ -115,9 +115,9 @@ func (b *Batch) Admit(notifier string, o Output) bool {
 		d.Last = at
 	}
 	if len(d.Samples) < b.l.cfg.Samples {
-		d.Samples = append(d.Samples, notifiers.EventSample{EventID: o.Alert.EventID, EventTime: o.Alert.EventTime,
+		d.Samples = append(d.Samples, ownSample(notifiers.EventSample{EventID: o.Alert.EventID, EventTime: o.Alert.EventTime,
 			EventName: o.Alert.EventName, RuleID: o.Alert.RuleID, Principal: o.Alert.Principal,
-			SourceIP: o.Alert.SourceIP, ErrorCode: o.Alert.ErrorCode})
+			SourceIP: o.Alert.SourceIP, ErrorCode: o.Alert.ErrorCode}))
 	}
 	b.stats.add(&b.stats.folded, notifier)
 	return false

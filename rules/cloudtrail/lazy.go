@@ -1,6 +1,7 @@
 package cloudtrail
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/bits"
 	"unsafe"
@@ -146,9 +147,29 @@ func (ev *Event) Own() {
 	if ev.raw.owned || len(ev.raw.data) == 0 {
 		return
 	}
+	ev.moveTo(bytes.Clone(ev.raw.data))
+	ev.raw.owned = true
+}
+
+// MoveTo points ev's views of its record (see Own) at data, which must be
+// a copy of the record's bytes and stay unchanged for as long as ev, or a
+// string read from it, is used: for a caller that keeps the records it
+// reads in a buffer of its own, where Own would copy each again. An Event
+// that owns its record (Own) is left as it is.
+func (ev *Event) MoveTo(data []byte) {
+	if ev.raw.owned || len(ev.raw.data) == 0 {
+		return
+	}
+	if len(data) != len(ev.raw.data) {
+		panic("cloudtrail: MoveTo a copy of another length")
+	}
+	ev.moveTo(data)
+}
+
+// moveTo is Own and MoveTo: it moves every view of ev.raw.data onto data,
+// a copy of it.
+func (ev *Event) moveTo(data []byte) {
 	old := ev.raw.data
-	data := make([]byte, len(old))
-	copy(data, old)
 	lo := uintptr(unsafe.Pointer(unsafe.SliceData(old)))
 	hi := lo + uintptr(len(old))
 	ev.eachString(func(s *string) {
@@ -161,7 +182,6 @@ func (ev *Event) Own() {
 		}
 	})
 	ev.raw.data = data
-	ev.raw.owned = true
 }
 
 // eachString calls fn with every string field that DecodeHeader fills.
