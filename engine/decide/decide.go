@@ -20,6 +20,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trailwatch/trailwatch/engine/lifecycle"
@@ -67,6 +68,10 @@ type Decider struct {
 	// mu is held from Begin to Commit or Rollback.
 	mu    sync.Mutex
 	route Router
+
+	// again is DecideMatches' finished decision, whose memory its next
+	// call reuses (nil while a call uses it).
+	again atomic.Pointer[Decision]
 }
 
 // New returns a Decider that evaluates with ev and routes with route.
@@ -111,6 +116,42 @@ func (d *Decider) Begin(ctx context.Context) *Decision {
 		x.lb = d.opts.Lifecycle.BeginContext(ctx)
 	}
 	return x
+}
+
+// DecideMatches is one decision of matches evaluated elsewhere: Begin,
+// Matches(ms), Finish(flush) and Commit, for a caller that decides record
+// by record, as replay does, and hands the result on after the commit.
+// The decision (and its lifecycle batch, and its result's slices) is made
+// in the memory of the previous call's, which nothing else ever sees: the
+// Result is valid only until the next call, from any goroutine.
+func (d *Decider) DecideMatches(ctx context.Context, ms []Match, flush bool) (Result, error) {
+	prev := d.again.Swap(nil)
+	d.mu.Lock()
+	x := prev
+	var lb *lifecycle.Batch
+	if x == nil {
+		x = new(Decision)
+	} else {
+		lb = x.lb
+		clear(x.res.Alerts) // drop what they refer to
+		clear(x.res.Items)
+		clear(x.seen)
+		*x = Decision{res: Result{Alerts: x.res.Alerts[:0], Items: x.res.Items[:0]}, seen: x.seen, buf: x.buf[:0]}
+	}
+	x.d, x.route = d, d.route
+	if d.opts.Lifecycle != nil {
+		x.lb = d.opts.Lifecycle.BeginReusing(ctx, lb)
+	}
+	defer func() {
+		x.Rollback() // after Commit it does nothing
+		d.again.Store(x)
+	}()
+	x.Matches(ms)
+	res, err := x.Finish(flush)
+	if err != nil {
+		return Result{}, err
+	}
+	return res, x.Commit()
 }
 
 // Route returns the items of trailwatch's built-in alerts (the dead man's

@@ -404,3 +404,44 @@ func TestSummaryRenderedOnlyForAlertsThatGoOut(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideMatchesReusesItsDecision checks that DecideMatches, called
+// record after record as replay does, makes no Decision, lifecycle batch
+// or result slice anew: deciding a match that dedup holds back allocates
+// only what the lifecycle needs for it (its dedup key), and a match that
+// goes out is handed on as Begin…Commit would.
+func TestDecideMatchesReusesItsDecision(t *testing.T) {
+	set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte(decideRules)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lifecycle.Open(lifecycle.Config{}, lifecycle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := NewEvaluator(set, EvaluatorOptions{DedupWindow: -1})
+	d := New(ev, nil, Options{Lifecycle: lc})
+	var ms [][]Match
+	for i := range 200 {
+		m, err := ev.Evaluate(rec{id: fmt.Sprintf("k%d", i), name: "CreateAccessKey"}.raw(), nil)
+		if err != nil || len(m) != 1 {
+			t.Fatalf("evaluate: %v, %d matches", err, len(m))
+		}
+		ms = append(ms, m)
+	}
+	res, err := d.DecideMatches(context.Background(), ms[0], false)
+	if err != nil || len(res.Alerts) != 1 || res.Alerts[0].Alert.EventID != "k0" {
+		t.Fatalf("first match: %v, %+v", err, res.Alerts)
+	}
+	i := 1
+	allocs := testing.AllocsPerRun(150, func() {
+		res, err := d.DecideMatches(context.Background(), ms[i], false)
+		if err != nil || len(res.Alerts) != 0 {
+			t.Fatalf("match %d: %v, %d alerts (dedup should hold it back)", i, err, len(res.Alerts))
+		}
+		i++
+	})
+	if allocs > 1 {
+		t.Errorf("deciding a held-back match allocated %v times, want at most 1 (its dedup key)", allocs)
+	}
+}

@@ -237,8 +237,13 @@ func AlertKey(ruleID string, ev *cloudtrail.Event) string {
 		// the call.
 		id = ev.RequestID + "|" + ev.EventTime.String() + "|" + ev.EventName + "|" + ev.Principal()
 	}
-	sum := sha256.Sum256([]byte(ruleID + "\x00" + id))
-	return hex.EncodeToString(sum[:16])
+	// ruleID, a zero byte and id, hashed from a buffer on the stack: the
+	// key is made for every match, and its string is all it allocates.
+	var buf [160]byte
+	sum := sha256.Sum256(append(append(append(buf[:0], ruleID...), 0), id...))
+	var key [32]byte
+	hex.Encode(key[:], sum[:16])
+	return string(key[:])
 }
 
 // IDWindow remembers the most recent N distinct ids, to drop repeats. Its

@@ -325,8 +325,9 @@ func TestParallelReusesEvents(t *testing.T) {
 // TestParallelReuseThroughTheLifecycle decides the corpus ×3 (unique
 // eventIDs) with a lifecycle, a router and storm control, record by
 // record as replay does, once from Evaluate (events that own their
-// records) and once from Parallel with ReuseEvents, whose events and
-// alerts read the batch's buffer, reused batch after batch. What the
+// records, a Decision each) and once from Parallel with ReuseEvents, whose
+// events and alerts read the batch's buffer, reused batch after batch,
+// by DecideMatches (which reuses its decision's memory). What the
 // lifecycle keeps across records (threshold samples, storm digests) must
 // be its own copy: the outputs, written as JSON when they go out, later
 // batches' buffers overwritten, must be the same byte for byte.
@@ -386,8 +387,10 @@ func TestParallelReuseThroughTheLifecycle(t *testing.T) {
 			d := newDecider()
 			p := NewParallel(d.Evaluator(), ParallelOptions{Workers: workers, BatchRecords: 4, ReuseEvents: true},
 				func(_ int, ms []Match, _ error) error {
-					decideOne(d, &got, func(x *Decision) { x.Matches(ms) }, false)
-					return nil
+					// As replay decides: one call a record.
+					res, err := d.DecideMatches(context.Background(), ms, false)
+					write(&got, res)
+					return err
 				})
 			buf := make([]byte, 0, 1<<16)
 			for i, r := range in {
@@ -400,7 +403,11 @@ func TestParallelReuseThroughTheLifecycle(t *testing.T) {
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
-			decideOne(d, &got, func(*Decision) {}, true)
+			res, err := d.DecideMatches(context.Background(), nil, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(&got, res)
 			if got.String() != want.String() {
 				t.Errorf("decided from Parallel with ReuseEvents, the outputs differ:\n%s", firstDiff(got.String(), want.String()))
 			}

@@ -484,9 +484,20 @@ func (s *batchStats) add(m *map[string]int, k string) {
 func (l *Lifecycle) Begin() *Batch { return l.BeginContext(context.Background()) }
 
 // BeginContext is Begin with the context for the shared state's requests.
-func (l *Lifecycle) BeginContext(ctx context.Context) *Batch {
+func (l *Lifecycle) BeginContext(ctx context.Context) *Batch { return l.BeginReusing(ctx, nil) }
+
+// BeginReusing is BeginContext in the memory of prev, a finished batch of
+// l (committed or rolled back) that nothing will use any more, when there
+// is one: for a caller that decides record after record and keeps no
+// batch, whose Batch is then not made anew for each. A nil prev, or one
+// that is not finished, is not reused.
+func (l *Lifecycle) BeginReusing(ctx context.Context, prev *Batch) *Batch {
 	l.mu.Lock()
-	b := &Batch{l: l, ctx: ctx, watermark: l.watermark}
+	b := prev
+	if b == nil || b.l != l || !b.done {
+		b = new(Batch)
+	}
+	*b = Batch{l: l, ctx: ctx, watermark: l.watermark}
 	b.takeMaps()
 	switch {
 	case l.opts.SharedSilences != nil:

@@ -106,16 +106,10 @@ func NewReplay(ctx context.Context, cfg *config.Config, set *rules.Set, opts Rep
 // queues their deliveries; with flush (and no matches, at the end) it
 // delivers the storm digests still pending. It returns the alerts the
 // lifecycle let through, before routing and storm control (what replay
-// prints).
+// prints), valid until the next call (decide.Decider.DecideMatches).
 func (r *Replay) Decide(ctx context.Context, ms []decide.Match, flush bool) ([]lifecycle.Output, error) {
-	x := r.decider.Begin(ctx)
-	defer x.Rollback()
-	x.Matches(ms)
-	res, err := x.Finish(flush)
+	res, err := r.decider.DecideMatches(ctx, ms, flush)
 	if err != nil {
-		return nil, err
-	}
-	if err := x.Commit(); err != nil {
 		return nil, err
 	}
 	if r.ob == nil || len(res.Items) == 0 {
