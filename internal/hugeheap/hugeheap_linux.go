@@ -9,15 +9,41 @@ import (
 
 const hugePage = 2 << 20
 
+// available reports whether transparent huge pages can be had: not set to
+// "never" system-wide, nor disabled for this process (prctl
+// PR_SET_THP_DISABLE, inherited from the parent).
+func available() bool {
+	if disabled, _, e := syscall.Syscall(syscall.SYS_PRCTL, prGetTHPDisable, 0, 0); e == 0 && disabled != 0 {
+		return false
+	}
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	return err == nil && !contains(mode, "[never]")
+}
+
+// prGetTHPDisable is PR_GET_THP_DISABLE (linux/prctl.h).
+const prGetTHPDisable = 42
+
+func contains(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if string(b[i:i+len(s)]) == s {
+			return true
+		}
+	}
+	return false
+}
+
 // advise allocates n bytes of heap, advises MADV_HUGEPAGE the huge pages
 // wholly inside the heap mapping that holds them, drops them and collects
 // them, so that the heap's next spans come from advised pages. The advice
 // covers the whole mapping [lo, hi), not only the block: the runtime
-// reuses the lowest free pages first, those of the heap mapped before
-// the block (package initialisation before this one's) and of the block's
-// first, unaligned megabytes. It returns madvise's error (EINVAL where the
-// kernel has no transparent huge pages).
-func advise(n int) (lo, hi uintptr, err error) {
+// reuses the lowest free pages first, those of the heap mapped before the
+// block (package initialisation before this one's) and of the block's
+// first, unaligned megabytes. With withBallast, and the advice taken, it
+// also allocates the ballast while the block is still live, so that the
+// ballast comes from fresh memory, which needs no zeroing (freed memory
+// would be cleared, every page of it touched). err is madvise's error
+// (EINVAL where the kernel has no transparent huge pages).
+func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error) {
 	b := make([]byte, n)
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	start, end := p, p+uintptr(n)
@@ -33,11 +59,14 @@ func advise(n int) (lo, hi uintptr, err error) {
 			err = e
 		}
 	}
+	if withBallast && err == nil {
+		ballast = make([]byte, Ballast)
+	}
 	runtime.KeepAlive(b)
 	// Free the block now: until a collection finds it unreachable, new
 	// spans come from fresh memory above it, mapped without the advice.
 	runtime.GC()
-	return lo, hi, err
+	return lo, hi, ballast, err
 }
 
 // mappingOf returns the bounds of the line of /proc/self/maps whose range

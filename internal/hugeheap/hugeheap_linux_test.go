@@ -4,13 +4,94 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
 )
+
+// childEnv makes TestMain report what the package's init did, instead of
+// running the tests: TestInit starts the test binary again with
+// os.Args[1] set to a command's name.
+const childEnv = "HUGEHEAP_TEST_REPORT"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		report()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// report prints what init left: the ballast's size and how many of its
+// pages are resident, and whether an 8 MiB block allocated now lies in
+// advised memory.
+func report() {
+	resident := 0
+	if len(ballast) > 0 {
+		pages := (len(ballast) + os.Getpagesize() - 1) / os.Getpagesize()
+		vec := make([]byte, pages)
+		if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, uintptr(unsafe.Pointer(&ballast[0])), uintptr(len(ballast)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			fmt.Printf("mincore: %v\n", e)
+			return
+		}
+		for _, v := range vec {
+			resident += int(v & 1)
+		}
+	}
+	b := make([]byte, 8<<20)
+	advised, err := hugeAdvisedAt(uintptr(unsafe.Pointer(&b[len(b)/2])))
+	if err != nil {
+		fmt.Printf("smaps: %v\n", err)
+		return
+	}
+	runtime.KeepAlive(b)
+	fmt.Printf("ballast=%d advised=%v\n%d\n", len(ballast), advised, resident)
+}
+
+// TestInit runs the package's init as trailwatch would, with os.Args[1]
+// the command: a batch command's new heap lies in advised memory and it
+// keeps an untouched ballast (none when GOGC is set); `run`, and any
+// command with TRAILWATCH_HUGEPAGES=off, get neither. At most the huge
+// pages at the ballast's two ends may be resident (a huge page the heap
+// faults in next to it covers part of it); a ballast cleared on
+// allocation would be resident throughout.
+func TestInit(t *testing.T) {
+	if !available() {
+		t.Skip("transparent huge pages are set to never here (or disabled for this process): init does nothing")
+	}
+	for _, c := range []struct {
+		command string
+		env     []string
+		want    string
+	}{
+		{"replay", nil, fmt.Sprintf("ballast=%d advised=true", Ballast)},
+		{"validate", nil, fmt.Sprintf("ballast=%d advised=true", Ballast)},
+		{"search", []string{"GOGC=150"}, "ballast=0 advised=true"},
+		{"run", nil, "ballast=0 advised=false"},
+		{"replay", []string{EnvVar + "=off"}, "ballast=0 advised=false"},
+	} {
+		cmd := exec.Command(os.Args[0])
+		cmd.Args = []string{"trailwatch", c.command}
+		cmd.Env = append(append(os.Environ(), childEnv+"=1", "GOGC=", "GOMEMLIMIT=", EnvVar+"="), c.env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", c.command, c.env, err, out)
+		}
+		got, resident, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		if got != c.want {
+			t.Errorf("trailwatch %s with %v: init left %q, want %q", c.command, c.env, got, c.want)
+		}
+		if n, err := strconv.Atoi(resident); err != nil || n > 2*hugePage/os.Getpagesize() {
+			t.Errorf("trailwatch %s with %v: %s of the ballast's pages are resident, want at most two huge pages' worth", c.command, c.env, resident)
+		}
+	}
+}
 
 // TestHeapSpansComeFromAdvisedPages checks the whole point: after advise,
 // the heap's next allocations sit in a mapping whose VmFlags carry "hg"
@@ -18,7 +99,7 @@ import (
 // before (so it must reuse the dropped block, which only a collection
 // frees).
 func TestHeapSpansComeFromAdvisedPages(t *testing.T) {
-	lo, hi, err := advise(Size)
+	lo, hi, _, err := advise(Size, false)
 	if errors.Is(err, syscall.EINVAL) {
 		t.Skipf("madvise(MADV_HUGEPAGE): %v: this kernel has no transparent huge pages", err)
 	}
@@ -46,9 +127,17 @@ func TestHeapSpansComeFromAdvisedPages(t *testing.T) {
 // hugeAdvised reports whether the mapping holding p has the hg VmFlag.
 func hugeAdvised(t *testing.T, p uintptr) bool {
 	t.Helper()
+	advised, err := hugeAdvisedAt(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return advised
+}
+
+func hugeAdvisedAt(p uintptr) (bool, error) {
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
+		return false, err
 	}
 	in := false
 	sc := bufio.NewScanner(bytes.NewReader(smaps))
@@ -61,13 +150,13 @@ func hugeAdvised(t *testing.T, p uintptr) bool {
 		if in && strings.HasPrefix(line, "VmFlags:") {
 			for _, f := range strings.Fields(line[len("VmFlags:"):]) {
 				if f == "hg" {
-					return true
+					return true, nil
 				}
 			}
-			return false
+			return false, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 func TestMappingOf(t *testing.T) {
