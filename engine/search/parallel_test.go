@@ -295,7 +295,8 @@ func TestFilesParallelFromS3(t *testing.T) {
 	rig := s3test.Start(t)
 	rig.Bucket("trail")
 	rig.UploadTree("trail", "", root)
-	for _, c := range searchCases(t, start, end)[:6] {
+	cases := searchCases(t, start, end)
+	for _, c := range []searchCase{cases[0], cases[2], cases[4], cases[5]} {
 		t.Run(c.name, func(t *testing.T) {
 			want := withoutPrunes(transcript(t, c, []string{"s3://trail/AWSLogs/"}, 1, true))
 			if !strings.Contains(want, "error: <nil>") {

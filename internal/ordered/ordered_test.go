@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -177,5 +179,42 @@ func TestRunBoundsWhatIsInFlight(t *testing.T) {
 	}
 	if most.Load() < 2 {
 		t.Errorf("at most %d item in flight: the workers did not run ahead", most.Load())
+	}
+}
+
+// TestRunRunsTasksAtOnce checks that tasks do run concurrently: each of
+// the first Workers tasks waits until all of them have started, which
+// only happens if they run at the same time (else the deadline ends the
+// run and the test fails).
+func TestRunRunsTasksAtOnce(t *testing.T) {
+	for _, workers := range []int{2, 3, 5} {
+		t.Run(fmt.Sprint(workers, " workers"), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var started sync.WaitGroup
+			started.Add(workers)
+			all := make(chan struct{})
+			go func() { started.Wait(); close(all) }()
+			err := Run(ctx, Options{Workers: workers}, func(ctx context.Context, add func(Task[int]) error) error {
+				for i := range workers {
+					err := add(func(ctx context.Context, emit func(int) error) error {
+						started.Done()
+						select {
+						case <-all:
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+						return emit(i)
+					})
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			}, func(int) error { return nil })
+			if err != nil {
+				t.Fatalf("the first %d tasks did not run at once: %v", workers, err)
+			}
+		})
 	}
 }
