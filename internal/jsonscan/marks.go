@@ -21,9 +21,9 @@ import (
 // (an escape, a control byte, a string of 64 bytes or more) takes the
 // byte-by-byte scan from the opening quote. The marks end with one block
 // of zero words, so that the window of the last block can be read like
-// any other. The pass runs with AVX2 where the CPU has it (marks_amd64.s)
-// and in portable Go (SWAR, eight bytes a word) elsewhere; both give the
-// same bits, which TestClassifyAgrees checks on every run.
+// any other. The pass runs with AVX-512 or AVX2 where the CPU has them
+// (marks_amd64.s) and in portable Go (SWAR, eight bytes a word) elsewhere;
+// all give the same bits, which TestClassifyAgrees checks on every run.
 
 // markStride is the number of words per block.
 const markStride = 3
@@ -62,13 +62,37 @@ func Mark(data []byte, buf []uint64) []uint64 {
 	return buf
 }
 
-// Classifiers names the ways Mark can classify on this machine: "go"
-// (portable) always, "avx2" where the CPU has it.
-func Classifiers() []string {
-	if hasAVX2 {
-		return []string{"go", "avx2"}
+// The ways classify can run: portable Go, AVX2, AVX-512.
+const (
+	classGo = iota
+	classAVX2
+	classAVX512
+)
+
+var classNames = [...]string{classGo: "go", classAVX2: "avx2", classAVX512: "avx512"}
+
+// best returns the fastest way this CPU can classify.
+func best() int {
+	switch {
+	case hasAVX512:
+		return classAVX512
+	case hasAVX2:
+		return classAVX2
 	}
-	return []string{"go"}
+	return classGo
+}
+
+// Classifiers names the ways Mark can classify on this machine: "go"
+// (portable) always, "avx2" and "avx512" where the CPU has them.
+func Classifiers() []string {
+	names := []string{"go"}
+	if hasAVX2 {
+		names = append(names, "avx2")
+	}
+	if hasAVX512 {
+		names = append(names, "avx512")
+	}
+	return names
 }
 
 // UseClassifier makes Mark classify the named way (one of Classifiers)
@@ -76,18 +100,20 @@ func Classifiers() []string {
 // check that every way gives the same results; it is not safe while
 // another goroutine marks.
 func UseClassifier(name string) (prev string) {
-	prev = "go"
-	if useAVX2 {
-		prev = "avx2"
-	}
+	prev = classNames[use]
 	switch name {
 	case "go":
-		useAVX2 = false
+		use = classGo
 	case "avx2":
 		if !hasAVX2 {
 			panic("jsonscan: no AVX2 on this CPU")
 		}
-		useAVX2 = true
+		use = classAVX2
+	case "avx512":
+		if !hasAVX512 {
+			panic("jsonscan: no AVX-512 on this CPU")
+		}
+		use = classAVX512
 	default:
 		panic("jsonscan: no classifier " + name)
 	}
@@ -95,14 +121,17 @@ func UseClassifier(name string) (prev string) {
 }
 
 // classify fills out (markStride words per block) for src, whose length is
-// a multiple of 64. (A direct call, not a function value, so that buffers
+// a multiple of 64. (Direct calls, not a function value, so that buffers
 // on the caller's stack stay there.)
 func classify(src []byte, out []uint64) {
-	if useAVX2 {
+	switch use {
+	case classAVX512:
+		classifyAVX512(src, out)
+	case classAVX2:
 		classifyAVX2(src, out)
-		return
+	default:
+		classifyGo(src, out)
 	}
-	classifyGo(src, out)
 }
 
 const lo7 = 0x7f7f7f7f7f7f7f7f

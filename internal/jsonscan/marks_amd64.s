@@ -67,3 +67,47 @@ loop:
 
 done:
 	RET
+
+// func classifyAVX512(src []byte, out []uint64)
+// classifyAVX2 with AVX-512 (F, BW): one 64-byte load a block, each class
+// one compare into a mask register, stored as the block's word.
+TEXT ·classifyAVX512(SB), NOSPLIT, $0-48
+	MOVQ src_base+0(FP), SI
+	MOVQ src_len+8(FP), CX
+	MOVQ out_base+24(FP), DI
+	SHRQ $6, CX
+	JZ   done512
+
+	MOVL         $0x22, AX
+	VPBROADCASTB AX, Z0 // '"'
+	MOVL         $0x5c, AX
+	VPBROADCASTB AX, Z1 // '\\'
+	MOVL         $0x20, AX
+	VPBROADCASTB AX, Z2 // 0x20
+
+loop512:
+	VMOVDQU64 (SI), Z3
+
+	// quote
+	VPCMPEQB Z0, Z3, K1
+	KMOVQ    K1, (DI)
+
+	// special: backslash, or x < 0x20 (unsigned)
+	VPCMPEQB Z1, Z3, K2
+	VPCMPUB  $1, Z2, Z3, K3
+	KORQ     K2, K3, K2
+	KMOVQ    K2, 8(DI)
+
+	// high: the bytes' top bits
+	VPMOVB2M Z3, K4
+	KMOVQ    K4, 16(DI)
+
+	ADDQ $64, SI
+	ADDQ $24, DI
+	DECQ CX
+	JNZ  loop512
+
+	VZEROUPPER
+
+done512:
+	RET

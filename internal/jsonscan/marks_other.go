@@ -2,9 +2,13 @@
 
 package jsonscan
 
-// Without AVX2 assembly for this platform, Marked classifies in portable Go.
-const hasAVX2 = false
+// Without assembly for this platform, Mark classifies in portable Go.
+const (
+	hasAVX2   = false
+	hasAVX512 = false
+)
 
-var useAVX2 = false
+var use = best()
 
-func classifyAVX2(src []byte, out []uint64) { classifyGo(src, out) }
+func classifyAVX2(src []byte, out []uint64)   { classifyGo(src, out) }
+func classifyAVX512(src []byte, out []uint64) { classifyGo(src, out) }

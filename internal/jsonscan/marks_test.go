@@ -26,11 +26,14 @@ func classifyRef(src []byte, out []uint64) {
 }
 
 // classifiers are the implementations of classify this machine can run:
-// the portable one always, AVX2 where the CPU has it.
+// the portable one always, AVX2 and AVX-512 where the CPU has them.
 func classifiers() map[string]func([]byte, []uint64) {
 	m := map[string]func([]byte, []uint64){"go": classifyGo}
 	if hasAVX2 {
 		m["avx2"] = classifyAVX2
+	}
+	if hasAVX512 {
+		m["avx512"] = classifyAVX512
 	}
 	return m
 }
@@ -39,8 +42,8 @@ func classifiers() map[string]func([]byte, []uint64) {
 // definition, on every byte value at every place of a block and on random
 // blocks.
 func TestClassifyAgrees(t *testing.T) {
-	if !hasAVX2 {
-		t.Logf("no AVX2 on this CPU: only the portable classify is checked")
+	if !hasAVX2 || !hasAVX512 {
+		t.Logf("classifiers checked on this CPU: %v (the others need AVX2 / AVX-512)", Classifiers())
 	}
 	var inputs [][]byte
 	for c := 0; c < 256; c++ {
@@ -118,4 +121,21 @@ func TestMarkedStr(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkClassify measures each classify this machine has on 1,280
+// bytes (a typical CloudTrail record):
+//
+//	go test -run '^$' -bench Classify -cpu 1 -count 5 ./internal/jsonscan
+func BenchmarkClassify(b *testing.B) {
+	src := []byte(strings.Repeat(`{"eventName":"Decrypt","userAgent":"aws-sdk-go/1.0 \u00e9"},`, 40))[:1280]
+	out := make([]uint64, markWords(len(src)))
+	for name, f := range classifiers() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(src)))
+			for b.Loop() {
+				f(src, out)
+			}
+		})
+	}
 }
