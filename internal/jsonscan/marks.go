@@ -11,13 +11,13 @@ import (
 //
 //	quote:   a '"';
 //	special: a backslash or a control byte (< 0x20);
-//	high:    a byte >= 0x80.
+//	stop:    a special byte or a byte >= 0x80 (not plain ASCII).
 //
 // With them a string's end is found without reading its bytes: in the 64
 // bits from the byte after the opening quote on (two neighbouring words
 // shifted together), the first quote bit is the closing quote if no
 // special bit comes before it (then the string holds no escape nor control
-// byte, and its high bits say whether it is all ASCII); anything else
+// byte, and its stop bits say whether it is all ASCII); anything else
 // (an escape, a control byte, a string of 64 bytes or more) takes the
 // byte-by-byte scan from the opening quote. The marks end with one block
 // of zero words, so that the window of the last block can be read like
@@ -141,7 +141,7 @@ const lo7 = 0x7f7f7f7f7f7f7f7f
 // into eight bits.
 func classifyGo(src []byte, out []uint64) {
 	for b := 0; b+64 <= len(src); b += 64 {
-		var quote, special, high uint64
+		var quote, special, stop uint64
 		for k := 0; k < 64; k += 8 {
 			x := binary.LittleEndian.Uint64(src[b+k:])
 			q := x ^ (lsb * '"')
@@ -151,10 +151,10 @@ func classifyGo(src []byte, out []uint64) {
 			sp |= ^(((x & lo7) + lsb*0x60) | x | lo7) // byte < 0x20
 			quote |= gather(qt) << k
 			special |= gather(sp) << k
-			high |= gather(x&msb) << k
+			stop |= gather(x&msb|sp) << k
 		}
 		o := out[b/64*markStride:]
-		o[0], o[1], o[2] = quote, special, high
+		o[0], o[1], o[2] = quote, special, stop
 	}
 }
 
@@ -183,9 +183,26 @@ func PlainLen(marks []uint64, j uint) int {
 	return bits.TrailingZeros64(q)
 }
 
+// ASCIILen is PlainLen for strings that hold only ASCII as well: it
+// returns -1 also when a byte >= 0x80 comes before the closing quote (the
+// first stop bit, of the stop class, must come after the first quote), so
+// a header field's usual string costs one test, not PlainLen and HighIn.
+// Small enough to inline.
+func ASCIILen(marks []uint64, j uint) int {
+	b := (*[2 * markStride]uint64)(marks[j>>6*markStride:])
+	sh := j & 63
+	q := b[0]>>sh | b[markStride]<<(64-sh)
+	t := q | b[2]>>sh | b[markStride+2]<<(64-sh)
+	if q&(t&-t) == 0 {
+		return -1
+	}
+	return bits.TrailingZeros64(q)
+}
+
 // HighIn reports whether the contents of a string that PlainLen took,
 // from the byte after its opening quote at i to its closing quote at end,
-// hold a byte >= 0x80.
+// hold a byte >= 0x80 (the stop bits there: no special byte comes before
+// the closing quote).
 func HighIn(marks []uint64, i, end int) bool {
 	j := i + 1
 	b := marks[j>>6*markStride:]
@@ -195,7 +212,8 @@ func HighIn(marks []uint64, i, end int) bool {
 
 // strMarked is StrAt on marked data for a string whose contents start at
 // i and which PlainLen does not take: it returns the end of the contents
-// (the closing quote's place) and whether they hold a byte >= 0x80, or
+// (the closing quote's place) and whether they hold a byte >= 0x80 (the
+// stop bits before the first quote or special byte), or
 // ok=false when the first quote or special byte is special (an escape, a
 // control byte) or the marks end first: the caller then scans byte by
 // byte.

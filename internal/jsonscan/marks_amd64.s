@@ -4,8 +4,8 @@
 
 // func classifyAVX2(src []byte, out []uint64)
 // len(src) is a multiple of 64; out gets three words per 64-byte block:
-// quote ('"'), special (a backslash or a byte < 0x20) and high (a byte
-// >= 0x80), bit k for byte k of the block.
+// quote ('"'), special (a backslash or a byte < 0x20) and stop (special
+// or a byte >= 0x80), bit k for byte k of the block.
 TEXT ·classifyAVX2(SB), NOSPLIT, $0-48
 	MOVQ src_base+0(FP), SI
 	MOVQ src_len+8(FP), CX
@@ -45,17 +45,18 @@ loop:
 	VPMINUB   Y2, Y4, Y8
 	VPCMPEQB  Y8, Y4, Y8
 	VPOR      Y6, Y8, Y6
-	VPMOVMSKB Y5, AX
+	VPMOVMSKB Y5, R8
 	VPMOVMSKB Y6, DX
 	SHLQ      $32, DX
-	ORQ       DX, AX
-	MOVQ      AX, 8(DI)
+	ORQ       DX, R8
+	MOVQ      R8, 8(DI)
 
-	// high: the bytes' top bits
+	// stop: special, or the bytes' top bits
 	VPMOVMSKB Y3, AX
 	VPMOVMSKB Y4, DX
 	SHLQ      $32, DX
 	ORQ       DX, AX
+	ORQ       R8, AX
 	MOVQ      AX, 16(DI)
 
 	ADDQ $64, SI
@@ -98,8 +99,9 @@ loop512:
 	KORQ     K2, K3, K2
 	KMOVQ    K2, 8(DI)
 
-	// high: the bytes' top bits
+	// stop: special, or the bytes' top bits
 	VPMOVB2M Z3, K4
+	KORQ     K2, K4, K4
 	KMOVQ    K4, 16(DI)
 
 	ADDQ $64, SI

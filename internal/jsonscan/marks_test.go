@@ -19,7 +19,7 @@ func classifyRef(src []byte, out []uint64) {
 		if c == '\\' || c < 0x20 {
 			out[w+1] |= 1 << (i % 64)
 		}
-		if c >= 0x80 {
+		if c == '\\' || c < 0x20 || c >= 0x80 {
 			out[w+2] |= 1 << (i % 64)
 		}
 	}
@@ -98,7 +98,8 @@ func markedValid(data []byte) bool {
 	return s.valid()
 }
 
-// TestMarkedStr checks Str with marks against Str without, on strings that
+// TestMarkedStr checks Str with marks against Str without (and ASCIILen
+// against PlainLen and HighIn), on strings that
 // end in the first block, later blocks, the last partial block or not at
 // all, with and without escapes, control and high bytes.
 func TestMarkedStr(t *testing.T) {
@@ -111,6 +112,14 @@ func TestMarkedStr(t *testing.T) {
 					data := []byte(fmt.Sprintf("%*s\"%s%s", pre, "", body, close))
 					plain := Scanner{Data: data, I: pre}
 					marked := Scanner{Data: data, I: pre, marks: Mark(data, make([]uint64, markWords(len(data))))}
+					// ASCIILen: PlainLen's strings without a byte >= 0x80.
+					want := PlainLen(marked.marks, uint(pre+1))
+					if want >= 0 && HighIn(marked.marks, pre, pre+1+want) {
+						want = -1
+					}
+					if got := ASCIILen(marked.marks, uint(pre+1)); got != want {
+						t.Errorf("%q: ASCIILen = %d, want %d", data, got, want)
+					}
 					s1, e1, f1, err1 := plain.Str()
 					s2, e2, f2, err2 := marked.Str()
 					if s1 != s2 || e1 != e2 || f1 != f2 || (err1 == nil) != (err2 == nil) || (err1 == nil && plain.I != marked.I) {
