@@ -89,13 +89,14 @@ type member struct {
 	pat, mask [4]uint64
 	patLen    int
 	// next is the index + 1 of the member that usually follows in
-	// CloudTrail's own order, sorted the index + 1 of the next name in
-	// sorted order (tools that sort keys); 0: none.
-	next, sorted uint8
-	act          action
-	off          uintptr  // the field's offset in its struct
-	sub          *objKind // actObject: the field's table
-	lazy         Fields   // actLazy: the field
+	// CloudTrail's own order, alt of the one that follows next most often
+	// (see usualAlt), sorted the index + 1 of the next name in sorted
+	// order (tools that sort keys); 0: none.
+	next, alt, sorted uint8
+	act               action
+	off               uintptr  // the field's offset in its struct
+	sub               *objKind // actObject: the field's table
+	lazy              Fields   // actLazy: the field
 }
 
 // maxName is the longest name a table may hold (`"name":` fits four
@@ -124,6 +125,31 @@ var usualNext = map[string]string{
 	"UserIdentity.userName":    "sessionContext",
 }
 
+// usualAlt names, per type, the member that most often follows another
+// in CloudTrail's records when the one that usually follows (usualNext,
+// or the next field) does not: an optional field left out, or another
+// service's order (measured on the corpus; "^" is the object's first
+// key). The scan checks it second.
+var usualAlt = map[string]string{
+	"Event.^":                     "awsRegion",
+	"Event.eventVersion":          "managementEvent",
+	"Event.awsRegion":             "eventCategory",
+	"Event.userAgent":             "errorCode",
+	"Event.responseElements":      "additionalEventData",
+	"Event.additionalEventData":   "requestID",
+	"Event.readOnly":              "resources",
+	"Event.recipientAccountId":    "vpcEndpointId",
+	"Event.vpcEndpointId":         "eventCategory",
+	"Event.eventCategory":         "sessionCredentialFromConsole",
+	"UserIdentity.arn":            "principalId",
+	"UserIdentity.principalId":    "type",
+	"UserIdentity.accountId":      "principalId",
+	"UserIdentity.sessionContext": "invokedBy",
+	"Resource.^":                  "accountId",
+	"Resource.accountId":          "ARN",
+	"Resource.type":               "ARN",
+}
+
 // objKind is the table of one object type.
 type objKind struct {
 	members []member
@@ -134,6 +160,7 @@ type objKind struct {
 	// slots maps hash(key) to a member's index + 1 (0: no member).
 	slots [256]uint8
 	first uint8 // the index + 1 of the first name in sorted order
+	alt   uint8 // the index + 1 of the usual first name when not the first field
 	mul   [3]uint32
 }
 
@@ -266,7 +293,19 @@ func newKind(t reflect.Type, extra ...string) *objKind {
 		} else if j+1 < len(k.members) {
 			m.next = uint8(j + 2)
 		}
+		if name, ok := usualAlt[t.Name()+"."+m.name]; ok {
+			if _, ok := index[name]; !ok {
+				panic("cloudtrail: usualAlt names no field " + t.Name() + "." + name)
+			}
+			m.alt = uint8(index[name] + 1)
+		}
 		k.folded[lowerASCII(m.name)] = true
+	}
+	if name, ok := usualAlt[t.Name()+".^"]; ok {
+		if _, ok := index[name]; !ok {
+			panic("cloudtrail: usualAlt names no field " + t.Name() + "." + name)
+		}
+		k.alt = uint8(index[name] + 1)
 	}
 	names := slices.Sorted(maps.Keys(index))
 	k.first = uint8(index[names[0]] + 1)
@@ -371,21 +410,38 @@ func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, 
 	if i < len(data) && data[i] == '}' {
 		return i + 1, nil
 	}
-	// The member expected first: the first field, or the first name in
-	// sorted order.
-	next, sorted := uint8(1), k.first
+	// The member expected first: the first field, the usual first
+	// name, or the first name in sorted order.
+	next, alt, sorted := uint8(1), k.alt, k.first
 	for {
 		var mem *member
 		odd := false
 		keyStart := i
 		// The key: usually the one that follows the last in CloudTrail's
-		// order, written compactly, which matches costs no lookup.
-		if len(data)-i >= 32 {
-			d := data[i : i+32]
-			d0, d1 := binary.LittleEndian.Uint64(d), binary.LittleEndian.Uint64(d[8:])
-			d2, d3 := binary.LittleEndian.Uint64(d[16:]), binary.LittleEndian.Uint64(d[24:])
+		// order (or the alternative, or the next in sorted order),
+		// written compactly, which matches costs no lookup.
+		{
+			var d0, d1, d2, d3 uint64
+			if len(data)-i >= 32 {
+				d := data[i : i+32]
+				d0, d1 = binary.LittleEndian.Uint64(d), binary.LittleEndian.Uint64(d[8:])
+				d2, d3 = binary.LittleEndian.Uint64(d[16:]), binary.LittleEndian.Uint64(d[24:])
+			} else {
+				// The record's last keys: from a copy padded with zero
+				// bytes, which no pattern holds.
+				var pad [32]byte
+				copy(pad[:], data[i:])
+				d0, d1 = binary.LittleEndian.Uint64(pad[:]), binary.LittleEndian.Uint64(pad[8:])
+				d2, d3 = binary.LittleEndian.Uint64(pad[16:]), binary.LittleEndian.Uint64(pad[24:])
+			}
 			if next != 0 {
 				if mem = &k.members[next-1]; mem.matches(d0, d1, d2, d3) {
+					i += mem.patLen
+					goto value
+				}
+			}
+			if alt != 0 {
+				if mem = &k.members[alt-1]; mem.matches(d0, d1, d2, d3) {
 					i += mem.patLen
 					goto value
 				}
@@ -438,7 +494,7 @@ func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, 
 		}
 		var err error
 		if mem != nil {
-			next, sorted = mem.next, mem.sorted
+			next, alt, sorted = mem.next, mem.alt, mem.sorted
 			if mem.act == actString && i < len(data) && data[i] == '"' {
 				// The usual string value (see stringInto), here to
 				// save two calls.
