@@ -384,14 +384,22 @@ var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
 // run evaluates a compiled program on ev: a condition in Go when it can
 // (see compilePred), else with a pooled VM.
 func run(p *program, ev *cloudtrail.Event) (any, error) {
+	if p.pred != nil && ev != nil {
+		// The Go form first: it reads (and decodes, when it must) only
+		// the lazy fields it looks at, so a guard that fails or an exact
+		// form decides without decoding the rest (see memberEquals).
+		if ok := p.pred.fn(ev); !ok || p.pred.exact {
+			if p.fields != 0 {
+				if err := ev.Need(0); err != nil {
+					return nil, err
+				}
+			}
+			return ok, nil
+		}
+	}
 	if p.fields != 0 {
 		if err := ev.Need(p.fields); err != nil {
 			return nil, err
-		}
-	}
-	if p.pred != nil && ev != nil {
-		if ok := p.pred.fn(ev); !ok || p.pred.exact {
-			return ok, nil
 		}
 	}
 	return runVM(p, ev)

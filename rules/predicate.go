@@ -206,7 +206,10 @@ func comparison(n *ast.BinaryNode) (evFunc, bool) {
 // runtime.Equal, which is true only for a value of the constant's type
 // and equal to it (a missing key, nil, a number: false; never an error).
 // Only a member of the map itself: one further down may be a member of a
-// string, which the VM refuses with an error.
+// string, which the VM refuses with an error. On an event from
+// DecodeHeader it reads the member from the record's bytes
+// (cloudtrail.Event.Member) when it can, else decodes the map (Need): run
+// calls a Go form before it decodes anything.
 func memberEquals(member, constant ast.Node) (evFunc, bool) {
 	base, key, ok := chainMember(member)
 	if !ok {
@@ -216,14 +219,51 @@ func memberEquals(member, constant ast.Node) (evFunc, bool) {
 	if !ok {
 		return nil, false
 	}
-	get := func(ev *cloudtrail.Event) any { return (*(*map[string]any)(unsafe.Add(unsafe.Pointer(ev), off)))[key] }
+	id, ok := base.(*ast.IdentifierNode)
+	if !ok {
+		return nil, false
+	}
+	field := cloudtrail.FieldsOf(id.Value)
+	// lookup returns what the map holds under key, decoding the map when
+	// the record's bytes do not tell.
+	lookup := func(ev *cloudtrail.Event) (cloudtrail.MemberKind, string, any) {
+		if field != 0 {
+			if kind, s := ev.Member(field, key); kind != cloudtrail.MemberUndecided {
+				return kind, s, nil
+			}
+			if ev.Need(field) != nil {
+				// Not expected after the header scan; run reports
+				// the error.
+				return cloudtrail.MemberMissing, "", nil
+			}
+		}
+		return cloudtrail.MemberUndecided, "", (*(*map[string]any)(unsafe.Add(unsafe.Pointer(ev), off)))[key]
+	}
 	switch c := constant.(type) {
 	case *ast.StringNode:
 		s := c.Value
-		return func(ev *cloudtrail.Event) bool { v, ok := get(ev).(string); return ok && v == s }, true
+		return func(ev *cloudtrail.Event) bool {
+			kind, str, v := lookup(ev)
+			if kind == cloudtrail.MemberUndecided {
+				str, ok := v.(string)
+				return ok && str == s
+			}
+			return kind == cloudtrail.MemberString && str == s
+		}, true
 	case *ast.BoolNode:
+		want := cloudtrail.MemberFalse
+		if c.Value {
+			want = cloudtrail.MemberTrue
+		}
 		b := c.Value
-		return func(ev *cloudtrail.Event) bool { v, ok := get(ev).(bool); return ok && v == b }, true
+		return func(ev *cloudtrail.Event) bool {
+			kind, _, v := lookup(ev)
+			if kind == cloudtrail.MemberUndecided {
+				got, ok := v.(bool)
+				return ok && got == b
+			}
+			return kind == want
+		}, true
 	}
 	return nil, false
 }

@@ -161,7 +161,8 @@ func FuzzTwoTier(f *testing.F) {
 }
 
 // TestLazyFieldsRead checks which lazy fields a condition decodes: those it
-// names, all of them through $env, and none for a header-only one.
+// names, all of them through $env, and none for a header-only one or one
+// whose Go form reads a map's member from the record's bytes.
 func TestLazyFieldsRead(t *testing.T) {
 	rec := []byte(`{"eventVersion":"1.08","eventID":"e","eventName":"PutBucketPolicy","userIdentity":{"type":"Root","sessionContext":{"sessionIssuer":{"arn":"x"}}},
 		"requestParameters":{"bucketName":"b"},"responseElements":{"ok":true},"resources":[{"ARN":"arn:aws:s3:::b"}],"additionalEventData":{"a":1}}`)
@@ -170,7 +171,8 @@ func TestLazyFieldsRead(t *testing.T) {
 		want []string // the lazy fields decoded afterwards
 	}{
 		{`eventName == "PutBucketPolicy" && userIdentity.sessionContext.sessionIssuer.arn == "x"`, nil},
-		{`requestParameters.bucketName == "b"`, []string{"requestParameters"}},
+		{`requestParameters.bucketName == "b" && responseElements.ok == true`, nil},
+		{`str(requestParameters.bucketName) == "b"`, []string{"requestParameters"}},
 		{`let rp = requestParameters; rp.bucketName == "b" && any(resources, {.ARN != ""})`, []string{"requestParameters", "resources"}},
 		{`$env["responseElements"] != nil`, []string{"requestParameters", "responseElements", "additionalEventData", "resources"}},
 		{`$env.eventName == "PutBucketPolicy"`, []string{"requestParameters", "responseElements", "additionalEventData", "resources"}},

@@ -53,6 +53,9 @@ func headerDiff(raw []byte) (diffs []string, scanned bool, err error) {
 			diffs = append(diffs, fmt.Sprintf("%s: %#v before Need, want it left zero", name, got))
 		}
 	}
+	if !complete {
+		diffs = append(diffs, memberDiff(&fast, full)...)
+	}
 	// After Own the caller's buffer may change; after Complete the event
 	// is the whole decode's.
 	fast.Own()
@@ -66,6 +69,51 @@ func headerDiff(raw []byte) (diffs []string, scanned bool, err error) {
 		diffs = append(diffs, fmt.Sprintf("after Complete:\n header %#v\n encoding/json %#v", got, want))
 	}
 	return diffs, !complete, nil
+}
+
+// memberDiff checks Member, on fast (from DecodeHeader, before Need), for
+// every key of every lazy map of full (the whole decode), and a key that
+// none holds, against what the decoded map holds.
+func memberDiff(fast, full *Event) (diffs []string) {
+	fv := reflect.ValueOf(full).Elem()
+	for i := 0; i < fv.NumField(); i++ {
+		name := fv.Type().Field(i).Tag.Get("json")
+		f := FieldsOf(name)
+		if f == 0 || f == fieldResources || !fv.Type().Field(i).IsExported() {
+			continue
+		}
+		m := fv.Field(i).Interface().(map[string]any)
+		keys := []string{"no such key \u00e9"}
+		for k := range m {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			kind, str := fast.Member(f, k)
+			v, ok := m[k]
+			var want MemberKind
+			switch x := v.(type) {
+			case string:
+				want = MemberString
+				if kind == MemberString && str != x {
+					diffs = append(diffs, fmt.Sprintf("Member(%s, %q) = %q, decoded %q", name, k, str, x))
+				}
+			case bool:
+				want = MemberFalse
+				if x {
+					want = MemberTrue
+				}
+			default:
+				want = MemberOther
+				if !ok {
+					want = MemberMissing
+				}
+			}
+			if kind != MemberUndecided && kind != want {
+				diffs = append(diffs, fmt.Sprintf("Member(%s, %q) is kind %d, decoded %#v (kind %d)", name, k, kind, v, want))
+			}
+		}
+	}
+	return diffs
 }
 
 // exportedFields is ev without its unexported state.
@@ -142,6 +190,10 @@ func TestHeaderEdgeCases(t *testing.T) {
 		fallback bool
 	}{
 		{"plain", `{"eventVersion":"1.08","eventName":"ConsoleLogin","eventTime":"2024-02-29T23:59:59Z"}`, false},
+		// Member (memberDiff) on lazy maps: the last of duplicate keys,
+		// escaped keys and values, bytes outside ASCII, white space.
+		{"map members", `{"eventVersion":"1.08","requestParameters": { "a" : "x" , "b":true,"a":"y","c":{"a":"z"},"d":[1],"e":null,"f":false,"g":""},"responseElements":{"\u0061":"q","k\u00e9":1,"a":"r","v":"caf\u00e9","w":"é","x":"\n","y":"ÿ"}}`, false},
+		{"map member last wins over a string", `{"eventVersion":"1.08","requestParameters":{"a":"x","a":false},"additionalEventData":null,"addendum":{}}`, false},
 		{"escaped value", `{"eventVersion":"1.08","eventName":"Console\u004cogin\n"}`, false},
 		{"invalid UTF-8 is replaced", "{\"eventVersion\":\"1.08\",\"eventName\":\"Console\xffLogin\"}", false},
 		{"valid UTF-8 kept", `{"eventVersion":"1.08","userAgent":"café ☕ 𝄞"}`, false},

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math/bits"
 	"unsafe"
+
+	"github.com/trailwatch/trailwatch/internal/jsonscan"
 )
 
 // Lazy decoding. DecodeHeader fills every typed field of the record except
@@ -109,6 +111,99 @@ func (ev *Event) Need(fields Fields) error {
 		ev.lazy.pending &^= f
 	}
 	return nil
+}
+
+// MemberKind is what Member found in a lazy map field.
+type MemberKind uint8
+
+// What a lazy map holds under a key, as its decode would give it.
+const (
+	// MemberUndecided: Member cannot tell without the decode (the field
+	// is not pending, or a key or the value holds an escape or bytes
+	// outside ASCII): call Need and read the map.
+	MemberUndecided MemberKind = iota
+	MemberMissing              // no such key (or the field is null): nil
+	MemberString               // a string, returned as a view of the record
+	MemberTrue                 // true
+	MemberFalse                // false
+	MemberOther                // null, a number, an object or a list
+)
+
+// Member reports what the lazy map field f (requestParameters, ...) would
+// hold under key once decoded, without decoding it: conditions such as
+// requestParameters.attribute == "userData" are decided on most records
+// from the bytes, without building the map. A string is returned as a
+// view of the record's bytes, valid while the record is unchanged (use it
+// at once). When the key occurs more than once the last occurrence counts,
+// as in the decode.
+func (ev *Event) Member(f Fields, key string) (MemberKind, string) {
+	if ev.lazy.pending&f == 0 || bits.OnesCount16(uint16(f)) != 1 || f == fieldResources {
+		return MemberUndecided, ""
+	}
+	sp := ev.lazy.spans[bits.TrailingZeros16(uint16(f))]
+	s := jsonscan.Scanner{Data: ev.raw.data[sp.start:sp.end]}
+	if s.Lit("null") {
+		return MemberMissing, ""
+	}
+	// The header scan checked the value: one object, valid JSON.
+	if !s.Lit("{") {
+		return MemberUndecided, ""
+	}
+	found := -1
+	s.WS()
+	if s.Lit("}") {
+		return MemberMissing, ""
+	}
+	for {
+		s.WS()
+		start, end, flags, err := s.Str()
+		if err != nil {
+			return MemberUndecided, ""
+		}
+		if flags != 0 {
+			// An escape or bytes outside ASCII: the key may decode to
+			// key.
+			return MemberUndecided, ""
+		}
+		s.WS()
+		if !s.Lit(":") {
+			return MemberUndecided, ""
+		}
+		s.WS()
+		if string(s.Data[start:end]) == key {
+			found = s.I
+		}
+		if s.Skip() != nil {
+			return MemberUndecided, ""
+		}
+		done, err := s.Next()
+		if err != nil {
+			return MemberUndecided, ""
+		}
+		if done {
+			break
+		}
+	}
+	if found < 0 {
+		return MemberMissing, ""
+	}
+	s.I = found
+	switch {
+	case s.Lit("true"):
+		return MemberTrue, ""
+	case s.Lit("false"):
+		return MemberFalse, ""
+	case s.I < len(s.Data) && s.Data[s.I] == '"':
+		start, end, flags, err := s.Str()
+		if err != nil || flags != 0 {
+			return MemberUndecided, ""
+		}
+		if start == end {
+			return MemberString, ""
+		}
+		return MemberString, unsafe.String(&s.Data[start], end-start)
+	}
+	return MemberOther, ""
 }
 
 // Complete decodes every field DecodeHeader left for later: ev is then
