@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // Policy helpers for the resource, trust and bucket policies that records
@@ -64,8 +65,18 @@ var scopingKeys = map[string]bool{
 }
 
 // policyStatements returns the statements of a policy document (a map, or
-// a JSON string as parseJSON reads it) that allow something.
+// a JSON string as parseJSON reads it) that allow something. The answer
+// for the last document given as a string is remembered (lastPolicy): a
+// rule that reads one document through two helpers (publicPolicy(doc) ||
+// any(policyAccounts(doc), ...)) parses it once. The statements are only
+// read, by these helpers, never handed to an expression.
 func policyStatements(v any) []map[string]any {
+	s, isString := v.(string)
+	if isString {
+		if m := lastPolicy.Load(); m != nil && m.doc == s {
+			return m.statements
+		}
+	}
 	doc, _ := parseJSON(v).(map[string]any)
 	var out []map[string]any
 	for _, st := range toList(doc["Statement"]) {
@@ -74,7 +85,21 @@ func policyStatements(v any) []map[string]any {
 			out = append(out, m)
 		}
 	}
+	if isString {
+		// s may be a view of a record's buffer, which is reused: keep a
+		// copy.
+		lastPolicy.Store(&policyMemo{doc: strings.Clone(s), statements: out})
+	}
 	return out
+}
+
+// lastPolicy is policyStatements' last answer for a document given as a
+// string (shared by every goroutine; each answer is immutable).
+var lastPolicy atomic.Pointer[policyMemo]
+
+type policyMemo struct {
+	doc        string
+	statements []map[string]any
 }
 
 // publicPolicy reports whether a resource or trust policy lets anyone in:
