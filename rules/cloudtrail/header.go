@@ -635,6 +635,14 @@ func (h *headerScan) timeInto(m []uint64, i int, dst *time.Time, depth int) (int
 	if isNull(h.data, i) {
 		return i + 4, nil
 	}
+	// CloudTrail's own shape: parseTrailTime checks every byte between
+	// the quotes, so this is a plain JSON string and needs no scan.
+	if len(h.data)-i >= 22 && h.data[i] == '"' && h.data[i+21] == '"' {
+		if t, ok := parseTrailTime(h.data[i : i+22]); ok {
+			*dst = t
+			return i + 22, nil
+		}
+	}
 	start := i
 	i, err := jsonscan.SkipAt(h.data, m, i, depth, false)
 	if err != nil {
@@ -804,7 +812,31 @@ func parseTrailTime(b []byte) (time.Time, bool) {
 		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), true
+	return time.Unix(unixDays(year, month, day)*86400+int64(hour*3600+minute*60+sec), 0).UTC(), true
+}
+
+// unixDays returns the days from 1970-01-01 to the given date of the
+// proleptic Gregorian calendar (month 1-12), as time.Date counts them
+// (H. Hinnant's days_from_civil).
+func unixDays(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400
+	m := int64(month)
+	if m > 2 {
+		m -= 3
+	} else {
+		m += 9
+	}
+	doy := (153*m+2)/5 + int64(day) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 func daysIn(m time.Month, year int) int {

@@ -281,7 +281,9 @@ func TestParseTrailTime(t *testing.T) {
 		`"2024-05-01T08:00:00Z"`, `"2024-02-29T23:59:59Z"`, `"2000-02-29T00:00:00Z"`, `"1900-02-29T00:00:00Z"`,
 		`"2024-13-01T00:00:00Z"`, `"2024-04-31T00:00:00Z"`, `"2024-05-01T24:00:00Z"`, `"2024-05-01T08:60:00Z"`,
 		`"2024-05-01T08:00:60Z"`, `"2024-05-01t08:00:00Z"`, `"2024-05-01T08:00:00z"`, `"0000-01-01T00:00:00Z"`,
-		`"2024-05-00T08:00:00Z"`, `"2024-+5-01T08:00:00Z"`,
+		`"2024-05-00T08:00:00Z"`, `"2024-+5-01T08:00:00Z"`, `"1970-01-01T00:00:00Z"`, `"1969-12-31T23:59:59Z"`,
+		`"0001-01-01T00:00:00Z"`, `"1600-03-01T00:00:00Z"`, `"2038-01-19T03:14:08Z"`, `"2100-02-28T12:00:00Z"`,
+		`"2400-02-29T23:59:59Z"`, `"9999-12-31T23:59:59Z"`, `"2023-12-31T23:59:59Z"`, `"2024-03-01T00:00:00Z"`,
 	} {
 		t.Run(s, func(t *testing.T) {
 			var want time.Time
@@ -294,6 +296,12 @@ func TestParseTrailTime(t *testing.T) {
 				t.Errorf("parseTrailTime(%s) = %v, time.Time gives %v (err %v)", s, got, want, werr)
 			}
 		})
+	}
+	// unixDays against time.Date on every day of four centuries.
+	for d := time.Date(1599, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2401; d = d.AddDate(0, 0, 1) {
+		if got, want := unixDays(d.Year(), int(d.Month()), d.Day()), d.Unix()/86400; got != want {
+			t.Fatalf("unixDays(%v) = %d, want %d", d.Format(time.DateOnly), got, want)
+		}
 	}
 }
 
