@@ -104,11 +104,7 @@ func StrAt(data []byte, marks []uint64, i int) (end, flags int, err error) {
 	}
 	if marks != nil {
 		if n := PlainLen(marks, uint(i+1)); n >= 0 {
-			end = i + 1 + n
-			if HighIn(marks, i, end) {
-				flags = StrNonASCII
-			}
-			return end, flags, nil
+			return i + 1 + n, 0, nil
 		}
 	}
 	return strAt(data, marks, i)

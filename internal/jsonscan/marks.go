@@ -15,15 +15,16 @@ import (
 //
 // With them a string's end is found without reading its bytes: in the 64
 // bits from the byte after the opening quote on (two neighbouring words
-// shifted together), the first quote bit is the closing quote if no
-// special bit comes before it (then the string holds no escape nor control
-// byte, and its stop bits say whether it is all ASCII); anything else
-// (an escape, a control byte, a string of 64 bytes or more) takes the
-// byte-by-byte scan from the opening quote. The marks end with one block
-// of zero words, so that the window of the last block can be read like
-// any other. The pass runs with AVX-512 or AVX2 where the CPU has them
-// (marks_amd64.s) and in portable Go (SWAR, eight bytes a word) elsewhere;
-// all give the same bits, which TestClassifyAgrees checks on every run.
+// shifted together), the first quote bit is the closing quote if no stop
+// bit comes before it (then the string is plain ASCII: no escape, control
+// byte nor byte >= 0x80, the usual case, see PlainLen); anything else
+// (an escape, a control byte, a byte >= 0x80, a string of 64 bytes or
+// more) takes strMarked or the byte-by-byte scan from the opening quote.
+// The marks end with one block of zero words, so that the window of the
+// last block can be read like any other. The pass runs with AVX-512 or
+// AVX2 where the CPU has them (marks_amd64.s) and in portable Go (SWAR,
+// eight bytes a word) elsewhere; all give the same bits, which
+// TestClassifyAgrees checks on every run.
 
 // markStride is the number of words per block.
 const markStride = 3
@@ -166,48 +167,22 @@ func gather(x uint64) uint64 {
 
 // PlainLen returns the length of the contents of the string whose
 // contents start at data[j] (right after its opening quote), if the string
-// is shorter than 64 bytes and holds no escape nor control byte: the usual
-// case, which it decides from marks (Mark's, for data; j <= len(data))
-// without reading the string. Else it returns -1, and the caller takes
-// StrAt. Small enough to inline.
+// is shorter than 64 bytes and holds only plain ASCII (no escape, control
+// byte nor byte >= 0x80): the usual case, which it decides from marks
+// (Mark's, for data; j <= len(data)) without reading the string: the
+// first quote must come before the first stop. Else it returns -1, and
+// the caller takes StrAt. Small enough to inline.
 func PlainLen(marks []uint64, j uint) int {
-	b := (*[2 * markStride]uint64)(marks[j>>6*markStride:])
-	sh := j & 63
-	q := b[0]>>sh | b[markStride]<<(64-sh)
-	t := q | b[1]>>sh | b[markStride+1]<<(64-sh)
-	if q&(t&-t) == 0 {
-		// No quote in the window, or a special byte before the first
-		// (t&-t: the lowest quote or special bit).
-		return -1
-	}
-	return bits.TrailingZeros64(q)
-}
-
-// ASCIILen is PlainLen for strings that hold only ASCII as well: it
-// returns -1 also when a byte >= 0x80 comes before the closing quote (the
-// first stop bit, of the stop class, must come after the first quote), so
-// a header field's usual string costs one test, not PlainLen and HighIn.
-// Small enough to inline.
-func ASCIILen(marks []uint64, j uint) int {
 	b := (*[2 * markStride]uint64)(marks[j>>6*markStride:])
 	sh := j & 63
 	q := b[0]>>sh | b[markStride]<<(64-sh)
 	t := q | b[2]>>sh | b[markStride+2]<<(64-sh)
 	if q&(t&-t) == 0 {
+		// No quote in the window, or a stop byte before the first
+		// (t&-t: the lowest quote or stop bit).
 		return -1
 	}
 	return bits.TrailingZeros64(q)
-}
-
-// HighIn reports whether the contents of a string that PlainLen took,
-// from the byte after its opening quote at i to its closing quote at end,
-// hold a byte >= 0x80 (the stop bits there: no special byte comes before
-// the closing quote).
-func HighIn(marks []uint64, i, end int) bool {
-	j := i + 1
-	b := marks[j>>6*markStride:]
-	sh := uint(j & 63)
-	return (b[2]>>sh|b[markStride+2]<<(64-sh))&(1<<uint(end-j)-1) != 0
 }
 
 // strMarked is StrAt on marked data for a string whose contents start at

@@ -498,7 +498,7 @@ func (h *headerScan) object(m []uint64, i int, k *objKind, base unsafe.Pointer, 
 			if mem.act == actString && i < len(data) && data[i] == '"' {
 				// The usual string value (see stringInto), here to
 				// save two calls.
-				if n := jsonscan.ASCIILen(m, uint(i+1)); n > 0 {
+				if n := jsonscan.PlainLen(m, uint(i+1)); n > 0 {
 					*(*string)(unsafe.Add(base, mem.off)) = unsafe.String(&data[i+1], n)
 					i += n + 2
 					goto after
@@ -583,7 +583,7 @@ func (h *headerScan) stringInto(m []uint64, i int, dst *string) (int, error) {
 	if i >= len(data) || data[i] != '"' {
 		return h.null(i)
 	}
-	if n := jsonscan.ASCIILen(m, uint(i+1)); n > 0 {
+	if n := jsonscan.PlainLen(m, uint(i+1)); n > 0 {
 		// The usual string: no escape, all ASCII, not empty.
 		*dst = unsafe.String(&data[i+1], n)
 		return i + n + 2, nil
