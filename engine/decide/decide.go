@@ -325,17 +325,19 @@ func (x *Decision) Rollback() {
 // control may fold it into a digest instead. builtin alerts are counted
 // without a lag (their time is not a record's).
 func (d *Decider) routeOne(items []Item, route Router, lb *lifecycle.Batch, o lifecycle.Output, rule *rules.Rule, builtin bool) []Item {
-	a := o.Alert
 	if m := d.opts.Metrics; m != nil {
 		if builtin {
-			m.Alerts.WithLabelValues(a.RuleID, a.Severity).Inc()
+			m.Alerts.WithLabelValues(o.Alert.RuleID, o.Alert.Severity).Inc()
 		} else {
-			m.observeAlert(&a, d.opts.Now())
+			m.observeAlert(&o.Alert, d.opts.Now())
 		}
 	}
 	if route == nil {
 		return items
 	}
+	// The router gets a copy (it is handed a pointer, and could keep it):
+	// made only when there is a router (replay without --notify has none).
+	a := o.Alert
 	targets := route(&a, rule)
 	if len(targets) == 0 {
 		d.log.Warn("alert matches no route and its rule names no notifier; it is not delivered",

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/trailwatch/trailwatch/internal/idwindow"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
 )
@@ -231,9 +232,9 @@ func (p *Parallel[T]) handBack() {
 	p.inflight = p.inflight[1:]
 	e := p.ev
 	// The eventIDs of the whole batch go through the window at once (in
-	// input order, as one by one): see IDWindow.addKeys.
+	// input order, as one by one): see idwindow.Window.AddKeys.
 	if e.seen != nil {
-		b.fresh = e.seen.addKeys(b.keys, b.fresh[:0])
+		b.fresh = e.seen.AddKeys(b.keys, b.fresh[:0])
 	}
 	// The counters are added once a batch: an atomic add a record each
 	// cost more than the rest of a duplicate's or a non-match's hand-back.
@@ -311,7 +312,7 @@ func (p *Parallel[T]) evaluateOne(b *batch[T], en *entry[T], raw []byte, ev *clo
 	} else {
 		if ev.EventID != "" {
 			en.key = len(b.keys)
-			b.keys = append(b.keys, idKey(ev.EventID))
+			b.keys = append(b.keys, idwindow.Key(ev.EventID))
 		}
 		// Where a matched record's bytes stay while the matches are held:
 		// without ReuseEvents, in a copy the event owns; with it, in the

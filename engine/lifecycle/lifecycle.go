@@ -37,6 +37,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/trailwatch/trailwatch/internal/idwindow"
 	"github.com/trailwatch/trailwatch/notifiers"
 	"github.com/trailwatch/trailwatch/rules"
 	"github.com/trailwatch/trailwatch/rules/cloudtrail"
@@ -305,10 +306,10 @@ type Lifecycle struct {
 
 	mu        sync.Mutex
 	entries   map[string]*entry
-	lru       lruList  // front is the least recently used
-	free      []*entry // entries to reuse (freeEntry)
-	seen      map[string]struct{}
-	seenRing  []string
+	lru       lruList          // front is the least recently used
+	free      []*entry         // entries to reuse (freeEntry)
+	seen      *idwindow.Window // the pairs processed, the last SeenIDs (nil: none yet)
+	seenRing  []string         // the same pairs' keys, for the state file
 	seenNext  int
 	watermark time.Time
 	silenced  map[string]SilencedRecord
@@ -344,7 +345,6 @@ func Open(cfg Config, opts Options) (*Lifecycle, error) {
 	l := &Lifecycle{
 		cfg: cfg, opts: opts, log: opts.Logger,
 		entries:  map[string]*entry{},
-		seen:     map[string]struct{}{},
 		silenced: map[string]SilencedRecord{},
 		storm:    map[string]*stormState{},
 	}
@@ -555,8 +555,7 @@ func (b *Batch) seenBefore(key string) bool {
 	if _, ok := b.seen[key]; ok {
 		return true
 	}
-	_, ok := b.l.seen[key]
-	return ok
+	return b.l.seen != nil && b.l.seen.Has(key)
 }
 
 // Process runs one alert, raised by rule r on the event ev, through
@@ -920,18 +919,23 @@ func (b *Batch) Commit() error {
 	return nil
 }
 
-func (l *Lifecycle) addSeen(k string) {
-	if _, ok := l.seen[k]; ok {
+// addSeen records a processed pair's idempotency key. The window (an
+// open-addressing table of the keys' hashes: a Go map of the strings cost
+// a cache miss or two a pair to forget the oldest) and the ring of the
+// keys move in step: each forgets its oldest when a new key comes in.
+func (l *Lifecycle) addSeen(idem string) {
+	if l.seen == nil {
+		l.seen = idwindow.New(l.opts.SeenIDs) // 384 KiB by default: not before the first alert
+	}
+	if !l.seen.Add(idem) {
 		return
 	}
 	if len(l.seenRing) < l.opts.SeenIDs {
-		l.seenRing = append(l.seenRing, k)
+		l.seenRing = append(l.seenRing, idem)
 	} else {
-		delete(l.seen, l.seenRing[l.seenNext])
-		l.seenRing[l.seenNext] = k
+		l.seenRing[l.seenNext] = idem
 		l.seenNext = (l.seenNext + 1) % len(l.seenRing)
 	}
-	l.seen[k] = struct{}{}
 }
 
 // snapshot is the state file's content.

@@ -466,3 +466,25 @@ func TestHeldBackMatchAllocations(t *testing.T) {
 		t.Errorf("a held-back threshold match allocated %v times, want at most 4", allocs)
 	}
 }
+
+// TestProcessedPairsAreBoundedExactly checks the set of processed (rule,
+// event) pairs: the last SeenIDs pairs are remembered, in memory and
+// through the state file, and the oldest is forgotten first.
+func TestProcessedPairsAreBoundedExactly(t *testing.T) {
+	dir := t.TempDir()
+	opts := lifecycle.Options{StateDir: dir, SeenIDs: 3}
+	stop := func(id string) event { return event{id: id, name: "StopLogging"} }
+	h := newHarness(t, lifecycle.Config{}, opts)
+	for _, id := range []string{"s1", "s2", "s3", "s4"} {
+		check(t, h.batch(stop(id)), []want{{"plain", id, 1, 0}})
+	}
+	// s1 is forgotten (the fourth pair pushed it out); s2..s4 are not,
+	// also after a restart.
+	h2 := newHarness(t, lifecycle.Config{}, opts)
+	check(t, h2.batch(stop("s4")), nil)
+	check(t, h2.batch(stop("s2")), nil)
+	check(t, h2.batch(stop("s3")), nil)
+	check(t, h2.batch(stop("s1")), []want{{"plain", "s1", 1, 0}}) // now s2 is forgotten
+	check(t, h2.batch(stop("s2")), []want{{"plain", "s2", 1, 0}})
+	check(t, h2.batch(stop("s1"), stop("s4")), nil)
+}

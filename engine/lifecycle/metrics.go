@@ -12,6 +12,17 @@ type metrics struct {
 	silenced      *prometheus.CounterVec
 	folded        *prometheus.CounterVec
 	untrusted     *prometheus.CounterVec
+
+	// counters are the vectors' counters observe has used, by vector and
+	// label: WithLabelValues hashes and checks the label each time, and
+	// replay commits a batch per record. The labels are rule IDs,
+	// notifier names and reasons: a bounded set. Used under l.mu.
+	counters map[counterKey]prometheus.Counter
+}
+
+type counterKey struct {
+	vec   *prometheus.CounterVec
+	label string
 }
 
 func newMetrics(reg prometheus.Registerer, l *Lifecycle) *metrics {
@@ -70,7 +81,15 @@ func (m *metrics) observe(s *batchStats) {
 	}{{m.suppressed, s.suppressed}, {m.thresholdHeld, s.thresholdHeld}, {m.late, s.late},
 		{m.replayed, s.replayed}, {m.silenced, s.silenced}, {m.folded, s.folded}, {m.untrusted, s.untrusted}} {
 		for k, n := range p.c {
-			p.v.WithLabelValues(k).Add(float64(n))
+			c, ok := m.counters[counterKey{p.v, k}]
+			if !ok {
+				if m.counters == nil {
+					m.counters = map[counterKey]prometheus.Counter{}
+				}
+				c = p.v.WithLabelValues(k)
+				m.counters[counterKey{p.v, k}] = c
+			}
+			c.Add(float64(n))
 		}
 	}
 }

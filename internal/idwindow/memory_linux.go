@@ -1,4 +1,4 @@
-package decide
+package idwindow
 
 import (
 	"runtime"
@@ -39,6 +39,6 @@ func keyMemory(n int) (keys [][16]byte, free func()) {
 
 // freeWithWindow unmaps a window's key memory once the window is
 // unreachable.
-func freeWithWindow(w *IDWindow, free func()) {
+func freeWithWindow(w *Window, free func()) {
 	runtime.AddCleanup(w, func(f func()) { f() }, free)
 }

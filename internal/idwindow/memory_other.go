@@ -1,8 +1,8 @@
 //go:build !linux
 
-package decide
+package idwindow
 
 // keyMemory returns n zeroed keys from the heap (see hugepage_linux.go).
 func keyMemory(n int) (keys [][16]byte, free func()) { return make([][16]byte, n), func() {} }
 
-func freeWithWindow(*IDWindow, func()) {}
+func freeWithWindow(*Window, func()) {}
