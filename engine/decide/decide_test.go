@@ -249,10 +249,10 @@ func TestDecision(t *testing.T) {
 	}
 }
 
-// TestDecisionRollback checks that a decision that was not committed (the
-// items could not be handed on) leaves the lifecycle as it was: the batch
-// read again is decided the same way.
-func TestDecisionRollback(t *testing.T) {
+// decideRulesAndLifecycle loads decideRules and opens a lifecycle with the
+// defaults.
+func decideRulesAndLifecycle(t testing.TB) (*rules.Set, *lifecycle.Lifecycle) {
+	t.Helper()
 	set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte(decideRules)}})
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +261,14 @@ func TestDecisionRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return set, lc
+}
+
+// TestDecisionRollback checks that a decision that was not committed (the
+// items could not be handed on) leaves the lifecycle as it was: the batch
+// read again is decided the same way.
+func TestDecisionRollback(t *testing.T) {
+	set, lc := decideRulesAndLifecycle(t)
 	d := New(NewEvaluator(set, EvaluatorOptions{DedupWindow: -1}),
 		func(*notifiers.Alert, *rules.Rule) []string { return []string{"pager"} }, Options{Lifecycle: lc})
 	batch := records(rec{id: "d1", code: "AccessDenied"}, rec{id: "d2", code: "AccessDenied", at: 1},
@@ -411,14 +419,7 @@ func TestSummaryRenderedOnlyForAlertsThatGoOut(t *testing.T) {
 // only what the lifecycle needs for it (its dedup key), and a match that
 // goes out is handed on as Begin…Commit would.
 func TestDecideMatchesReusesItsDecision(t *testing.T) {
-	set, err := rules.LoadFiles([]rules.File{{Name: "r.yaml", Data: []byte(decideRules)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc, err := lifecycle.Open(lifecycle.Config{}, lifecycle.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, lc := decideRulesAndLifecycle(t)
 	ev := NewEvaluator(set, EvaluatorOptions{DedupWindow: -1})
 	d := New(ev, nil, Options{Lifecycle: lc})
 	var ms [][]Match

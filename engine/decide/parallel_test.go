@@ -103,9 +103,18 @@ func parallelTranscript(t *testing.T, set *rules.Set, in [][]byte, opts Parallel
 		transcript(&w, place, alerts, err)
 		return nil
 	})
-	buf := make([]byte, 0, 1<<20)
+	addAll(t, p, in)
+	fmt.Fprintf(&w, "%+v\n", ev.Stats())
+	return w.String()
+}
+
+// addAll adds the records in to p, the i-th with meta i, from one buffer
+// that is overwritten as soon as Add returns, as files.Walk's is, and
+// closes p.
+func addAll(t testing.TB, p *Parallel[int], in [][]byte) {
+	t.Helper()
+	buf := make([]byte, 0, 1<<16)
 	for i, r := range in {
-		// The caller's buffer is reused at once, as files.Walk's is.
 		buf = append(buf[:0], r...)
 		if err := p.Add(buf, i); err != nil {
 			t.Fatal(err)
@@ -115,8 +124,6 @@ func parallelTranscript(t *testing.T, set *rules.Set, in [][]byte, opts Parallel
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&w, "%+v\n", ev.Stats())
-	return w.String()
 }
 
 // TestParallelEqualsSequential checks that evaluating on several
@@ -392,17 +399,7 @@ func TestParallelReuseThroughTheLifecycle(t *testing.T) {
 					write(&got, res)
 					return err
 				})
-			buf := make([]byte, 0, 1<<16)
-			for i, r := range in {
-				buf = append(buf[:0], r...)
-				if err := p.Add(buf, i); err != nil {
-					t.Fatal(err)
-				}
-				clear(buf)
-			}
-			if err := p.Close(); err != nil {
-				t.Fatal(err)
-			}
+			addAll(t, p, in)
 			res, err := d.DecideMatches(context.Background(), nil, true)
 			if err != nil {
 				t.Fatal(err)
