@@ -267,43 +267,36 @@ func (ev *Event) moveTo(data []byte) {
 	old := ev.raw.data
 	lo := uintptr(unsafe.Pointer(unsafe.SliceData(old)))
 	hi := lo + uintptr(len(old))
-	ev.eachString(func(s *string) {
+	for _, s := range ev.stringFields() {
 		if len(*s) == 0 {
-			return
+			continue
 		}
 		p := uintptr(unsafe.Pointer(unsafe.StringData(*s)))
 		if p >= lo && p < hi {
 			*s = unsafe.String(&data[p-lo], len(*s))
 		}
-	})
+	}
 	ev.raw.data = data
 }
 
-// eachString calls fn with every string field that DecodeHeader fills.
-func (ev *Event) eachString(fn func(*string)) {
-	for _, s := range [...]*string{
+// stringFields returns every string field that DecodeHeader fills (a loop
+// over them costs no call a field, as a callback did).
+func (ev *Event) stringFields() [43]*string {
+	u := &ev.UserIdentity
+	c := &u.SessionContext
+	return [...]*string{
 		&ev.EventVersion, &ev.EventSource, &ev.EventName, &ev.AWSRegion, &ev.SourceIPAddress,
 		&ev.UserAgent, &ev.ErrorCode, &ev.ErrorMessage, &ev.RequestID, &ev.EventID, &ev.EventType,
 		&ev.APIVersion, &ev.RecipientAccountID, &ev.SharedEventID, &ev.VPCEndpointID,
 		&ev.VPCEndpointAccountID, &ev.EventCategory, &ev.SessionCredentialFromConsole,
 		&ev.TLSDetails.TLSVersion, &ev.TLSDetails.CipherSuite, &ev.TLSDetails.ClientProvidedHostHeader,
-	} {
-		fn(s)
-	}
-	u := &ev.UserIdentity
-	for _, s := range [...]*string{
+
 		&u.Type, &u.PrincipalID, &u.ARN, &u.AccountID, &u.AccessKeyID, &u.UserName, &u.InvokedBy,
 		&u.CredentialID, &u.IdentityProvider, &u.OnBehalfOf.UserID, &u.OnBehalfOf.IdentityStoreARN,
-	} {
-		fn(s)
-	}
-	c := &u.SessionContext
-	for _, s := range [...]*string{
+
 		&c.SessionIssuer.Type, &c.SessionIssuer.PrincipalID, &c.SessionIssuer.ARN,
 		&c.SessionIssuer.AccountID, &c.SessionIssuer.UserName, &c.WebIDFederationData.FederatedProvider,
 		&c.Attributes.CreationDate, &c.Attributes.MFAAuthenticated, &c.SourceIdentity,
 		&c.EC2RoleDelivery, &c.AssumedRoot,
-	} {
-		fn(s)
 	}
 }
