@@ -343,26 +343,34 @@ func (l *loader) errorf(file string, n *yaml.Node, ruleID, format string, args .
 }
 
 func (l *loader) file(f File) {
-	var text io.Reader = bytes.NewReader(f.Data)
+	var root *yaml.Node
 	if f.builtin && l.skipTests {
-		text = &testsCut{data: f.Data}
-	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(text)
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return // an empty file holds no rules
+		if doc := builtinSnapshot(f); doc != nil && len(doc.Content) > 0 {
+			root = doc.Content[0] // a built-in pack is never a Sigma rule
 		}
-		l.yamlError(f.Name, err)
-		return
 	}
-	if len(doc.Content) == 0 {
-		return
-	}
-	root := doc.Content[0]
-	if sigma.IsRule(root) {
-		l.sigmaFile(f, root, dec)
-		return
+	if root == nil {
+		var text io.Reader = bytes.NewReader(f.Data)
+		if f.builtin && l.skipTests {
+			text = &testsCut{data: f.Data}
+		}
+		var doc yaml.Node
+		dec := yaml.NewDecoder(text)
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return // an empty file holds no rules
+			}
+			l.yamlError(f.Name, err)
+			return
+		}
+		if len(doc.Content) == 0 {
+			return
+		}
+		root = doc.Content[0]
+		if sigma.IsRule(root) {
+			l.sigmaFile(f, root, dec)
+			return
+		}
 	}
 	if root.Kind != yaml.MappingNode {
 		l.errorf(f.Name, root, "", "a rule file must be a mapping with a top-level `rules:` list")
