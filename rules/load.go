@@ -553,7 +553,13 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	}
 
 	if summary, v := str("summary", false); v != nil {
-		t, err := parseTemplateWith(summary, l.names.compileValue)
+		var t *summaryTemplate
+		var err error
+		if f.builtin && l.skipTests {
+			t, err = parseTemplateLazy(summary, l.names)
+		} else {
+			t, err = parseTemplateWith(summary, l.names.compileValue)
+		}
 		if err != nil {
 			te := err.(*templateError)
 			line, col := offsetToLineCol(summary, te.Offset)
