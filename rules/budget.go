@@ -507,6 +507,9 @@ func compileBounded(src string, n *names, asBool bool) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n != nil && n.trusted {
+		return p, nil // admitted by the loads with tests (names.trusted)
+	}
 	if err := admitProgram(p); err != nil {
 		return nil, err
 	}

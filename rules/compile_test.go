@@ -96,23 +96,30 @@ func TestCompileIsExprCompile(t *testing.T) {
 
 // TestBytecodeOnlyWhenNeeded: a program's bytecode is compiled when the VM
 // first runs it, but for those the budget must run to admit them, and but
-// in a load that checks everything (with the tests: validate, test).
+// in a load that checks everything (with the tests: validate, test). A
+// built-in pack's programs, in a load without tests whose lists are the
+// packs' own, are not admitted again (names.trusted): none has bytecode
+// before it is needed; with a list overridden, or as a user's file, the
+// budgeted ones are admitted.
 func TestBytecodeOnlyWhenNeeded(t *testing.T) {
 	set, err := LoadWith(Options{SkipTests: true}, "builtin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	names, progs := conditionPrograms(set)
-	lazy := 0
+	lazy, budgeted := 0, 0
 	for i, p := range progs {
-		switch {
-		case p.budgeted && p.code.Load() == nil:
-			t.Errorf("%s: no bytecode, and the budget must run it to admit it", names[i])
-		case !p.budgeted && p.code.Load() != nil:
+		if p.budgeted {
+			budgeted++
+		}
+		if p.code.Load() != nil {
 			t.Errorf("%s: bytecode compiled before it is needed", names[i])
-		case !p.budgeted:
+		} else {
 			lazy++
 		}
+	}
+	if budgeted == 0 {
+		t.Fatal("no budgeted condition in the built-in packs")
 	}
 	ev := &cloudtrail.Event{}
 	for _, p := range progs {
@@ -123,7 +130,39 @@ func TestBytecodeOnlyWhenNeeded(t *testing.T) {
 			t.Fatal("runVM left no bytecode")
 		}
 	}
-	t.Logf("%d of %d conditions compiled to bytecode only on demand", lazy, len(progs))
+	t.Logf("%d of %d conditions (%d budgeted) compiled to bytecode only on demand", lazy, len(progs), budgeted)
+
+	files, err := builtinFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := make([]File, len(files))
+	for i, f := range files {
+		f.builtin = false // the same text, as a user's rule file
+		user[i] = f
+	}
+	for name, opts := range map[string]struct {
+		files []File
+		opts  Options
+	}{
+		"user files": {user, Options{SkipTests: true}},
+		"lists overridden": {files, Options{SkipTests: true,
+			Lists: map[string][]any{"allowed_regions": {"eu-west-1"}}}},
+	} {
+		set, err := loadFilesWith(opts.files, opts.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, progs := conditionPrograms(set)
+		for i, p := range progs {
+			switch {
+			case p.budgeted && p.code.Load() == nil:
+				t.Errorf("%s: %s: no bytecode, and the budget must run it to admit it", name, names[i])
+			case !p.budgeted && p.code.Load() != nil:
+				t.Errorf("%s: %s: bytecode compiled before it is needed", name, names[i])
+			}
+		}
+	}
 
 	all, err := LoadWith(Options{}, "builtin")
 	if err != nil {

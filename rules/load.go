@@ -200,11 +200,14 @@ var fileKeys = map[string]bool{"rules": true, "lists": true, "macros": true}
 // loader collects rules and problems across files.
 type loader struct {
 	skipTests bool
-	errs      ErrorList
-	rules     []*Rule
-	ids       map[string]Position
-	pending   []pendingRule
-	names     *names
+	// listsOverridden: the load replaces lists the packs define
+	// (Options.Lists), so built-in expressions are admitted again.
+	listsOverridden bool
+	errs            ErrorList
+	rules           []*Rule
+	ids             map[string]Position
+	pending         []pendingRule
+	names           *names
 }
 
 type pendingRule struct {
@@ -260,7 +263,7 @@ func LoadWith(opts Options, paths ...string) (*Set, error) {
 
 // loadFilesWith is LoadFiles with options.
 func loadFilesWith(files []File, opts Options) (*Set, error) {
-	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: opts.SkipTests}
+	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: opts.SkipTests, listsOverridden: len(opts.Lists) > 0}
 	// A load that reads the tests (validate, test) checks everything, the
 	// compile of each expression's bytecode included.
 	l.names.eagerCode = !opts.SkipTests
@@ -452,6 +455,8 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		return
 	}
 	r := &Rule{Enabled: true, Pos: Position{File: f.Name, Line: n.Line, Column: n.Column}}
+	l.names.trusted = f.builtin && l.skipTests && !l.listsOverridden
+	defer func() { l.names.trusted = false }()
 	nodes := map[string]*yaml.Node{}
 	// The id first, so every later error can name the rule.
 	for i := 0; i+1 < len(n.Content); i += 2 {

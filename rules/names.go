@@ -28,6 +28,14 @@ type names struct {
 	// eagerCode: compile every program's bytecode as it loads (see
 	// compileExpr), for a load that checks everything.
 	eagerCode bool
+	// trusted: the expressions compiling now are a built-in pack's, in a
+	// load without tests whose lists are the packs' own (no overrides):
+	// the loads with tests (trailwatch test and validate, the package's
+	// tests) admit every one of them against the evaluation budget, with
+	// these same lists, so compileBounded skips admission (and the
+	// bytecode compile it needs; the bytecode then compiles on first use,
+	// as other programs' does). The loader sets it rule by rule.
+	trusted bool
 }
 
 type compiledValue struct {
