@@ -109,11 +109,7 @@ func TestBuiltinSummariesNameSomeone(t *testing.T) {
 	}
 	for _, r := range set.Rules() {
 		for _, tc := range r.Tests {
-			records := tc.Events
-			if !tc.Sequence {
-				records = []json.RawMessage{tc.Event}
-			}
-			for _, rec := range records {
+			for _, rec := range tc.records() {
 				for i, variant := range identityVariants(rec) {
 					ev, err := cloudtrail.DecodeEvent(variant)
 					if err != nil {

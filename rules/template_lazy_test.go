@@ -62,11 +62,7 @@ func TestLazySummariesRenderAsEager(t *testing.T) {
 	}
 	for _, r := range eager.Rules() {
 		for _, tc := range r.Tests {
-			records := tc.Events
-			if !tc.Sequence {
-				records = []json.RawMessage{tc.Event}
-			}
-			for _, rec := range records {
+			for _, rec := range tc.records() {
 				if ev, err := cloudtrail.DecodeEvent(rec); err == nil {
 					check(r, ev, "test "+tc.Name)
 				}
@@ -85,6 +81,14 @@ func TestLazySummariesRenderAsEager(t *testing.T) {
 	if rendered < 100 {
 		t.Errorf("only %d summaries rendered", rendered)
 	}
+}
+
+// records returns a test's records: its events, or its one event.
+func (tc Test) records() []json.RawMessage {
+	if tc.Sequence {
+		return tc.Events
+	}
+	return []json.RawMessage{tc.Event}
 }
 
 // TestLazySummaryConcurrentFirstUse renders one lazily compiled summary
