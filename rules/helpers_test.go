@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -403,4 +404,25 @@ func FuzzContainsFold(f *testing.F) {
 			t.Errorf("containsFold(%q, %q) = %v, want %v", s, sub, got, want)
 		}
 	})
+}
+
+// TestNameTable checks the index's eventName table against a map: every
+// name filed finds its rules, any other name none, for names short and
+// long, alike at both ends, and empty.
+func TestNameTable(t *testing.T) {
+	byName := map[string][]*Rule{}
+	var names []string
+	for i := range 300 {
+		names = append(names, fmt.Sprintf("Describe%dInstances", i), fmt.Sprintf("%c", 'A'+i%26)+strings.Repeat("x", i%20))
+	}
+	names = append(names, "", "GetObject", "GetObjectAcl", "PutObject", "12345678", "1234567")
+	for i, n := range names {
+		byName[n] = append(byName[n], &Rule{ID: fmt.Sprint(i)})
+	}
+	tab := newNameTable(byName)
+	for _, n := range append(names, "Describe300Instances", "GetObjectAc", "ZZZ", "x", "123456789") {
+		if got, want := tab.get(n), byName[n]; !slices.Equal(got, want) {
+			t.Errorf("get(%q) = %v, want %v", n, got, want)
+		}
+	}
 }

@@ -1,7 +1,11 @@
 package rules
 
 import (
+	"encoding/binary"
+	"maps"
+	"slices"
 	"sort"
+	"unsafe"
 
 	"github.com/expr-lang/expr/ast"
 
@@ -17,7 +21,7 @@ import (
 // requires errorCode to be one of a set of constants is filed under those
 // codes the same way.
 type index struct {
-	byName    map[string][]*Rule
+	byName    nameTable
 	byError   map[string][]*Rule
 	unindexed []*Rule
 }
@@ -34,11 +38,12 @@ type IndexInfo struct {
 }
 
 func buildIndex(rules []*Rule) *index {
-	ix := &index{byName: map[string][]*Rule{}, byError: map[string][]*Rule{}}
+	ix := &index{byError: map[string][]*Rule{}}
+	byName := map[string][]*Rule{}
 	for _, r := range rules {
 		if names := r.indexNames(); len(names) > 0 {
 			for _, n := range names {
-				ix.byName[n] = append(ix.byName[n], r)
+				byName[n] = append(byName[n], r)
 			}
 			continue
 		}
@@ -50,12 +55,13 @@ func buildIndex(rules []*Rule) *index {
 		}
 		ix.unindexed = append(ix.unindexed, r)
 	}
+	ix.byName = newNameTable(byName)
 	return ix
 }
 
 // candidates calls fn for each rule that can match ev, in load order.
 func (ix *index) candidates(ev *cloudtrail.Event, fn func(*Rule)) {
-	named := ix.byName[ev.EventName]
+	named := ix.byName.get(ev.EventName)
 	var coded []*Rule
 	if ev.ErrorCode != "" {
 		coded = ix.byError[ev.ErrorCode]
@@ -73,6 +79,69 @@ func (ix *index) candidates(ev *cloudtrail.Event, fn func(*Rule)) {
 		fn((*next)[0])
 		*next = (*next)[1:]
 	}
+}
+
+// nameTable is the rules by eventName, looked up once per record: an
+// open-addressing table at most a quarter full, keyed by a hash of a
+// name's length and first and last eight bytes (a few instructions, where
+// a Go map hashes the whole string and probes more). Only the rules' own
+// names are in it, so the probe sequences are the same whatever the
+// records hold.
+type nameTable struct {
+	slots []nameSlot // a power of two of them
+}
+
+type nameSlot struct {
+	name  string
+	rules []*Rule // nil: an empty slot
+}
+
+func newNameTable(byName map[string][]*Rule) nameTable {
+	n := 8
+	for n < 4*len(byName) {
+		n *= 2
+	}
+	t := nameTable{slots: make([]nameSlot, n)}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		i := nameHash(name) & uint64(n-1)
+		for t.slots[i].rules != nil {
+			i = (i + 1) & uint64(n-1)
+		}
+		t.slots[i] = nameSlot{name: name, rules: byName[name]}
+	}
+	return t
+}
+
+// get returns the rules filed under name.
+func (t *nameTable) get(name string) []*Rule {
+	mask := uint64(len(t.slots) - 1)
+	for i := nameHash(name) & mask; ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.rules == nil {
+			return nil
+		}
+		if sl.name == name {
+			return sl.rules
+		}
+	}
+}
+
+// nameHash mixes a name's length and its first and last eight bytes
+// (fewer, for a shorter name).
+func nameHash(s string) uint64 {
+	var a, b uint64
+	if n := len(s); n >= 8 {
+		p := unsafe.StringData(s)
+		a = binary.LittleEndian.Uint64(unsafe.Slice(p, 8))
+		b = binary.LittleEndian.Uint64(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(p), n-8)), 8))
+	} else {
+		for i := 0; i < n; i++ {
+			a = a<<8 | uint64(s[i])
+		}
+	}
+	h := (a ^ uint64(len(s))*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	h ^= (b ^ h>>31) * 0x94d049bb133111eb
+	return h ^ h>>29
 }
 
 // Index returns how the rule is indexed.
