@@ -82,10 +82,8 @@ const (
 
 // member is one JSON name of an object and what its value does.
 type member struct {
-	name  string
-	words [4]uint64 // name, eight bytes a word, zero-padded (for lookup)
 	// pat is `"name":`, eight bytes a word, and mask its bytes (for
-	// matches).
+	// matches); what the scan reads of every member comes first.
 	pat, mask [4]uint64
 	patLen    int
 	// next is the index + 1 of the member that usually follows in
@@ -94,9 +92,11 @@ type member struct {
 	// order (tools that sort keys); 0: none.
 	next, alt, sorted uint8
 	act               action
+	lazy              Fields   // actLazy: the field
 	off               uintptr  // the field's offset in its struct
 	sub               *objKind // actObject: the field's table
-	lazy              Fields   // actLazy: the field
+	name              string
+	words             [4]uint64 // name, eight bytes a word, zero-padded (for lookup)
 }
 
 // maxName is the longest name a table may hold (`"name":` fits four
@@ -108,7 +108,13 @@ const maxName = 29
 // them; the key is then exactly the name (it holds no quote nor
 // backslash, so its string ends right after it).
 func (m *member) matches(d0, d1, d2, d3 uint64) bool {
-	return (d0^m.pat[0])&m.mask[0]|(d1^m.pat[1])&m.mask[1]|(d2^m.pat[2])&m.mask[2]|(d3^m.pat[3])&m.mask[3] == 0
+	x := (d0^m.pat[0])&m.mask[0] | (d1^m.pat[1])&m.mask[1]
+	if m.patLen > 16 {
+		// Most names are 13 bytes or shorter: their pattern fits two
+		// words.
+		x |= (d2^m.pat[2])&m.mask[2] | (d3^m.pat[3])&m.mask[3]
+	}
+	return x == 0
 }
 
 // usualNext names, per type, the member that usually follows another in
