@@ -231,16 +231,14 @@ func (x *Decision) Record(raw []byte) error {
 func (x *Decision) Matches(ms []Match) {
 	for i := range ms {
 		m := &ms[i]
-		var outs []lifecycle.Output
+		n := len(x.res.Alerts)
 		if x.lb != nil {
-			outs = x.lb.Process(m.Alert, m.Rule, m.Event)
+			x.res.Alerts = x.lb.ProcessAppend(x.res.Alerts, m.Alert, m.Rule, m.Event)
 		} else {
-			o := lifecycle.Output{Key: m.Alert.DedupKey, Alert: m.Alert}
-			lifecycle.Complete(&o.Alert, m.Rule, m.Event)
-			outs = []lifecycle.Output{o}
+			x.res.Alerts = append(x.res.Alerts, lifecycle.Output{Key: m.Alert.DedupKey, Alert: m.Alert})
+			lifecycle.Complete(&x.res.Alerts[n].Alert, m.Rule, m.Event)
 		}
-		for _, o := range outs {
-			x.res.Alerts = append(x.res.Alerts, o)
+		for _, o := range x.res.Alerts[n:] {
 			x.res.Items = x.d.routeOne(x.res.Items, x.route, x.lb, o, m.Rule, false)
 		}
 	}

@@ -569,33 +569,40 @@ func (b *Batch) seenBefore(key string) bool {
 // completed (Complete): a caller may leave its summary and record JSON to
 // be made only for the alerts that go out.
 func (b *Batch) Process(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) []Output {
+	return b.ProcessAppend(nil, a, r, ev)
+}
+
+// ProcessAppend is Process appending its outputs to dst: a caller that
+// gathers a batch's outputs in one slice (decide.Decision) makes none for
+// each alert.
+func (b *Batch) ProcessAppend(dst []Output, a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event) []Output {
 	if b.done {
 		panic("lifecycle: Process on a finished batch")
 	}
 	idem := a.DedupKey
 	if r == nil || ev == nil || idem == "" {
 		Complete(&a, r, ev)
-		return []Output{{Key: idem, Alert: a}}
+		return append(dst, Output{Key: idem, Alert: a})
 	}
 	if b.seenBefore(idem) {
 		b.stats.add(&b.stats.replayed, a.RuleID)
-		return nil
+		return dst
 	}
 	b.seen[idem] = struct{}{}
 	if reason, problem := b.l.eventTimeProblem(ev); problem != "" {
-		return b.untrustedTime(a, r, ev, idem, reason, problem)
+		return b.untrustedTime(dst, a, r, ev, idem, reason, problem)
 	}
 	if ev.EventTime.After(b.watermark) {
 		b.watermark = ev.EventTime
 	}
 	if b.l.opts.Shared != nil {
-		return b.processShared(a, r, ev, idem)
+		return append(dst, b.processShared(a, r, ev, idem)...)
 	}
-	outs, silence := b.decide(a, r, ev, idem, &b.stats)
+	dst, silence := b.decide(dst, a, r, ev, idem, &b.stats)
 	if silence != nil {
 		b.recordSilenced(silence, r, ev)
 	}
-	return outs
+	return dst
 }
 
 // Complete fills in what an evaluator may leave out of an alert until it
@@ -647,7 +654,7 @@ func (l *Lifecycle) eventTimeProblem(ev *cloudtrail.Event) (reason, problem stri
 // trusted: it takes no part in dedup or threshold windows and does not
 // move them (it cannot blind them), goes out on its own — silences still
 // apply, at the time it was read — and says why in Alert.EventTimeWarning.
-func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem, reason, problem string) []Output {
+func (b *Batch) untrustedTime(dst []Output, a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem, reason, problem string) []Output {
 	now := b.l.opts.Now().UTC()
 	b.stats.add(&b.stats.untrusted, reason)
 	at := *ev
@@ -656,7 +663,7 @@ func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.E
 		if s.matches(r.ID, &at) {
 			b.stats.add(&b.stats.silenced, r.ID)
 			b.recordSilenced(s, r, &at)
-			return nil
+			return dst
 		}
 	}
 	Complete(&a, r, ev)
@@ -666,7 +673,7 @@ func (b *Batch) untrustedTime(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.E
 		a.EventTimeWarning += "; event_time is when trailwatch read it"
 	}
 	b.l.log.Warn("alert on a record whose eventTime cannot be trusted", "rule", r.ID, "event_id", ev.EventID, "problem", problem)
-	return []Output{{Key: idem, Alert: a}}
+	return append(dst, Output{Key: idem, Alert: a})
 }
 
 // recordSilenced counts an alert silence s held back.
@@ -682,12 +689,13 @@ func (b *Batch) recordSilenced(s *compiledSilence, r *rules.Rule, ev *cloudtrail
 
 // decide runs one alert through the silences, the rule's threshold and
 // dedup, reading and changing the entries through b.get, and counting in
-// st. It returns the outputs, or the silence that holds the alert back.
-func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem string, st *batchStats) ([]Output, *compiledSilence) {
+// st. It returns dst with the output appended, or the silence that holds
+// the alert back.
+func (b *Batch) decide(dst []Output, a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, idem string, st *batchStats) ([]Output, *compiledSilence) {
 	for _, s := range b.silences {
 		if s.matches(r.ID, ev) {
 			st.add(&st.silenced, r.ID)
-			return nil, s
+			return dst, s
 		}
 	}
 	out, err := r.Observe(ev, b, b.l.cfg.DedupWindow)
@@ -697,7 +705,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		b.l.log.Warn("rule lifecycle expression failed; alert sent without dedup or threshold",
 			"rule", r.ID, "event_id", ev.EventID, "error", err.Error())
 		Complete(&a, r, ev)
-		return []Output{{Key: idem, Alert: a}}, nil
+		return append(dst, Output{Key: idem, Alert: a}), nil
 	}
 	var samples []notifiers.EventSample
 	if th := r.Threshold; th != nil {
@@ -713,7 +721,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 		}
 		if !out.Fired {
 			st.add(&st.thresholdHeld, r.ID)
-			return nil, nil
+			return dst, nil
 		}
 		samples = e.Samples
 		e.Samples = nil
@@ -724,7 +732,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 	}
 	if !out.Notify {
 		st.add(&st.suppressed, r.ID)
-		return nil, nil
+		return dst, nil
 	}
 	switch {
 	case out.DedupKey != "":
@@ -751,7 +759,7 @@ func (b *Batch) decide(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.Event, i
 	case out.Suppressed > 0:
 		a.Summary += fmt.Sprintf(" (and %d repeats suppressed since %s)", out.Suppressed, out.First.UTC().Format(time.RFC3339))
 	}
-	return []Output{{Key: idem, Alert: a}}, nil
+	return append(dst, Output{Key: idem, Alert: a}), nil
 }
 
 func dedupWindow(r *rules.Rule, def time.Duration) time.Duration {

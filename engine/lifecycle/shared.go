@@ -183,7 +183,7 @@ func (b *Batch) processShared(a notifiers.Alert, r *rules.Rule, ev *cloudtrail.E
 		}
 		b.dirty, b.order, b.versions = map[string]*entry{}, nil, map[string]int64{}
 		var st batchStats
-		outs, silence := b.decide(a, r, ev, idem, &st)
+		outs, silence := b.decide(nil, a, r, ev, idem, &st)
 		if b.err != nil {
 			return nil
 		}
