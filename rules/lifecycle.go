@@ -59,15 +59,19 @@ type Threshold struct {
 
 // groupFor evaluates the group_by expressions on ev.
 func (t *Threshold) groupFor(ev *cloudtrail.Event) ([]string, error) {
-	out := make([]string, len(t.programs))
+	return t.groupInto(make([]string, 0, len(t.programs)), ev)
+}
+
+// groupInto is groupFor appending the values to dst.
+func (t *Threshold) groupInto(dst []string, ev *cloudtrail.Event) ([]string, error) {
 	for i, p := range t.programs {
 		v, err := runText(p, ev, valueString)
 		if err != nil {
 			return nil, fmt.Errorf("threshold group_by %q: %w", t.GroupBy[i], err)
 		}
-		out[i] = v
+		dst = append(dst, v)
 	}
-	return out, nil
+	return dst, nil
 }
 
 func valueString(v any) string {
@@ -217,7 +221,8 @@ type Outcome struct {
 	Suppressed int
 	// First and Last are the earliest and latest event times counted.
 	First, Last time.Time
-	// Group is the threshold group's values (nil for plain rules).
+	// Group is the threshold group's values when the group fired (nil
+	// otherwise, and for plain rules).
 	Group []string
 	// ThresholdKey is the rule-scoped threshold group key ("" for plain
 	// rules).
@@ -241,18 +246,22 @@ func (r *Rule) Observe(ev *cloudtrail.Event, st StateStore, defaultWindow time.D
 	at := ev.EventTime
 	out := Outcome{Count: 1, First: at, Last: at}
 	if th := r.Threshold; th != nil {
-		group, err := th.groupFor(ev)
+		// The values are gathered on the stack (most groups have one to
+		// four), and Group is made only for a group that fires, from the
+		// key's copy of them.
+		var buf [4]string
+		group, err := th.groupInto(buf[:0], ev)
 		if err != nil {
 			r.errors.Add(1)
 			return Outcome{}, err
 		}
-		out.Group = group
 		out.ThresholdKey = scopedKey(r.ID, group)
 		hit := th.step(st.Threshold(out.ThresholdKey), at)
 		if !hit.Fired {
 			out.Late = hit.Late
 			return out, nil
 		}
+		out.Group = splitScopedKey(out.ThresholdKey, r.ID, group)
 		out.Fired = true
 		out.Count, out.First, out.Last = hit.Count, hit.First, hit.Last
 	}
@@ -318,6 +327,18 @@ func scopedKey(id string, values []string) string {
 		b.WriteString(v)
 	}
 	return b.String()
+}
+
+// splitScopedKey returns the values that made key (scopedKey(id,
+// values)), as substrings of key.
+func splitScopedKey(key, id string, values []string) []string {
+	out := make([]string, len(values))
+	at := len(id) + 1
+	for i, v := range values {
+		out[i] = key[at : at+len(v)]
+		at += len(v) + 1
+	}
+	return out
 }
 
 // ParseWindow parses a window length: a Go duration ("90s", "10m", "1h30m")
