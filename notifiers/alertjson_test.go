@@ -217,3 +217,33 @@ func FuzzCompactJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendJSONStringEveryByteEveryPlace puts each byte value (and the
+// first byte of U+2028) at each place of plain strings of several lengths,
+// so that appendJSONString's eight-bytes-at-a-time scan meets every byte
+// in every lane and in the tail, and wants json.Marshal's bytes.
+func TestAppendJSONStringEveryByteEveryPlace(t *testing.T) {
+	plain := "abcdefghijklmnopqrstuvwxyz0123456789"
+	for n := 1; n <= 20; n++ {
+		for at := 0; at < n; at++ {
+			for c := 0; c < 256; c++ {
+				s := []byte(plain[:n])
+				s[at] = byte(c)
+				check := func(s string) {
+					want, err := json.Marshal(s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := appendJSONString(nil, s); string(got) != string(want) {
+						t.Fatalf("%q: got %s, want %s", s, got, want)
+					}
+				}
+				check(string(s))
+				if at+3 <= n {
+					copy(s[at:], "\u2028")
+					check(string(s))
+				}
+			}
+		}
+	}
+}
