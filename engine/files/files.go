@@ -79,7 +79,11 @@ func Walk(ctx context.Context, paths []string, opts Options, fn func(Record) err
 type Input struct {
 	// Name is the file's path, or <stdin>: Record.File of its records.
 	Name string
-	read func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error
+	// Stream is set for standard input, whose next record may be long in
+	// coming (a pipe from a live producer, a terminal): a reader that
+	// gathers records into batches should hand each on as it is read.
+	Stream bool
+	read   func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error
 }
 
 // Read reads the input's records exactly as Walk does, calling fn for
@@ -114,7 +118,7 @@ func Inputs(ctx context.Context, paths []string, opts Options, each func(Input) 
 			if in == nil {
 				in = os.Stdin
 			}
-			err := each(Input{Name: "<stdin>", read: func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error {
+			err := each(Input{Name: "<stdin>", Stream: true, read: func(ctx context.Context, fn func(Record) error, bad func(*BadInput)) error {
 				if f, ok := in.(*os.File); ok {
 					stop := interruptReads(ctx, f)
 					defer stop()

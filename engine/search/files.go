@@ -128,8 +128,11 @@ func (s *Searcher) readTask(in files.Input) ordered.Task[*chunk] {
 		check := s.checker()
 		c := &chunk{file: in.Name}
 		var stopped error
+		// A stream's chunk goes out with every record: what was read
+		// before the input fell quiet (or Ctrl-C) is taken at once, as
+		// the sequential reading took it.
 		full := func() {
-			if len(c.items) >= chunkItems || c.bytes >= chunkBytes || c.records >= chunkRecords {
+			if in.Stream || len(c.items) >= chunkItems || c.bytes >= chunkBytes || c.records >= chunkRecords {
 				stopped = emit(c)
 				c = &chunk{file: in.Name}
 			}

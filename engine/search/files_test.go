@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -187,5 +189,48 @@ func TestFilesCancelled(t *testing.T) {
 	}
 	if got := len(s.Results()); got != 10 {
 		t.Errorf("kept %d results after cancellation, want 10", got)
+	}
+}
+
+// TestStdinRecordsTakenAsRead: standard input may fall quiet for as long
+// as its producer likes (a pipe, a terminal). A record read from it is
+// taken by the search at once, on every number of workers, not held until
+// a chunk fills: so Ctrl-C while trailwatch waits for more keeps it, and
+// a live pipe's matches are counted as they come.
+func TestStdinRecordsTakenAsRead(t *testing.T) {
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			seen := make(chan int, 100)
+			s := New(Query{}, Options{Workers: workers, ProgressEvery: 1, Progress: func(st Stats) { seen <- st.Scanned }})
+			done := make(chan error, 1)
+			go func() { done <- s.Files(ctx, []string{"-"}, pr) }()
+			for i := 1; i <= 2; i++ {
+				if _, err := io.WriteString(pw, record(fmt.Sprint("quiet-", i), "CreateUser", "alice", time.Unix(int64(i), 0))+"\n"); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case n := <-seen:
+					if n != i {
+						t.Fatalf("scanned %d after writing %d records", n, i)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatalf("record %d, written to standard input that stays open, was not taken", i)
+				}
+			}
+			// Ctrl-C while standard input stays open: the CLI's reader
+			// (interruptible) then ends the read with the context's error.
+			cancel()
+			pw.CloseWithError(ctx.Err())
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Files = %v, want the context's error", err)
+			}
+			if got := ids(s.Results()); got != "quiet-2,quiet-1" {
+				t.Errorf("results after Ctrl-C: %q, want both records read before it", got)
+			}
+		})
 	}
 }
