@@ -15,6 +15,9 @@
 # With BASE=<git revision> set, trailwatch as built at that revision is
 # timed too, in the same interleaved runs (before/after on equal terms).
 #
+# CGO_ENABLED=0 in the environment builds as the Dockerfile and the Lambda
+# build do (no libc, no dynamic loader: ~8 ms less start-up a process).
+#
 # Needs: go, jq (apt-get install jq), taskset (util-linux). Run from the
 # repository: [BASE=rev] bash scripts/replay-vs-jq.sh [RUNS] [CORE]
 set -euo pipefail
