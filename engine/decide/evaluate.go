@@ -18,7 +18,7 @@ import (
 // atomically, so a reload never tears an evaluation.
 type Evaluator struct {
 	set   atomic.Pointer[rules.Set]
-	seen  *IDWindow
+	seen  *idwindow.Window
 	onErr func(rules.MatchError, *cloudtrail.Event)
 
 	records    atomic.Uint64
@@ -47,9 +47,9 @@ func NewEvaluator(set *rules.Set, opts EvaluatorOptions) *Evaluator {
 	e.set.Store(set)
 	switch {
 	case opts.DedupWindow == 0:
-		e.seen = NewIDWindow(1 << 18)
+		e.seen = idwindow.New(1 << 18)
 	case opts.DedupWindow > 0:
-		e.seen = NewIDWindow(opts.DedupWindow)
+		e.seen = idwindow.New(opts.DedupWindow)
 	}
 	e.pool.New = func() any { return new(cloudtrail.Event) }
 	return e
@@ -244,10 +244,3 @@ func AlertKey(ruleID string, ev *cloudtrail.Event) string {
 	hex.Encode(key[:], sum[:16])
 	return string(key[:])
 }
-
-// IDWindow remembers the most recent N distinct eventIDs (see
-// idwindow.Window).
-type IDWindow = idwindow.Window
-
-// NewIDWindow returns a window that remembers n ids.
-func NewIDWindow(n int) *IDWindow { return idwindow.New(n) }
