@@ -156,3 +156,12 @@ func newVersionCmd(stdio Stdio) *cobra.Command {
 		},
 	}
 }
+
+// checkWorkers refuses a --workers below zero, for every command that
+// takes the flag (0 means one per core).
+func checkWorkers(n int) error {
+	if n < 0 {
+		return fmt.Errorf("--workers must be 0 (one per core) or more, not %d", n)
+	}
+	return nil
+}

@@ -107,6 +107,10 @@ func TestValidateAndTestCommands(t *testing.T) {
 	if code, _, _ := runArgs(t, "replay", "--output", "xml", "x"); code != 2 {
 		t.Errorf("bad --output: exit %d, want 2", code)
 	}
+	// replay and search refuse a negative --workers alike.
+	if code, _, errs := runArgs(t, "replay", "--workers", "-1", "../../examples/events/sample-trail.jsonl"); code != 2 || !strings.Contains(errs, "--workers must be 0 (one per core) or more") {
+		t.Errorf("replay --workers -1: exit %d, want 2 and the message search gives; stderr:\n%s", code, errs)
+	}
 }
 
 // TestBrokenRuleTestsAreReportedWhereTestsRun: the commands that run no

@@ -61,6 +61,9 @@ routing and storm control: every alert, whichever notifier would get it.`,
 			if output != "text" && output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", output)}
 			}
+			if err := checkWorkers(workers); err != nil {
+				return usageError{err}
+			}
 			cfg, set, err := loadConfigAndRules(stdio, cfgPath, paths)
 			if err != nil {
 				return err

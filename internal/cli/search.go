@@ -204,8 +204,8 @@ func (f *searchFlags) buildQuery() (search.Query, error) {
 	if f.limit < 0 {
 		return q, fmt.Errorf("--limit must be 0 or more, not %d", f.limit)
 	}
-	if f.workers < 0 {
-		return q, fmt.Errorf("--workers must be 0 (one per core) or more, not %d", f.workers)
+	if err := checkWorkers(f.workers); err != nil {
+		return q, err
 	}
 	if strings.Contains(q.SourceIP, "/") {
 		// Not an address or a host name: a CIDR block, or a mistake that
