@@ -89,10 +89,69 @@ type program struct {
 	// budgeted: the program calls the evaluation budget's functions
 	// (budget.go), so runProgram must register its evaluations.
 	budgeted bool
+	// lazy is set for a built-in pack's condition in a load that uses
+	// the packs' snapshot (builtin_exprs.go): until it is first run, only
+	// fields (from the snapshot) is set, and load compiles the rest.
+	lazy  *lazyCondition
+	ready atomic.Bool  // lazy's compile is done (see load)
+	snap  *builtinExpr // the snapshot a lazy program was made from
 }
 
-// Node returns the program's checked, optimized expression tree.
-func (p *program) Node() ast.Node { return p.tree.Node }
+// lazyCondition is what a built-in condition compiles from on first use.
+type lazyCondition struct {
+	src   string
+	names *names // the load's, complete and no longer changing
+	mu    sync.Mutex
+	err   error // from the compile; set before program.ready
+}
+
+// lazyProgram returns a condition of a built-in pack that compiles when it
+// is first run (see program.load), reading fields (what the snapshot says
+// it reads) until then.
+func lazyProgram(src string, n *names, fields cloudtrail.Fields) *program {
+	return &program{fields: fields, lazy: &lazyCondition{src: src, names: n}}
+}
+
+// load compiles a lazy program the first time it is asked, on any
+// goroutine; after it returns nil, every field of p is set. A program
+// that is not lazy is ready.
+func (p *program) load() error {
+	if p.lazy == nil {
+		return nil
+	}
+	if p.ready.Load() {
+		return p.lazy.err
+	}
+	return p.compileLazy()
+}
+
+func (p *program) compileLazy() error {
+	l := p.lazy
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.ready.Load() {
+		return l.err
+	}
+	// Compiled as the loader would have, but not admitted again: the
+	// loads with tests admit every built-in condition (names.trusted).
+	q, err := compileConditionAs(l.src, l.names, true)
+	if err != nil {
+		l.err = err
+	} else {
+		p.tree, p.conf, p.fields, p.pred, p.budgeted = q.tree, q.conf, q.fields, q.pred, q.budgeted
+	}
+	p.ready.Store(true)
+	return l.err
+}
+
+// Node returns the program's checked, optimized expression tree (nil for a
+// lazy program that does not compile).
+func (p *program) Node() ast.Node {
+	if p.load() != nil {
+		return nil
+	}
+	return p.tree.Node
+}
 
 // bytecode returns the program's bytecode for expr's VM, compiling it on
 // first use (see compileExpr): a condition that compilePred decides
@@ -102,6 +161,9 @@ func (p *program) Node() ast.Node { return p.tree.Node }
 func (p *program) bytecode() (*vm.Program, error) {
 	if code := p.code.Load(); code != nil {
 		return code, nil
+	}
+	if err := p.load(); err != nil {
+		return nil, err
 	}
 	compileMu.Lock()
 	defer compileMu.Unlock()
@@ -168,7 +230,13 @@ func (v *readsVisitor) Visit(node *ast.Node) {
 // compileCondition compiles a rule condition to a boolean program, with
 // the lists and macros of n (which may be nil).
 func compileCondition(src string, n *names) (*program, error) {
-	p, err := compileExpr(src, n, true)
+	return compileConditionAs(src, n, n != nil && n.trusted)
+}
+
+// compileConditionAs is compileCondition, the expression not admitted
+// against the budget again when trusted (see names.trusted).
+func compileConditionAs(src string, n *names, trusted bool) (*program, error) {
+	p, err := compileExpr(src, n, true, trusted)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +247,7 @@ func compileCondition(src string, n *names) (*program, error) {
 // compileValue compiles an expression whose value is rendered (summary
 // placeholders, dedup keys), with the lists and macros of n (or nil).
 func compileValue(src string, n *names) (*program, error) {
-	p, err := compileExpr(src, n, false)
+	p, err := compileExpr(src, n, false, n != nil && n.trusted)
 	if err != nil {
 		return nil, err
 	}
@@ -224,8 +292,8 @@ func runText(p *program, ev *cloudtrail.Event, format func(any) string) (string,
 // asks for every program's (a load that checks everything: validate,
 // test); else on first use, which for most programs, decided in Go, never
 // comes (the compile of a type-checked tree fails only on a bug of expr's).
-func compileExpr(src string, n *names, asBool bool) (*program, error) {
-	p, err := compileBounded(src, n, asBool)
+func compileExpr(src string, n *names, asBool, trusted bool) (*program, error) {
+	p, err := compileBounded(src, n, asBool, trusted)
 	if err == nil && n != nil && n.eagerCode {
 		_, err = p.bytecode()
 	}
@@ -384,6 +452,11 @@ var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
 // run evaluates a compiled program on ev: a condition in Go when it can
 // (see compilePred), else with a pooled VM.
 func run(p *program, ev *cloudtrail.Event) (any, error) {
+	if p.lazy != nil {
+		if err := p.load(); err != nil {
+			return nil, err
+		}
+	}
 	if p.pred != nil && ev != nil {
 		// The Go form first: it reads (and decodes, when it must) only
 		// the lazy fields it looks at, so a guard that fails or an exact

@@ -157,6 +157,8 @@ func (r *Rule) indexNames() []string {
 	var names []string
 	var ok bool
 	switch {
+	case r.program != nil && r.program.snap != nil:
+		return slices.Clone(r.program.snap.names) // a built-in's, from the snapshot
 	case r.program != nil:
 		names, ok = constConstraint(r.program.Node(), "eventName")
 	case r.patternNames != nil:
@@ -183,6 +185,9 @@ func dedupStrings(s []string) []string {
 func (r *Rule) errorCodes() []string {
 	if r.program == nil {
 		return nil
+	}
+	if r.program.snap != nil {
+		return slices.Clone(r.program.snap.codes) // a built-in's, from the snapshot
 	}
 	codes, ok := constConstraint(r.program.Node(), "errorCode")
 	if !ok {

@@ -203,11 +203,14 @@ type loader struct {
 	// listsOverridden: the load replaces lists the packs define
 	// (Options.Lists), so built-in expressions are admitted again.
 	listsOverridden bool
-	errs            ErrorList
-	rules           []*Rule
-	ids             map[string]Position
-	pending         []pendingRule
-	names           *names
+	// builtinExprs: the built-in packs' conditions come from their
+	// snapshot and compile on first use (useBuiltinExprs).
+	builtinExprs bool
+	errs         ErrorList
+	rules        []*Rule
+	ids          map[string]Position
+	pending      []pendingRule
+	names        *names
 }
 
 type pendingRule struct {
@@ -284,6 +287,7 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 		}
 		l.names.lists[name] = normalizeList(values)
 	}
+	l.builtinExprs = l.useBuiltinExprs(files)
 	l.names.checkMacros(l)
 	for _, p := range l.pending {
 		l.rule(p.f, p.n)
@@ -538,6 +542,10 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		l.errorf(f.Name, n, id, "missing required key \"when\" (or \"pattern\")")
 	case whenNode != nil:
 		r.When = when
+		if p := l.builtinCondition(f, when); p != nil {
+			r.program = p
+			break
+		}
 		p, err := compileCondition(when, l.names)
 		if err != nil {
 			ce := err.(*compileError)
