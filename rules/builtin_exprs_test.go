@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"go/format"
 	"hash/crc32"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
@@ -39,16 +38,7 @@ func TestBuiltinExprs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(builtinExprsFile, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	have, err := os.ReadFile(builtinExprsFile)
-	if err != nil || !bytes.Equal(have, want) {
-		t.Fatalf("%s is not the snapshot of the built-in packs' conditions (%v): run `go generate ./rules`", builtinExprsFile, err)
-	}
+	checkGenerated(t, builtinExprsFile, want, "the snapshot of the built-in packs' conditions")
 }
 
 // generateBuiltinExprs writes builtin_exprs.go from a load of every

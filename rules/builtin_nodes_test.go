@@ -33,15 +33,8 @@ func TestBuiltinNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(builtinNodesFile, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if !checkGenerated(t, builtinNodesFile, want, "the snapshot of the built-in packs") {
 		return
-	}
-	have, err := os.ReadFile(builtinNodesFile)
-	if err != nil || !bytes.Equal(have, want) {
-		t.Fatalf("%s is not the snapshot of the built-in packs (%v): run `go generate ./rules`", builtinNodesFile, err)
 	}
 	// The snapshot compiled in is the one on disk: each file's tree
 	// equals a fresh parse, field by field.
@@ -108,6 +101,24 @@ func TestBuiltinSnapshotUsedOnlyWhenCurrent(t *testing.T) {
 	if describe(a) != describe(b) || describe(a) != describe(c) {
 		t.Errorf("rules loaded from the snapshot differ from those parsed from YAML")
 	}
+}
+
+// checkGenerated fails t when file, a generated file, is not want, or
+// with -update (go generate) writes want to it; it reports whether the
+// file was checked (not written).
+func checkGenerated(t *testing.T, file string, want []byte, what string) bool {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(file, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	have, err := os.ReadFile(file)
+	if err != nil || !bytes.Equal(have, want) {
+		t.Fatalf("%s is not %s (%v): run `go generate ./rules`", file, what, err)
+	}
+	return true
 }
 
 // generateBuiltinNodes writes builtin_nodes.go: each built-in file's size,
