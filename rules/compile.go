@@ -81,7 +81,10 @@ type program struct {
 	code    atomic.Pointer[vm.Program]
 	codeErr error // from the bytecode compile; set before code
 	fields  cloudtrail.Fields
-	pred    *pred // the condition in Go, or a guard of it (predicate.go); nil for values
+	// reads is fields split by how the program reads them (memberReads),
+	// made when the VM first runs the program (most never do).
+	reads atomic.Pointer[lazyReads]
+	pred  *pred // the condition in Go, or a guard of it (predicate.go); nil for values
 	// value is a value expression's string value in Go (valueOf), when
 	// it has one; else dyn may be its value in Go (dynOf); see runText.
 	value func(*cloudtrail.Event) string
@@ -471,11 +474,32 @@ func run(p *program, ev *cloudtrail.Event) (any, error) {
 		}
 	}
 	if p.fields != 0 {
-		if err := ev.Need(p.fields); err != nil {
+		if err := needFor(p, ev); err != nil {
 			return nil, err
 		}
 	}
 	return runVM(p, ev)
+}
+
+// needFor decodes the lazy fields of ev that p reads in the VM: whole, or
+// only the members it names (memberReads).
+func needFor(p *program, ev *cloudtrail.Event) error {
+	r := p.reads.Load()
+	if r == nil {
+		// Two goroutines may both make it: the same, either kept.
+		r = new(lazyReads)
+		r.whole, r.parts = memberReads(p.Node(), p.fields)
+		p.reads.Store(r)
+	}
+	if err := ev.Need(r.whole); err != nil {
+		return err
+	}
+	for _, m := range r.parts {
+		if err := ev.NeedMembers(m.field, m.keys); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runVM evaluates p on ev in expr's VM (ev's lazy fields p reads decoded).

@@ -159,3 +159,71 @@ func decodeMapInto(dst *map[string]any, data []byte) error {
 	}
 	return nil
 }
+
+// decodeMembersInto is decodeMapInto for the members named keys only
+// (Event.NeedMembers): null makes the map nil, an object makes it (if nil)
+// and sets those of keys it holds, each to its last value, decoded as
+// decodeObjectInto decodes it; the other members are skipped. It reports
+// false, having perhaps set some, when a key holds an escape or bytes
+// outside ASCII (it could decode to one of keys) or data is not what the
+// header scan checked: the caller then decodes the map whole.
+func decodeMembersInto(dst *map[string]any, data []byte, keys []string) bool {
+	s := anyScanner{Scanner: jsonscan.Scanner{Data: data}}
+	s.WS()
+	if s.Lit("null") {
+		*dst = nil
+		return true
+	}
+	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
+		return false
+	}
+	if *dst == nil {
+		*dst = map[string]any{}
+	}
+	s.I++
+	s.WS()
+	if s.I < len(s.Data) && s.Data[s.I] == '}' {
+		s.I++
+	} else {
+		for {
+			s.WS()
+			start, end, flags, err := s.Str()
+			if err != nil || flags != 0 {
+				return false
+			}
+			s.WS()
+			if s.I >= len(s.Data) || s.Data[s.I] != ':' {
+				return false
+			}
+			s.I++
+			key := -1
+			for j, k := range keys {
+				if string(s.Data[start:end]) == k {
+					key = j
+					break
+				}
+			}
+			if key >= 0 {
+				v, err := s.decodeAny()
+				if err != nil {
+					return false
+				}
+				(*dst)[keys[key]] = v
+			} else {
+				s.WS()
+				if s.Skip() != nil {
+					return false
+				}
+			}
+			done, err := s.Next()
+			if err != nil {
+				return false
+			}
+			if done {
+				break
+			}
+		}
+	}
+	s.WS()
+	return s.I == len(s.Data)
+}

@@ -353,6 +353,7 @@ func FuzzHeader(f *testing.F) {
 		for _, name := range jsonscan.Classifiers() {
 			prev := jsonscan.UseClassifier(name)
 			checkHeader(t, "fuzz "+name, data)
+			checkMembers(t, "fuzz members "+name, data, "a", "k", "c")
 			// Pretty-printed, the same record must scan the same way.
 			var pretty bytes.Buffer
 			if json.Indent(&pretty, data, "", "\t") == nil {

@@ -73,6 +73,12 @@ func FieldsOf(name string) Fields {
 // record, and which of them are still to decode.
 type lazyState struct {
 	pending Fields
+	// partial: pending map fields whose map holds only the members some
+	// expression read (NeedMembers); keys: the last key list decoded
+	// into each (its first element's address: NeedMembers' keys are an
+	// expression's own, which do not change).
+	partial Fields
+	keys    [numLazy]*string
 	spans   [numLazy]struct{ start, end int32 }
 	err     error
 }
@@ -100,6 +106,13 @@ func (ev *Event) Need(fields Fields) error {
 		f := Fields(1) << i
 		todo &^= f
 		sp := ev.lazy.spans[i]
+		if ev.lazy.partial&f != 0 {
+			// Only some members so far (NeedMembers): decode it whole
+			// into a new map (the partial one may be shared by a copy of
+			// the Event).
+			*ev.lazyMap(f) = nil
+			ev.lazy.partial &^= f
+		}
 		if err := ev.decodeLazy(f, ev.raw.data[sp.start:sp.end]); err != nil {
 			// Not expected after the header scan's checks; the whole
 			// decode decides, exactly as DecodeEvent would.
@@ -111,6 +124,60 @@ func (ev *Event) Need(fields Fields) error {
 		ev.lazy.pending &^= f
 	}
 	return nil
+}
+
+// NeedMembers is Need for an expression that reads the lazy map field f
+// (one map field, not resources) only through the given top-level
+// members, by name (requestParameters.instanceType,
+// dig(requestParameters, "instanceType.value")): while f is not decoded
+// whole, its map gets just those of keys that the record has, each decoded
+// exactly as the whole decode decodes it (a key given twice keeps its
+// last value), which for such an expression reads the same as the whole
+// map, at the cost of the members it reads. A later Need of f decodes it
+// whole. keys must not change once passed (an expression's own list):
+// a second call with the same list for the same record does nothing.
+func (ev *Event) NeedMembers(f Fields, keys []string) error {
+	if ev.lazy.pending&f == 0 {
+		return ev.lazy.err
+	}
+	i := bits.TrailingZeros16(uint16(f))
+	if bits.OnesCount16(uint16(f)) != 1 || f == fieldResources || len(keys) == 0 {
+		return ev.Need(f)
+	}
+	if ev.lazy.partial&f != 0 && ev.lazy.keys[i] == &keys[0] {
+		return nil
+	}
+	sp := ev.lazy.spans[i]
+	dst := ev.lazyMap(f)
+	if !decodeMembersInto(dst, ev.raw.data[sp.start:sp.end], keys) {
+		// A key with an escape or bytes outside ASCII (it may decode to
+		// one of keys), or anything unexpected: the whole decode decides.
+		return ev.Need(f)
+	}
+	ev.lazy.partial |= f
+	ev.lazy.keys[i] = &keys[0]
+	return nil
+}
+
+// lazyMap returns the map field f (one lazy map field).
+func (ev *Event) lazyMap(f Fields) *map[string]any {
+	switch f {
+	case fieldRequestParameters:
+		return &ev.RequestParameters
+	case fieldResponseElements:
+		return &ev.ResponseElements
+	case fieldAdditionalEventData:
+		return &ev.AdditionalEventData
+	case fieldServiceEventDetails:
+		return &ev.ServiceEventDetails
+	case fieldAddendum:
+		return &ev.Addendum
+	case fieldEdgeDeviceDetails:
+		return &ev.EdgeDeviceDetails
+	case fieldInsightDetails:
+		return &ev.InsightDetails
+	}
+	panic("cloudtrail: not a lazy map field")
 }
 
 // MemberKind is what Member found in a lazy map field.
@@ -211,25 +278,10 @@ func (ev *Event) Member(f Fields, key string) (MemberKind, string) {
 func (ev *Event) Complete() error { return ev.Need(AllFields) }
 
 func (ev *Event) decodeLazy(f Fields, data []byte) error {
-	switch f {
-	case fieldRequestParameters:
-		return decodeMapInto(&ev.RequestParameters, data)
-	case fieldResponseElements:
-		return decodeMapInto(&ev.ResponseElements, data)
-	case fieldAdditionalEventData:
-		return decodeMapInto(&ev.AdditionalEventData, data)
-	case fieldServiceEventDetails:
-		return decodeMapInto(&ev.ServiceEventDetails, data)
-	case fieldAddendum:
-		return decodeMapInto(&ev.Addendum, data)
-	case fieldEdgeDeviceDetails:
-		return decodeMapInto(&ev.EdgeDeviceDetails, data)
-	case fieldInsightDetails:
-		return decodeMapInto(&ev.InsightDetails, data)
-	case fieldResources:
+	if f == fieldResources {
 		return json.Unmarshal(data, &ev.Resources)
 	}
-	return nil
+	return decodeMapInto(ev.lazyMap(f), data)
 }
 
 // Own makes ev independent of the buffer it was decoded from: DecodeHeader
