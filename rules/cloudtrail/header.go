@@ -884,15 +884,37 @@ func DecodeHeader(ev *Event, raw []byte) (complete bool, err error) {
 		case h.tsOdd:
 			fillTimeFromShipper(ev, data)
 		case h.ts.end > 0:
-			var ts string
-			if json.Unmarshal(data[h.ts.start:h.ts.end], &ts) == nil {
-				if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
-					ev.EventTime = t
-				}
+			if t, ok := shipperTime(data[h.ts.start:h.ts.end]); ok {
+				ev.EventTime = t
 			}
 		}
 	}
 	return false, nil
+}
+
+// shipperTime parses a "@timestamp" string (quotes included) as RFC 3339:
+// a plain one (no escape, all ASCII: Logstash writes them so) as it is,
+// any other once encoding/json has unquoted it.
+func shipperTime(quoted []byte) (time.Time, bool) {
+	var ts string
+	if end, flags, err := jsonscan.StrAt(quoted, nil, 0); err == nil && flags == 0 && end == len(quoted)-1 {
+		ts = unsafe.String(unsafe.SliceData(quoted[1:]), len(quoted)-2)
+	} else {
+		var ok bool
+		if ts, ok = unquoteJSON(quoted); !ok {
+			return time.Time{}, false
+		}
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	return t, err == nil
+}
+
+// unquoteJSON is encoding/json's decode of a JSON string (its own variable:
+// taking a local's address would move it to the heap on every call of the
+// caller).
+func unquoteJSON(quoted []byte) (string, bool) {
+	var s string
+	return s, json.Unmarshal(quoted, &s) == nil
 }
 
 func trimSpace(b []byte) []byte {
