@@ -148,11 +148,14 @@ func TestIndexMatchesUnindexedEvaluation(t *testing.T) {
   - {id: c, title: c, severity: low, when: 'errorCode != ""'}
   - {id: d, title: d, severity: low, when: 'not (eventName == "A")'}
   - {id: e, title: e, severity: low, when: '(eventName == "A" || readOnly) && eventSource == "s"'}
+  - {id: f, title: f, severity: low, when: 'errorCode == "AccessDenied" && eventSource == "s"'}
+  - {id: g, title: g, severity: low, when: 'eventName == "B" && eventSource == "s"'}
+  - {id: h, title: h, severity: low, when: 'eventSource == "s"'}
 `)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]string{"a": {"A"}, "b": {"A", "B", "C"}, "c": nil, "d": nil, "e": nil}
+	want := map[string][]string{"a": {"A"}, "b": {"A", "B", "C"}, "c": nil, "d": nil, "e": nil, "f": nil, "g": {"B"}, "h": nil}
 	for id, names := range want {
 		got := set.Rule(id).Index().EventNames
 		if len(got) != len(names) {
@@ -163,14 +166,23 @@ func TestIndexMatchesUnindexedEvaluation(t *testing.T) {
 		for _, code := range []string{"", "AccessDenied"} {
 			ev, _ := cloudtrail.DecodeEvent([]byte(`{"eventVersion":"1","eventName":"` + name + `","eventSource":"s","errorCode":"` + code + `"}`))
 			viaIndex := map[string]bool{}
+			var order, direct []string
 			for _, r := range set.Match(ev, nil, nil) {
 				viaIndex[r.ID] = true
+				order = append(order, r.ID)
 			}
 			for _, r := range set.Rules() {
 				ok, _ := r.Eval(ev)
 				if ok != viaIndex[r.ID] {
 					t.Errorf("event %s/%q rule %s: direct %v, through index %v", name, code, r.ID, ok, viaIndex[r.ID])
 				}
+				if ok {
+					direct = append(direct, r.ID)
+				}
+			}
+			// In load order, whichever lists the rules came from.
+			if !slices.Equal(order, direct) {
+				t.Errorf("event %s/%q: matched %v, want load order %v", name, code, order, direct)
 			}
 		}
 	}

@@ -21,8 +21,11 @@ import (
 // requires errorCode to be one of a set of constants is filed under those
 // codes the same way.
 type index struct {
+	// byName holds, under each eventName a rule is filed under, those
+	// rules and the unindexed ones, merged in load order: a record is
+	// offered one list (or two, with byError), not a merge of three.
 	byName    nameTable
-	byError   map[string][]*Rule
+	byError   nameTable // by errorCode; not merged with unindexed
 	unindexed []*Rule
 }
 
@@ -38,8 +41,8 @@ type IndexInfo struct {
 }
 
 func buildIndex(rules []*Rule) *index {
-	ix := &index{byError: map[string][]*Rule{}}
-	byName := map[string][]*Rule{}
+	ix := &index{}
+	byName, byError := map[string][]*Rule{}, map[string][]*Rule{}
 	for _, r := range rules {
 		if names := r.indexNames(); len(names) > 0 {
 			for _, n := range names {
@@ -49,39 +52,63 @@ func buildIndex(rules []*Rule) *index {
 		}
 		if codes := r.errorCodes(); len(codes) > 0 {
 			for _, c := range codes {
-				ix.byError[c] = append(ix.byError[c], r)
+				byError[c] = append(byError[c], r)
 			}
 			continue
 		}
 		ix.unindexed = append(ix.unindexed, r)
 	}
+	for n, named := range byName {
+		byName[n] = mergeRules(named, ix.unindexed)
+	}
 	ix.byName = newNameTable(byName)
+	ix.byError = newNameTable(byError)
 	return ix
+}
+
+// mergeRules merges two lists of rules in load order.
+func mergeRules(a, b []*Rule) []*Rule {
+	out := make([]*Rule, 0, len(a)+len(b))
+	for len(a) > 0 || len(b) > 0 {
+		if len(b) == 0 || (len(a) > 0 && a[0].ord < b[0].ord) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
+}
+
+// lists returns the rules that can match ev as two lists, each in load
+// order, to be merged by ord (see candidates): the rules filed under its
+// eventName with the unindexed ones (or the unindexed ones alone), and
+// those filed under its errorCode.
+func (ix *index) lists(ev *cloudtrail.Event) (named, coded []*Rule) {
+	named = ix.byName.get(ev.EventName)
+	if named == nil {
+		named = ix.unindexed
+	}
+	if ev.ErrorCode != "" {
+		coded = ix.byError.get(ev.ErrorCode)
+	}
+	return named, coded
 }
 
 // candidates calls fn for each rule that can match ev, in load order.
 func (ix *index) candidates(ev *cloudtrail.Event, fn func(*Rule)) {
-	named := ix.byName.get(ev.EventName)
-	var coded []*Rule
-	if ev.ErrorCode != "" {
-		coded = ix.byError[ev.ErrorCode]
-	}
-	un := ix.unindexed
-	// Merge the three lists, each in load order.
-	for len(named) > 0 || len(coded) > 0 || len(un) > 0 {
-		next := &named
-		if len(coded) > 0 && (len(*next) == 0 || coded[0].ord < (*next)[0].ord) {
-			next = &coded
+	a, b := ix.lists(ev)
+	for len(a) > 0 || len(b) > 0 {
+		if len(b) == 0 || (len(a) > 0 && a[0].ord < b[0].ord) {
+			fn(a[0])
+			a = a[1:]
+		} else {
+			fn(b[0])
+			b = b[1:]
 		}
-		if len(un) > 0 && (len(*next) == 0 || un[0].ord < (*next)[0].ord) {
-			next = &un
-		}
-		fn((*next)[0])
-		*next = (*next)[1:]
 	}
 }
 
-// nameTable is the rules by eventName, looked up once per record: an
+// nameTable is the rules by eventName (or errorCode), looked up once per record: an
 // open-addressing table at most a quarter full, keyed by a hash of a
 // name's length and first and last eight bytes (a few instructions, where
 // a Go map hashes the whole string and probes more). Only the rules' own

@@ -166,17 +166,25 @@ type MatchError struct {
 // index) and appends each rule that matches to dst. Rules whose condition
 // errors on ev are reported through onErr (which may be nil) and skipped.
 func (s *Set) Match(ev *cloudtrail.Event, dst []*Rule, onErr func(MatchError)) []*Rule {
-	s.index.candidates(ev, func(r *Rule) {
+	// index.candidates, inline: no call through a closure per rule.
+	a, b := s.index.lists(ev)
+	for len(a) > 0 || len(b) > 0 {
+		var r *Rule
+		if len(b) == 0 || (len(a) > 0 && a[0].ord < b[0].ord) {
+			r, a = a[0], a[1:]
+		} else {
+			r, b = b[0], b[1:]
+		}
 		ok, err := r.Eval(ev)
 		if err != nil {
 			if onErr != nil {
 				onErr(MatchError{Rule: r, Event: ev, Err: err})
 			}
-			return
+			continue
 		}
 		if ok {
 			dst = append(dst, r)
 		}
-	})
+	}
 	return dst
 }
