@@ -22,18 +22,25 @@
 // With the advice taken, a batch command also keeps a ballast: Ballast
 // bytes of heap that are never touched (so they cost address space, not
 // memory) but count as live, so the collector lets the heap grow by about
-// Ballast bytes more before each cycle. Start-up (package initialisation
-// and the rules: ~20 MB allocated, ~6 MB kept) then runs without a
-// collection beyond the two of this package's own, on a near-empty heap;
-// replaying the corpus ×30 collects 4 times instead of 14, and the mix
-// of docs/performance.md 2 times instead of 5. The price is up to
-// Ballast bytes more resident heap (corpus ×30: 57 → 90 MB peak RSS). Each cycle
-// costs more than marking: it hands every cached span back, and every
-// size class's span sets touch fresh off-heap pages. Without huge pages a
-// bigger heap faults more 4 KiB pages than the cycles it saves, so where
-// the advice fails there is no ballast either. A GOGC or GOMEMLIMIT in the
-// environment means the user tunes the collector: then there is no
-// ballast.
+// Ballast bytes more before each cycle. The ballast is allocated before
+// the block, at the top of the heap as it stands: it takes the rest of
+// the huge page the heap had begun in 4 KiB pages (which can no longer
+// become a huge one), so the spans carved after the collection start on
+// a fresh huge page. The collector is off while the two are allocated, so
+// this package costs one collection, the one that frees the block; the
+// previous setting is restored. Start-up (package initialisation and the
+// rules: ~20 MB allocated, ~6 MB kept) then runs without a further
+// collection, on a near-empty heap, and so do the corpus ×30 and the mix
+// of docs/performance.md (5 and 3 collections without this package). The
+// price is some resident heap: at most the huge pages at the ballast's
+// two ends (one-record replay 36 → 40 MB peak RSS, corpus ×30 64 → 65
+// MB). Each cycle costs more than marking: it hands every cached span
+// back, and every size class's span sets touch fresh off-heap pages.
+// Without huge pages a bigger heap faults more 4 KiB pages than the
+// cycles it saves, so where the advice fails there is no ballast either.
+// A GOGC or GOMEMLIMIT in the environment means the user tunes the
+// collector: then there is no ballast, and their setting is the one in
+// force once this package has initialised.
 //
 // The command is read from os.Args[1], because package initialisation runs
 // before main and the advice must come before the heap grows (the rules

@@ -38,12 +38,28 @@ func contains(b []byte, s string) bool {
 // covers the whole mapping [lo, hi), not only the block: the runtime
 // reuses the lowest free pages first, those of the heap mapped before the
 // block (package initialisation before this one's) and of the block's
-// first, unaligned megabytes. With withBallast, and the advice taken, it
-// also allocates the ballast while the block is still live, so that the
-// ballast comes from fresh memory, which needs no zeroing (freed memory
-// would be cleared, every page of it touched). err is madvise's error
-// (EINVAL where the kernel has no transparent huge pages).
+// first, unaligned megabytes.
+//
+// With withBallast it first allocates the ballast, from fresh memory at
+// the top of the heap, which needs no zeroing (freed memory would be
+// cleared, every page of it touched); the block comes after it. The
+// ballast so also holds the free rest of the huge page the heap had
+// begun to fill with 4 KiB pages: that page cannot become a huge one,
+// and spans carved from it after the collection would fault page by
+// page. Where the advice fails the ballast is dropped with the block.
+//
+// Collection is off while the two are allocated (setGCPercent(-1)), or
+// the block's size would start a cycle of its own (the heap's first goal
+// is 4 MiB) before the one that frees it: one collection instead of two.
+// Each cycle hands every cached span back and touches fresh off-heap
+// pages for the span sets of its sweep generation. The previous setting
+// (GOGC's, or the default) is restored before advise returns. err is
+// madvise's error (EINVAL where the kernel has no transparent huge pages).
 func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error) {
+	prev := setGCPercent(-1)
+	if withBallast {
+		ballast = make([]byte, Ballast)
+	}
 	b := make([]byte, n)
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
 	start, end := p, p+uintptr(n)
@@ -59,15 +75,28 @@ func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error)
 			err = e
 		}
 	}
-	if withBallast && err == nil {
-		ballast = make([]byte, Ballast)
+	if err != nil {
+		ballast = nil
 	}
 	runtime.KeepAlive(b)
 	// Free the block now: until a collection finds it unreachable, new
 	// spans come from fresh memory above it, mapped without the advice.
 	runtime.GC()
+	setGCPercent(prev)
 	return lo, hi, ballast, err
 }
+
+// setGCPercent is runtime/debug.SetGCPercent without importing
+// runtime/debug: that package imports fmt, strconv, strings and time, and
+// Go initialises a package only after its imports, choosing among the
+// ready ones by import path; this package would then initialise after
+// the AWS SDK's (github.com/aws/... sorts first), whose schemas fill
+// megabytes of heap before the advice. The runtime defines the function
+// under this name (a push linkname), which the linker allows referring
+// to; TestInit checks it reads and restores GOGC.
+//
+//go:linkname setGCPercent runtime/debug.setGCPercent
+func setGCPercent(percent int32) int32
 
 // mappingOf returns the bounds of the line of /proc/self/maps whose range
 // holds p ("start-end perms ...", hexadecimal).
