@@ -204,12 +204,14 @@ func describeRules(s *Set) string {
 }
 
 // TestBuiltinExprsAgreeWithSource: a load of the built-in packs that takes
-// their conditions from the snapshot (compiled on first use) gives what
-// the load from source gives: the same rules, index keys and fields read,
-// the same matches (two-tier, as replay matches) and summaries on every
-// corpus record and on every event of the rules' tests, and the same
-// verdict and error of every rule's conditions (disabled ones too) on
-// each of those records decoded whole.
+// their conditions from the snapshot and compiles them, their summary
+// placeholders, dedup keys and group_by on first use gives what the load
+// from source (with tests: everything compiled, checked and admitted as
+// it loads) gives: the same rules, index keys and fields read, the same
+// matches (two-tier, as replay matches), summaries, dedup keys and
+// threshold groups on every corpus record and on every event of the
+// rules' tests, and the same verdict and error of every rule's conditions
+// (disabled ones too) on each of those records decoded whole.
 func TestBuiltinExprsAgreeWithSource(t *testing.T) {
 	withTests, err := Load("builtin")
 	if err != nil {
@@ -236,9 +238,9 @@ func TestBuiltinExprsAgreeWithSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			builtinExprsOff = true
-			source, err := LoadWith(Options{SkipTests: true}, pack)
-			builtinExprsOff = false
+			// From source: a load with tests compiles, checks and
+			// admits every expression as it loads.
+			source, err := LoadWith(Options{}, pack)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,6 +251,18 @@ func TestBuiltinExprsAgreeWithSource(t *testing.T) {
 				}
 				if r.program != nil && r.program.lazy == nil {
 					t.Errorf("rule %s: not from the snapshot", r.ID)
+				}
+				var values []*program
+				if r.Dedup != nil && r.Dedup.program != nil {
+					values = append(values, r.Dedup.program)
+				}
+				if r.Threshold != nil {
+					values = append(values, r.Threshold.programs...)
+				}
+				for _, p := range values {
+					if p.lazy == nil || p.ready.Load() {
+						t.Errorf("rule %s: dedup key or group_by compiled at load", r.ID)
+					}
 				}
 			}
 			if lazy == 0 {
@@ -300,6 +314,18 @@ func compareOnRecords(t *testing.T, a, b *Set, recs [][]byte) {
 		for j := range ma {
 			if ma[j].ID != mb[j].ID || ma[j].Summary(&ea) != mb[j].Summary(&eb) {
 				t.Errorf("record %d: match %s %q, from source %s %q", i, ma[j].ID, ma[j].Summary(&ea), mb[j].ID, mb[j].Summary(&eb))
+			}
+			ka, erra := ma[j].Dedup.keyFor(&ea)
+			kb, errb := mb[j].Dedup.keyFor(&eb)
+			if ka != kb || errText(erra) != errText(errb) {
+				t.Errorf("record %d: rule %s: dedup key %q %v, from source %q %v", i, ma[j].ID, ka, erra, kb, errb)
+			}
+			if ma[j].Threshold != nil {
+				ga, erra := ma[j].Threshold.groupFor(&ea)
+				gb, errb := mb[j].Threshold.groupFor(&eb)
+				if !slices.Equal(ga, gb) || errText(erra) != errText(errb) {
+					t.Errorf("record %d: rule %s: group %q %v, from source %q %v", i, ma[j].ID, ga, erra, gb, errb)
+				}
 			}
 			matched++
 		}

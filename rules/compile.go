@@ -92,27 +92,38 @@ type program struct {
 	// budgeted: the program calls the evaluation budget's functions
 	// (budget.go), so runProgram must register its evaluations.
 	budgeted bool
-	// lazy is set for a built-in pack's condition in a load that uses
-	// the packs' snapshot (builtin_exprs.go): until it is first run, only
-	// fields (from the snapshot) is set, and load compiles the rest.
-	lazy  *lazyCondition
+	// lazy is set for a built-in pack's expression that compiles on
+	// first use (a load without tests): until then, of a condition only
+	// fields (from the snapshot, builtin_exprs.go) is set, of a value
+	// nothing, and load compiles the rest.
+	lazy  *lazyExpr
 	ready atomic.Bool  // lazy's compile is done (see load)
-	snap  *builtinExpr // the snapshot a lazy program was made from
+	snap  *builtinExpr // the snapshot a lazy condition was made from
 }
 
-// lazyCondition is what a built-in condition compiles from on first use.
-type lazyCondition struct {
-	src   string
-	names *names // the load's, complete and no longer changing
-	mu    sync.Mutex
-	err   error // from the compile; set before program.ready
+// lazyExpr is what a lazy program compiles from on first use.
+type lazyExpr struct {
+	src     string
+	names   *names // the load's, complete and no longer changing
+	asBool  bool   // a condition (else a value)
+	trusted bool   // not admitted against the budget again (names.trusted)
+	mu      sync.Mutex
+	err     error // from the compile; set before program.ready
 }
 
 // lazyProgram returns a condition of a built-in pack that compiles when it
 // is first run (see program.load), reading fields (what the snapshot says
 // it reads) until then.
 func lazyProgram(src string, n *names, fields cloudtrail.Fields) *program {
-	return &program{fields: fields, lazy: &lazyCondition{src: src, names: n}}
+	return &program{fields: fields, lazy: &lazyExpr{src: src, names: n, asBool: true, trusted: true}}
+}
+
+// lazyValue returns a value expression (summary placeholder, dedup key,
+// group_by) that compiles with n when first evaluated (runText), admitted
+// then unless trusted. A load without tests does so for the built-in
+// packs: it evaluates them only for the rules that alert.
+func lazyValue(src string, n *names, trusted bool) *program {
+	return &program{lazy: &lazyExpr{src: src, names: n, trusted: trusted}}
 }
 
 // load compiles a lazy program the first time it is asked, on any
@@ -135,13 +146,20 @@ func (p *program) compileLazy() error {
 	if p.ready.Load() {
 		return l.err
 	}
-	// Compiled as the loader would have, but not admitted again: the
-	// loads with tests admit every built-in condition (names.trusted).
-	q, err := compileConditionAs(l.src, l.names, true)
+	// Compiled as the loader would have; a trusted one is not admitted
+	// again: the loads with tests admit every built-in expression.
+	var q *program
+	var err error
+	if l.asBool {
+		q, err = compileConditionAs(l.src, l.names, l.trusted)
+	} else {
+		q, err = compileValueAs(l.src, l.names, l.trusted)
+	}
 	if err != nil {
 		l.err = err
 	} else {
 		p.tree, p.conf, p.fields, p.pred, p.budgeted = q.tree, q.conf, q.fields, q.pred, q.budgeted
+		p.value, p.dyn = q.value, q.dyn
 	}
 	p.ready.Store(true)
 	return l.err
@@ -250,7 +268,13 @@ func compileConditionAs(src string, n *names, trusted bool) (*program, error) {
 // compileValue compiles an expression whose value is rendered (summary
 // placeholders, dedup keys), with the lists and macros of n (or nil).
 func compileValue(src string, n *names) (*program, error) {
-	p, err := compileExpr(src, n, false, n != nil && n.trusted)
+	return compileValueAs(src, n, n != nil && n.trusted)
+}
+
+// compileValueAs is compileValue, the expression not admitted against the
+// budget again when trusted (see names.trusted).
+func compileValueAs(src string, n *names, trusted bool) (*program, error) {
+	p, err := compileExpr(src, n, false, trusted)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +292,11 @@ func compileValue(src string, n *names) (*program, error) {
 // string, when the expression has a Go form (valueOf), and without the VM
 // when it has a Go form of its value that can give it (dynOf).
 func runText(p *program, ev *cloudtrail.Event, format func(any) string) (string, error) {
+	if p.lazy != nil {
+		if err := p.load(); err != nil {
+			return "", err
+		}
+	}
 	if p.value != nil {
 		return p.value(ev), nil
 	}

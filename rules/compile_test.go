@@ -46,7 +46,7 @@ func TestCompileIsExprCompile(t *testing.T) {
 		}
 		if r.summary != nil {
 			for _, p := range r.summary.parts {
-				if p.program != nil || p.lazy != nil {
+				if p.program != nil {
 					srcs = append(srcs, source{p.src, false})
 				}
 			}

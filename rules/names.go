@@ -23,8 +23,10 @@ type names struct {
 	macroList []string
 	// values holds the value expressions compiled with these names, by
 	// source: summaries repeat the same placeholders ({{ sourceIPAddress }},
-	// {{ principal(userIdentity) }}) hundreds of times.
-	values map[string]compiledValue
+	// {{ principal(userIdentity) }}) hundreds of times. lazyValues holds
+	// the built-in packs' that compile on first use, the same way.
+	values     map[string]compiledValue
+	lazyValues map[string]*program
 	// eagerCode: compile every program's bytecode as it loads (see
 	// compileExpr), for a load that checks everything.
 	eagerCode bool
@@ -43,10 +45,14 @@ type compiledValue struct {
 	err error
 }
 
-// compileValue is compileValue(src, n.option()), once for each src. The
+// compileValue is compileValue(src, n), once for each src; for a built-in
+// pack's expression in a load without tests (n.trusted), lazyValue. The
 // names must be complete (every file's lists and macros, the overrides)
-// before the first call; programs are immutable and shared.
+// before the first call; programs are shared.
 func (n *names) compileValue(src string) (*program, error) {
+	if n.trusted {
+		return n.lazyValue(src), nil
+	}
 	if c, ok := n.values[src]; ok {
 		return c.p, c.err
 	}
@@ -56,6 +62,19 @@ func (n *names) compileValue(src string) (*program, error) {
 	}
 	n.values[src] = compiledValue{p, err}
 	return p, err
+}
+
+// lazyValue is lazyValue(src, n, n.trusted), once for each src.
+func (n *names) lazyValue(src string) *program {
+	if p, ok := n.lazyValues[src]; ok {
+		return p
+	}
+	p := lazyValue(src, n, n.trusted)
+	if n.lazyValues == nil {
+		n.lazyValues = map[string]*program{}
+	}
+	n.lazyValues[src] = p
+	return p
 }
 
 type macro struct {

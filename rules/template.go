@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -21,26 +20,8 @@ type summaryTemplate struct {
 
 type templatePart struct {
 	text    string
-	program *program
+	program *program // nil for text; lazy (parseTemplateLazy) or compiled
 	src     string
-	// lazy, instead of program, compiles the placeholder on first use
-	// (parseTemplateLazy).
-	lazy *lazyValue
-}
-
-// lazyValue is a value expression compiled when first asked for.
-type lazyValue struct {
-	once  sync.Once
-	names *names
-	p     *program
-	err   error
-}
-
-// program compiles src with the names, the first time only. Compiles
-// read the names and write nothing to them, so concurrent ones are safe.
-func (v *lazyValue) program(src string) (*program, error) {
-	v.once.Do(func() { v.p, v.err = compileValue(src, v.names) })
-	return v.p, v.err
 }
 
 // templateError locates a problem in a template by byte offset within it.
@@ -63,13 +44,14 @@ func parseTemplate(src string) (*summaryTemplate, error) {
 // changing): for the built-in packs in a load without tests (run, replay,
 // search), which renders only the summaries of the rules that alert.
 // Compiling every placeholder was a fifth of loading the built-in packs.
-// A placeholder that would not compile renders as "?" with the error, as
-// one failing at run time does; a load with tests (trailwatch test and
-// validate, and the rules package's tests) compiles them all and reports
-// any error at its file:line:col, so a built-in pack ships none.
+// Each distinct placeholder compiles once (names.lazyValue), on first use
+// (runText). A placeholder that would not compile renders as "?" with the
+// error, as one failing at run time does; a load with tests (trailwatch
+// test and validate, and the rules package's tests) compiles them all and
+// reports any error at its file:line:col, so a built-in pack ships none.
 func parseTemplateLazy(src string, n *names) (*summaryTemplate, error) {
 	return parseTemplateParts(src, func(exprSrc string) (templatePart, error) {
-		return templatePart{src: exprSrc, lazy: &lazyValue{names: n}}, nil
+		return templatePart{src: exprSrc, program: n.lazyValue(exprSrc)}, nil
 	})
 }
 
@@ -140,22 +122,11 @@ func (t *summaryTemplate) Render(ev *cloudtrail.Event) (string, error) {
 	b.Grow(len(t.src) + 32)
 	var firstErr error
 	for _, p := range t.parts {
-		prog := p.program
-		if p.lazy != nil {
-			var err error
-			if prog, err = p.lazy.program(p.src); err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("placeholder {{ %s }}: %w", p.src, err)
-				}
-				b.WriteString("?")
-				continue
-			}
-		}
-		if prog == nil {
+		if p.program == nil {
 			b.WriteString(p.text)
 			continue
 		}
-		v, err := runText(prog, ev, formatValue)
+		v, err := runText(p.program, ev, formatValue)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("placeholder {{ %s }}: %w", p.src, err)
