@@ -49,7 +49,8 @@ func builtinFiles(name string) ([]File, error) {
 			if err != nil || d.IsDir() || !isRuleFileName(name) {
 				return err
 			}
-			f, err := fsFile(builtinFS, name, "builtin:"+strings.TrimPrefix(name, "builtin/"))
+			display := "builtin:" + strings.TrimPrefix(name, "builtin/")
+			f, err := fsFile(builtinFS, name, display, builtinText(display))
 			if err != nil {
 				return err
 			}

@@ -2,23 +2,71 @@
 
 package rules
 
-// builtinExprFiles are the built-in files the snapshot was made from.
+import _ "embed" // the built-in files' text, without copying it (builtinFiles)
+
+//go:embed builtin/aws/card.yaml
+var builtinText0 string
+
+//go:embed builtin/aws/compute.yaml
+var builtinText1 string
+
+//go:embed builtin/aws/data.yaml
+var builtinText2 string
+
+//go:embed builtin/aws/database.yaml
+var builtinText3 string
+
+//go:embed builtin/aws/defense.yaml
+var builtinText4 string
+
+//go:embed builtin/aws/exposure.yaml
+var builtinText5 string
+
+//go:embed builtin/aws/iam.yaml
+var builtinText6 string
+
+//go:embed builtin/aws/identity.yaml
+var builtinText7 string
+
+//go:embed builtin/aws/lists.yaml
+var builtinText8 string
+
+//go:embed builtin/aws/logging.yaml
+var builtinText9 string
+
+//go:embed builtin/aws/network.yaml
+var builtinText10 string
+
+//go:embed builtin/aws/serverless.yaml
+var builtinText11 string
+
+//go:embed builtin/aws/storage.yaml
+var builtinText12 string
+
+//go:embed builtin/aws/thresholds.yaml
+var builtinText13 string
+
+//go:embed builtin/cis/cis.yaml
+var builtinText14 string
+
+// builtinExprFiles are the built-in files the snapshot was made from,
+// with their text.
 var builtinExprFiles = []builtinFileSum{
-	{name: "builtin:aws/card.yaml", size: 13839, crc: 0x6c0257bb},
-	{name: "builtin:aws/compute.yaml", size: 37371, crc: 0xef6b58f6},
-	{name: "builtin:aws/data.yaml", size: 20385, crc: 0x901f3867},
-	{name: "builtin:aws/database.yaml", size: 23753, crc: 0x25a90da0},
-	{name: "builtin:aws/defense.yaml", size: 19932, crc: 0xc574b89e},
-	{name: "builtin:aws/exposure.yaml", size: 9453, crc: 0xfd59f400},
-	{name: "builtin:aws/iam.yaml", size: 34290, crc: 0xf952cfe3},
-	{name: "builtin:aws/identity.yaml", size: 18573, crc: 0xf2a18cf2},
-	{name: "builtin:aws/lists.yaml", size: 4150, crc: 0xc174e3ef},
-	{name: "builtin:aws/logging.yaml", size: 20673, crc: 0x4f13e4f4},
-	{name: "builtin:aws/network.yaml", size: 18048, crc: 0x460e7ad8},
-	{name: "builtin:aws/serverless.yaml", size: 12833, crc: 0xd4b6111b},
-	{name: "builtin:aws/storage.yaml", size: 22094, crc: 0x3394ba0e},
-	{name: "builtin:aws/thresholds.yaml", size: 23791, crc: 0x005313bf},
-	{name: "builtin:cis/cis.yaml", size: 57274, crc: 0xa0e59574},
+	{name: "builtin:aws/card.yaml", size: 13839, crc: 0x6c0257bb, text: &builtinText0},
+	{name: "builtin:aws/compute.yaml", size: 37371, crc: 0xef6b58f6, text: &builtinText1},
+	{name: "builtin:aws/data.yaml", size: 20385, crc: 0x901f3867, text: &builtinText2},
+	{name: "builtin:aws/database.yaml", size: 23753, crc: 0x25a90da0, text: &builtinText3},
+	{name: "builtin:aws/defense.yaml", size: 19932, crc: 0xc574b89e, text: &builtinText4},
+	{name: "builtin:aws/exposure.yaml", size: 9453, crc: 0xfd59f400, text: &builtinText5},
+	{name: "builtin:aws/iam.yaml", size: 34290, crc: 0xf952cfe3, text: &builtinText6},
+	{name: "builtin:aws/identity.yaml", size: 18573, crc: 0xf2a18cf2, text: &builtinText7},
+	{name: "builtin:aws/lists.yaml", size: 4150, crc: 0xc174e3ef, text: &builtinText8},
+	{name: "builtin:aws/logging.yaml", size: 20673, crc: 0x4f13e4f4, text: &builtinText9},
+	{name: "builtin:aws/network.yaml", size: 18048, crc: 0x460e7ad8, text: &builtinText10},
+	{name: "builtin:aws/serverless.yaml", size: 12833, crc: 0xd4b6111b, text: &builtinText11},
+	{name: "builtin:aws/storage.yaml", size: 22094, crc: 0x3394ba0e, text: &builtinText12},
+	{name: "builtin:aws/thresholds.yaml", size: 23791, crc: 0x005313bf, text: &builtinText13},
+	{name: "builtin:cis/cis.yaml", size: 57274, crc: 0xa0e59574, text: &builtinText14},
 }
 
 // builtinExprIdents are the identifiers the built-in conditions and macros use.

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"go/format"
 	"hash/crc32"
+	"io/fs"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -97,13 +99,20 @@ func generateBuiltinExprs() ([]byte, error) {
 
 package rules
 
-// builtinExprFiles are the built-in files the snapshot was made from.
-var builtinExprFiles = []builtinFileSum{
+import _ "embed" // the built-in files' text, without copying it (builtinFiles)
+
 `)
 	sorted := slices.Clone(files)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	for _, f := range sorted {
-		fmt.Fprintf(&b, "{name: %q, size: %d, crc: %#08x},\n", f.Name, len(f.Data), crc32.ChecksumIEEE(f.Data))
+	for i, f := range sorted {
+		fmt.Fprintf(&b, "//go:embed builtin/%s\nvar builtinText%d string\n\n", strings.TrimPrefix(f.Name, "builtin:"), i)
+	}
+	b.WriteString(`// builtinExprFiles are the built-in files the snapshot was made from,
+// with their text.
+var builtinExprFiles = []builtinFileSum{
+`)
+	for i, f := range sorted {
+		fmt.Fprintf(&b, "{name: %q, size: %d, crc: %#08x, text: &builtinText%d},\n", f.Name, len(f.Data), crc32.ChecksumIEEE(f.Data), i)
 	}
 	b.WriteString("}\n\n// builtinExprIdents are the identifiers the built-in conditions and macros use.\nvar builtinExprIdents = []string{\n")
 	for _, id := range idents {
@@ -457,6 +466,31 @@ func TestBuiltinExprsCompileOnFirstUse(t *testing.T) {
 		}
 		if p.fields != snapFields[i] {
 			t.Errorf("%s: reads %#x, the snapshot says %#x", p.lazy.src, p.fields, snapFields[i])
+		}
+	}
+}
+
+// TestBuiltinTextIsTheEmbeddedFile: every built-in file's text comes from
+// builtin_exprs.go's embedded strings (not copied out of the embedded
+// file system), and is that file's content.
+func TestBuiltinTextIsTheEmbeddedFile(t *testing.T) {
+	files, err := builtinFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		want, err := fs.ReadFile(builtinFS, "builtin/"+strings.TrimPrefix(f.Name, "builtin:"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := builtinText(f.Name)
+		switch {
+		case text == nil:
+			t.Errorf("%s: not in builtin_exprs.go: run `go generate ./rules`", f.Name)
+		case !bytes.Equal(f.Data, want) || !bytes.Equal(text, want):
+			t.Errorf("%s: text differs from the embedded file", f.Name)
+		case unsafe.SliceData(f.Data) != unsafe.SliceData(text):
+			t.Errorf("%s: text copied", f.Name)
 		}
 	}
 }

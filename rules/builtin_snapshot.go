@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"gopkg.in/yaml.v3"
 
@@ -56,11 +57,26 @@ type builtinExpr struct {
 	codes  []string // errorCodes: the errorCode values it requires (nil: none)
 }
 
-// builtinFileSum identifies a built-in file's text by size and CRC-32.
+// builtinFileSum identifies a built-in file's text by size and CRC-32 (as
+// it was when the snapshot was made), and holds its text as embedded now.
 type builtinFileSum struct {
 	name string
 	size int
 	crc  uint32
+	text *string
+}
+
+// builtinText returns the text of the built-in file named name (as in
+// errors: builtin:PACK/FILE) from the binary's read-only data, without
+// copying it, or nil when builtin_exprs.go does not list the file (one
+// added since `go generate ./rules`).
+func builtinText(name string) []byte {
+	i := sort.Search(len(builtinExprFiles), func(i int) bool { return builtinExprFiles[i].name >= name })
+	if i == len(builtinExprFiles) || builtinExprFiles[i].name != name || builtinExprFiles[i].text == nil {
+		return nil
+	}
+	text := *builtinExprFiles[i].text
+	return unsafe.Slice(unsafe.StringData(text), len(text))
 }
 
 // builtinExprOf returns the snapshot of a built-in condition, or nil.

@@ -67,6 +67,8 @@ func (l ErrorList) Sort() {
 // content, and how to read files it names (event_file:) relative to it.
 type File struct {
 	Name string
+	// Data is the file's content. A built-in pack's file is the binary's
+	// read-only copy: never write to it.
 	Data []byte
 	// ReadRelative reads a file named relative to this one. Nil means
 	// relative names are resolved on the local file system.
@@ -172,10 +174,13 @@ func osFile(name string) (File, error) {
 	}}, nil
 }
 
-func fsFile(fsys fs.FS, name, display string) (File, error) {
-	data, err := fs.ReadFile(fsys, name)
-	if err != nil {
-		return File{}, fmt.Errorf("load rules: %w", err)
+// fsFile reads name from fsys, unless data, its content, is given.
+func fsFile(fsys fs.FS, name, display string, data []byte) (File, error) {
+	if data == nil {
+		var err error
+		if data, err = fs.ReadFile(fsys, name); err != nil {
+			return File{}, fmt.Errorf("load rules: %w", err)
+		}
 	}
 	dir := path.Dir(name)
 	return File{Name: display, Data: data, ReadRelative: func(rel string) ([]byte, error) {
