@@ -365,9 +365,15 @@ func compile(src string, n *names, asBool, budget bool) (*program, error) {
 	c := exprConfigs()[b2i(budget)][b2i(asBool)]
 	compileMu.Lock()
 	defer compileMu.Unlock()
-	tree, err := parser.ParseWithConfig(src, c)
-	if err != nil {
-		return nil, err
+	var tree *parser.Tree
+	if n != nil && n.builtinTrees {
+		tree = builtinTreeOf(src) // parsed when the snapshot was made
+	}
+	if tree == nil {
+		var err error
+		if tree, err = parser.ParseWithConfig(src, c); err != nil {
+			return nil, err
+		}
 	}
 	if n != nil {
 		ast.Walk(&tree.Node, &expander{names: n})

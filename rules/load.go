@@ -293,6 +293,7 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 		l.names.lists[name] = normalizeList(values)
 	}
 	l.builtinExprs = l.useBuiltinExprs(files)
+	l.names.builtinTrees = l.builtinExprs
 	l.names.checkMacros(l)
 	for _, p := range l.pending {
 		l.rule(p.f, p.n)

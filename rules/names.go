@@ -38,6 +38,9 @@ type names struct {
 	// bytecode compile it needs; the bytecode then compiles on first use,
 	// as other programs' does). The loader sets it rule by rule.
 	trusted bool
+	// builtinTrees: take the parse trees of built-in expressions from
+	// their snapshot (builtinTreeOf), in a load that uses the snapshots.
+	builtinTrees bool
 }
 
 type compiledValue struct {
@@ -236,9 +239,15 @@ func (e *expander) Visit(node *ast.Node) {
 			return
 		}
 	}
-	tree, err := parser.Parse(m.src)
-	if err != nil {
-		return
+	var tree *parser.Tree
+	if e.names.builtinTrees && m.f.builtin {
+		tree = builtinTreeOf(m.src) // parsed when the snapshot was made
+	}
+	if tree == nil {
+		var err error
+		if tree, err = parser.Parse(m.src); err != nil {
+			return
+		}
 	}
 	e.stack = append(e.stack, id.Value)
 	ast.Walk(&tree.Node, e)
