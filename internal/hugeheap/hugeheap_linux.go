@@ -44,17 +44,22 @@ func contains(b []byte, s string) bool {
 // the top of the heap, which needs no zeroing (freed memory would be
 // cleared, every page of it touched); the block comes after it. The
 // ballast so also holds the free rest of the huge page the heap had
-// begun to fill with 4 KiB pages: that page cannot become a huge one,
-// and spans carved from it after the collection would fault page by
-// page. Where the advice fails the ballast is dropped with the block.
+// begun to fill with 4 KiB pages, which spans carved after the
+// collection would otherwise fault in page by page. That page, and any
+// other the heap had touched before the advice, is collapsed into a huge
+// page (see collapse). Where the advice fails the ballast is dropped with
+// the block.
 //
 // Collection is off while the two are allocated (setGCPercent(-1)), or
 // the block's size would start a cycle of its own (the heap's first goal
 // is 4 MiB) before the one that frees it: one collection instead of two.
 // Each cycle hands every cached span back and touches fresh off-heap
 // pages for the span sets of its sweep generation. The previous setting
-// (GOGC's, or the default) is restored before advise returns. err is
-// madvise's error (EINVAL where the kernel has no transparent huge pages).
+// (GOGC's, or the default) is restored just before the collection, so
+// that it runs as any forced one (with collection off the runtime takes
+// the heap goal for unbounded and turns on huge pages for metadata it
+// sizes for heaps over 1 GiB). err is madvise's error (EINVAL where the
+// kernel has no transparent huge pages).
 func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error) {
 	prev := setGCPercent(-1)
 	if withBallast {
@@ -77,14 +82,48 @@ func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error)
 	}
 	if err != nil {
 		ballast = nil
+	} else {
+		fresh := p
+		if len(ballast) > 0 {
+			fresh = uintptr(unsafe.Pointer(unsafe.SliceData(ballast)))
+		}
+		collapse(lo, fresh)
 	}
 	runtime.KeepAlive(b)
+	setGCPercent(prev)
 	// Free the block now: until a collection finds it unreachable, new
 	// spans come from fresh memory above it, mapped without the advice.
 	runtime.GC()
-	setGCPercent(prev)
 	return lo, hi, ballast, err
 }
+
+// collapse asks the kernel to turn into huge pages the huge pages from lo
+// up to the one holding fresh that already have 4 KiB pages: the heap
+// mapped before this package's advice, of which package initialisation
+// and the runtime touched some pages and left the others (the rest of
+// their spans, stacks) to fault in one by one later; the advice does not
+// change pages already mapped. Huge pages with no page mapped yet are
+// left alone (they fault in whole when touched). MADV_COLLAPSE (Linux
+// 6.1) copies the pages into a new huge page; where it fails or is
+// unknown nothing changes.
+func collapse(lo, fresh uintptr) {
+	var vec [hugePage / 4096]byte
+	resident := vec[:hugePage/os.Getpagesize()]
+	for h := lo; h <= fresh; h += hugePage {
+		if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, h, hugePage, uintptr(unsafe.Pointer(&resident[0]))); e != 0 {
+			continue
+		}
+		for _, r := range resident {
+			if r&1 != 0 {
+				syscall.Syscall(syscall.SYS_MADVISE, h, hugePage, madvCollapse)
+				break
+			}
+		}
+	}
+}
+
+// madvCollapse is MADV_COLLAPSE (linux/mman.h).
+const madvCollapse = 25
 
 // setGCPercent is runtime/debug.SetGCPercent without importing
 // runtime/debug: that package imports fmt, strconv, strings and time, and

@@ -31,15 +31,17 @@ func TestMain(m *testing.M) {
 
 // report prints what init left: the ballast's size and how many of its
 // pages are resident, whether an 8 MiB block allocated now lies in
-// advised memory, how many collections have run and the GC percentage in
-// force (GOGC's).
+// advised memory, how many collections have run, the GC percentage in
+// force (GOGC's), and how many pages of the huge page holding the byte
+// below the ballast are resident.
 func report() {
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats) // before the 8 MiB block below, which may start a cycle
 	gogc := debug.SetGCPercent(-1)
 	debug.SetGCPercent(gogc)
-	resident := 0
+	resident, head := 0, 0
 	if len(ballast) > 0 {
+		head = residentPages((uintptr(unsafe.Pointer(&ballast[0]))-1)&^(hugePage-1), hugePage)
 		pages := (len(ballast) + os.Getpagesize() - 1) / os.Getpagesize()
 		vec := make([]byte, pages)
 		if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, uintptr(unsafe.Pointer(&ballast[0])), uintptr(len(ballast)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
@@ -57,7 +59,38 @@ func report() {
 		return
 	}
 	runtime.KeepAlive(b)
-	fmt.Printf("ballast=%d advised=%v gc=%d gogc=%d\n%d\n", len(ballast), advised, stats.NumGC, gogc, resident)
+	fmt.Printf("ballast=%d advised=%v gc=%d gogc=%d\n%d\n%d\n", len(ballast), advised, stats.NumGC, gogc, resident, head)
+}
+
+// residentPages counts the resident pages of [p, p+n) (mincore).
+func residentPages(p, n uintptr) int {
+	vec := make([]byte, (n+uintptr(os.Getpagesize())-1)/uintptr(os.Getpagesize()))
+	if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, p, n, uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		return -1
+	}
+	count := 0
+	for _, v := range vec {
+		count += int(v & 1)
+	}
+	return count
+}
+
+// runInit runs the test binary as `trailwatch command` with env added and
+// returns the lines report printed.
+func runInit(t *testing.T, command string, env []string) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Args = []string{"trailwatch", command}
+	cmd.Env = append(append(os.Environ(), childEnv+"=1", "GOGC=", "GOMEMLIMIT=", EnvVar+"="), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", command, env, err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%s %v: report printed %q, want three lines", command, env, out)
+	}
+	return lines
 }
 
 // TestInit runs the package's init as trailwatch would, with os.Args[1]
@@ -86,21 +119,50 @@ func TestInit(t *testing.T) {
 		{"run", nil, "ballast=0 advised=false gc=0 gogc=100"},
 		{"replay", []string{EnvVar + "=off"}, "ballast=0 advised=false gc=0 gogc=100"},
 	} {
-		cmd := exec.Command(os.Args[0])
-		cmd.Args = []string{"trailwatch", c.command}
-		cmd.Env = append(append(os.Environ(), childEnv+"=1", "GOGC=", "GOMEMLIMIT=", EnvVar+"="), c.env...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", c.command, c.env, err, out)
+		lines := runInit(t, c.command, c.env)
+		if lines[0] != c.want {
+			t.Errorf("trailwatch %s with %v: init left %q, want %q", c.command, c.env, lines[0], c.want)
 		}
-		got, resident, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		if got != c.want {
-			t.Errorf("trailwatch %s with %v: init left %q, want %q", c.command, c.env, got, c.want)
-		}
-		if n, err := strconv.Atoi(resident); err != nil || n > 2*hugePage/os.Getpagesize() {
-			t.Errorf("trailwatch %s with %v: %s of the ballast's pages are resident, want at most two huge pages' worth", c.command, c.env, resident)
+		if n, err := strconv.Atoi(lines[1]); err != nil || n > 2*hugePage/os.Getpagesize() {
+			t.Errorf("trailwatch %s with %v: %s of the ballast's pages are resident, want at most two huge pages' worth", c.command, c.env, lines[1])
 		}
 	}
+}
+
+// TestInitCollapsesTheHugePageTheHeapBeganIn checks that the huge page
+// where the heap stood when the package initialised (mapped and partly
+// touched before its advice: the one holding the byte just below the
+// ballast, which is allocated first, at the heap's top) has become one
+// huge page: then all of its 4 KiB pages count as resident, though its
+// free pages and the ballast's are never touched. Without MADV_COLLAPSE
+// it would stay a patchwork of 4 KiB pages, each faulting on first use.
+func TestInitCollapsesTheHugePageTheHeapBeganIn(t *testing.T) {
+	if !available() {
+		t.Skip("transparent huge pages are set to never here (or disabled for this process): init does nothing")
+	}
+	if err := collapseWorks(); err != nil {
+		t.Skipf("madvise(MADV_COLLAPSE) on a test mapping: %v (Linux 6.1 or later collapses)", err)
+	}
+	lines := runInit(t, "replay", nil)
+	if want := strconv.Itoa(hugePage / os.Getpagesize()); lines[2] != want {
+		t.Errorf("%s of the pages of the huge page below the ballast are resident, want %s: it was not collapsed", lines[2], want)
+	}
+}
+
+// collapseWorks tries MADV_COLLAPSE on a huge page of a mapping of its own
+// with one page touched.
+func collapseWorks() error {
+	m, err := syscall.Mmap(-1, 0, 2*hugePage, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		return err
+	}
+	defer syscall.Munmap(m)
+	p := (uintptr(unsafe.Pointer(&m[0])) + hugePage - 1) &^ (hugePage - 1)
+	m[p-uintptr(unsafe.Pointer(&m[0]))] = 1
+	if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, p, hugePage, madvCollapse); e != 0 {
+		return e
+	}
+	return nil
 }
 
 // TestHeapSpansComeFromAdvisedPages checks the whole point: after advise,
