@@ -792,33 +792,58 @@ func (h *headerScan) folds(m []uint64, i int, k *objKind) bool {
 
 // parseTrailTime parses exactly `"YYYY-MM-DDTHH:MM:SSZ"` (quotes included),
 // with the range checks of RFC 3339; it reports false for anything else,
-// which the caller leaves to time.Time's own parser.
+// which the caller leaves to time.Time's own parser. Every record has one:
+// the twenty bytes are read as three words, their separators and digits
+// checked a word at a time.
 func parseTrailTime(b []byte) (time.Time, bool) {
-	if len(b) != 22 || b[0] != '"' || b[21] != '"' || b[5] != '-' || b[8] != '-' || b[11] != 'T' ||
-		b[14] != ':' || b[17] != ':' || b[20] != 'Z' {
+	if len(b) != 22 || b[0] != '"' || b[21] != '"' {
 		return time.Time{}, false
 	}
-	num := func(lo, hi int) (int, bool) {
-		n := 0
-		for _, c := range b[lo:hi] {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
+	w0 := binary.LittleEndian.Uint64(b[1:])          // YYYY-MM-
+	w1 := binary.LittleEndian.Uint64(b[9:])          // DDTHH:MM
+	w2 := uint64(binary.LittleEndian.Uint32(b[17:])) // :SSZ
+	const (
+		sep0 = '-'<<32 | '-'<<56
+		sep1 = 'T'<<16 | ':'<<40
+		sep2 = ':' | 'Z'<<24
+		dig0 = 0x00ffff00ffffffff // the digits' bytes
+		dig1 = 0xffff00ffff00ffff
+		dig2 = 0x00ffff00
+	)
+	if w0&^dig0 != sep0 || w1&^dig1 != sep1 || w2&^dig2 != sep2 {
+		return time.Time{}, false
 	}
-	year, ok1 := num(1, 5)
-	month, ok2 := num(6, 8)
-	day, ok3 := num(9, 11)
-	hour, ok4 := num(12, 14)
-	minute, ok5 := num(15, 17)
-	sec, ok6 := num(18, 20)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
-		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+	d0, ok0 := digitBytes(w0, dig0)
+	d1, ok1 := digitBytes(w1, dig1)
+	d2, ok2 := digitBytes(w2, dig2)
+	if !(ok0 && ok1 && ok2) {
+		return time.Time{}, false
+	}
+	two := func(d uint64, k uint) int { return int(d>>(8*k)&0xff)*10 + int(d>>(8*k+8)&0xff) }
+	year, month, day := two(d0, 0)*100+two(d0, 2), two(d0, 5), two(d1, 0)
+	hour, minute, sec := two(d1, 3), two(d1, 6), two(d2, 1)
+	if month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
 	return time.Unix(unixDays(year, month, day)*86400+int64(hour*3600+minute*60+sec), 0).UTC(), true
+}
+
+// digitBytes checks that the bytes of w that mask selects (0xff bytes) are
+// ASCII digits and returns them as their values (0-9 a byte, the other
+// bytes 0). No byte's test borrows from or carries into its neighbour.
+func digitBytes(w, mask uint64) (uint64, bool) {
+	const lsb = 0x0101010101010101
+	x := w & mask
+	hi := mask & (0x80 * lsb)
+	if x&hi != 0 {
+		return 0, false // a byte >= 0x80
+	}
+	// (x|0x80)-'0' keeps its top bit iff x >= '0'; x+0x46 gets one iff
+	// x > '9' (x < 0x80: no carry out of the byte).
+	if ((x|hi)-(mask&('0'*lsb)))&hi != hi || (x+(mask&(0x46*lsb)))&hi != 0 {
+		return 0, false
+	}
+	return x - (mask & ('0' * lsb)), true
 }
 
 // unixDays returns the days from 1970-01-01 to the given date of the

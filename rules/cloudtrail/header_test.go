@@ -297,12 +297,70 @@ func TestParseTrailTime(t *testing.T) {
 			}
 		})
 	}
+	// Every byte of a valid time replaced by every byte value, and every
+	// day of four centuries at a few times of day: the same verdict and
+	// time as the byte-by-byte definition (parseTrailTimeRef).
+	base := []byte(`"2024-05-01T08:09:59Z"`)
+	for i := range base {
+		for c := range 256 {
+			b := append([]byte(nil), base...)
+			b[i] = byte(c)
+			checkTrailTime(t, b)
+		}
+	}
+	for d := time.Date(1599, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2401; d = d.AddDate(0, 0, 1) {
+		for _, hms := range []string{"00:00:00", "23:59:59", "12:34:56", "24:00:00", "23:60:00", "23:59:60"} {
+			checkTrailTime(t, []byte(`"`+d.Format(time.DateOnly)+"T"+hms+`Z"`))
+		}
+	}
+	for _, day := range []string{"2023-02-29", "2024-02-29", "2024-02-30", "2024-04-31", "2024-06-31", "2024-00-10", "2024-10-00", "2024-10-32"} {
+		checkTrailTime(t, []byte(`"`+day+`T00:00:00Z"`))
+	}
 	// unixDays against time.Date on every day of four centuries.
 	for d := time.Date(1599, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2401; d = d.AddDate(0, 0, 1) {
 		if got, want := unixDays(d.Year(), int(d.Month()), d.Day()), d.Unix()/86400; got != want {
 			t.Fatalf("unixDays(%v) = %d, want %d", d.Format(time.DateOnly), got, want)
 		}
 	}
+}
+
+func checkTrailTime(t *testing.T, b []byte) {
+	t.Helper()
+	got, ok := parseTrailTime(b)
+	want, wok := parseTrailTimeRef(b)
+	if ok != wok || got != want {
+		t.Fatalf("parseTrailTime(%q) = %v, %v; the definition gives %v, %v", b, got, ok, want, wok)
+	}
+}
+
+// parseTrailTimeRef is parseTrailTime byte by byte, as it was first
+// written: the definition the word-at-a-time parse is held to.
+func parseTrailTimeRef(b []byte) (time.Time, bool) {
+	if len(b) != 22 || b[0] != '"' || b[21] != '"' || b[5] != '-' || b[8] != '-' || b[11] != 'T' ||
+		b[14] != ':' || b[17] != ':' || b[20] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(lo, hi int) (int, bool) {
+		n := 0
+		for _, c := range b[lo:hi] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(1, 5)
+	month, ok2 := num(6, 8)
+	day, ok3 := num(9, 11)
+	hour, ok4 := num(12, 14)
+	minute, ok5 := num(15, 17)
+	sec, ok6 := num(18, 20)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
+		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), true
 }
 
 // TestHeaderScanAllocations checks that a regular record's header costs
