@@ -2,11 +2,12 @@ package rules
 
 import (
 	"bytes"
-	"hash/maphash"
+	"math/rand/v2"
 	"net/url"
 	"path"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Text helpers: glob, iglob, iequals, icontains, urlDecode.
@@ -79,8 +80,8 @@ type foldMatcher struct {
 	others []string             // shorter than two bytes, or outside ASCII
 	pairs  [1 << 16 / 64]uint64 // bitmap of the lowered first two bytes
 	byPair map[uint16][]string  // lowered substrings by their first two bytes
-	seed   maphash.Seed
-	recent [foldRecent]atomic.Pointer[foldAnswer] // by the string's hash
+	seed   uint64
+	recent [foldRecent]atomic.Pointer[foldAnswer] // by foldSlot
 }
 
 // foldAnswer is match's answer for s.
@@ -97,7 +98,7 @@ const (
 )
 
 func newFoldMatcher(subs []string) *foldMatcher {
-	m := &foldMatcher{subs: subs, byPair: map[uint16][]string{}, seed: maphash.MakeSeed()}
+	m := &foldMatcher{subs: subs, byPair: map[uint16][]string{}, seed: rand.Uint64()}
 	for _, sub := range subs {
 		lower, ascii := appendLowerASCII(nil, sub)
 		if !ascii || len(lower) < 2 {
@@ -115,7 +116,7 @@ func (m *foldMatcher) match(s string) bool {
 	if len(s) < foldRecentMin || len(s) > foldRecentMax {
 		return m.scan(s)
 	}
-	slot := &m.recent[maphash.String(m.seed, s)%foldRecent]
+	slot := &m.recent[foldSlot(m.seed, s)]
 	if a := slot.Load(); a != nil && a.s == s {
 		return a.found
 	}
@@ -123,6 +124,23 @@ func (m *foldMatcher) match(s string) bool {
 	// s may point into a record's buffer, which is reused: keep a copy.
 	slot.Store(&foldAnswer{s: strings.Clone(s), found: found})
 	return found
+}
+
+// foldSlot picks the slot of m.recent for s (16 to 512 bytes): a mix of
+// its length and three of its 8-byte words (first, middle, last) with a
+// per-matcher seed, a few instructions where maphash reads all of s. Two
+// strings sharing a slot only cost a scan each time they alternate: the
+// slot's string is compared whole before its answer is used.
+func foldSlot(seed uint64, s string) uint64 {
+	p := unsafe.StringData(s)
+	n := uintptr(len(s))
+	a := *(*uint64)(unsafe.Pointer(p))
+	b := *(*uint64)(unsafe.Add(unsafe.Pointer(p), n/2-4))
+	c := *(*uint64)(unsafe.Add(unsafe.Pointer(p), n-8))
+	h := (a ^ seed ^ uint64(n)*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	h = (h ^ b ^ h>>29) * 0x94d049bb133111eb
+	h = (h ^ c ^ h>>32) * 0xbf58476d1ce4e5b9
+	return (h ^ h>>31) % foldRecent
 }
 
 // scan is match without the remembered answers.

@@ -240,6 +240,12 @@ func TestFoldMatcherIsIcontains(t *testing.T) {
 		"äws", "ÄWS", "xÄ", "s3scanneR", "Ab", "zzzzzzzzzzzzzzzab", "\xff\xfeab", "ab\xff", "\xffk",
 		"Boto3/1.34 md/Botocore#1.34 ua/2.0 os/linux#5.10 pacu/1.5", "Boto3/1.34 md/Botocore#1.34 ua/2.0 os/linux#5.10 pac/1.5",
 		strings.Repeat("a", 600) + "pacu", strings.Repeat("b", 511) + "k"}
+	// Strings that share their length and the words foldSlot reads, so
+	// share a slot of remembered answers, one holding a substring where
+	// the slot's hash does not look, one not.
+	for _, mid := range []string{"xxPaCuxxxxxxxx", "xxxxxxxxxxxxxx", "xxxxxxxxxxpacu"} {
+		strs = append(strs, "Boto3/1.34 "+mid+" md/Botocore#1.34 ua/2.0 os/linux#5.10 linux/5.10 exec-env/x")
+	}
 	// Twice each, so that remembered answers are checked too.
 	strs = append(strs, strs...)
 	for i := range subs {
