@@ -75,6 +75,9 @@ const Ballast = 32 << 20
 // ballast holds the ballast for the life of the process.
 var ballast []byte
 
+// advisedLo and advisedHi bound the range init advised (for the tests).
+var advisedLo, advisedHi uintptr
+
 // EnvVar names the environment variable that turns the advice off.
 const EnvVar = "TRAILWATCH_HUGEPAGES"
 
@@ -97,5 +100,5 @@ func init() {
 		return
 	}
 	withBallast := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
-	_, _, ballast, _ = advise(Size, withBallast)
+	advisedLo, advisedHi, ballast, _ = advise(Size, withBallast)
 }

@@ -67,26 +67,17 @@ func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error)
 	}
 	b := make([]byte, n)
 	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	start, end := p, p+uintptr(n)
-	if maps, rerr := os.ReadFile("/proc/self/maps"); rerr == nil {
-		if s, e, ok := mappingOf(maps, p); ok && s <= start && e >= end {
-			start, end = s, e
-		}
+	fresh := p
+	if len(ballast) > 0 {
+		fresh = uintptr(unsafe.Pointer(unsafe.SliceData(ballast)))
 	}
-	lo = (start + hugePage - 1) &^ (hugePage - 1)
-	hi = end &^ (hugePage - 1)
-	if lo < hi {
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, syscall.MADV_HUGEPAGE); e != 0 {
-			err = e
-		}
+	lo, hi = heapMapping(fresh, p+uintptr(n))
+	if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, syscall.MADV_HUGEPAGE); e != 0 && e != syscall.ENOMEM {
+		err = e
 	}
 	if err != nil {
 		ballast = nil
 	} else {
-		fresh := p
-		if len(ballast) > 0 {
-			fresh = uintptr(unsafe.Pointer(unsafe.SliceData(ballast)))
-		}
 		collapse(lo, fresh)
 	}
 	runtime.KeepAlive(b)
@@ -137,43 +128,21 @@ const madvCollapse = 25
 //go:linkname setGCPercent runtime/debug.setGCPercent
 func setGCPercent(percent int32) int32
 
-// mappingOf returns the bounds of the line of /proc/self/maps whose range
-// holds p ("start-end perms ...", hexadecimal).
-func mappingOf(maps []byte, p uintptr) (start, end uintptr, ok bool) {
-	for len(maps) > 0 {
-		line := maps
-		maps = nil
-		for i, c := range line {
-			if c == '\n' {
-				line, maps = line[:i], line[i+1:]
-				break
-			}
-		}
-		s, rest, ok1 := hex(line)
-		if !ok1 || len(rest) == 0 || rest[0] != '-' {
-			continue
-		}
-		e, _, ok2 := hex(rest[1:])
-		if ok2 && s <= p && p < e {
-			return s, e, true
-		}
-	}
-	return 0, 0, false
+// heapMapping returns the part of the heap mapping from the 4 MiB chunk
+// holding the heap's first pages to the end of the chunk holding the
+// block's last byte, given fresh, the first of the two objects advise
+// allocates (the top of the heap before them, in the chunk the heap began
+// in), and top, the block's end. The runtime maps the heap in chunks of
+// pallocChunkBytes (4 MiB), aligned, one after the other: they make one
+// mapping, and with them the runtime and package initialisation's heap
+// (well under a chunk). Computing it saves reading /proc/self/maps, the
+// slowest step here; TestHeapMappingIsOneMapping checks it against the
+// file. If a runtime mapped smaller chunks, the range could run into the
+// arena's reserved, unmapped rest: madvise then advises the mapped part
+// and reports ENOMEM, which advise ignores.
+func heapMapping(fresh, top uintptr) (lo, hi uintptr) {
+	return (fresh - 1) &^ (heapChunk - 1), (top + heapChunk - 1) &^ (heapChunk - 1)
 }
 
-// hex reads a hexadecimal number at the start of b.
-func hex(b []byte) (v uintptr, rest []byte, ok bool) {
-	i := 0
-	for ; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case '0' <= c && c <= '9':
-			v = v<<4 | uintptr(c-'0')
-		case 'a' <= c && c <= 'f':
-			v = v<<4 | uintptr(c-'a'+10)
-		default:
-			return v, b[i:], i > 0
-		}
-	}
-	return v, nil, i > 0
-}
+// heapChunk is the runtime's pallocChunkBytes.
+const heapChunk = 4 << 20

@@ -32,8 +32,9 @@ func TestMain(m *testing.M) {
 // report prints what init left: the ballast's size and how many of its
 // pages are resident, whether an 8 MiB block allocated now lies in
 // advised memory, how many collections have run, the GC percentage in
-// force (GOGC's), and how many pages of the huge page holding the byte
-// below the ballast are resident.
+// force (GOGC's), how many pages of the huge page holding the byte below
+// the ballast are resident, and whether the advised range is the heap's
+// mapping from its first pages (see coverage).
 func report() {
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats) // before the 8 MiB block below, which may start a cycle
@@ -52,6 +53,7 @@ func report() {
 			resident += int(v & 1)
 		}
 	}
+	covers := coverage()
 	b := make([]byte, 8<<20)
 	advised, err := hugeAdvisedAt(uintptr(unsafe.Pointer(&b[len(b)/2])))
 	if err != nil {
@@ -59,7 +61,34 @@ func report() {
 		return
 	}
 	runtime.KeepAlive(b)
-	fmt.Printf("ballast=%d advised=%v gc=%d gogc=%d\n%d\n%d\n", len(ballast), advised, stats.NumGC, gogc, resident, head)
+	fmt.Printf("ballast=%d advised=%v gc=%d gogc=%d %s\n%d\n%d\n", len(ballast), advised, stats.NumGC, gogc, covers, resident, head)
+}
+
+// coverage describes the range init advised: "covers=none" when it
+// advised nothing, "covers=heap" when the range is one mapping of its own
+// in /proc/self/maps (madvise split it off, so it lies within the heap's
+// mapping and ends where the advice does) with the hg flag, holding
+// os.Args' backing array (allocated by the runtime before any package
+// initialised: the heap's first pages), and otherwise what is wrong.
+func coverage() string {
+	if advisedHi == 0 {
+		return "covers=none"
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return "covers=" + err.Error()
+	}
+	s, e, ok := mappingOf(maps, advisedLo)
+	if !ok || s != advisedLo || e != advisedHi {
+		return fmt.Sprintf("covers=mapping[%#x,%#x),advised[%#x,%#x)", s, e, advisedLo, advisedHi)
+	}
+	if first := uintptr(unsafe.Pointer(unsafe.SliceData(os.Args))); first < advisedLo || first >= advisedHi {
+		return fmt.Sprintf("covers=not-os.Args@%#x", first)
+	}
+	if hg, err := hugeAdvisedAt(advisedLo); err != nil || !hg {
+		return fmt.Sprintf("covers=no-hg(%v)", err)
+	}
+	return "covers=heap"
 }
 
 // residentPages counts the resident pages of [p, p+n) (mincore).
@@ -111,13 +140,13 @@ func TestInit(t *testing.T) {
 		env     []string
 		want    string
 	}{
-		{"replay", nil, fmt.Sprintf("ballast=%d advised=true gc=1 gogc=100", Ballast)},
-		{"validate", nil, fmt.Sprintf("ballast=%d advised=true gc=1 gogc=100", Ballast)},
-		{"search", []string{"GOGC=150"}, "ballast=0 advised=true gc=1 gogc=150"},
-		{"test", []string{"GOGC=off"}, "ballast=0 advised=true gc=1 gogc=-1"},
-		{"replay", []string{"GOMEMLIMIT=1GiB"}, "ballast=0 advised=true gc=1 gogc=100"},
-		{"run", nil, "ballast=0 advised=false gc=0 gogc=100"},
-		{"replay", []string{EnvVar + "=off"}, "ballast=0 advised=false gc=0 gogc=100"},
+		{"replay", nil, fmt.Sprintf("ballast=%d advised=true gc=1 gogc=100 covers=heap", Ballast)},
+		{"validate", nil, fmt.Sprintf("ballast=%d advised=true gc=1 gogc=100 covers=heap", Ballast)},
+		{"search", []string{"GOGC=150"}, "ballast=0 advised=true gc=1 gogc=150 covers=heap"},
+		{"test", []string{"GOGC=off"}, "ballast=0 advised=true gc=1 gogc=-1 covers=heap"},
+		{"replay", []string{"GOMEMLIMIT=1GiB"}, "ballast=0 advised=true gc=1 gogc=100 covers=heap"},
+		{"run", nil, "ballast=0 advised=false gc=0 gogc=100 covers=none"},
+		{"replay", []string{EnvVar + "=off"}, "ballast=0 advised=false gc=0 gogc=100 covers=none"},
 	} {
 		lines := runInit(t, c.command, c.env)
 		if lines[0] != c.want {
@@ -252,4 +281,45 @@ func TestMappingOf(t *testing.T) {
 			t.Errorf("mappingOf(%#x) = %#x, %#x, %v; want %#x, %#x, %v", c.p, s, e, ok, c.start, c.end, c.ok)
 		}
 	}
+}
+
+// mappingOf returns the bounds of the line of /proc/self/maps whose range
+// holds p ("start-end perms ...", hexadecimal).
+func mappingOf(maps []byte, p uintptr) (start, end uintptr, ok bool) {
+	for len(maps) > 0 {
+		line := maps
+		maps = nil
+		for i, c := range line {
+			if c == '\n' {
+				line, maps = line[:i], line[i+1:]
+				break
+			}
+		}
+		s, rest, ok1 := hex(line)
+		if !ok1 || len(rest) == 0 || rest[0] != '-' {
+			continue
+		}
+		e, _, ok2 := hex(rest[1:])
+		if ok2 && s <= p && p < e {
+			return s, e, true
+		}
+	}
+	return 0, 0, false
+}
+
+// hex reads a hexadecimal number at the start of b.
+func hex(b []byte) (v uintptr, rest []byte, ok bool) {
+	i := 0
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case '0' <= c && c <= '9':
+			v = v<<4 | uintptr(c-'0')
+		case 'a' <= c && c <= 'f':
+			v = v<<4 | uintptr(c-'a'+10)
+		default:
+			return v, b[i:], i > 0
+		}
+	}
+	return v, nil, i > 0
 }
