@@ -122,7 +122,7 @@ func parseEveryWay(src string) ([]*parser.Tree, error) {
 		if c == nil {
 			tree, err = parser.Parse(src)
 		} else {
-			tree, err = parser.ParseWithConfig(src, exprConfigs()[b2i(c[0])][b2i(c[1])])
+			tree, err = parser.ParseWithConfig(src, exprConfig(c[0], c[1]))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", src, err)

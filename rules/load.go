@@ -188,15 +188,54 @@ func fsFile(fsys fs.FS, name, display string, data []byte) (File, error) {
 	}}, nil
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
-
-// ruleKeys are the keys a rule may have; anything else is an error.
-var ruleKeys = map[string]bool{
-	"id": true, "title": true, "description": true, "severity": true, "tags": true,
-	"when": true, "pattern": true, "summary": true, "enabled": true, "runbook": true,
-	"references": true, "notify": true, "tests": true, "except": true,
-	"dedup": true, "threshold": true,
+// kebabCase reports whether s is kebab-case: words of lower-case letters
+// and digits joined by single hyphens (^[a-z0-9]+(-[a-z0-9]+)*$).
+func kebabCase(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && s[i-1] != '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
+
+// ruleKeyNames are the keys a rule may have; anything else is an error.
+var ruleKeyNames = [...]string{"id", "title", "description", "severity", "tags",
+	"when", "pattern", "summary", "enabled", "runbook",
+	"references", "notify", "tests", "except",
+	"dedup", "threshold"}
+
+// ruleKeys is ruleKeyNames as a set.
+var ruleKeys = func() map[string]bool {
+	m := make(map[string]bool, len(ruleKeyNames))
+	for _, k := range ruleKeyNames {
+		m[k] = true
+	}
+	return m
+}()
+
+// ruleKeyIndex returns key's index in ruleKeyNames, or -1.
+func ruleKeyIndex(key string) int {
+	for i, k := range ruleKeyNames {
+		if k == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// ruleNodes are a rule's values by key (ruleKeyNames' order): a rule has
+// a dozen keys, and a map of them grew twice for each of the rules.
+type ruleNodes [len(ruleKeyNames)]*yaml.Node
+
+// get returns the value of key, one of ruleKeyNames, or nil.
+func (n *ruleNodes) get(key string) *yaml.Node { return n[ruleKeyIndex(key)] }
 
 var testKeys = map[string]bool{"name": true, "event": true, "event_file": true, "events": true, "events_file": true, "expect": true}
 
@@ -467,7 +506,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	r := &Rule{Enabled: true, Pos: Position{File: f.Name, Line: n.Line, Column: n.Column}}
 	l.names.trusted = f.builtin && l.skipTests && !l.listsOverridden
 	defer func() { l.names.trusted = false }()
-	nodes := map[string]*yaml.Node{}
+	var nodes ruleNodes
 	// The id first, so every later error can name the rule.
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == "id" {
@@ -479,23 +518,24 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	id := r.ID
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if !ruleKeys[k.Value] {
+		key := ruleKeyIndex(k.Value)
+		if key < 0 {
 			l.errorf(f.Name, k, id, "unknown key %q (expected one of %s)", k.Value, keyList(ruleKeys))
 			continue
 		}
-		if _, dup := nodes[k.Value]; dup {
+		if nodes[key] != nil {
 			l.errorf(f.Name, k, id, "key %q given twice", k.Value)
 			continue
 		}
-		nodes[k.Value] = v
+		nodes[key] = v
 	}
 
-	idNode := nodes["id"]
+	idNode := nodes.get("id")
 	switch {
 	case idNode == nil:
 		l.errorf(f.Name, n, "", "rule has no id")
 	case r.ID == "":
-	case !idPattern.MatchString(r.ID):
+	case !kebabCase(r.ID):
 		l.errorf(f.Name, idNode, id, "id must be kebab-case (lower-case letters, digits and single hyphens)")
 	default:
 		if prev, dup := l.ids[r.ID]; dup {
@@ -506,7 +546,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 	}
 
 	str := func(key string, required bool) (string, *yaml.Node) {
-		v := nodes[key]
+		v := nodes.get(key)
 		if v == nil {
 			if required {
 				l.errorf(f.Name, n, id, "missing required key %q", key)
@@ -524,16 +564,16 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		l.errorf(f.Name, sevNode, id, "severity %q is not one of %s", r.Severity, strings.Join(Severities, ", "))
 	}
 	r.Runbook, _ = str("runbook", false)
-	if v := nodes["tags"]; v != nil {
+	if v := nodes.get("tags"); v != nil {
 		r.Tags = l.stringList(f.Name, v, id, "tags")
 	}
-	if v := nodes["references"]; v != nil {
+	if v := nodes.get("references"); v != nil {
 		r.References = l.stringList(f.Name, v, id, "references")
 	}
-	if v := nodes["notify"]; v != nil {
+	if v := nodes.get("notify"); v != nil {
 		r.Notify = l.stringList(f.Name, v, id, "notify")
 	}
-	if v := nodes["enabled"]; v != nil {
+	if v := nodes.get("enabled"); v != nil {
 		if v.Kind != yaml.ScalarNode || v.Decode(&r.Enabled) != nil {
 			l.errorf(f.Name, v, id, "enabled must be true or false")
 		}
@@ -588,13 +628,13 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		}
 	}
 
-	if v := nodes["except"]; v != nil {
+	if v := nodes.get("except"); v != nil {
 		l.except(f, v, r)
 	}
-	if nodes["dedup"] != nil || nodes["threshold"] != nil {
-		l.lifecycleBlocks(f, r, nodes["dedup"], nodes["threshold"])
+	if nodes.get("dedup") != nil || nodes.get("threshold") != nil {
+		l.lifecycleBlocks(f, r, nodes.get("dedup"), nodes.get("threshold"))
 	}
-	if v := nodes["tests"]; v != nil && !l.skipTests {
+	if v := nodes.get("tests"); v != nil && !l.skipTests {
 		r.Tests = l.tests(f, v, id)
 	}
 	l.rules = append(l.rules, r)

@@ -270,3 +270,29 @@ func TestSkipTests(t *testing.T) {
 	}()
 	set.RunTests()
 }
+
+// TestKebabCaseIsTheIDPattern holds kebabCase, which checks rule ids, to
+// the regular expression ^[a-z0-9]+(-[a-z0-9]+)*$ on every string of up
+// to four characters over a small alphabet, and on some longer ones.
+func TestKebabCaseIsTheIDPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	alphabet := []string{"a", "z", "0", "9", "-", "A", "_", " ", "é"}
+	var strs []string
+	var gen func(prefix string, n int)
+	gen = func(prefix string, n int) {
+		strs = append(strs, prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(prefix+c, n-1)
+		}
+	}
+	gen("", 4)
+	strs = append(strs, "aws-root-console-login", "cis-3-1", "a--b", "-a", "a-", "Aws-x", "aws_x", "aws-x-")
+	for _, s := range strs {
+		if got, want := kebabCase(s), re.MatchString(s); got != want {
+			t.Errorf("kebabCase(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+}

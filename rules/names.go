@@ -74,7 +74,7 @@ func (n *names) lazyValue(src string) *program {
 	}
 	p := lazyValue(src, n, n.trusted)
 	if n.lazyValues == nil {
-		n.lazyValues = map[string]*program{}
+		n.lazyValues = make(map[string]*program, 128) // the built-in packs have some 130
 	}
 	n.lazyValues[src] = p
 	return p

@@ -68,7 +68,7 @@ func parseTemplateWith(src string, compile func(string) (*program, error)) (*sum
 // each placeholder's part made by placeholder (whose error is a
 // *compileError).
 func parseTemplateParts(src string, placeholder func(exprSrc string) (templatePart, error)) (*summaryTemplate, error) {
-	t := &summaryTemplate{src: src}
+	t := &summaryTemplate{src: src, parts: make([]templatePart, 0, 2*strings.Count(src, "{{")+1)}
 	rest := src
 	off := 0
 	for {
