@@ -163,24 +163,62 @@ func BenchmarkDecodeEvent(b *testing.B) {
 
 // BenchmarkLoadBuiltin is what every command pays before its first record:
 // loading, checking and compiling the built-in rules, without their tests
-// (run, replay, search: "commands") and with them (test, validate).
+// (run, replay, search: "commands") and with them (test, validate). A load
+// without tests compiles the built-in packs' expressions on first use;
+// "commands-compiled" adds compiling every condition, summary
+// placeholder, dedup key and group_by of it (what a long run may come to).
 //
 //	go test -run '^$' -bench LoadBuiltin -benchmem -cpu 1 -count 5 ./rules/
 func BenchmarkLoadBuiltin(b *testing.B) {
 	for _, c := range []struct {
-		name string
-		opts Options
-	}{{"commands", Options{SkipTests: true}}, {"tests", Options{}}} {
+		name    string
+		opts    Options
+		compile bool
+	}{{"commands", Options{SkipTests: true}, false}, {"commands-compiled", Options{SkipTests: true}, true}, {"tests", Options{}, false}} {
 		b.Run(c.name, func(b *testing.B) {
 			// One "record" is one load: cpu-ns/record is the CPU time of
 			// a load, whatever else the machine runs.
 			cputime.Run(b, 1, func() {
-				if _, err := LoadWith(c.opts, "builtin"); err != nil {
+				set, err := LoadWith(c.opts, "builtin")
+				if err != nil {
 					b.Fatal(err)
+				}
+				if c.compile {
+					for _, p := range setPrograms(set) {
+						if err := p.load(); err != nil {
+							b.Fatal(err)
+						}
+					}
 				}
 			})
 		})
 	}
+}
+
+// setPrograms returns every program of set's rules: conditions, excepts,
+// summary placeholders, dedup keys and group_by.
+func setPrograms(set *Set) []*program {
+	var out []*program
+	for _, r := range set.Rules() {
+		if r.program != nil {
+			out = append(out, r.program)
+		}
+		out = append(out, r.except...)
+		if r.summary != nil {
+			for _, part := range r.summary.parts {
+				if part.program != nil {
+					out = append(out, part.program)
+				}
+			}
+		}
+		if r.Dedup != nil && r.Dedup.program != nil {
+			out = append(out, r.Dedup.program)
+		}
+		if r.Threshold != nil {
+			out = append(out, r.Threshold.programs...)
+		}
+	}
+	return out
 }
 
 // BenchmarkMatchBuiltin measures what the built-in rules cost per corpus
