@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -355,11 +356,12 @@ func TestWalkNamedFIFOHonoursContext(t *testing.T) {
 // end at every offset around the read buffer's edges, from a file and from
 // a reader that returns odd short reads: a line inside the buffer is
 // handed over from there, one that spans reads is joined first; both must
-// give every record, whole, with its line number.
+// give every record, whole, with its line number. The file is long enough
+// for the buffer to grow (bigBufSize) and be crossed a few times after.
 func TestWalkJSONLinesAcrossBufferBoundaries(t *testing.T) {
 	var in strings.Builder
 	var want []string
-	for i := 0; in.Len() < 3*bufSize; i++ {
+	for i := 0; in.Len() < bigFills*bufSize+3*bigBufSize; i++ {
 		// Lengths 2 to ~1.2 KB, with blank and CRLF lines between.
 		rec := fmt.Sprintf(`{"eventID":"e%d","x":"%s"}`, i, strings.Repeat("y", (i*37)%1200))
 		want = append(want, rec)
@@ -402,6 +404,15 @@ func TestWalkJSONLinesAcrossBufferBoundaries(t *testing.T) {
 	check("file", recs, places, bad)
 	recs, places, bad = collect(t, []string{"-"}, Options{Stdin: &oddReader{r: strings.NewReader(data)}})
 	check("short reads", recs, places, bad)
+	// The same records as a log file ({"Records":[...]}), read through
+	// the growing buffer too.
+	doc := `{"Records":[` + strings.Join(want, ",\n") + "]}"
+	p = filepath.Join(t.TempDir(), "b.json")
+	writeFile(t, p, []byte(doc))
+	recs, _, bad = collect(t, []string{p}, Options{})
+	if len(bad) > 0 || !slices.Equal(recs, want) {
+		t.Fatalf("log file: %d records (bad %q), want %d the same", len(recs), bad, len(want))
+	}
 }
 
 // oddReader returns reads of 1 to 9,999 bytes, never a whole buffer.
