@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -266,15 +267,15 @@ const minSecretSegment = 8
 
 var (
 	// bodyURL is a URL in a quoted body; it keeps its scheme and host.
-	bodyURL = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>\\]+`)
+	bodyURL = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>\\]+`) })
 	// bodyPath is an absolute path (possibly JSON-escaped, \/) that does not
 	// continue a word, as in "Cannot POST /hooks/T0/B0/XyZ".
-	bodyPath = regexp.MustCompile(`(^|[^A-Za-z0-9_.~%<>:/\\-])((?:\\?/)+[^\s"'<>]+)`)
+	bodyPath = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(^|[^A-Za-z0-9_.~%<>:/\\-])((?:\\?/)+[^\s"'<>]+)`) })
 	// bodyQuery is a query string.
-	bodyQuery = regexp.MustCompile(`\?[^\s"'<>]+`)
+	bodyQuery = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\?[^\s"'<>]+`) })
 	// bodyToken is a run of token characters; one of 16 or more with both
 	// letters and digits is taken for a token or key.
-	bodyToken = regexp.MustCompile(`[A-Za-z0-9_+/=~.%\\-]{16,}`)
+	bodyToken = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[A-Za-z0-9_+/=~.%\\-]{16,}`) })
 )
 
 // RedactBody replaces, in text a server sent back (an error body, an
@@ -285,10 +286,10 @@ var (
 // webhook tokens). Words, codes and messages stay readable.
 func RedactBody(s string, secrets ...string) string {
 	s = Redact(s, secrets...)
-	s = bodyURL.ReplaceAllStringFunc(s, RedactURL)
-	s = replaceGroup(bodyPath, s, 2, "/"+redacted)
-	s = bodyQuery.ReplaceAllString(s, "?"+redacted)
-	return bodyToken.ReplaceAllStringFunc(s, func(tok string) string {
+	s = bodyURL().ReplaceAllStringFunc(s, RedactURL)
+	s = replaceGroup(bodyPath(), s, 2, "/"+redacted)
+	s = bodyQuery().ReplaceAllString(s, "?"+redacted)
+	return bodyToken().ReplaceAllStringFunc(s, func(tok string) string {
 		if strings.ContainsAny(tok, "0123456789") && strings.IndexFunc(tok, unicode.IsLetter) >= 0 &&
 			!strings.Contains(tok, redacted) {
 			return redacted

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -103,14 +104,14 @@ type EventSample struct {
 // attacker-controlled field) is not shaped like an AWS region, so a record
 // cannot point the link at another host.
 func (a *Alert) ConsoleURL() string {
-	if a.EventID == "" || !regionRe.MatchString(a.AWSRegion) {
+	if a.EventID == "" || !regionRe().MatchString(a.AWSRegion) {
 		return ""
 	}
 	return fmt.Sprintf("https://%s.console.aws.amazon.com/cloudtrailv2/home?region=%s#/events/%s",
 		a.AWSRegion, a.AWSRegion, url.PathEscape(a.EventID))
 }
 
-var regionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+var regionRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`) })
 
 // DeliveryID identifies this alert for a receiver that drops repeats: the
 // outbox delivers at least once, and a delivery it retries (after a

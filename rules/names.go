@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
@@ -92,13 +93,13 @@ func newNames() *names {
 	return &names{lists: map[string][]any{}, listPos: map[string]Position{}, macros: map[string]*macro{}}
 }
 
-var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+var nameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_]*$`) })
 
 func (l *loader) checkName(f File, k *yaml.Node, kind string) bool {
 	switch {
 	case reservedNames()[k.Value]:
 		l.errorf(f.Name, k, "", "%s name %q is a CloudTrail field or helper function name", kind, k.Value)
-	case !nameRe.MatchString(k.Value):
+	case !nameRe().MatchString(k.Value):
 		l.errorf(f.Name, k, "", "%s name %q must be snake_case (lower-case letters, digits, underscores)", kind, k.Value)
 	case l.names.lists[k.Value] != nil || l.names.macros[k.Value] != nil:
 		prev := l.names.listPos[k.Value]

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -107,13 +108,13 @@ func (g *groupState) countDup(e seenEntry) bool {
 	return true
 }
 
-var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+var unsafeChars = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9._-]+`) })
 
 // statePath is the file that holds one log group's state: readable, and
 // unique through a hash of the full name.
 func statePath(dir, logGroup string) string {
 	sum := sha256.Sum256([]byte(logGroup))
-	readable := unsafeChars.ReplaceAllString(logGroup, "_")
+	readable := unsafeChars().ReplaceAllString(logGroup, "_")
 	if len(readable) > 80 {
 		readable = readable[len(readable)-80:]
 	}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -100,7 +101,7 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 	return cfg, nil
 }
 
-var envRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+var envRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`) })
 
 // expandEnv replaces ${NAME} in every scalar value (not in keys).
 func (p *parser) expandEnv(n *yaml.Node) {
@@ -117,8 +118,8 @@ func (p *parser) expandEnv(n *yaml.Node) {
 		if !strings.Contains(n.Value, "${") {
 			return
 		}
-		n.Value = envRe.ReplaceAllStringFunc(n.Value, func(m string) string {
-			sm := envRe.FindStringSubmatch(m)
+		n.Value = envRe().ReplaceAllStringFunc(n.Value, func(m string) string {
+			sm := envRe().FindStringSubmatch(m)
 			v, set := p.env(sm[1])
 			if set && v != "" {
 				return v
@@ -407,8 +408,8 @@ func keyNode(root *yaml.Node, keys ...string) *yaml.Node {
 }
 
 var (
-	leadingKeyRe  = regexp.MustCompile(`^([a-z][a-z0-9_]*)(?:\[(\d+)\])?: `)
-	leadingWordRe = regexp.MustCompile(`^([a-z][a-z0-9_]*) `)
+	leadingKeyRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z][a-z0-9_]*)(?:\[(\d+)\])?: `) })
+	leadingWordRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z][a-z0-9_]*) `) })
 )
 
 // validation reports the errors of a block's Validate method (joined with
@@ -421,10 +422,10 @@ func (p *parser) validation(block *yaml.Node, what string, err error) {
 		at := block
 		rest := msg
 		for try := 0; try < 2; try++ {
-			m := leadingKeyRe.FindStringSubmatch(rest)
+			m := leadingKeyRe().FindStringSubmatch(rest)
 			if m == nil {
 				// "max must be at least 1": a key as the sentence's subject.
-				if w := leadingWordRe.FindStringSubmatch(rest); w != nil {
+				if w := leadingWordRe().FindStringSubmatch(rest); w != nil {
 					if n := nodeAt(block, w[1]); n != nil {
 						at = n
 					}

@@ -13,19 +13,20 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	goccy "github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/parser"
 )
 
-var v3LineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var v3LineRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
 
 // Locate returns the line and column (1-based) of the syntax error err
 // that yaml.v3 returned for data, and a message that says what is wrong
 // and what is accepted. It never quotes the document's values.
 func Locate(data []byte, err error) (line, col int, msg string) {
 	line, col, msg = 1, 1, strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := v3LineRe.FindStringSubmatch(err.Error()); m != nil {
+	if m := v3LineRe().FindStringSubmatch(err.Error()); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}

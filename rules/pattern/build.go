@@ -68,7 +68,7 @@ func writeClause(b *strings.Builder, cl Clause) {
 	b.WriteString(opName)
 	switch {
 	case op(o).unary():
-	case op(o).relational() && numberRE.MatchString(cl.Value):
+	case op(o).relational() && numberRE().MatchString(cl.Value):
 		b.WriteByte(' ')
 		b.WriteString(cl.Value)
 	default:

@@ -343,7 +343,7 @@ func (p *parser) value(c *cond) {
 		}
 		c.text = p.src[start:p.pos]
 		c.kind = kindString
-		if numberRE.MatchString(c.text) {
+		if numberRE().MatchString(c.text) {
 			f, err := strconv.ParseFloat(c.text, 64)
 			if err != nil {
 				p.fail(start, "number %s is out of range", c.text)

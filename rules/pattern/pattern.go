@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Pattern is a compiled JSON filter pattern. It is immutable after Parse and
@@ -519,11 +520,13 @@ func valueText(v any) (string, bool) {
 
 // numberRE is the number syntax of the AWS guide: an integer or decimal with an
 // optional sign, optionally followed by an exponent.
-var numberRE = regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$`)
+var numberRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$`)
+})
 
 // parseNumber reads s as a pattern number.
 func parseNumber(s string) (float64, bool) {
-	if !numberRE.MatchString(s) {
+	if !numberRE().MatchString(s) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(s, 64)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -253,13 +254,13 @@ func paren(e string) string {
 	return "(" + e + ")"
 }
 
-var eventNameEq = regexp.MustCompile(`^eventName == ("(?:[^"\\]|\\.)*")$`)
+var eventNameEq = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^eventName == ("(?:[^"\\]|\\.)*")$`) })
 
 // eventNames collects `eventName == "X"` alternatives into one list.
 func eventNames(alts []string) ([]string, bool) {
 	var out []string
 	for _, a := range alts {
-		m := eventNameEq.FindStringSubmatch(a)
+		m := eventNameEq().FindStringSubmatch(a)
 		if m == nil {
 			return nil, false
 		}

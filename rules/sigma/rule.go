@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -100,9 +101,9 @@ func (c *converter) errorf(n *yaml.Node, format string, args ...any) {
 
 var (
 	levels = map[string]string{"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
-	nonID  = regexp.MustCompile(`[^a-z0-9]+`)
+	nonID  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^a-z0-9]+`) })
 	// attackID is an ATT&CK technique, software, group or mitigation id.
-	attackID = regexp.MustCompile(`^[tsgm][0-9]{4}(\.[0-9]{3})?$`)
+	attackID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[tsgm][0-9]{4}(\.[0-9]{3})?$`) })
 )
 
 func scalar(value string, pos *yaml.Node) *yaml.Node {
@@ -168,7 +169,7 @@ func (c *converter) convert(root *yaml.Node) *yaml.Node {
 	}
 	if c.id == "" {
 		base := strings.TrimSuffix(path.Base(strings.ReplaceAll(c.opts.FileName, `\`, "/")), path.Ext(c.opts.FileName))
-		c.id = strings.Trim(nonID.ReplaceAllString(strings.ToLower(base), "-"), "-")
+		c.id = strings.Trim(nonID().ReplaceAllString(strings.ToLower(base), "-"), "-")
 	}
 	for _, k := range []string{"correlation", "filter"} {
 		if keys[k] != nil {
@@ -278,7 +279,7 @@ func convertTag(t string) string {
 	if !ok {
 		return t
 	}
-	if ns == "attack" && attackID.MatchString(name) {
+	if ns == "attack" && attackID().MatchString(name) {
 		name = strings.ToUpper(name)
 	}
 	return ns + ":" + name
