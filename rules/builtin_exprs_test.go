@@ -241,15 +241,21 @@ func TestBuiltinExprsAgreeWithSource(t *testing.T) {
 	} else {
 		t.Log("no corpus (../shared/corpus): comparing on the rules' test events only")
 	}
-	for _, pack := range []string{"builtin", "builtin:aws", "builtin:cis"} {
-		t.Run(pack, func(t *testing.T) {
-			snap, err := LoadWith(Options{SkipTests: true}, pack)
+	overrides := map[string][]any{"allowed_regions": {"eu-west-1"}, "trusted_accounts": {"111122223333"}, "cis_count_failed_calls": {true},
+		"aws_discovery_calls": {"ListBuckets", "DescribeInstances", "GetCallerIdentity"}} // an index key list
+	for _, c := range []struct {
+		name, pack string
+		lists      map[string][]any
+	}{{"builtin", "builtin", nil}, {"builtin:aws", "builtin:aws", nil}, {"builtin:cis", "builtin:cis", nil},
+		{"builtin with lists overridden", "builtin", overrides}} {
+		t.Run(c.name, func(t *testing.T) {
+			snap, err := LoadWith(Options{SkipTests: true, Lists: c.lists}, c.pack)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// From source: a load with tests compiles, checks and
 			// admits every expression as it loads.
-			source, err := LoadWith(Options{}, pack)
+			source, err := LoadWith(Options{Lists: c.lists}, c.pack)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -258,8 +264,10 @@ func TestBuiltinExprsAgreeWithSource(t *testing.T) {
 				if r.program != nil && r.program.lazy != nil {
 					lazy++
 				}
-				if r.program != nil && r.program.lazy == nil {
-					t.Errorf("rule %s: not from the snapshot", r.ID)
+				// A condition that uses an overridden list compiles
+				// as it loads; the others come from the snapshot.
+				if r.program != nil && (r.program.lazy == nil) != usesList(r.When, c.lists) {
+					t.Errorf("rule %s: from the snapshot %v", r.ID, r.program.lazy != nil)
 				}
 				var values []*program
 				if r.Dedup != nil && r.Dedup.program != nil {
@@ -269,7 +277,7 @@ func TestBuiltinExprsAgreeWithSource(t *testing.T) {
 					values = append(values, r.Threshold.programs...)
 				}
 				for _, p := range values {
-					if p.lazy == nil || p.ready.Load() {
+					if (p.lazy == nil || p.ready.Load()) && len(c.lists) == 0 {
 						t.Errorf("rule %s: dedup key or group_by compiled at load", r.ID)
 					}
 				}
@@ -368,8 +376,9 @@ func compareOnRecords(t *testing.T, a, b *Set, recs [][]byte) {
 
 // TestBuiltinExprsUsedOnlyWhenSafe: the snapshot is used for the built-in
 // packs in a load without tests, also beside user files with names of
-// their own, but not in a load with tests, nor with a list overridden,
-// nor for a pack whose text differs from the snapshot's, nor when a user
+// their own (with a list overridden, not for the conditions that use it),
+// but not in a load with tests, nor for a pack whose text differs from
+// the snapshot's, nor when a user
 // file defines a name a built-in condition uses (a `let` variable, which
 // substitution replaces: such a load fails as it does from source).
 func TestBuiltinExprsUsedOnlyWhenSafe(t *testing.T) {
@@ -420,6 +429,12 @@ func TestBuiltinExprsUsedOnlyWhenSafe(t *testing.T) {
 			}
 		}
 		switch {
+		case len(c.opts.Lists) > 0:
+			// Only the conditions that use an overridden list compile
+			// at load (TestBuiltinExprsAgreeWithSource checks which).
+			if eager == 0 || lazy == 0 {
+				t.Errorf("%s: %d built-in conditions compiled at load, %d from the snapshot", c.name, eager, lazy)
+			}
 		case c.want && eager > 0:
 			t.Errorf("%s: %d built-in conditions compiled at load, %d from the snapshot", c.name, eager, lazy)
 		case !c.want && lazy > 0:
@@ -493,4 +508,19 @@ func TestBuiltinTextIsTheEmbeddedFile(t *testing.T) {
 			t.Errorf("%s: text copied", f.Name)
 		}
 	}
+}
+
+// usesList reports whether src, a built-in expression, uses one of lists
+// (by the snapshot of its tree).
+func usesList(src string, lists map[string][]any) bool {
+	t := builtinTreeAt(src)
+	if t == nil {
+		return len(lists) > 0
+	}
+	for _, l := range t.lists {
+		if _, ok := lists[l]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -93,13 +93,13 @@ func builtinExprOf(src string) *builtinExpr {
 
 // useBuiltinExprs reports whether a load may take the built-in packs'
 // conditions from the snapshot: it reads no tests (the loads with tests,
-// trailwatch test and validate, compile, check and admit everything), the
-// lists are the packs' own, every built-in file it loads is the text the
+// trailwatch test and validate, compile, check and admit everything),
+// every built-in file it loads is the text the
 // snapshot was made from, and no other file defines a name (a list or
 // macro) that a built-in condition uses as an identifier (a `let`
 // variable, which substitution would replace).
 func (l *loader) useBuiltinExprs(files []File) bool {
-	if !l.skipTests || l.listsOverridden || builtinExprsOff {
+	if !l.skipTests || builtinExprsOff {
 		return false
 	}
 	for _, f := range files {
@@ -139,7 +139,7 @@ var builtinExprsOff bool
 // builtinCondition returns a lazy program for src, a condition of built-in
 // file f, when the load uses the snapshot and it has src; else nil.
 func (l *loader) builtinCondition(f File, src string) *program {
-	if !l.builtinExprs || !f.builtin {
+	if !l.builtinExprs || !f.builtin || l.names.usesOverridden(src) {
 		return nil
 	}
 	s := builtinExprOf(src)
@@ -159,18 +159,28 @@ func (l *loader) builtinCondition(f File, src string) *program {
 // here instead of lexing and parsing them, which was two fifths of
 // compiling one.
 type builtinTree struct {
-	src  string
-	node func() ast.Node
+	src   string
+	lists []string // the named lists it uses, itself or through macros
+	node  func() ast.Node
+}
+
+// builtinTreeAt returns the snapshot's entry for src, or nil.
+func builtinTreeAt(src string) *builtinTree {
+	i := sort.Search(len(builtinTrees), func(i int) bool { return builtinTrees[i].src >= src })
+	if i == len(builtinTrees) || builtinTrees[i].src != src {
+		return nil
+	}
+	return &builtinTrees[i]
 }
 
 // builtinTreeOf returns a fresh parse tree of src, a built-in expression,
 // or nil when the snapshot has none.
 func builtinTreeOf(src string) *parser.Tree {
-	i := sort.Search(len(builtinTrees), func(i int) bool { return builtinTrees[i].src >= src })
-	if i == len(builtinTrees) || builtinTrees[i].src != src {
+	t := builtinTreeAt(src)
+	if t == nil {
 		return nil
 	}
-	return &parser.Tree{Node: builtinTrees[i].node(), Source: file.NewSource(src)}
+	return &parser.Tree{Node: t.node(), Source: file.NewSource(src)}
 }
 
 // at places node at [from, to) in its expression's text (builtin_trees.go).

@@ -251,7 +251,7 @@ func (v *readsVisitor) Visit(node *ast.Node) {
 // compileCondition compiles a rule condition to a boolean program, with
 // the lists and macros of n (which may be nil).
 func compileCondition(src string, n *names) (*program, error) {
-	return compileConditionAs(src, n, n != nil && n.trusted)
+	return compileConditionAs(src, n, n != nil && n.trustedFor(src))
 }
 
 // compileConditionAs is compileCondition, the expression not admitted
@@ -268,7 +268,7 @@ func compileConditionAs(src string, n *names, trusted bool) (*program, error) {
 // compileValue compiles an expression whose value is rendered (summary
 // placeholders, dedup keys), with the lists and macros of n (or nil).
 func compileValue(src string, n *names) (*program, error) {
-	return compileValueAs(src, n, n != nil && n.trusted)
+	return compileValueAs(src, n, n != nil && n.trustedFor(src))
 }
 
 // compileValueAs is compileValue, the expression not admitted against the

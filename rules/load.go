@@ -245,9 +245,6 @@ var fileKeys = map[string]bool{"rules": true, "lists": true, "macros": true}
 // loader collects rules and problems across files.
 type loader struct {
 	skipTests bool
-	// listsOverridden: the load replaces lists the packs define
-	// (Options.Lists), so built-in expressions are admitted again.
-	listsOverridden bool
 	// builtinExprs: the built-in packs' conditions come from their
 	// snapshot and compile on first use (useBuiltinExprs).
 	builtinExprs bool
@@ -311,7 +308,7 @@ func LoadWith(opts Options, paths ...string) (*Set, error) {
 
 // loadFilesWith is LoadFiles with options.
 func loadFilesWith(files []File, opts Options) (*Set, error) {
-	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: opts.SkipTests, listsOverridden: len(opts.Lists) > 0}
+	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: opts.SkipTests}
 	// A load that reads the tests (validate, test) checks everything, the
 	// compile of each expression's bytecode included.
 	l.names.eagerCode = !opts.SkipTests
@@ -332,6 +329,7 @@ func loadFilesWith(files []File, opts Options) (*Set, error) {
 		}
 		l.names.lists[name] = normalizeList(values)
 	}
+	l.names.overridden = opts.Lists
 	l.builtinExprs = l.useBuiltinExprs(files)
 	l.names.builtinTrees = l.builtinExprs
 	l.names.checkMacros(l)
@@ -505,7 +503,7 @@ func (l *loader) rule(f File, n *yaml.Node) {
 		return
 	}
 	r := &Rule{Enabled: true, Pos: Position{File: f.Name, Line: n.Line, Column: n.Column}}
-	l.names.trusted = f.builtin && l.skipTests && !l.listsOverridden
+	l.names.trusted = f.builtin && l.skipTests
 	defer func() { l.names.trusted = false }()
 	var nodes ruleNodes
 	// The id first, so every later error can name the rule.

@@ -32,7 +32,8 @@ type names struct {
 	// compileExpr), for a load that checks everything.
 	eagerCode bool
 	// trusted: the expressions compiling now are a built-in pack's, in a
-	// load without tests whose lists are the packs' own (no overrides):
+	// load without tests (those that use no list the configuration
+	// replaces: trustedFor):
 	// the loads with tests (trailwatch test and validate, the package's
 	// tests) admit every one of them against the evaluation budget, with
 	// these same lists, so compileBounded skips admission (and the
@@ -42,6 +43,35 @@ type names struct {
 	// builtinTrees: take the parse trees of built-in expressions from
 	// their snapshot (builtinTreeOf), in a load that uses the snapshots.
 	builtinTrees bool
+	// overridden are the lists the configuration replaces (Options.Lists).
+	overridden map[string][]any
+}
+
+// usesOverridden reports whether src, a built-in expression, uses a list
+// the configuration replaces (itself or through macros), as the snapshot
+// of its tree records; an expression the snapshot lacks is taken to.
+// Such an expression is compiled and admitted as a user's is: the loads
+// with tests checked it with the packs' own lists only.
+func (n *names) usesOverridden(src string) bool {
+	if len(n.overridden) == 0 {
+		return false
+	}
+	t := builtinTreeAt(src)
+	if t == nil {
+		return true
+	}
+	for _, l := range t.lists {
+		if _, ok := n.overridden[l]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// trustedFor reports whether src, compiled now, is a built-in expression
+// that the loads with tests admitted as it stands (names.trusted).
+func (n *names) trustedFor(src string) bool {
+	return n.trusted && !n.usesOverridden(src)
 }
 
 type compiledValue struct {
@@ -54,7 +84,7 @@ type compiledValue struct {
 // names must be complete (every file's lists and macros, the overrides)
 // before the first call; programs are shared.
 func (n *names) compileValue(src string) (*program, error) {
-	if n.trusted {
+	if n.trustedFor(src) {
 		return n.lazyValue(src), nil
 	}
 	if c, ok := n.values[src]; ok {
@@ -68,12 +98,12 @@ func (n *names) compileValue(src string) (*program, error) {
 	return p, err
 }
 
-// lazyValue is lazyValue(src, n, n.trusted), once for each src.
+// lazyValue is lazyValue(src, n, n.trustedFor(src)), once for each src.
 func (n *names) lazyValue(src string) *program {
 	if p, ok := n.lazyValues[src]; ok {
 		return p
 	}
-	p := lazyValue(src, n, n.trusted)
+	p := lazyValue(src, n, n.trustedFor(src))
 	if n.lazyValues == nil {
 		n.lazyValues = make(map[string]*program, 128) // the built-in packs have some 130
 	}
@@ -195,7 +225,7 @@ func (l *loader) macros(f File, n *yaml.Node) {
 func (n *names) checkMacros(l *loader) {
 	for _, name := range n.macroList {
 		m := n.macros[name]
-		if m.f.builtin && l.builtinExprs {
+		if m.f.builtin && l.builtinExprs && !n.usesOverridden(m.src) {
 			// The snapshot's conditions were compiled with it: it
 			// compiles (TestBuiltinExprs).
 			continue
