@@ -89,7 +89,7 @@ func generateBuiltinExprs() ([]byte, error) {
 			}
 		}
 	}
-	idents, err := builtinIdents(files)
+	idents, err := builtinIdents()
 	if err != nil {
 		return nil, err
 	}
@@ -144,10 +144,10 @@ var builtinExprFiles = []builtinFileSum{
 
 // builtinIdents returns every identifier in the built-in packs' conditions
 // (when, except) and macros, as written (before substitution), sorted.
-func builtinIdents(files []File) ([]string, error) {
-	l := &loader{ids: map[string]Position{}, names: newNames(), skipTests: true}
-	for _, f := range files {
-		l.file(f)
+func builtinIdents() ([]string, error) {
+	l, err := builtinFilesRead()
+	if err != nil {
+		return nil, err
 	}
 	var srcs []string
 	for _, m := range l.names.macros {
