@@ -438,3 +438,29 @@ func TestNameTable(t *testing.T) {
 		}
 	}
 }
+
+// TestNameTableTags: every name filed is found with its rules, and a
+// million names that are not (among them, by chance, some with a filed
+// name's 16-bit tag on their probe path) are not.
+func TestNameTableTags(t *testing.T) {
+	byName := map[string][]*Rule{}
+	for i := range 3000 {
+		name := fmt.Sprintf("Name%dCall", i*7919)
+		byName[name] = []*Rule{{ID: name}}
+	}
+	tab := newNameTable(byName)
+	for name, rules := range byName {
+		if got := tab.get(name); len(got) != 1 || got[0] != rules[0] {
+			t.Fatalf("get(%q) = %v, want its rule", name, got)
+		}
+	}
+	for i := range 1000000 {
+		name := fmt.Sprintf("Other%dCall", i)
+		if got := tab.get(name); got != nil {
+			t.Fatalf("get(%q) = %v, want none", name, got)
+		}
+	}
+	if got := tab.get(""); got != nil {
+		t.Fatalf(`get("") = %v`, got)
+	}
+}
