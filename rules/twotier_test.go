@@ -163,6 +163,24 @@ func FuzzTwoTier(f *testing.F) {
 // TestLazyFieldsRead checks which lazy fields a condition decodes: those it
 // names, all of them through $env, and none for a header-only one or one
 // whose Go form reads a map's member from the record's bytes.
+// evalHeader evaluates the condition cond on rec decoded by DecodeHeader,
+// wants it true, and returns the event as the evaluation left it.
+func evalHeader(t *testing.T, cond string, rec []byte) *cloudtrail.Event {
+	t.Helper()
+	c, err := CompileCondition(cond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := new(cloudtrail.Event)
+	if _, err := cloudtrail.DecodeHeader(ev, rec); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Eval(ev); !ok || err != nil {
+		t.Fatalf("Eval(%s) = %v, %v; want true", cond, ok, err)
+	}
+	return ev
+}
+
 func TestLazyFieldsRead(t *testing.T) {
 	rec := []byte(`{"eventVersion":"1.08","eventID":"e","eventName":"PutBucketPolicy","userIdentity":{"type":"Root","sessionContext":{"sessionIssuer":{"arn":"x"}}},
 		"requestParameters":{"bucketName":"b"},"responseElements":{"ok":true},"resources":[{"ARN":"arn:aws:s3:::b"}],"additionalEventData":{"a":1}}`)
@@ -178,17 +196,7 @@ func TestLazyFieldsRead(t *testing.T) {
 		{`$env.eventName == "PutBucketPolicy"`, []string{"requestParameters", "responseElements", "additionalEventData", "resources"}},
 	} {
 		t.Run(tt.cond, func(t *testing.T) {
-			c, err := CompileCondition(tt.cond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ev cloudtrail.Event
-			if _, err := cloudtrail.DecodeHeader(&ev, rec); err != nil {
-				t.Fatal(err)
-			}
-			if ok, err := c.Eval(&ev); !ok || err != nil {
-				t.Fatalf("Eval = %v, %v; want true", ok, err)
-			}
+			ev := evalHeader(t, tt.cond, rec)
 			var got []string
 			if ev.RequestParameters != nil {
 				got = append(got, "requestParameters")

@@ -138,17 +138,12 @@ func (s *anyScanner) decodeString() (string, error) {
 // checked is an object or null, as encoding/json decodes it into *dst: null
 // makes the map nil, an object's members are set in the map (made if nil).
 func decodeMapInto(dst *map[string]any, data []byte) error {
-	s := anyScanner{Scanner: jsonscan.Scanner{Data: data}}
-	s.WS()
-	if s.Lit("null") {
-		*dst = nil
+	s, object := openMap(dst, data)
+	if !object {
+		if s.I < 0 {
+			return errIrregular
+		}
 		return nil
-	}
-	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
-		return errIrregular
-	}
-	if *dst == nil {
-		*dst = map[string]any{}
 	}
 	if err := s.decodeObjectInto(*dst); err != nil {
 		return err
@@ -160,6 +155,27 @@ func decodeMapInto(dst *map[string]any, data []byte) error {
 	return nil
 }
 
+// openMap starts decoding data, a map field's value that the header scan
+// checked is an object or null, into *dst: null makes the map nil (object
+// false), an object makes it if nil and leaves s at its '{' (object true);
+// anything else leaves s.I at -1.
+func openMap(dst *map[string]any, data []byte) (s anyScanner, object bool) {
+	s = anyScanner{Scanner: jsonscan.Scanner{Data: data}}
+	s.WS()
+	if s.Lit("null") {
+		*dst = nil
+		return s, false
+	}
+	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
+		s.I = -1
+		return s, false
+	}
+	if *dst == nil {
+		*dst = map[string]any{}
+	}
+	return s, true
+}
+
 // decodeMembersInto is decodeMapInto for the members named keys only
 // (Event.NeedMembers): null makes the map nil, an object makes it (if nil)
 // and sets those of keys it holds, each to its last value, decoded as
@@ -168,17 +184,9 @@ func decodeMapInto(dst *map[string]any, data []byte) error {
 // outside ASCII (it could decode to one of keys) or data is not what the
 // header scan checked: the caller then decodes the map whole.
 func decodeMembersInto(dst *map[string]any, data []byte, keys []string) bool {
-	s := anyScanner{Scanner: jsonscan.Scanner{Data: data}}
-	s.WS()
-	if s.Lit("null") {
-		*dst = nil
-		return true
-	}
-	if s.I >= len(s.Data) || s.Data[s.I] != '{' {
-		return false
-	}
-	if *dst == nil {
-		*dst = map[string]any{}
+	s, object := openMap(dst, data)
+	if !object {
+		return s.I >= 0
 	}
 	s.I++
 	s.WS()
