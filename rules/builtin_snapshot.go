@@ -97,7 +97,9 @@ func builtinExprOf(src string) *builtinExpr {
 // every built-in file it loads is the text the
 // snapshot was made from, and no other file defines a name (a list or
 // macro) that a built-in condition uses as an identifier (a `let`
-// variable, which substitution would replace).
+// variable: substitution leaves those alone, so such a load gives the same
+// rules, but it compiles from source rather than trust a snapshot made
+// without that name).
 func (l *loader) useBuiltinExprs(files []File) bool {
 	if !l.skipTests || builtinExprsOff {
 		return false

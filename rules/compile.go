@@ -376,7 +376,7 @@ func compile(src string, n *names, asBool, budget bool) (*program, error) {
 		}
 	}
 	if n != nil {
-		ast.Walk(&tree.Node, &expander{names: n})
+		(&expander{names: n}).expand(&tree.Node)
 	}
 	nilSafe, missing, bounds := &nilSafeMembers{}, &missingStrings{}, &budgetPatch{}
 	patches := []struct {

@@ -244,15 +244,45 @@ func (n *names) checkMacros(l *loader) {
 }
 
 // expander replaces identifiers naming a list with the list's constant
-// value and identifiers naming a macro with the macro's expression.
+// value and identifiers naming a macro with the macro's expression, except
+// where they name a `let` variable: in `let doc = ...; body`, doc in body
+// is the variable, whatever lists and macros are called.
 type expander struct {
 	names *names
 	stack []string
+	bound map[*ast.IdentifierNode]bool // uses of let variables
 }
+
+// expand substitutes the lists and macros in the tree at node.
+func (e *expander) expand(node *ast.Node) {
+	ast.Walk(node, visitFunc(func(n *ast.Node) {
+		v, ok := (*n).(*ast.VariableDeclaratorNode)
+		if !ok {
+			return
+		}
+		// Every identifier named v.Name in its body refers to v or to an
+		// inner let of the same name: to a variable either way. Those in
+		// v.Value refer to what the name meant outside.
+		ast.Walk(&v.Expr, visitFunc(func(m *ast.Node) {
+			if id, ok := (*m).(*ast.IdentifierNode); ok && id.Value == v.Name {
+				if e.bound == nil {
+					e.bound = map[*ast.IdentifierNode]bool{}
+				}
+				e.bound[id] = true
+			}
+		}))
+	}))
+	ast.Walk(node, e)
+}
+
+// visitFunc is an ast.Visitor made of a function.
+type visitFunc func(*ast.Node)
+
+func (f visitFunc) Visit(n *ast.Node) { f(n) }
 
 func (e *expander) Visit(node *ast.Node) {
 	id, ok := (*node).(*ast.IdentifierNode)
-	if !ok {
+	if !ok || e.bound[id] {
 		return
 	}
 	if l, ok := e.names.lists[id.Value]; ok {
@@ -281,7 +311,7 @@ func (e *expander) Visit(node *ast.Node) {
 		}
 	}
 	e.stack = append(e.stack, id.Value)
-	ast.Walk(&tree.Node, e)
+	e.expand(&tree.Node)
 	e.stack = e.stack[:len(e.stack)-1]
 	ast.Patch(node, tree.Node)
 }

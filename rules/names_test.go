@@ -173,3 +173,38 @@ rules:
 		}
 	}
 }
+
+// TestLetVariablesAreNotSubstituted: a list or macro named like a `let`
+// variable leaves the variable alone. Substitution replaces names that
+// refer to lists and macros; inside `let p = ...; body`, p in body refers
+// to the variable (the built-in packs' conditions use doc, acct, from and
+// to), and the initializer still sees the list.
+func TestLetVariablesAreNotSubstituted(t *testing.T) {
+	const src = `lists:
+  p: [x]
+  ports: [22]
+macros:
+  acct: recipientAccountId == "999999999999"
+rules:
+  - id: let-shadows-list
+    title: t
+    severity: low
+    when: (let p = eventName; p == "RunInstances") && "x" in p
+  - id: let-shadows-macro
+    title: t
+    severity: low
+    when: let acct = recipientAccountId; acct == "111122223333" && !(let x = 1; acct == "999999999999")
+  - id: nested
+    title: t
+    severity: low
+    when: let q = ports; (let p = q; 22 in p) && p[0] == "x"
+`
+	set, err := loadFilesWith([]File{{Name: "l.yaml", Data: []byte(src)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := matchIDs(t, set, `{"eventVersion":"1","eventName":"RunInstances","recipientAccountId":"111122223333"}`)
+	if got != "let-shadows-list,let-shadows-macro,nested" {
+		t.Errorf("matched %q, want all three rules: a let variable was replaced by the list or macro of its name", got)
+	}
+}
