@@ -71,7 +71,8 @@ func advise(n int, withBallast bool) (lo, hi uintptr, ballast []byte, err error)
 	if len(ballast) > 0 {
 		fresh = uintptr(unsafe.Pointer(unsafe.SliceData(ballast)))
 	}
-	lo, hi = heapMapping(fresh, p+uintptr(n))
+	lo, hi = heapMapping(uintptr(unsafe.Pointer(unsafe.SliceData(os.Args))), fresh, p+uintptr(n))
+	lo = heapBegunBelow(lo)
 	if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, syscall.MADV_HUGEPAGE); e != 0 && e != syscall.ENOMEM {
 		err = e
 	}
@@ -130,19 +131,59 @@ func setGCPercent(percent int32) int32
 
 // heapMapping returns the part of the heap mapping from the 4 MiB chunk
 // holding the heap's first pages to the end of the chunk holding the
-// block's last byte, given fresh, the first of the two objects advise
-// allocates (the top of the heap before them, in the chunk the heap began
-// in), and top, the block's end. The runtime maps the heap in chunks of
-// pallocChunkBytes (4 MiB), aligned, one after the other: they make one
-// mapping, and with them the runtime and package initialisation's heap
-// (well under a chunk). Computing it saves reading /proc/self/maps, the
-// slowest step here; TestHeapMappingIsOneMapping checks it against the
+// block's last byte, given first, an object allocated early (os.Args'
+// backing array, made as package os initialises: in the heap's first
+// pages), fresh, the first of the two objects advise allocates (the top
+// of the heap before them), and top, the block's end. The runtime maps the
+// heap in chunks of pallocChunkBytes (4 MiB), aligned, one after the
+// other: they make one mapping, and with them the runtime and package
+// initialisation's heap (well under a chunk). The heap does not begin at
+// a chunk's start, though: Go 1.26 (without -race) starts it at a random
+// page of its first chunk, so the few megabytes allocated before advise
+// can cross into the next chunk, and the chunk below fresh is then not the
+// heap's first; hence first. A first that is not a little below fresh
+// (not in the heap: an empty os.Args is the runtime's zero-size base) is
+// not used. Computing the range saves reading /proc/self/maps, the
+// slowest step here; TestInit (coverage) checks it against the
 // file. If a runtime mapped smaller chunks, the range could run into the
 // arena's reserved, unmapped rest: madvise then advises the mapped part
 // and reports ENOMEM, which advise ignores.
-func heapMapping(fresh, top uintptr) (lo, hi uintptr) {
-	return (fresh - 1) &^ (heapChunk - 1), (top + heapChunk - 1) &^ (heapChunk - 1)
+func heapMapping(first, fresh, top uintptr) (lo, hi uintptr) {
+	lo = (fresh - 1) &^ (heapChunk - 1)
+	if first != 0 && first < lo && lo-first < heapArena {
+		lo = first &^ (heapChunk - 1)
+	}
+	return lo, (top + heapChunk - 1) &^ (heapChunk - 1)
+}
+
+// heapBegunBelow returns lo, the start of a chunk holding the heap's
+// first objects, or the chunk below it when the heap began there: the
+// runtime's own first allocations (before package os initialises) lie
+// below os.Args', and the heap may have begun a few pages before the end
+// of that chunk. That chunk is taken when its last huge page has resident
+// pages (mincore) and it lies in the same arena as lo, whose reservation
+// is mapped whole (the part below the heap without access, never
+// resident), so the range never runs into another mapping.
+func heapBegunBelow(lo uintptr) uintptr {
+	if lo%heapArena == 0 {
+		return lo
+	}
+	var vec [hugePage / 4096]byte
+	resident := vec[:hugePage/os.Getpagesize()]
+	if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, lo-hugePage, hugePage, uintptr(unsafe.Pointer(&resident[0]))); e != 0 {
+		return lo
+	}
+	for _, r := range resident {
+		if r&1 != 0 {
+			return lo - heapChunk
+		}
+	}
+	return lo
 }
 
 // heapChunk is the runtime's pallocChunkBytes.
 const heapChunk = 4 << 20
+
+// heapArena is the runtime's heapArenaBytes (linux/amd64, arm64): the
+// heap before advise lies well within one arena's span below fresh.
+const heapArena = 64 << 20

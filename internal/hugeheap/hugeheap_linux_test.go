@@ -323,3 +323,30 @@ func hex(b []byte) (v uintptr, rest []byte, ok bool) {
 	}
 	return v, nil, i > 0
 }
+
+// TestHeapMappingStartsAtTheHeapsFirstChunk: the heap does not begin at a
+// chunk's start (Go 1.26 starts it at a random page of its first chunk,
+// without -race), so the few megabytes before advise may cross into the
+// next chunk: the advised range must still start at the chunk holding the
+// heap's first pages (first), not at the one below fresh. A first that is
+// not in the heap a little below fresh (an empty os.Args points at the
+// runtime's zero-size base) is ignored.
+func TestHeapMappingStartsAtTheHeapsFirstChunk(t *testing.T) {
+	const base = uintptr(0x3768f8000000) // a chunk boundary
+	for _, tt := range []struct {
+		name              string
+		first, fresh, top uintptr
+		wantLo, wantHi    uintptr
+	}{
+		{"heap within one chunk", base + 0x1000, base + 0x200000, base + 0x200000 + Size, base, base + 0x200000 + Size + 0x200000},
+		{"heap crossing into the next chunk", base + 0x3f0000, base + heapChunk + 0x180000, base + heapChunk + 0x180000 + Size, base, base + 2*heapChunk + Size},
+		{"fresh at a chunk's start", base + 0x3f0000, base + heapChunk, base + heapChunk + Size, base, base + heapChunk + Size},
+		{"first not in the heap", 0x5a0000, base + heapChunk + 0x180000, base + heapChunk + 0x180000 + Size, base + heapChunk, base + 2*heapChunk + Size},
+		{"no first", 0, base + heapChunk + 0x180000, base + heapChunk + 0x180000 + Size, base + heapChunk, base + 2*heapChunk + Size},
+	} {
+		lo, hi := heapMapping(tt.first, tt.fresh, tt.top)
+		if lo != tt.wantLo || hi != tt.wantHi {
+			t.Errorf("%s: heapMapping(%#x, %#x, %#x) = [%#x, %#x), want [%#x, %#x)", tt.name, tt.first, tt.fresh, tt.top, lo, hi, tt.wantLo, tt.wantHi)
+		}
+	}
+}
